@@ -1,0 +1,75 @@
+"""Aggregates (QoS resource pools) and the per-link book of what they reserve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable, Iterator, Mapping
+
+from .admission import ServiceLevel
+from .network import Hop, Topology
+
+EF = 46
+ALL_LEVELS = frozenset(ServiceLevel)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A bandwidth pool reserved between two communities along a path, before any call.
+
+    ``size_kbps`` is reserved in each direction on every hop of ``path`` (from the edge
+    of ``communities[0]`` to the edge of ``communities[1]``). ``tag`` is the aggregate
+    tag (VLAN VID) the core forwards on; ``dscp`` the per-hop class it is marked with.
+    """
+
+    id: str
+    communities: tuple[str, str]
+    size_kbps: int
+    path: tuple[str, ...]
+    tag: int
+    dscp: int = EF
+    priority: int = 0
+    levels: frozenset[ServiceLevel] = ALL_LEVELS
+    preemption: bool = False
+
+    def hops(self) -> Iterator[Hop]:
+        for here, there in zip(self.path, self.path[1:]):
+            yield here, there
+            yield there, here
+
+    def joins(self, a: str, b: str) -> bool:
+        return {a, b} == set(self.communities) if a != b else self.communities == (a, a)
+
+    def resized(self, size_kbps: int, path: tuple[str, ...]) -> "Aggregate":
+        return replace(self, size_kbps=size_kbps, path=path)
+
+
+class CapacityBook:
+    """Reserved kbit/s per link direction; never more than the link's reservable share."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self._reserved: dict[Hop, int] = {hop: 0 for hop in topology.hops()}
+
+    def reserved(self, hop: Hop) -> int:
+        return self._reserved[hop]
+
+    def residual(self, hop: Hop, own: Aggregate | None = None) -> int:
+        """What is still reservable on ``hop``, counting ``own``'s reservation as free."""
+        free = self.topology.reservable(hop) - self._reserved[hop]
+        if own is not None and hop in set(own.hops()):
+            free += own.size_kbps
+        return free
+
+    def fits(self, hops: Iterable[Hop], kbps: int, own: Aggregate | None = None) -> bool:
+        return all(self.residual(hop, own) >= kbps for hop in hops)
+
+    def add(self, aggregate: Aggregate) -> None:
+        for hop in aggregate.hops():
+            self._reserved[hop] += aggregate.size_kbps
+
+    def remove(self, aggregate: Aggregate) -> None:
+        for hop in aggregate.hops():
+            self._reserved[hop] -= aggregate.size_kbps
+
+    def snapshot(self) -> Mapping[Hop, int]:
+        return dict(self._reserved)
