@@ -1,0 +1,478 @@
+"""The configuration file: one YAML document, validated strictly.
+
+Every error names the path of the offending key, e.g.
+``communities[1].prefixes[0]: not an IP prefix: '10.0.0/33'``. Unknown keys are errors
+(a typo never silently falls back to a default).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, TypeVar
+
+import yaml
+
+from .core.admission import ServiceLevel
+from .core.aggregate import ALL_LEVELS, EF
+from .core.codec import STANDARD_CODECS, Codec, CodecPolicy, Layer, MediaClass
+from .core.errors import MamError
+from .core.flowplan import PlanOptions
+from .core.manager import ManagerSettings, MediaAggregationManager
+from .core.network import Community, Link, Switch, Terminal, Topology
+from .core.store import Ledger
+
+T = TypeVar("T")
+
+
+class ConfigError(MamError):
+    """A configuration value is wrong; ``path`` names the key (``links[2].b_port``)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message, field=path or "(top)")
+        self.path = path
+
+
+@dataclass(frozen=True)
+class AggregateSpec:
+    id: str
+    communities: tuple[str, str]
+    size_kbps: int
+    dscp: int = EF
+    priority: int = 0
+    levels: frozenset[ServiceLevel] = ALL_LEVELS
+    preemption: bool = False
+    path: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    max_body_bytes: int = 65536
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    enabled: bool = False
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 5060
+    transports: tuple[str, ...] = ("udp", "tcp")
+    routes: tuple[tuple[str, str], ...] = ()
+    emergency_numbers: tuple[str, ...] = ("911", "112")
+    timer_c_s: float = 180.0
+    max_message_bytes: int = 65536
+
+
+@dataclass(frozen=True)
+class DataplaneConfig:
+    discovery: bool = False
+    class_mode: str = "tc"          # "tc" (userspace OVS), "ovsdb" (set_queue honoured), "none"
+    barrier_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    topology: Topology
+    settings: ManagerSettings
+    aggregates: tuple[AggregateSpec, ...] = ()
+    api: ApiConfig = field(default_factory=ApiConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
+    dataplane: DataplaneConfig = field(default_factory=DataplaneConfig)
+    store_path: str | None = None
+
+
+# --- the small validation toolkit ------------------------------------------------------
+
+class _Node:
+    """A mapping being read; remembers which keys were used so leftovers are errors."""
+
+    def __init__(self, value: Any, path: str) -> None:
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"expected a mapping, got {_kind(value)}")
+        self.value, self.path, self.used = value, path, set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, convert: Callable[[Any, str], T], default: Any = ...) -> T:
+        self.used.add(name)
+        if name not in self.value or self.value[name] is None:
+            if default is ...:
+                raise ConfigError(self.key(name), "is required")
+            return default
+        return convert(self.value[name], self.key(name))
+
+    def done(self) -> None:
+        unknown = sorted(set(map(str, self.value)) - self.used)
+        if unknown:
+            raise ConfigError(self.key(unknown[0]), f"unknown key (expected one of: {', '.join(sorted(self.used))})")
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _str(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(path, f"expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"expected true or false, got {value!r}")
+    return value
+
+
+def _int(low: int, high: int) -> Callable[[Any, str], int]:
+    def convert(value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, f"expected an integer, got {value!r}")
+        if not low <= value <= high:
+            raise ConfigError(path, f"must be between {low} and {high}, got {value}")
+        return value
+    return convert
+
+
+def _number(low: float, high: float) -> Callable[[Any, str], float]:
+    def convert(value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, f"expected a number, got {value!r}")
+        if not low <= value <= high:
+            raise ConfigError(path, f"must be between {low} and {high}, got {value}")
+        return float(value)
+    return convert
+
+
+def _list(item: Callable[[Any, str], T], *, min_items: int = 0) -> Callable[[Any, str], tuple[T, ...]]:
+    def convert(value: Any, path: str) -> tuple[T, ...]:
+        if not isinstance(value, list):
+            raise ConfigError(path, f"expected a list, got {_kind(value)}")
+        if len(value) < min_items:
+            raise ConfigError(path, f"needs at least {min_items} item(s)")
+        return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
+    return convert
+
+
+def _choice(*options: str) -> Callable[[Any, str], str]:
+    def convert(value: Any, path: str) -> str:
+        text = _str(value, path).lower()
+        if text not in options:
+            raise ConfigError(path, f"must be one of {', '.join(options)}, got {value!r}")
+        return text
+    return convert
+
+
+def _prefix(value: Any, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(str(value), strict=False)
+    except ValueError:
+        raise ConfigError(path, f"not an IP prefix: {value!r}") from None
+
+
+def _ip(value: Any, path: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(str(value))
+    except ValueError:
+        raise ConfigError(path, f"not an IP address: {value!r}") from None
+
+
+def _dpid(value: Any, path: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 64:
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.replace(":", ""), 16)
+        except ValueError:
+            pass
+    raise ConfigError(path, f"not a datapath id (integer or hex like 00:00:00:00:00:00:00:01): {value!r}")
+
+
+def _mac(value: Any, path: str) -> str:
+    text = _str(value, path).lower()
+    parts = text.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
+        raise ConfigError(path, f"not a MAC address: {value!r}")
+    return text
+
+
+def _hostport(value: Any, path: str) -> str:
+    text = _str(value, path)
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(path, f"expected host:port, got {value!r}")
+    return text
+
+
+# --- sections ---------------------------------------------------------------------------
+
+def _switch(value: Any, path: str) -> Switch:
+    node = _Node(value, path)
+    switch = Switch(node.get("name", _str), node.get("dpid", _dpid))
+    node.done()
+    return switch
+
+
+def _link(value: Any, path: str) -> Link:
+    node = _Node(value, path)
+    port = _int(1, 0xFFFFFF00)
+    a, a_port = node.get("a", _str), node.get("a_port", port)
+    b, b_port = node.get("b", _str), node.get("b_port", port)
+    capacity = node.get("capacity_kbps", _int(1, 10 ** 9))
+    share = node.get("reservable", _number(0.0, 1.0), None)
+    reservable = node.get("reservable_kbps", _int(0, 10 ** 9), None)
+    node.done()
+    if share is not None and reservable is not None:
+        raise ConfigError(node.key("reservable"), "give reservable (a share) or reservable_kbps, not both")
+    if reservable is None:
+        reservable = int(capacity * (0.5 if share is None else share))
+    if reservable > capacity:
+        raise ConfigError(node.key("reservable_kbps"), f"{reservable} exceeds capacity_kbps {capacity}")
+    if a == b:
+        raise ConfigError(node.key("b"), "a link joins two different switches")
+    return Link(a, a_port, b, b_port, capacity, reservable)
+
+
+def _terminal(value: Any, path: str) -> Terminal:
+    node = _Node(value, path)
+    terminal = Terminal(node.get("ip", _ip), node.get("port", _int(1, 0xFFFFFF00)), node.get("mac", _mac, None))
+    node.done()
+    return terminal
+
+
+def _community(value: Any, path: str) -> Community:
+    node = _Node(value, path)
+    community = Community(
+        name=node.get("name", _str),
+        edge=node.get("edge", _str),
+        access_ports=node.get("access_ports", _list(_int(1, 0xFFFFFF00), min_items=1)),
+        prefixes=node.get("prefixes", _list(_prefix, min_items=1)),
+        domains=tuple(d.lower() for d in node.get("domains", _list(_str), ())),
+        terminals=node.get("terminals", _list(_terminal), ()),
+    )
+    node.done()
+    return community
+
+
+def _levels(value: Any, path: str) -> frozenset[ServiceLevel]:
+    def level(item: Any, item_path: str) -> ServiceLevel:
+        try:
+            return ServiceLevel.parse(_str(item, item_path))
+        except ValueError as error:
+            raise ConfigError(item_path, str(error)) from None
+    return frozenset(_list(level, min_items=1)(value, path))
+
+
+def _aggregate(value: Any, path: str) -> AggregateSpec:
+    node = _Node(value, path)
+    between = node.get("between", _list(_str, min_items=2))
+    if len(between) != 2 or between[0] == between[1]:
+        raise ConfigError(node.key("between"), "must name exactly two different communities")
+    spec = AggregateSpec(
+        id=node.get("id", _str),
+        communities=(between[0], between[1]),
+        size_kbps=node.get("size_kbps", _int(1, 10 ** 9)),
+        dscp=node.get("dscp", _int(0, 63), EF),
+        priority=node.get("priority", _int(-1000, 1000), 0),
+        levels=node.get("levels", _levels, ALL_LEVELS),
+        preemption=node.get("preemption", _bool, False),
+        path=node.get("path", _list(_str, min_items=1), None),
+    )
+    node.done()
+    return spec
+
+
+def _codec(value: Any, path: str) -> Codec:
+    node = _Node(value, path)
+    codec = Codec(
+        name=node.get("name", _str).lower(),
+        bitrate_bps=node.get("bitrate_bps", _int(1, 10 ** 8)),
+        default_ptime_ms=node.get("ptime_ms", _int(1, 1000), 20),
+        payload_type=node.get("payload_type", _int(0, 127), None),
+        clock_rate=node.get("clock_rate", _int(1000, 192000), 8000),
+        media_class=MediaClass(node.get("media_class", _choice(*(m.value for m in MediaClass)), "voice")),
+    )
+    node.done()
+    return codec
+
+
+def _policy(value: Any, path: str) -> CodecPolicy:
+    node = _Node(value, path)
+    custom = node.get("custom", _list(_codec), ())
+    layer = Layer(node.get("layer", _choice(*(l.value for l in Layer)), "ethernet"))
+    tag_bytes = node.get("tag_bytes", _int(0, 64), None)
+    codecs = {c.name: c for c in STANDARD_CODECS} | {c.name: c for c in custom}
+    allowed = node.get("allowed", _list(_str, min_items=1), None)
+    node.done()
+    if allowed is not None:
+        for i, name in enumerate(allowed):
+            if name.lower() not in codecs:
+                raise ConfigError(f"{node.key('allowed')}[{i}]",
+                                  f"unknown codec {name!r} (known: {', '.join(sorted(codecs))})")
+    kwargs: dict[str, Any] = {"codecs": tuple(codecs.values()), "layer": layer,
+                              "allowed": None if allowed is None else frozenset(a.lower() for a in allowed)}
+    if tag_bytes is not None:
+        kwargs["tag_bytes"] = tag_bytes
+    return CodecPolicy(**kwargs)
+
+
+def _dataplane(value: Any, path: str) -> tuple[DataplaneConfig, PlanOptions]:
+    node = _Node(value, path)
+    config = DataplaneConfig(
+        discovery=node.get("discovery", _bool, False),
+        class_mode=node.get("class_mode", _choice("tc", "ovsdb", "none"), "tc"),
+        barrier_timeout_s=node.get("barrier_timeout_s", _number(0.1, 60.0), 5.0),
+    )
+    plan = PlanOptions(
+        pcp=node.get("pcp", _int(0, 7), 5),
+        use_set_queue=node.get("set_queue", _bool, False),
+        queue_id=node.get("queue_id", _int(0, 0xFFFFFFFE), 1),
+        call_idle_timeout_s=node.get("call_idle_timeout_s", _int(0, 65535), 60),
+        meter_burst_ms=node.get("meter_burst_ms", _int(1, 10000), 100),
+    )
+    node.done()
+    return config, plan
+
+
+def _api(value: Any, path: str) -> ApiConfig:
+    node = _Node(value, path)
+    api = ApiConfig(host=node.get("host", _str, "127.0.0.1"), port=node.get("port", _int(1, 65535), 8080),
+                    token=node.get("token", _str, None),
+                    max_body_bytes=node.get("max_body_bytes", _int(256, 16 * 2 ** 20), 65536))
+    node.done()
+    return api
+
+
+def _sip(value: Any, path: str) -> SipConfig:
+    node = _Node(value, path)
+    listen = node.get("listen", _hostport, "127.0.0.1:5060")
+    host, _, port = listen.rpartition(":")
+    routes_node = node.get("routes", lambda v, p: _Node(v, p), None)
+    routes: tuple[tuple[str, str], ...] = ()
+    if routes_node is not None:
+        routes = tuple((str(k).lower(), _hostport(v, routes_node.key(str(k)))) for k, v in routes_node.value.items())
+    sip = SipConfig(
+        enabled=node.get("enabled", _bool, True),
+        listen_host=host, listen_port=int(port),
+        transports=node.get("transports", _list(_choice("udp", "tcp"), min_items=1), ("udp", "tcp")),
+        routes=routes,
+        emergency_numbers=tuple(str(n) for n in node.get("emergency_numbers", _list(_str_or_int), ("911", "112"))),
+        timer_c_s=node.get("timer_c_s", _number(1.0, 3600.0), 180.0),
+        max_message_bytes=node.get("max_message_bytes", _int(1024, 2 ** 20), 65536),
+    )
+    node.done()
+    return sip
+
+
+def _str_or_int(value: Any, path: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _str(value, path)
+
+
+# --- entry points -----------------------------------------------------------------------
+
+def parse_config(document: Any) -> Config:
+    """Validate an already-loaded YAML document."""
+    root = _Node(document, "")
+    topo = root.get("topology", lambda v, p: _Node(v, p))
+    switches = topo.get("switches", _list(_switch, min_items=1))
+    links = topo.get("links", _list(_link), ())
+    topo.done()
+    communities = root.get("communities", _list(_community), ())
+    aggregates = root.get("aggregates", _list(_aggregate), ())
+    policy = root.get("codecs", _policy, CodecPolicy())
+    dataplane, plan = root.get("dataplane", _dataplane, (DataplaneConfig(), PlanOptions()))
+    api = root.get("api", _api, ApiConfig())
+    sip = root.get("sip", _sip, SipConfig())
+    store = root.get("store", _str, None)
+    root.done()
+
+    _check_references(switches, links, communities, aggregates)
+    try:
+        topology = Topology(switches, links, communities)
+    except MamError as error:
+        raise ConfigError(error.field or "topology", error.message) from None
+    settings = ManagerSettings(policy=policy, plan=plan,
+                               reserved_dscps=tuple(sorted({EF} | {a.dscp for a in aggregates})))
+    return Config(topology, settings, aggregates, api, sip, dataplane, store)
+
+
+def _check_references(switches: Iterable[Switch], links: Iterable[Link], communities: Iterable[Community],
+                      aggregates: Iterable[AggregateSpec]) -> None:
+    names: dict[str, int] = {}
+    dpids: dict[int, int] = {}
+    for i, switch in enumerate(switches):
+        if switch.name in names:
+            raise ConfigError(f"topology.switches[{i}].name", f"duplicate switch {switch.name!r}")
+        if switch.dpid in dpids:
+            raise ConfigError(f"topology.switches[{i}].dpid", f"dpid {switch.dpid} already used by another switch")
+        names[switch.name], dpids[switch.dpid] = i, i
+    used_ports: dict[tuple[str, int], str] = {}
+    for i, link in enumerate(links):
+        for end, port in (("a", link.a_port), ("b", link.b_port)):
+            switch = link.a if end == "a" else link.b
+            if switch not in names:
+                raise ConfigError(f"topology.links[{i}].{end}", f"unknown switch {switch!r}")
+            where = f"topology.links[{i}].{end}_port"
+            if (switch, port) in used_ports:
+                raise ConfigError(where, f"port {port} of {switch} is already used by {used_ports[switch, port]}")
+            used_ports[switch, port] = where
+    seen: set[str] = set()
+    for i, community in enumerate(communities):
+        if community.name in seen:
+            raise ConfigError(f"communities[{i}].name", f"duplicate community {community.name!r}")
+        seen.add(community.name)
+        if community.edge not in names:
+            raise ConfigError(f"communities[{i}].edge", f"unknown switch {community.edge!r}")
+        for j, port in enumerate(community.access_ports):
+            if (community.edge, port) in used_ports:
+                raise ConfigError(f"communities[{i}].access_ports[{j}]",
+                                  f"port {port} of {community.edge} is a link port ({used_ports[community.edge, port]})")
+        for j, terminal in enumerate(community.terminals):
+            if terminal.port not in community.access_ports:
+                raise ConfigError(f"communities[{i}].terminals[{j}].port", "not one of the community's access_ports")
+    ids: set[str] = set()
+    for i, aggregate in enumerate(aggregates):
+        if aggregate.id in ids:
+            raise ConfigError(f"aggregates[{i}].id", f"duplicate aggregate {aggregate.id!r}")
+        ids.add(aggregate.id)
+        for j, name in enumerate(aggregate.communities):
+            if name not in seen:
+                raise ConfigError(f"aggregates[{i}].between[{j}]", f"unknown community {name!r}")
+
+
+def load_config(path: str) -> Config:
+    """Read and validate a configuration file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+    except OSError as error:
+        raise ConfigError("", f"cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("", f"{path} is not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    return parse_config(document)
+
+
+def build_manager(config: Config, ledger: Ledger | None = None) -> MediaAggregationManager:
+    """A manager restored from ``ledger`` with the configured aggregates present.
+
+    A configured aggregate already in the ledger is kept as stored (its calls ride on);
+    a missing one is created. Capacity errors name the aggregate's config entry."""
+    manager = MediaAggregationManager(config.topology, config.settings, ledger)
+    existing = {a.id for a in manager.aggregates()}
+    for i, spec in enumerate(config.aggregates):
+        if spec.id in existing:
+            continue
+        try:
+            manager.create_aggregate(spec.id, *spec.communities, spec.size_kbps, dscp=spec.dscp,
+                                     priority=spec.priority, levels=spec.levels, preemption=spec.preemption,
+                                     path=spec.path)
+        except MamError as error:
+            raise ConfigError(f"aggregates[{i}]" + (f".{error.field}" if error.field else ""), error.message) from None
+    manager.drain()
+    return manager
