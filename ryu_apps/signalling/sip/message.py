@@ -175,8 +175,10 @@ def parse_message(data: bytes, max_size: int = MAX_MESSAGE_BYTES) -> Message:
     Raises :class:`ParseError` (status 400, 413 or 505) and nothing else."""
     if len(data) > max_size:
         head_end = data.find(b"\r\n\r\n", 0, max_size)
+        if head_end < 0:                      # the head alone is too big: read what fits
+            head_end = data.rfind(b"\r\n", 0, max_size)
         partial = None
-        if head_end >= 0:
+        if head_end > 0:
             try:
                 partial = _parse_head(data[:head_end]).partial()
             except ParseError as error:

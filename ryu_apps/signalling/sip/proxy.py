@@ -1,0 +1,771 @@
+"""The stateful SIP proxy core that asks admission before it forwards a call (sans-IO).
+
+Bytes, their source and ``now`` go in (:meth:`SipProxy.receive`); :class:`Send` outputs
+come out. Timers: :meth:`SipProxy.next_timer` / :meth:`SipProxy.handle_timer`. No sockets,
+clocks, threads or randomness: branches and tags come from the :class:`IdSource` the
+shell passes in (a keyed hash, so equal inputs give equal ids).
+
+Per call (see docs/sip.md):
+
+* initial INVITE: SDP offer -> :class:`MediaSpec` + caller media address; caller community
+  from the From domain, else the source address; callee community from the Request-URI;
+  level of service from Resource-Priority / emergency numbers / fax hints; ``admit()``.
+  Admitted: forward with Record-Route. Rejected: 503 / 488 / 580 / 403 with a Reason header.
+* 18x/2xx with SDP: the answerer's media address -> ``attach_media()`` once both are known.
+* release on BYE (either side), CANCEL, any final >= 300, timer B/C, :meth:`SipProxy.media_idle`.
+* re-INVITE with different media: ``modify()``; refused -> 488/503 and the old allocation stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Protocol
+
+from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason, ServiceLevel
+from ryu_apps.core.codec import MediaSpec
+
+from ..call_control import CallControl
+from .call_state import CallPhase, CallRecord, InviteContext, Leg
+from .errors import ParseError
+from .message import (MAX_MESSAGE_BYTES, Message, NameAddr, Partial, Request, Response, SipUri, build_response,
+                      parse_message, parse_name_addr, parse_uri, parse_via, pop_first_value, prepend_header,
+                      render_params, serialize, set_header)
+from .routing import RouteTable, is_ip
+from .sdp import CallMedia, media_of, parse_sdp
+from .transaction import (ClientTransaction, Event, Peer, Send, ServerTransaction, State, Timers, TimerSettings,
+                          server_key)
+
+log = logging.getLogger(__name__)
+
+REASON_PHRASES = {100: "Trying", 200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+                  405: "Method Not Allowed", 408: "Request Timeout", 413: "Request Entity Too Large",
+                  416: "Unsupported URI Scheme", 420: "Bad Extension", 481: "Call/Transaction Does Not Exist",
+                  482: "Loop Detected", 483: "Too Many Hops", 488: "Not Acceptable Here",
+                  500: "Server Internal Error", 503: "Service Unavailable", 505: "Version Not Supported",
+                  580: "Precondition Failure"}
+
+#: Admission refusals as SIP answers: (status, Q.850 cause) per reason.
+REJECTIONS: dict[RejectReason, tuple[int, int]] = {
+    RejectReason.POOL_FULL: (503, 34),            # no circuit/channel available
+    RejectReason.NO_AGGREGATE: (503, 47),         # resource unavailable, unspecified
+    RejectReason.CODEC_NOT_ALLOWED: (488, 65),    # bearer capability not implemented
+    RejectReason.UNKNOWN_COMMUNITY: (403, 21),    # call rejected
+    RejectReason.UNKNOWN_CALL: (481, 41),         # temporary failure
+    RejectReason.INVALID_REQUEST: (400, 100),     # invalid information element contents
+}
+
+
+class IdSource(Protocol):
+    """Deterministic ids (branches, tags) from the given parts."""
+
+    def __call__(self, *parts: str) -> str: ...
+
+
+class HashIds:
+    """Keyed BLAKE2s of the parts: unique per input, unguessable without the key."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key[:32]
+
+    def __call__(self, *parts: str) -> str:
+        return hashlib.blake2s("\x00".join(parts).encode(), key=self._key, digest_size=10).hexdigest()
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    host: str = "127.0.0.1"                       # advertised in Via and Record-Route
+    port: int = 5060
+    routes: RouteTable = field(default_factory=RouteTable)
+    timers: TimerSettings = field(default_factory=TimerSettings)
+    emergency_numbers: frozenset[str] = frozenset({"911", "112"})
+    emergency_namespaces: frozenset[str] = frozenset({"esnet", "wps", "ets"})
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    late_offer_media: MediaSpec = MediaSpec("pcmu")   # admitted for an INVITE without SDP
+    bye_on_media_idle: bool = True
+
+    @classmethod
+    def from_sip_config(cls, sip: Any, **overrides: Any) -> "ProxyConfig":
+        """From the configuration file's ``sip`` section (:class:`ryu_apps.config.SipConfig`)."""
+        values: dict[str, Any] = dict(
+            host=sip.listen_host, port=sip.listen_port, routes=RouteTable.from_pairs(sip.routes),
+            timers=TimerSettings(timer_c=sip.timer_c_s), emergency_numbers=frozenset(sip.emergency_numbers),
+            max_message_bytes=sip.max_message_bytes)
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass
+class ProxyStats:
+    """Counters; ``snapshot()`` gives a copy safe to hand to another thread."""
+
+    received: int = 0
+    keepalives: int = 0
+    malformed: int = 0             # failed to parse or validate
+    dropped: int = 0               # ... and no response could be built
+    answered_malformed: int = 0    # ... and answered 400/413/416/505
+    oversized: int = 0
+    retransmissions: int = 0       # absorbed by a transaction
+    requests_forwarded: int = 0
+    responses_forwarded: int = 0
+    stray_responses: int = 0
+    admitted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    forbidden: int = 0             # caller outside every community
+    unmanaged: int = 0             # caller and callee in one community: no aggregate involved
+    released: int = 0
+    attached: int = 0
+    modified: int = 0
+    modify_refused: int = 0
+    timeouts: int = 0
+    timer_c: int = 0
+    media_idle: int = 0
+    control_errors: int = 0        # CallControl raised (e.g. controller unreachable)
+    internal_errors: int = 0       # a bug here; counted, never raised
+
+    def snapshot(self) -> "ProxyStats":
+        return replace(self, rejected=dict(self.rejected))
+
+
+def reason_header(cause: int, text: str) -> str:
+    clean = text.replace("\\", "/").replace('"', "'").replace("\r", " ").replace("\n", " ")
+    return f'Q.850;cause={cause};text="{clean[:200]}"'
+
+
+class SipProxy:
+    def __init__(self, config: ProxyConfig, control: CallControl, ids: IdSource) -> None:
+        self.config = config
+        self.control = control
+        self.ids = ids
+        self.stats = ProxyStats()
+        self.calls: dict[str, CallRecord] = {}
+        self._servers: dict[tuple[str, str, str], ServerTransaction] = {}
+        self._clients: dict[tuple[str, str], ClientTransaction] = {}
+        self._timers = Timers()
+        self._out: list[Send] = []
+        self._own_sent_by = f"{config.host}:{config.port}"
+
+    # --- entry points (never raise) ---------------------------------------------------
+
+    def receive(self, data: bytes, source: Peer, now: float) -> list[Send]:
+        """One UDP datagram (or one framed TCP message) from ``source``."""
+        self.stats.received += 1
+        if not data.strip(b"\r\n\t \x00"):
+            self.stats.keepalives += 1
+            return []
+        try:
+            message: Message | ParseError = parse_message(data, self.config.max_message_bytes)
+        except ParseError as error:
+            message = error
+        return self._run(self._dispatch, message, source, now)
+
+    def receive_message(self, message: Message | ParseError, source: Peer, now: float) -> list[Send]:
+        """An item cut from a TCP stream by :class:`~.message.StreamFramer`."""
+        self.stats.received += 1
+        return self._run(self._dispatch, message, source, now)
+
+    def next_timer(self) -> float | None:
+        return self._timers.next()
+
+    def handle_timer(self, now: float) -> list[Send]:
+        return self._run(self._timers_due, now)
+
+    def media_idle(self, call_id: str, now: float) -> list[Send]:
+        """The data plane saw no media for the call: release it and BYE both parties."""
+        return self._run(self._end_call, call_id, now, "media-idle", True)
+
+    def call_ended(self, call_id: str, cause: str, now: float) -> list[Send]:
+        """Admission ended the call itself (preempted, aggregate deleted): BYE both parties."""
+        return self._run(self._end_call, call_id, now, cause, False)
+
+    def _run(self, handler: Callable[..., None], *args: Any) -> list[Send]:
+        self._out = []
+        try:
+            handler(*args)
+        except Exception:  # noqa: BLE001 - the proxy must outlive its own bugs
+            self.stats.internal_errors += 1
+            log.exception("SIP proxy failed in %s", getattr(handler, "__name__", handler))
+        out, self._out = self._out, []
+        return out
+
+    # --- dispatch ---------------------------------------------------------------------
+
+    def _dispatch(self, message: Message | ParseError, source: Peer, now: float) -> None:
+        if isinstance(message, ParseError):
+            self._malformed(message, source)
+        elif isinstance(message, Request):
+            self._on_request(message, source, now)
+        else:
+            self._on_response(message, source, now)
+
+    def _malformed(self, error: ParseError, source: Peer) -> None:
+        stats = self.stats
+        stats.malformed += 1
+        if error.status_hint == 413:
+            stats.oversized += 1
+        partial = error.partial
+        if (partial is not None and partial.method not in (None, "ACK")
+                and all(partial.header(h) for h in ("via", "call-id", "cseq", "from", "to"))):
+            status = error.status_hint if error.status_hint in REASON_PHRASES else 400
+            tag = self.ids("tag", partial.header("call-id") or "", partial.header("via") or "")
+            response = build_response(partial, status, REASON_PHRASES[status], to_tag=tag,
+                                      extra=[("warning", f'399 {self.config.host} "{_quote(error.message)}"')])
+            stats.answered_malformed += 1
+            self._out.append(Send(serialize(response), source))
+        else:
+            stats.dropped += 1
+
+    # --- requests ---------------------------------------------------------------------
+
+    def _on_request(self, request: Request, source: Peer, now: float) -> None:
+        try:
+            via = request.top_via
+            number, cseq_method = request.cseq
+            sender = parse_name_addr(_required(request, "from"))
+            to = parse_name_addr(_required(request, "to"))
+            request.call_id  # noqa: B018 - validates presence
+            uri = parse_uri(request.uri)
+            if cseq_method != request.method:
+                raise ParseError(f"CSeq method {cseq_method} does not match {request.method}")
+        except ParseError as error:
+            self._malformed(ParseError(error.message, error.status_hint, Partial(request.method, request.headers)),
+                            source)
+            return
+        request = self._stamp_via(request, via.host, via.params, source)
+        key = server_key(via.branch, via.sent_by, request.method, request)
+        if request.method == "ACK":
+            invite = self._servers.get(key)
+            if invite is not None and invite.state in (State.COMPLETED, State.CONFIRMED):
+                invite.ack(now)                         # ACK of a non-2xx final: ends here
+            else:
+                self._forward_ack(request, key, sender, now)
+            return
+        server = self._servers.get(key)
+        if server is not None:
+            self.stats.retransmissions += 1
+            self._out.extend(server.retransmission())
+            return
+        server = ServerTransaction(key, request, source, self._timers, self.config.timers)
+        self._servers[key] = server
+        if request.method == "CANCEL":
+            self._on_cancel(server, now)
+            return
+        if request.method == "INVITE":
+            self._respond(server, 100, now, to_tag=None)
+        try:
+            self._route_request(server, request, uri, sender, to, number, source, now)
+        except ParseError as error:
+            self.stats.malformed += 1
+            self.stats.answered_malformed += 1
+            self._respond(server, error.status_hint if error.status_hint in REASON_PHRASES else 400, now,
+                          extra=[("warning", f'399 {self.config.host} "{_quote(error.message)}"')])
+
+    def _route_request(self, server: ServerTransaction, request: Request, uri: SipUri, sender: NameAddr,
+                       to: NameAddr, number: int, source: Peer, now: float) -> None:
+        hops = _max_forwards(request)
+        if hops == 0:
+            self._respond(server, 483, now)
+            return
+        if request.header_values("proxy-require"):
+            self._respond(server, 420, now, extra=[("unsupported", ", ".join(request.header_values("proxy-require")))])
+            return
+        request = self._pop_own_routes(set_header(request, "max-forwards", str(min(hops, 256) - 1)))
+        routes = request.header_values("route")
+        if not routes and self._is_own(uri):
+            self._respond(server, 200 if request.method == "OPTIONS" else 404, now,
+                          extra=[("allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")])
+            return
+        hop = self._next_hop(request, uri, routes)
+        if hop is None:
+            self._respond(server, 404, now, reason=(3, f"no route to {uri.host or uri.user}"))
+            return
+        context: InviteContext | None = None
+        call_id = request.call_id
+        if request.method == "INVITE":
+            verdict = (self._admit(request, uri, sender, number, source, now) if to.tag is None
+                       else self._reinvite(request, sender, number, now))
+            if isinstance(verdict, Response):
+                self._out.extend(server.respond(verdict, now))
+                return
+            context = verdict
+            if to.tag is None:
+                request = self._record_route(request, source.transport, hop.transport)
+        else:
+            record = self.calls.get(call_id)
+            if record is not None:
+                leg = record.caller if record.is_caller(sender.tag) else record.callee
+                leg.cseq = max(leg.cseq, number)
+                if request.method == "BYE":
+                    self._release(call_id, now, "bye-from-caller" if record.is_caller(sender.tag) else
+                                  "bye-from-callee")
+        self._forward(server, request, hop, context, now)
+
+    def _forward(self, server: ServerTransaction | None, request: Request, hop: Peer,
+                 context: InviteContext | None, now: float) -> None:
+        branch = "z9hG4bK" + self.ids("branch", *(server.key if server else ("local", request.call_id)))
+        request = prepend_header(request, "via", f"SIP/2.0/{hop.transport.upper()} {self._own_sent_by};branch={branch}")
+        client = ClientTransaction((branch, request.method), request, hop, server, self._timers, self.config.timers)
+        client.context = context
+        self._clients[client.key] = client
+        if server is not None:
+            server.client = client
+            self.stats.requests_forwarded += 1
+        self._out.extend(client.start(now))
+
+    def _forward_ack(self, request: Request, key: tuple[str, str, str], sender: NameAddr, now: float) -> None:
+        """ACK of a 2xx: end to end, statelessly, along the route set."""
+        try:
+            hops = _max_forwards(request)
+            if hops == 0:
+                return
+            request = self._pop_own_routes(set_header(request, "max-forwards", str(min(hops, 256) - 1)))
+            routes = request.header_values("route")
+            hop = self._next_hop(request, parse_uri(request.uri), routes)
+        except ParseError:
+            self.stats.malformed += 1
+            self.stats.dropped += 1
+            return
+        if hop is None:
+            self.stats.dropped += 1
+            return
+        record = self.calls.get(request.call_id)
+        if record is not None and request.body:
+            answer = self._sdp(request)            # late offer: the caller answers in the ACK
+            if answer is not None and answer.endpoint is not None:
+                if record.is_caller(sender.tag):
+                    record.caller_media = answer.endpoint
+                else:
+                    record.callee_media = answer.endpoint
+                self._attach(record, now)
+        branch = "z9hG4bK" + self.ids("ack", *key)
+        request = prepend_header(request, "via", f"SIP/2.0/{hop.transport.upper()} {self._own_sent_by};branch={branch}")
+        self.stats.requests_forwarded += 1
+        self._out.append(Send(serialize(request), hop))
+
+    def _on_cancel(self, server: ServerTransaction, now: float) -> None:
+        invite = self._servers.get((server.key[0], server.key[1], "INVITE"))
+        if invite is None:
+            self._respond(server, 481, now)
+            return
+        self._respond(server, 200, now)
+        if invite.final_sent:
+            return
+        client = invite.client
+        if client is not None and not client.cancelled:
+            if client.state is State.PROCEEDING:
+                self._send_cancel(client, now)
+            else:
+                client.cancel_pending = True           # CANCEL only after a provisional (9.1)
+        self._release(invite.request.call_id, now, "cancel")
+
+    def _send_cancel(self, client: ClientTransaction, now: float) -> None:
+        cancel = ClientTransaction((client.key[0], "CANCEL"), client.cancel_request(), client.peer, None,
+                                   self._timers, self.config.timers)
+        self._clients[cancel.key] = cancel
+        client.cancel_sent(now)
+        self._out.extend(cancel.start(now))
+
+    # --- admission ----------------------------------------------------------------------
+
+    def _admit(self, request: Request, uri: SipUri, sender: NameAddr, number: int, source: Peer,
+               now: float) -> Response | InviteContext | None:
+        call_id = request.call_id
+        offer = self._sdp(request)
+        if isinstance(offer, Response):
+            return offer
+        try:
+            caller_domain = parse_uri(sender.uri).host or None
+        except ParseError:
+            caller_domain = None
+        caller = self._control("community_of", caller_domain, source.host)
+        if caller is None:
+            self.stats.forbidden += 1
+            return self._reply(request, 403, reason=(21, "caller outside every community"))
+        callee = self._control("community_of", uri.host or None, uri.host.strip("[]") if is_ip(uri.host) else None)
+        if callee is None:
+            self.stats.rejected["unknown-callee"] = self.stats.rejected.get("unknown-callee", 0) + 1
+            return self._reply(request, 404, reason=(3, f"callee {uri.host or uri.user} outside every community"))
+        if callee == caller:
+            self.stats.unmanaged += 1
+            return None
+        media = offer.spec if offer is not None else self.config.late_offer_media
+        level = self._level(request, uri, offer)
+        decision = self._control("admit", AdmissionRequest(call_id, caller, callee, media, level), now)
+        if decision is None:
+            return self._reply(request, 503, reason=(41, "admission-unavailable: call control failed"))
+        if isinstance(decision, Rejected):
+            return self._rejection(request, decision, offer is not None and offer.preconditions)
+        self.stats.admitted += 1
+        for victim in getattr(decision, "preempted", ()):
+            self._end_call(victim, now, f"preempted by {call_id}", False)
+        record = self.calls.get(call_id)
+        if record is None:
+            record = CallRecord(
+                call_id, caller, callee, level, media, caller_tag=sender.tag or "",
+                caller=Leg(_required(request, "from"), _contact(request), tuple(request.header_values("record-route")),
+                           number),
+                callee=Leg(_required(request, "to")),
+                caller_media=offer.endpoint if offer is not None else None, transport=source.transport,
+                admitted_at=now, aggregate_id=getattr(decision, "aggregate_id", ""))
+            self.calls[call_id] = record
+        return InviteContext(call_id, True, True, offer.endpoint if offer is not None else None)
+
+    def _reinvite(self, request: Request, sender: NameAddr, number: int, now: float) -> Response | InviteContext | None:
+        record = self.calls.get(request.call_id)
+        if record is None:
+            return None
+        offer = self._sdp(request)
+        if isinstance(offer, Response):
+            return offer
+        by_caller = record.is_caller(sender.tag)
+        leg = record.caller if by_caller else record.callee
+        leg.cseq = max(leg.cseq, number)
+        context = InviteContext(record.call_id, False, by_caller, offer.endpoint if offer is not None else None)
+        if offer is not None and offer.spec != record.media:
+            decision = self._control("modify", record.call_id, offer.spec, now)
+            if decision is None:
+                return self._reply(request, 503, reason=(41, "admission-unavailable: call control failed"))
+            if isinstance(decision, Rejected):
+                self.stats.modify_refused += 1
+                return self._rejection(request, decision, offer.preconditions)
+            self.stats.modified += 1
+            context.previous_media, record.media = record.media, offer.spec
+        return context
+
+    def _invite_response(self, client: ClientTransaction, response: Response, now: float) -> None:
+        context = client.context
+        if not isinstance(context, InviteContext):
+            return
+        record = self.calls.get(context.call_id)
+        if record is None:
+            return
+        status = response.status
+        if status >= 300:
+            if context.initial:
+                self._release(record.call_id, now, f"sip-{status}")
+            elif context.previous_media is not None:       # failed re-INVITE: back to the old media
+                if isinstance(self._control("modify", record.call_id, context.previous_media, now), Admitted):
+                    record.media = context.previous_media
+                context.previous_media = None
+            return
+        if 200 <= status < 300:
+            if context.initial and record.phase is CallPhase.EARLY:
+                record.phase = CallPhase.CONFIRMED
+                record.callee.header = response.header("to") or record.callee.header
+                record.callee.contact = _contact(response)
+                record_routes = response.header_values("record-route")
+                own = next((i for i, value in enumerate(record_routes) if self._is_own_route(value)), len(record_routes))
+                record.callee.route = tuple(reversed(record_routes[:own]))
+        if not response.body:
+            return
+        answer = self._sdp(response)
+        if not isinstance(answer, CallMedia):
+            return
+        if context.offerer_is_caller:
+            if context.offer_endpoint is not None:
+                record.caller_media = context.offer_endpoint
+            if answer.endpoint is not None:
+                record.callee_media = answer.endpoint
+        else:
+            if context.offer_endpoint is not None:
+                record.callee_media = context.offer_endpoint
+            if answer.endpoint is not None:
+                record.caller_media = answer.endpoint
+        if context.initial and answer.spec.codec != record.media.codec:
+            # the answer chose another of the offered codecs (or answered a late offer)
+            decision = self._control("modify", record.call_id, answer.spec, now)
+            if isinstance(decision, Admitted):
+                record.media = answer.spec
+                self.stats.modified += 1
+            else:
+                self.stats.modify_refused += 1
+        self._attach(record, now)
+
+    def _attach(self, record: CallRecord, now: float) -> None:
+        pair = record.media_pair()
+        if pair is not None:
+            record.attached = pair
+            self._control("attach_media", record.call_id, pair[0], pair[1], now)
+            self.stats.attached += 1
+
+    def _release(self, call_id: str, now: float, cause: str) -> CallRecord | None:
+        record = self.calls.pop(call_id, None)
+        if record is None:
+            return None
+        record.phase = CallPhase.ENDED
+        self.stats.released += 1
+        self._control("release", call_id, now, cause)
+        return record
+
+    def _end_call(self, call_id: str, now: float, cause: str, release: bool) -> None:
+        if release:
+            self.stats.media_idle += 1
+            record = self.calls.get(call_id)
+            confirmed = record is not None and record.phase is CallPhase.CONFIRMED
+            record = self._release(call_id, now, cause)
+        else:
+            record = self.calls.pop(call_id, None)
+            confirmed = record is not None and record.phase is CallPhase.CONFIRMED
+        if record is None or not confirmed or not self.config.bye_on_media_idle:
+            return
+        for toward_callee in (True, False):
+            self._bye(record, toward_callee, cause, now)
+
+    def _bye(self, record: CallRecord, toward_callee: bool, cause: str, now: float) -> None:
+        leg, other = (record.callee, record.caller) if toward_callee else (record.caller, record.callee)
+        if not leg.contact:
+            return
+        try:
+            first = parse_uri(parse_name_addr(leg.route[0]).uri) if leg.route else parse_uri(leg.contact)
+        except ParseError:
+            return
+        hop = self.config.routes.lookup(first)
+        if hop is None:
+            return
+        other.cseq += 1
+        headers = [("max-forwards", "70")] + [("route", value) for value in leg.route] + [
+            ("from", other.header), ("to", leg.header), ("call-id", record.call_id),
+            ("cseq", f"{other.cseq} BYE"), ("reason", reason_header(102, cause))]
+        request = Request("BYE", leg.contact, tuple(headers))
+        branch = "z9hG4bK" + self.ids("bye", record.call_id, "callee" if toward_callee else "caller", str(other.cseq))
+        request = prepend_header(request, "via", f"SIP/2.0/{hop.transport.upper()} {self._own_sent_by};branch={branch}")
+        client = ClientTransaction((branch, "BYE"), request, hop, None, self._timers, self.config.timers)
+        self._clients[client.key] = client
+        self._out.extend(client.start(now))
+
+    def _level(self, request: Request, uri: SipUri, offer: CallMedia | None) -> ServiceLevel:
+        for value in request.header_values("resource-priority"):
+            if value.split(".", 1)[0].strip().lower() in self.config.emergency_namespaces:
+                return ServiceLevel.EMERGENCY
+        dialled = (uri.user or "").split(";", 1)[0]
+        dialled = "".join(ch for ch in dialled if ch not in "-.() ")
+        if dialled in self.config.emergency_numbers:
+            return ServiceLevel.EMERGENCY
+        if offer is not None and offer.voice_band_data:
+            return ServiceLevel.VOICE_BAND_DATA
+        return ServiceLevel.VOICE
+
+    def _sdp(self, message: Message) -> CallMedia | Response | None:
+        """The media of a message's SDP body; for a bad offer in a request, a 488 to send."""
+        if not message.body:
+            return None
+        content_type = (message.header("content-type") or "application/sdp").lower()
+        if "application/sdp" not in content_type:
+            return None
+        try:
+            return media_of(parse_sdp(message.body))
+        except ParseError as error:
+            self.stats.malformed += 1
+            if isinstance(message, Request):
+                return self._reply(message, 488, reason=(88, f"invalid-sdp: {error.message}"))
+            return None
+
+    def _rejection(self, request: Request, decision: Rejected, preconditions: bool) -> Response:
+        reason = decision.reason
+        self.stats.rejected[reason.value] = self.stats.rejected.get(reason.value, 0) + 1
+        status, cause = REJECTIONS.get(reason, (503, 47))
+        if preconditions and reason in (RejectReason.POOL_FULL, RejectReason.NO_AGGREGATE):
+            status = 580
+        return self._reply(request, status, reason=(cause, f"{reason.value}: {decision.detail}"))
+
+    def _control(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self.control, method)(*args)
+        except Exception:  # noqa: BLE001 - a failing controller must not take the proxy down
+            self.stats.control_errors += 1
+            log.exception("call control %s failed", method)
+            return None
+
+    # --- responses --------------------------------------------------------------------
+
+    def _on_response(self, response: Response, source: Peer, now: float) -> None:
+        try:
+            via = response.top_via
+            _, method = response.cseq
+        except ParseError:
+            self.stats.malformed += 1
+            self.stats.dropped += 1
+            return
+        client = self._clients.get((via.branch or "", method))
+        if client is None:
+            self._stray_response(response, via.sent_by, method)
+            return
+        forward, sends = client.receive(response, now)
+        self._out.extend(sends)
+        if not forward:
+            self.stats.retransmissions += 1
+            return
+        if client.invite:
+            if response.status < 200 and client.cancel_pending:
+                self._send_cancel(client, now)
+            self._invite_response(client, response, now)
+        if client.server is None or response.status == 100:
+            return                                          # ours, or hop-by-hop
+        self.stats.responses_forwarded += 1
+        self._out.extend(client.server.respond(pop_first_value(response, "via"), now))
+
+    def _stray_response(self, response: Response, sent_by: str, method: str) -> None:
+        """No transaction: forward a late 2xx to INVITE along its Via, drop anything else."""
+        if method == "INVITE" and 200 <= response.status < 300 and sent_by == self._own_sent_by:
+            upstream = pop_first_value(response, "via")
+            try:
+                via = upstream.top_via
+            except ParseError:
+                self.stats.stray_responses += 1
+                return
+            received = _param(via.params, "received") or via.host
+            rport = _param(via.params, "rport")
+            port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+            self.stats.responses_forwarded += 1
+            self._out.append(Send(serialize(upstream), Peer(via.transport.lower(), received.strip("[]"), port)))
+            return
+        self.stats.stray_responses += 1
+
+    def _respond(self, server: ServerTransaction, status: int, now: float, *, to_tag: str | None = "",
+                 reason: tuple[int, str] | None = None, extra: list[tuple[str, str]] | None = None) -> None:
+        response = self._reply(server.request, status, reason=reason, extra=extra, to_tag=to_tag)
+        self._out.extend(server.respond(response, now))
+
+    def _reply(self, request: Request, status: int, *, reason: tuple[int, str] | None = None,
+               extra: list[tuple[str, str]] | None = None, to_tag: str | None = "") -> Response:
+        headers = list(extra or [])
+        if reason is not None:
+            headers.append(("reason", reason_header(*reason)))
+        if to_tag == "":
+            to_tag = self.ids("tag", request.header("call-id") or "", request.header("via") or "")
+        return build_response(request, status, REASON_PHRASES.get(status, "Unknown"), to_tag=to_tag, extra=headers)
+
+    # --- timers -----------------------------------------------------------------------
+
+    def _timers_due(self, now: float) -> None:
+        for owner, name in self._timers.due(now):
+            sends, event = owner.on_timer(name, now)  # type: ignore[attr-defined]
+            self._out.extend(sends)
+            if event is Event.TERMINATED:
+                self._forget(owner)
+            elif event is Event.TIMEOUT:
+                self._client_timeout(owner, now)  # type: ignore[arg-type]
+            elif event is Event.TIMER_C:
+                self._timer_c(owner, now)  # type: ignore[arg-type]
+
+    def _forget(self, owner: object) -> None:
+        if isinstance(owner, ServerTransaction):
+            if self._servers.get(owner.key) is owner:
+                del self._servers[owner.key]
+        elif isinstance(owner, ClientTransaction):
+            if self._clients.get(owner.key) is owner:
+                del self._clients[owner.key]
+
+    def _client_timeout(self, client: ClientTransaction, now: float) -> None:
+        self._forget(client)
+        if client.server is None:
+            return
+        self.stats.timeouts += 1
+        context = client.context
+        if isinstance(context, InviteContext):
+            if context.initial:
+                self._release(context.call_id, now, "timeout")
+            elif context.previous_media is not None:
+                self._control("modify", context.call_id, context.previous_media, now)
+        if not client.server.final_sent:
+            self._respond(client.server, 408, now)
+
+    def _timer_c(self, client: ClientTransaction, now: float) -> None:
+        self.stats.timer_c += 1
+        context = client.context
+        if isinstance(context, InviteContext) and context.initial:
+            self._release(context.call_id, now, "timer-c")
+        if client.state is State.PROCEEDING:
+            self._send_cancel(client, now)            # the callee's 487 goes upstream
+        else:
+            client.terminate()
+            self._client_timeout(client, now)
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _stamp_via(self, request: Request, host: str, params: tuple[tuple[str, str | None], ...],
+                   source: Peer) -> Request:
+        """RFC 3261 18.2.1 / RFC 3581: note where the request really came from."""
+        rport = any(k == "rport" for k, _ in params)
+        if host.strip("[]") == source.host and not rport:
+            return request
+        kept = tuple((k, v) for k, v in params if k not in ("received", "rport"))
+        kept += (("received", source.host),)
+        if rport:
+            kept += (("rport", str(source.port)),)
+        top = parse_via(request.header_values("via")[0])
+        value = f"SIP/2.0/{top.transport} {top.sent_by}{render_params(kept)}"
+        return prepend_header(pop_first_value(request, "via"), "via", value)  # type: ignore[return-value]
+
+    def _is_own(self, uri: SipUri) -> bool:
+        return uri.host == self.config.host and (uri.port or 5060) == self.config.port
+
+    def _is_own_route(self, value: str) -> bool:
+        try:
+            return self._is_own(parse_uri(parse_name_addr(value).uri))
+        except ParseError:
+            return False
+
+    def _pop_own_routes(self, request: Request) -> Request:
+        while True:
+            routes = request.header_values("route")
+            if not routes or not self._is_own_route(routes[0]):
+                return request
+            request = pop_first_value(request, "route")  # type: ignore[assignment]
+
+    def _next_hop(self, request: Request, uri: SipUri, routes: list[str]) -> Peer | None:
+        target = parse_uri(parse_name_addr(routes[0]).uri) if routes else uri
+        return self.config.routes.lookup(target)
+
+    def _record_route(self, request: Request, inbound: str, outbound: str) -> Request:
+        def entry(transport: str) -> str:
+            suffix = ";transport=tcp" if transport == "tcp" else ""
+            return f"<sip:{self._own_sent_by}{suffix};lr>"
+        request = prepend_header(request, "record-route", entry(inbound))  # type: ignore[assignment]
+        if inbound != outbound:                    # RFC 5658 double Record-Route
+            request = prepend_header(request, "record-route", entry(outbound))  # type: ignore[assignment]
+        return request
+
+    # --- introspection ----------------------------------------------------------------
+
+    def transaction_counts(self) -> tuple[int, int]:
+        return len(self._servers), len(self._clients)
+
+
+def _required(message: Message, name: str) -> str:
+    value = message.header(name)
+    if not value:
+        raise ParseError(f"missing {name} header")
+    return value
+
+
+def _contact(message: Message) -> str | None:
+    values = message.header_values("contact")
+    if not values:
+        return None
+    try:
+        return parse_name_addr(values[0]).uri
+    except ParseError:
+        return None
+
+
+def _max_forwards(request: Request) -> int:
+    value = request.header("max-forwards")
+    if value is None:
+        return 70
+    value = value.strip()
+    if not value.isdigit() or len(value) > 3:
+        raise ParseError(f"bad Max-Forwards {value[:10]!r}")
+    return int(value)
+
+
+def _param(params: tuple[tuple[str, str | None], ...], name: str) -> str | None:
+    for key, value in params:
+        if key == name:
+            return value
+    return None
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "/").replace('"', "'").replace("\r", " ").replace("\n", " ")[:200]
