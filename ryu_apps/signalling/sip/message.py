@@ -522,7 +522,10 @@ def build_response(request: Request | Partial, status: int, reason: str, *,
     """A response to ``request`` (RFC 3261 8.2.6): Via, From, To (+tag), Call-ID, CSeq copied."""
     headers: list[Header] = []
     for key, value in request.headers:
-        if key == "to" and to_tag is not None:
+        if key == "to":
+            if to_tag is None:
+                headers.append((key, value))
+                continue
             try:
                 to = parse_name_addr(value)
             except ParseError:

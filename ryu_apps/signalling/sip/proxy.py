@@ -202,6 +202,7 @@ class SipProxy:
     def _malformed(self, error: ParseError, source: Peer) -> None:
         stats = self.stats
         stats.malformed += 1
+        log.debug("malformed message from %s: %s", source, error.message)
         if error.status_hint == 413:
             stats.oversized += 1
         partial = error.partial
@@ -602,8 +603,12 @@ class SipProxy:
             self._invite_response(client, response, now)
         if client.server is None or response.status == 100:
             return                                          # ours, or hop-by-hop
+        upstream = pop_first_value(response, "via")
+        if not upstream.has("via"):    # a peer that answered from our CANCEL: use the request's Vias
+            upstream = replace(upstream, headers=tuple(
+                (k, v) for k, v in client.server.request.headers if k == "via") + upstream.headers)
         self.stats.responses_forwarded += 1
-        self._out.extend(client.server.respond(pop_first_value(response, "via"), now))
+        self._out.extend(client.server.respond(upstream, now))
 
     def _stray_response(self, response: Response, sent_by: str, method: str) -> None:
         """No transaction: forward a late 2xx to INVITE along its Via, drop anything else."""
@@ -722,10 +727,15 @@ class SipProxy:
         def entry(transport: str) -> str:
             suffix = ";transport=tcp" if transport == "tcp" else ""
             return f"<sip:{self._own_sent_by}{suffix};lr>"
-        request = prepend_header(request, "record-route", entry(inbound))  # type: ignore[assignment]
-        if inbound != outbound:                    # RFC 5658 double Record-Route
-            request = prepend_header(request, "record-route", entry(outbound))  # type: ignore[assignment]
-        return request
+        entries = [entry(outbound), entry(inbound)] if inbound != outbound else [entry(inbound)]  # RFC 5658
+        headers = list(request.headers)
+        names = [name for name, _ in headers]
+        if "record-route" in names:                # on top of the Record-Route list
+            index = names.index("record-route")
+        else:                                      # after the Via headers
+            index = max((i + 1 for i, name in enumerate(names) if name == "via"), default=0)
+        headers[index:index] = [("record-route", value) for value in entries]
+        return replace(request, headers=tuple(headers))
 
     # --- introspection ----------------------------------------------------------------
 

@@ -1,0 +1,66 @@
+"""TCP for the asyncio shell: one framer per connection (messages cut by Content-Length).
+
+Connections are known by the peer's address: responses to a request go back on the
+connection it came in on, requests to a next hop use an open connection to it or open one.
+A framing error (oversized head, bad Content-Length) closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from .message import StreamFramer
+from .transaction import Peer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .standalone import SipServer
+
+
+class TcpConnection(asyncio.Protocol):
+    def __init__(self, server: "SipServer") -> None:
+        self.server = server
+        self.framer = StreamFramer(server.proxy.config.max_message_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.peer: Peer | None = None
+        self.pending: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        host, port = transport.get_extra_info("peername")[:2]
+        self.peer = Peer("tcp", host, port)
+        self.server.tcp_connections[self.peer] = self
+        for data in self.pending:
+            self.transport.write(data)  # type: ignore[union-attr]
+        self.pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        assert self.peer is not None
+        for item in self.framer.feed(data):
+            self.server.on_tcp_message(item, self.peer)
+        if self.framer.broken and self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None and self.server.tcp_connections.get(self.peer) is self:
+            del self.server.tcp_connections[self.peer]
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None:
+            self.pending.append(data)
+        else:
+            self.transport.write(data)
+
+
+async def open_tcp(server: "SipServer", peer: Peer, first: bytes) -> None:
+    """Connect to a next hop and send ``first``; failures are counted, the transaction times out."""
+    loop = asyncio.get_running_loop()
+    connection = TcpConnection(server)
+    connection.pending.append(first)
+    server.tcp_connections[peer] = connection       # later sends queue until connected
+    try:
+        await loop.create_connection(lambda: connection, peer.host, peer.port)
+    except OSError:
+        server.send_errors += 1
+        if server.tcp_connections.get(peer) is connection:
+            del server.tcp_connections[peer]
