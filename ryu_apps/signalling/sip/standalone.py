@@ -101,6 +101,19 @@ class SipServer:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._media_idle, call_id)
 
+    def on_changes(self, changes: Any) -> None:
+        """A :class:`~ryu_apps.service.MamService` listener: BYE the calls admission ended itself
+        (preempted, aggregate deleted). Never blocks: it runs under the service's lock."""
+        if self._loop is None:
+            return
+        for released in getattr(changes, "released", ()):
+            self._loop.call_soon_threadsafe(self._call_ended, released.call_id, released.cause)
+
+    def _call_ended(self, call_id: str, cause: str) -> None:
+        assert self._loop is not None
+        self.send(self.proxy.call_ended(call_id, cause, self._loop.time()))
+        self._schedule()
+
     def _media_idle(self, call_id: str) -> None:
         assert self._loop is not None
         self.send(self.proxy.media_idle(call_id, self._loop.time()))
@@ -206,7 +219,11 @@ def build_server(args: argparse.Namespace) -> tuple[SipServer, CallControl]:
                             "timers": timers, **overrides})
     transports = tuple(t.strip() for t in (args.transports or ",".join(sip.transports if sip else ("udp", "tcp"))).split(","))
     proxy = SipProxy(config, control, HashIds(os.urandom(16)))
-    return SipServer(proxy, transports, bind_host=host), control
+    server = SipServer(proxy, transports, bind_host=host)
+    subscribe = getattr(control, "subscribe", None)
+    if subscribe is not None:           # in-process admission tells us about calls it ended
+        subscribe(server.on_changes)
+    return server, control
 
 
 async def serve(server: SipServer, stats_file: str | None) -> None:
