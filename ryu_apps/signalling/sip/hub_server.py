@@ -27,6 +27,7 @@ from typing import Any, Callable
 from .message import StreamFramer
 from .proxy import SipProxy
 from .transaction import Peer, Send
+from .udp_server import tune_buffers
 
 log = logging.getLogger(__name__)
 TIMER_TICK_S = 0.02
@@ -57,6 +58,7 @@ class HubSipServer:
         if "udp" in self.transports:
             self.udp = self.socket_factory(socket.AF_INET, socket.SOCK_DGRAM)
             self.udp.bind((self.bind_host, port))
+            tune_buffers(self.udp)
             self.udp.settimeout(0.5)
             self.spawn(self._udp_loop)
         if "tcp" in self.transports:

@@ -655,12 +655,21 @@ class SipProxy:
                 self._timer_c(owner, now)  # type: ignore[arg-type]
 
     def _forget(self, owner: object) -> None:
+        """Drop a finished transaction (and break the server<->client cycle, so reference
+        counting frees the pair without waiting for the cyclic garbage collector)."""
         if isinstance(owner, ServerTransaction):
             if self._servers.get(owner.key) is owner:
                 del self._servers[owner.key]
+            if owner.client is not None and owner.client.state is State.TERMINATED:
+                owner.client.server = None
+                owner.client = None
         elif isinstance(owner, ClientTransaction):
             if self._clients.get(owner.key) is owner:
                 del self._clients[owner.key]
+            server = owner.server
+            if server is not None and server.state is State.TERMINATED:
+                server.client = None
+                owner.server = None
 
     def _client_timeout(self, client: ClientTransaction, now: float) -> None:
         self._forget(client)

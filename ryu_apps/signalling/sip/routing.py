@@ -8,6 +8,7 @@ straight to that address.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -42,6 +43,7 @@ def parse_hop(text: str, default_transport: str = "udp") -> Peer:
     return Peer(transport, host, int(port))
 
 
+@functools.lru_cache(maxsize=4096)
 def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
