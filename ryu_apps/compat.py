@@ -1,0 +1,83 @@
+"""One import surface for ryu and os-ken, so every app module runs under both.
+
+Chosen by ``MAM_FRAMEWORK`` (``ryu`` or ``os_ken``); by default ryu when it is
+installed, else os-ken. Apps spawn and sleep only through ``hub`` and guard shared
+state with locks, so they behave under eventlet green threads and native threads alike.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+
+def _choose() -> str:
+    wanted = os.environ.get("MAM_FRAMEWORK", "").strip().lower().replace("-", "_")
+    if wanted in ("ryu", "os_ken"):
+        return wanted
+    if wanted:
+        raise ImportError(f"MAM_FRAMEWORK={wanted!r}: expected 'ryu' or 'os_ken'")
+    try:
+        importlib.import_module("ryu")
+        return "ryu"
+    except ImportError:
+        return "os_ken"
+
+
+FRAMEWORK = _choose()
+
+
+def _load(name: str) -> Any:
+    return importlib.import_module(f"{FRAMEWORK}.{name}")
+
+
+app_manager = _load("base.app_manager")
+RyuApp = app_manager.RyuApp if FRAMEWORK == "ryu" else app_manager.OSKenApp
+cfg = _load("cfg")
+hub = _load("lib.hub")
+ofp_event = _load("controller.ofp_event")
+_handler = _load("controller.handler")
+set_ev_cls = _handler.set_ev_cls
+CONFIG_DISPATCHER = _handler.CONFIG_DISPATCHER
+MAIN_DISPATCHER = _handler.MAIN_DISPATCHER
+DEAD_DISPATCHER = _handler.DEAD_DISPATCHER
+ofproto_v1_3 = _load("ofproto.ofproto_v1_3")
+ofproto_v1_3_parser = _load("ofproto.ofproto_v1_3_parser")
+packet = _load("lib.packet.packet")
+ethernet = _load("lib.packet.ethernet")
+arp = _load("lib.packet.arp")
+ipv4 = _load("lib.packet.ipv4")
+udp = _load("lib.packet.udp")
+vlan = _load("lib.packet.vlan")
+mpls = _load("lib.packet.mpls")
+lldp = _load("lib.packet.lldp")
+ether_types = _load("lib.packet.ether_types")
+
+
+def serve_wsgi(app: Callable, host: str, port: int) -> Any:
+    """Serve a plain WSGI callable on the framework's hub; returns the hub thread.
+
+    Under ryu (eventlet) this is eventlet's WSGI server on a green thread; under os-ken's
+    native hub it is wsgiref with a thread per request."""
+    if FRAMEWORK == "ryu" or getattr(hub, "HUB_TYPE", "") == "eventlet":
+        server = hub.WSGIServer((host, port), app)
+        return hub.spawn(server.serve_forever)
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class _Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("%s - %s", self.address_string(), format % args)
+
+    class _Threading(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    server = make_server(host, port, app, server_class=_Threading, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="mam-wsgi", daemon=True)
+    thread.start()
+    return thread
