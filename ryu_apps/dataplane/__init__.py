@@ -1,0 +1,1 @@
+"""Per-hop guaranteed classes outside OpenFlow: Linux tc (userspace OVS) and OVSDB queues."""

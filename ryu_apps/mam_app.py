@@ -1,0 +1,159 @@
+"""The media aggregation manager as a Ryu / os-ken application.
+
+    MAM_CONFIG=site.yaml ryu-manager ryu_apps.mam_app
+    MAM_CONFIG=site.yaml mam-osken ryu_apps.mam_app
+
+A thin shell: each OpenFlow event goes to the `Fabric` (which asks the service, with the
+clock, and sends the resulting messages); the REST API and the SIP proxy talk to the
+same `MamService`. The configuration file may also be named in a ``--config-file``
+given to the manager, as ``[mam] config = site.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+
+from . import compat
+from .config import Config, ConfigError, build_manager, load_config
+from .core.store import MemoryLedger
+from .openflow.fabric import Fabric
+from .service import MamService
+from .store import SqliteLedger
+
+log = logging.getLogger("mam")
+TICK_S = 0.05
+
+compat.cfg.CONF.register_opts([compat.cfg.StrOpt("config", default=None,
+                                                 help="the media aggregation manager's YAML configuration")],
+                              group="mam")
+
+
+def config_path() -> str:
+    path = os.environ.get("MAM_CONFIG") or compat.cfg.CONF.mam.config
+    if not path:
+        raise ConfigError("", "no configuration: set MAM_CONFIG=<file.yaml> (or [mam] config= in --config-file)")
+    return path
+
+
+class MediaAggregationApp(compat.RyuApp):
+    OFP_VERSIONS = [compat.ofproto_v1_3.OFP_VERSION]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        path = config_path()
+        try:
+            self.config: Config = load_config(path)
+            ledger = SqliteLedger(self.config.store_path) if self.config.store_path else MemoryLedger()
+            manager = build_manager(self.config, ledger)
+        except ConfigError as error:
+            log.error("%s: %s", path, error)
+            raise SystemExit(f"{path}: {error}") from None
+        self.service = MamService(manager, clock=time.monotonic)
+        self.metrics = _metrics(self.service)
+        self.fabric = Fabric(self.service, class_mode=self.config.dataplane.class_mode,
+                             barrier_timeout_s=self.config.dataplane.barrier_timeout_s, clock=time.monotonic,
+                             observe_install=getattr(self.metrics, "observe_flow_install", None))
+        self.service.subscribe(self.fabric.on_changes)
+        self.sip = None
+        self.threads = [compat.hub.spawn(self._tick_loop)]
+        self._start_rest()
+        self._start_sip()
+        log.info("media aggregation manager: %d switch(es), %d communities, %d aggregate(s), store %s",
+                 len(manager.topology.switches), len(manager.topology.communities), len(manager.aggregates()),
+                 self.config.store_path or "in memory")
+
+    # --- shells ---------------------------------------------------------------------------
+
+    def _start_rest(self) -> None:
+        try:
+            from .rest.api import make_wsgi_app
+        except ImportError:  # TEMPORARY until the REST module lands
+            log.warning("REST API not available")
+            return
+        api = self.config.api
+        app = make_wsgi_app(self.service, api, self.metrics)
+        self.threads.append(compat.serve_wsgi(app, api.host, api.port))
+        log.info("REST API on http://%s:%d/mam/v1", api.host, api.port)
+
+    def _start_sip(self) -> None:
+        sip = self.config.sip
+        if not sip.enabled:
+            return
+        from .signalling.sip.hub_server import HubSipServer
+        from .signalling.sip.proxy import HashIds, ProxyConfig, SipProxy
+        proxy = SipProxy(ProxyConfig.from_sip_config(sip), self.service, HashIds(os.urandom(16)))
+        self.sip = HubSipServer(proxy, spawn=compat.hub.spawn, sleep=compat.hub.sleep, socket_factory=socket.socket,
+                                transports=sip.transports)
+        self.service.subscribe(self.sip.on_changes)
+        self.sip.start()
+        log.info("SIP proxy on %s:%d (%s)", sip.listen_host, sip.listen_port, "/".join(sip.transports))
+
+    def _tick_loop(self) -> None:
+        while True:
+            compat.hub.sleep(TICK_S)
+            try:
+                self.fabric.tick()
+            except Exception:  # the loop must survive anything one tick meets
+                log.exception("fabric tick failed")
+
+    # --- OpenFlow events --------------------------------------------------------------------
+
+    @compat.set_ev_cls(compat.ofp_event.EventOFPSwitchFeatures, compat.CONFIG_DISPATCHER)
+    def switch_features(self, ev) -> None:
+        datapath = ev.msg.datapath
+        if self.fabric.switch_connected(datapath) is not None:
+            parser = datapath.ofproto_parser
+            datapath.send_msg(parser.OFPPortDescStatsRequest(datapath, 0))
+
+    @compat.set_ev_cls(compat.ofp_event.EventOFPStateChange, compat.DEAD_DISPATCHER)
+    def switch_state(self, ev) -> None:
+        if ev.datapath is not None and ev.datapath.id is not None:
+            self.fabric.switch_gone(ev.datapath)
+
+    @compat.set_ev_cls(compat.ofp_event.EventOFPPortDescStatsReply, compat.MAIN_DISPATCHER)
+    def port_desc(self, ev) -> None:
+        ports = {p.port_no: _text(p.name) for p in ev.msg.body if p.port_no < 0xFFFFFF00}
+        self.fabric.ports_described(ev.msg.datapath, ports)
+
+    @compat.set_ev_cls(compat.ofp_event.EventOFPPortStatus, compat.MAIN_DISPATCHER)
+    def port_status(self, ev) -> None:
+        msg = ev.msg
+        ofp = msg.datapath.ofproto
+        self.fabric.port_changed(msg.datapath, msg.desc.port_no, _text(msg.desc.name),
+                                 added=msg.reason in (ofp.OFPPR_ADD, ofp.OFPPR_MODIFY))
+
+    @compat.set_ev_cls(compat.ofp_event.EventOFPBarrierReply, compat.MAIN_DISPATCHER)
+    def barrier_reply(self, ev) -> None:
+        self.fabric.barrier_reply(ev.msg.datapath, ev.msg.xid)
+
+    @compat.set_ev_cls(compat.ofp_event.EventOFPErrorMsg, [compat.CONFIG_DISPATCHER, compat.MAIN_DISPATCHER])
+    def error(self, ev) -> None:
+        msg = ev.msg
+        self.fabric.error(msg.datapath, msg.xid, f"type {msg.type} code {msg.code}")
+
+    @compat.set_ev_cls(compat.ofp_event.EventOFPFlowRemoved, compat.MAIN_DISPATCHER)
+    def flow_removed(self, ev) -> None:
+        msg = ev.msg
+        ofp = msg.datapath.ofproto
+        self.fabric.flow_removed(msg.datapath, msg.cookie, msg.reason == ofp.OFPRR_IDLE_TIMEOUT,
+                                 dict(msg.match.items()))
+
+    @compat.set_ev_cls(compat.ofp_event.EventOFPPacketIn, compat.MAIN_DISPATCHER)
+    def packet_in(self, ev) -> None:
+        from .openflow.packet_in import handle_packet_in
+        handle_packet_in(self.fabric, ev.msg)
+
+
+def _metrics(service: MamService):
+    try:
+        from .metrics import Metrics
+    except ImportError:  # TEMPORARY until the metrics module lands
+        return None
+    return Metrics(service)
+
+
+def _text(name) -> str:
+    return name.decode("utf-8", "replace") if isinstance(name, (bytes, bytearray)) else str(name)
