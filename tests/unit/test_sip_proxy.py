@@ -485,3 +485,29 @@ def test_garbage_never_disturbs_an_established_call(messages: list[bytes]) -> No
         h.send(b"BYE " + data, CALLEE)
         h.send(data, CALLER)
     assert "c1" in h.proxy.calls and h.control.used == {"c1": 91}
+
+
+def test_compact_form_invite_over_tcp_is_admitted_and_record_routed_twice() -> None:
+    h = Harness(routes=RouteTable.from_specs(["site-b.example=10.2.0.20:5060"]))
+    compact = (invite().replace(b"Via:", b"v:").replace(b"From:", b"f:").replace(b"To:", b"t:")
+               .replace(b"Call-ID:", b"i:").replace(b"Contact:", b"m:").replace(b"Content-Length:", b"l:")
+               .replace(b"Content-Type:", b"c:").replace(b"SIP/2.0/UDP 10.1.0.10", b"SIP/2.0/TCP 10.1.0.10"))
+    tcp_caller = Peer("tcp", "10.1.0.10", 40001)
+    out = h.send(compact, tcp_caller)
+    assert statuses(out, tcp_caller) == [100]
+    forwarded, _ = only_request(out, CALLEE, "INVITE")
+    assert forwarded.header_values("record-route") == [f"<sip:{PROXY_HOST}:5060;lr>",
+                                                       f"<sip:{PROXY_HOST}:5060;transport=tcp;lr>"]
+    assert h.control.calls_of("admit")[0][1].media == MediaSpec("pcmu", 20)
+
+
+def test_a_response_that_lost_every_via_is_sent_upstream_with_the_request_vias() -> None:
+    h = Harness(timers=TimerSettings(timer_c=1.0))
+    _, raw = only_request(h.send(invite(), CALLER), CALLEE, "INVITE")
+    h.send(answer(raw, 180, "Ringing"), CALLEE)
+    cancel, cancel_raw = only_request(h.advance(1.1), CALLEE, "CANCEL")
+    # a sloppy callee answers the INVITE with the Via of our hop-by-hop CANCEL (only ours)
+    out = h.send(answer(cancel_raw, 487, "Request Terminated").replace(b"CSeq: 1 CANCEL", b"CSeq: 1 INVITE"), CALLEE)
+    terminated, = [m for m in to(out, CALLER) if isinstance(m, Response)]
+    assert terminated.status == 487 and terminated.header_values("via") == [
+        "SIP/2.0/UDP 10.1.0.10:5060;branch=z9hG4bKa1"]

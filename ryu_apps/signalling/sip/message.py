@@ -68,6 +68,8 @@ def split_list(value: str) -> list[str]:
     """Split a comma-separated header value, ignoring commas in quotes and <...>."""
     if "," not in value:
         return [value.strip()] if value.strip() else []
+    if '"' not in value and "<" not in value:       # e.g. "Via: a, b" as SIPp and others send it
+        return [item.strip() for item in value.split(",") if item.strip()]
     items: list[str] = []
     depth = 0
     quoted = False
