@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-rate", type=int, default=500)
     parser.add_argument("--reference", choices=["kamailio", "none"], default="none",
                         help="also sweep Kamailio (apt install kamailio) as a plain stateful proxy")
-    args = parser.parse_args(argv)
+    args = parser.parse_args([] if argv is None else argv)   # run_all.py calls main() with no arguments
     if shutil.which("sipp") is None:
         print("sipp is not installed (Debian package sip-tester)")
         return 2
@@ -401,4 +401,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
