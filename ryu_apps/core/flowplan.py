@@ -35,6 +35,7 @@ ETH_VLAN = 0x8100
 ETH_MPLS = 0x8847
 IPPROTO_UDP = 17
 VID_PRESENT = 0x1000
+VID_NONE = 0x0000
 
 PRIORITY_CALL = 3000
 PRIORITY_TRANSIT = 2000
@@ -283,8 +284,9 @@ def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: 
         dst_ports = _delivery_ports(dst_community, dst.ip, locations)
         mark = SetField("ip_dscp", aggregate.dscp)
         queue: tuple[Action, ...] = (SetQueue(options.queue_id),) if options.use_set_queue else ()
+        # vlan_vid 0: untagged only, so a terminal cannot smuggle a forged tag in under a call's match.
         match: Match = ((("in_port", src_port),) if src_port is not None else ()) + (
-            ("eth_type", ETH_IPV4), ("ip_proto", IPPROTO_UDP),
+            ("vlan_vid", VID_NONE), ("eth_type", ETH_IPV4), ("ip_proto", IPPROTO_UDP),
             ("ipv4_src", src.ip), ("ipv4_dst", dst.ip), ("udp_dst", dst.port))
         if len(path) == 1:  # both communities behind one edge switch: no tags needed
             actions: tuple[Action, ...] = (mark,) + queue + tuple(Output(p) for p in dst_ports)
