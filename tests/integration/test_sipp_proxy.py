@@ -31,9 +31,7 @@ import yaml
 from ryu_apps.config import build_manager, parse_config
 from ryu_apps.service import MamService
 from ryu_apps.signalling.sip.proxy import HashIds, ProxyConfig, ProxyStats, SipProxy
-from ryu_apps.signalling.sip.routing import RouteTable
 from ryu_apps.signalling.sip.standalone import SipServer
-from ryu_apps.signalling.sip.transaction import TimerSettings
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed")]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Iterable, Union
+from typing import Iterable, TypeVar, Union, cast
 
 from .errors import LocalProtocolError, ParseError
 
@@ -162,6 +162,7 @@ class Response(_Headers):
 
 
 Message = Union[Request, Response]
+M = TypeVar("M", Request, Response)
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,18 +464,18 @@ def parse_name_addr(value: str) -> NameAddr:
 
 # --- editing ------------------------------------------------------------------------------
 
-def with_headers(message: Message, headers: tuple[Header, ...]) -> Message:
+def with_headers(message: M, headers: tuple[Header, ...]) -> M:
     """The same message with other headers (faster than dataclasses.replace)."""
     if isinstance(message, Request):
-        return Request(message.method, message.uri, headers, message.body)
-    return Response(message.status, message.reason, headers, message.body)
+        return cast(M, Request(message.method, message.uri, headers, message.body))
+    return cast(M, Response(message.status, message.reason, headers, message.body))
 
 
-def prepend_header(message: Message, name: str, value: str) -> Message:
+def prepend_header(message: M, name: str, value: str) -> M:
     return with_headers(message, ((name, value),) + message.headers)
 
 
-def insert_header_after(message: Message, after: str, name: str, value: str) -> Message:
+def insert_header_after(message: M, after: str, name: str, value: str) -> M:
     """Insert after the last header named ``after`` (at the end when there is none)."""
     headers = list(message.headers)
     index = len(headers)
@@ -485,7 +486,7 @@ def insert_header_after(message: Message, after: str, name: str, value: str) -> 
     return with_headers(message, tuple(headers))
 
 
-def set_header(message: Message, name: str, value: str) -> Message:
+def set_header(message: M, name: str, value: str) -> M:
     """Replace every header named ``name`` with one (where the first was, else at the end)."""
     headers: list[Header] = []
     placed = False
@@ -501,11 +502,11 @@ def set_header(message: Message, name: str, value: str) -> Message:
     return with_headers(message, tuple(headers))
 
 
-def remove_header(message: Message, name: str) -> Message:
+def remove_header(message: M, name: str) -> M:
     return with_headers(message, tuple(h for h in message.headers if h[0] != name))
 
 
-def pop_first_value(message: Message, name: str) -> Message:
+def pop_first_value(message: M, name: str) -> M:
     """Remove the first value of a list header (e.g. the top Via or Route)."""
     headers = list(message.headers)
     for i, (key, value) in enumerate(headers):

@@ -333,7 +333,7 @@ class SipProxy:
         record = self.calls.get(request.call_id)
         if record is not None and request.body:
             answer = self._sdp(request)            # late offer: the caller answers in the ACK
-            if answer is not None and answer.endpoint is not None:
+            if isinstance(answer, CallMedia) and answer.endpoint is not None:
                 if record.is_caller(sender.tag):
                     record.caller_media = answer.endpoint
                 else:
@@ -710,7 +710,7 @@ class SipProxy:
             kept += (("rport", str(source.port)),)
         top = parse_via(request.header_values("via")[0])
         value = f"SIP/2.0/{top.transport} {top.sent_by}{render_params(kept)}"
-        return prepend_header(pop_first_value(request, "via"), "via", value)  # type: ignore[return-value]
+        return prepend_header(pop_first_value(request, "via"), "via", value)
 
     def _is_own(self, uri: SipUri) -> bool:
         return uri.host == self.config.host and (uri.port or 5060) == self.config.port
@@ -726,7 +726,7 @@ class SipProxy:
             routes = request.header_values("route")
             if not routes or not self._is_own_route(routes[0]):
                 return request
-            request = pop_first_value(request, "route")  # type: ignore[assignment]
+            request = pop_first_value(request, "route")
 
     def _next_hop(self, request: Request, uri: SipUri, routes: list[str]) -> Peer | None:
         target = parse_uri(parse_name_addr(routes[0]).uri) if routes else uri

@@ -206,9 +206,9 @@ def build_server(args: argparse.Namespace) -> tuple[SipServer, CallControl]:
     if args.config:
         from ryu_apps.config import build_manager, load_config
         from ryu_apps.service import MamService
-        config = load_config(args.config)
-        sip = config.sip
-        control = MamService(build_manager(config))
+        site = load_config(args.config)
+        sip = site.sip
+        control = MamService(build_manager(site))
     else:
         from .rest_client import RestCallControl
         control = RestCallControl(args.controller, args.token)
