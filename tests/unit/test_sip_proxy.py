@@ -511,3 +511,17 @@ def test_a_response_that_lost_every_via_is_sent_upstream_with_the_request_vias()
     terminated, = [m for m in to(out, CALLER) if isinstance(m, Response)]
     assert terminated.status == 487 and terminated.header_values("via") == [
         "SIP/2.0/UDP 10.1.0.10:5060;branch=z9hG4bKa1"]
+
+
+def test_echo_of_our_own_release_does_not_end_a_newer_call_with_the_same_call_id() -> None:
+    """A service listener reports every release, ours included, a moment later."""
+    h = Harness()
+    _, raw = only_request(h.send(invite(), CALLER), CALLEE, "INVITE")
+    h.send(answer(raw, 407, "Proxy Authentication Required"), CALLEE)       # released: sip-407
+    h.send(request("ACK", "c1", "z9hG4bKa1", 1, to_tag="bt", uri="sip:bob@site-b.example"), CALLER)
+    h.send(invite(branch="z9hG4bKa2", cseq=2), CALLER)                      # retried with credentials
+    assert "c1" in h.proxy.calls and h.control.used == {"c1": 91}
+    assert h.proxy.call_ended("c1", "sip-407", h.now) == []                 # the echo of the first release
+    assert "c1" in h.proxy.calls
+    establish_reply = h.proxy.call_ended("c1", "preempted by e1", h.now)    # admission really ended it
+    assert establish_reply == [] and "c1" not in h.proxy.calls              # early call: no BYE to send

@@ -145,6 +145,9 @@ class SipProxy:
         self._timers = Timers()
         self._out: list[Send] = []
         self._own_sent_by = f"{config.host}:{config.port}"
+        # releases we asked for ourselves, so their echo through call_ended() (a service
+        # listener) is not mistaken for the end of a newer call with the same Call-ID
+        self._own_releases: dict[str, int] = {}
 
     # --- entry points (never raise) ---------------------------------------------------
 
@@ -496,6 +499,9 @@ class SipProxy:
             return None
         record.phase = CallPhase.ENDED
         self.stats.released += 1
+        self._own_releases[call_id] = self._own_releases.get(call_id, 0) + 1
+        if len(self._own_releases) > 50_000:          # echoes come within a tick; forget old ones
+            del self._own_releases[next(iter(self._own_releases))]
         self._control("release", call_id, now, cause)
         return record
 
@@ -506,6 +512,13 @@ class SipProxy:
             confirmed = record is not None and record.phase is CallPhase.CONFIRMED
             record = self._release(call_id, now, cause)
         else:
+            echoes = self._own_releases.get(call_id, 0)
+            if echoes:                                   # our own release coming back: nothing to do
+                if echoes == 1:
+                    del self._own_releases[call_id]
+                else:
+                    self._own_releases[call_id] = echoes - 1
+                return
             record = self.calls.pop(call_id, None)
             confirmed = record is not None and record.phase is CallPhase.CONFIRMED
         if record is None or not confirmed or not self.config.bye_on_media_idle:
