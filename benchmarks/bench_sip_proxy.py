@@ -184,7 +184,11 @@ def percentile(values: list[float], p: float) -> float:
 def sweep(workdir: Path, kind: str, rates: list[int], seconds: float) -> tuple[int, list[dict[str, Any]]]:
     port, uas_port = free_port(), free_port()
     uas = Uas(workdir, uas_port)
-    proxy = Proxy(workdir, port, uas_port, kind=kind)
+    try:
+        proxy = Proxy(workdir, port, uas_port, kind=kind)
+    except Exception:
+        uas.stop()
+        raise
     results = []
     best = 0
     try:
@@ -299,7 +303,11 @@ def profile(workdir: Path, rate: int, seconds: float) -> None:
     port, uas_port = free_port(), free_port()
     out = workdir / "proxy.prof"
     uas = Uas(workdir, uas_port)
-    proxy = Proxy(workdir, port, uas_port, profile=out)
+    try:
+        proxy = Proxy(workdir, port, uas_port, profile=out)
+    except Exception:
+        uas.stop()
+        raise
     try:
         result = run_uac(workdir, port, rate, int(rate * seconds))
     finally:
