@@ -1,0 +1,72 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ryu_apps.config import ConfigError, build_manager, load_config, parse_config
+from ryu_apps.core.store import MemoryLedger
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "enterprise.yaml"
+BASE = yaml.safe_load(EXAMPLE.read_text())
+
+
+def broken(path, value):
+    document = copy.deepcopy(BASE)
+    node = document
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return document
+
+
+def test_the_documented_example_loads():
+    config = load_config(str(EXAMPLE))
+    assert [c.name for c in config.topology.communities] == ["site-a", "site-b"]
+    assert config.aggregates[0].size_kbps == 2000 and config.api.token == "change-me"
+    assert config.topology.link("s1", "s2").reservable_kbps == 5000
+
+
+@pytest.mark.parametrize("path, value, where, message", [
+    (("communities", 1, "prefixes", 0), "10.0.0/33", "communities[1].prefixes[0]", "not an IP prefix"),
+    (("communities", 0, "colour"), "red", "communities[0].colour", "unknown key"),
+    (("topology", "switches", 1, "dpid"), "zz", "topology.switches[1].dpid", "not a datapath id"),
+    (("topology", "links", 0, "b"), "s9", "topology.links[0].b", "unknown switch"),
+    (("topology", "links", 0, "capacity_kbps"), KeyError, "topology.links[0].capacity_kbps", "is required"),
+    (("communities", 0, "access_ports", 0), 10, "communities[0].access_ports[0]", "link port"),
+    (("aggregates", 0, "between", 1), "site-z", "aggregates[0].between[1]", "unknown community"),
+    (("aggregates", 0, "size_kbps"), 999999, "aggregates[0].size_kbps", "no path"),
+    (("aggregates", 0, "levels", 0), "gold", "aggregates[0].levels[0]", "unknown level"),
+    (("codecs", "allowed", 1), "speex", "codecs.allowed[1]", "unknown codec"),
+    (("dataplane", "class_mode"), "magic", "dataplane.class_mode", "must be one of"),
+    (("api", "port"), 70000, "api.port", "between 1 and 65535"),
+    (("sip", "listen"), "localhost", "sip.listen", "host:port"),
+])
+def test_errors_name_the_path_of_the_bad_key(path, value, where, message):
+    with pytest.raises(ConfigError) as error:
+        build_manager(parse_config(broken(path, value)))
+    assert error.value.field == where and message in str(error.value)
+
+
+def test_yaml_syntax_errors_say_where(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("topology:\n  switches: [\n")
+    with pytest.raises(ConfigError, match="line"):
+        load_config(str(bad))
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(str(tmp_path / "nope.yaml"))
+
+
+def test_build_manager_keeps_stored_aggregates_and_creates_missing_ones():
+    config = parse_config(copy.deepcopy(BASE))
+    ledger = MemoryLedger()
+    first = build_manager(config, ledger)
+    first.resize_aggregate("site-a--site-b", 1500)   # changed at run time (REST)
+    again = build_manager(config, ledger)
+    assert again.aggregate("site-a--site-b").size_kbps == 1500

@@ -1,0 +1,151 @@
+"""Invariants under random sequences of operations (hypothesis stateful testing).
+
+After every step: no link direction holds more than its reservable share; no pool admits
+more than its size; a pool's use is the sum of its live calls; tags and serials are
+unique; replaying every drained plan diff onto an empty set gives exactly
+expected_plan(); and a manager rebuilt from the ledger decides exactly as the original.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import hypothesis.strategies as st
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from conftest import mesh_topology
+from ryu_apps.core.admission import AdmissionRequest, ServiceLevel
+from ryu_apps.core.calls import MediaEndpoint
+from ryu_apps.core.codec import MediaSpec
+from ryu_apps.core.errors import MamError
+from ryu_apps.core.flowplan import FlowEntry
+from ryu_apps.core.manager import MediaAggregationManager
+from ryu_apps.core.store import MemoryLedger
+
+TOPOLOGY = mesh_topology()
+CODECS = st.sampled_from([MediaSpec("pcmu"), MediaSpec("g729"), MediaSpec("g722", 30), MediaSpec("t38"),
+                          MediaSpec("opus", 20, explicit_kbps=64)])
+LEVELS = st.sampled_from(list(ServiceLevel))
+SIZES = st.integers(min_value=50, max_value=6000)
+IDS = st.sampled_from(["p", "q", "r"])
+CALLS = st.integers(min_value=0, max_value=30).map(lambda i: f"call-{i}")
+
+
+class Ledger(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ledger = MemoryLedger()
+        self.manager = MediaAggregationManager(TOPOLOGY, ledger=self.ledger)
+        self.installed: set = set(self.manager.expected_plan())   # what a connecting switch gets
+        self.now = 0.0
+
+    def _apply(self, manager: MediaAggregationManager) -> None:
+        plan = manager.drain().plan
+        for entry in plan.remove:
+            assert entry in self.installed, f"removing what was never added: {entry}"
+            self.installed.discard(entry)
+        for entry in plan.add:
+            if isinstance(entry, FlowEntry):
+                assert not any(isinstance(e, FlowEntry) and e.key == entry.key and e != entry
+                               for e in self.installed if e.switch == entry.switch), "two flows, one key"
+            self.installed.add(entry)
+
+    def _both(self, action):
+        """Do the same to the manager and to one rebuilt from its ledger; same outcome."""
+        twin = MediaAggregationManager(TOPOLOGY, ledger=_copy(self.ledger))
+        twin._locations = dict(self.manager._locations)
+        outcome = _outcome(action, self.manager)
+        assert _outcome(action, twin) == outcome
+        self._apply(self.manager)
+        self.now += 1
+        return outcome
+
+    @rule(aggregate_id=IDS, ends=st.sampled_from([("east", "west"), ("west", "east")]), size=SIZES,
+          preemption=st.booleans())
+    def create(self, aggregate_id, ends, size, preemption):
+        self._both(lambda m: m.create_aggregate(aggregate_id, *ends, size, preemption=preemption))
+
+    @rule(aggregate_id=IDS, size=SIZES)
+    def resize(self, aggregate_id, size):
+        self._both(lambda m: m.resize_aggregate(aggregate_id, size))
+
+    @rule(aggregate_id=IDS, force=st.booleans())
+    def delete(self, aggregate_id, force):
+        self._both(lambda m: m.delete_aggregate(aggregate_id, force=force))
+
+    @rule(call_id=CALLS, media=CODECS, level=LEVELS, reverse=st.booleans())
+    def admit(self, call_id, media, level, reverse):
+        a, b = ("west", "east") if reverse else ("east", "west")
+        now = self.now
+        self._both(lambda m: m.admit(AdmissionRequest(call_id, a, b, media, level), now))
+
+    @rule(call_id=CALLS, media=CODECS)
+    def modify(self, call_id, media):
+        now = self.now
+        self._both(lambda m: m.modify(call_id, media, now))
+
+    @rule(call_id=CALLS, port=st.integers(min_value=1024, max_value=1100))
+    def attach(self, call_id, port):
+        now = self.now
+        self._both(lambda m: m.attach_media(call_id, MediaEndpoint("10.1.0.1", port),
+                                            MediaEndpoint("10.4.0.1", port + 2), now))
+
+    @rule(call_id=CALLS)
+    def release(self, call_id):
+        now = self.now
+        self._both(lambda m: m.release(call_id, now, "bye"))
+
+    @precondition(lambda self: self.manager.calls())
+    @rule(data=st.data())
+    def release_everything(self, data):
+        for call in self.manager.calls():
+            self.manager.release(call.call_id, self.now, "bye")
+        self._apply(self.manager)
+        assert all(self.manager.used_kbps(a.id) == 0 for a in self.manager.aggregates())
+
+    @invariant()
+    def links_and_pools_are_never_oversubscribed(self):
+        reserved = Counter()
+        for aggregate in self.manager.aggregates():
+            for hop in aggregate.hops():
+                reserved[hop] += aggregate.size_kbps
+            used = sum(c.kbps for c in self.manager.calls(aggregate.id))
+            assert used == self.manager.used_kbps(aggregate.id) <= aggregate.size_kbps
+        for hop, kbps in self.manager.link_reserved().items():
+            assert kbps == reserved[hop] <= TOPOLOGY.reservable(hop)
+
+    @invariant()
+    def tags_and_serials_are_unique(self):
+        calls = self.manager.calls()
+        per_edge = Counter()
+        for call in calls:
+            per_edge[(TOPOLOGY.community(call.caller_community).edge, call.tag_to_caller)] += 1
+            per_edge[(TOPOLOGY.community(call.callee_community).edge, call.tag_to_callee)] += 1
+        assert all(n == 1 for n in per_edge.values())
+        assert len({c.serial for c in calls}) == len(calls)
+        assert len({a.tag for a in self.manager.aggregates()}) == len(self.manager.aggregates())
+
+    @invariant()
+    def replayed_diffs_equal_the_expected_plan(self):
+        assert self.installed == set(self.manager.expected_plan())
+
+    def teardown(self):
+        pass
+
+
+def _copy(ledger: MemoryLedger) -> MemoryLedger:
+    copy = MemoryLedger()
+    copy.aggregates, copy.calls = dict(ledger.aggregates), dict(ledger.calls)
+    return copy
+
+
+def _outcome(action, manager):
+    try:
+        return ("ok", action(manager))
+    except MamError as error:
+        return ("error", type(error).__name__, str(error))
+
+
+TestLedger = Ledger.TestCase
+TestLedger.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
