@@ -19,6 +19,7 @@ import time
 from . import compat
 from .config import Config, ConfigError, build_manager, load_config
 from .core.store import MemoryLedger
+from .metrics import Metrics
 from .openflow.fabric import Fabric
 from .service import MamService
 from .store import SqliteLedger
@@ -52,10 +53,10 @@ class MediaAggregationApp(compat.RyuApp):
             log.error("%s: %s", path, error)
             raise SystemExit(f"{path}: {error}") from None
         self.service = MamService(manager, clock=time.monotonic)
-        self.metrics = _metrics(self.service)
+        self.metrics = Metrics(self.service)
         self.fabric = Fabric(self.service, class_mode=self.config.dataplane.class_mode,
                              barrier_timeout_s=self.config.dataplane.barrier_timeout_s, clock=time.monotonic,
-                             observe_install=getattr(self.metrics, "observe_flow_install", None))
+                             observe_install=self.metrics.observe_flow_install)
         self.service.subscribe(self.fabric.on_changes)
         self.sip = None
         self.threads = [compat.hub.spawn(self._tick_loop)]
@@ -68,11 +69,7 @@ class MediaAggregationApp(compat.RyuApp):
     # --- shells ---------------------------------------------------------------------------
 
     def _start_rest(self) -> None:
-        try:
-            from .rest.api import make_wsgi_app
-        except ImportError:  # TEMPORARY until the REST module lands
-            log.warning("REST API not available")
-            return
+        from .rest.api import make_wsgi_app
         api = self.config.api
         app = make_wsgi_app(self.service, api, self.metrics)
         self.threads.append(compat.serve_wsgi(app, api.host, api.port))
@@ -145,14 +142,6 @@ class MediaAggregationApp(compat.RyuApp):
     def packet_in(self, ev) -> None:
         from .openflow.packet_in import handle_packet_in
         handle_packet_in(self.fabric, ev.msg)
-
-
-def _metrics(service: MamService):
-    try:
-        from .metrics import Metrics
-    except ImportError:  # TEMPORARY until the metrics module lands
-        return None
-    return Metrics(service)
 
 
 def _text(name) -> str:

@@ -1,20 +1,19 @@
-"""RestCallControl against a stand-in of the REST contract it documents (backed by the real service)."""
+"""RestCallControl against the controller's real REST API (over HTTP on loopback)."""
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import ThreadingMixIn
 from typing import Any, Iterator
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-from ryu_apps.config import build_manager, parse_config
-from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason, ServiceLevel
+from ryu_apps.config import ApiConfig, build_manager, parse_config
+from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason
 from ryu_apps.core.calls import MediaEndpoint
 from ryu_apps.core.codec import MediaSpec
-from ryu_apps.core.serialize import media_from_dict
+from ryu_apps.rest.api import make_wsgi_app
 from ryu_apps.service import MamService
 from ryu_apps.signalling.sip.rest_client import ControllerError, RestCallControl
 
@@ -32,58 +31,20 @@ def _service() -> MamService:
 
 @pytest.fixture
 def controller() -> Iterator[tuple[str, MamService, list[str]]]:
+    """The real REST API, served over HTTP on loopback by wsgiref, in front of the real service."""
     service = _service()
+    api = make_wsgi_app(service, ApiConfig(token="secret"))
     seen: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    def recording(environ: dict[str, Any], start_response: Any) -> Any:
+        seen.append(f"{environ['REQUEST_METHOD']} {environ.get('HTTP_AUTHORIZATION')}")
+        return api(environ, start_response)
+
+    class Quiet(WSGIRequestHandler):
         def log_message(self, *args: Any) -> None:
             pass
 
-        def _reply(self, status: int, body: Any = None) -> None:
-            data = b"" if body is None else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _body(self) -> Any:
-            return json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-
-        def _decision(self, decision: Any) -> None:
-            if isinstance(decision, Admitted):
-                self._reply(201, {"call": {"aggregate_id": decision.aggregate_id, "kbps": decision.kbps}})
-            else:
-                self._reply(409, {"reason": decision.reason.value, "detail": decision.detail})
-
-        def do_GET(self) -> None:  # noqa: N802
-            seen.append(f"GET {self.headers.get('Authorization')}")
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-            self._reply(200, {"community": service.community_of(query.get("domain", [None])[0],
-                                                                 query.get("address", [None])[0])})
-
-        def do_POST(self) -> None:  # noqa: N802
-            body = self._body()
-            self._decision(service.admit(AdmissionRequest(
-                body["call_id"], body["caller_community"], body["callee_community"], media_from_dict(body["media"]),
-                ServiceLevel.parse(body["level"]))))
-
-        def do_PATCH(self) -> None:  # noqa: N802
-            call_id = urllib.parse.unquote(self.path.split("/")[-1])
-            self._decision(service.modify(call_id, media_from_dict(self._body()["media"])))
-
-        def do_PUT(self) -> None:  # noqa: N802
-            body = self._body()
-            call_id = urllib.parse.unquote(self.path.split("/")[-2])
-            service.attach_media(call_id, MediaEndpoint(**body["caller"]), MediaEndpoint(**body["callee"]))
-            self._reply(200, {})
-
-        def do_DELETE(self) -> None:  # noqa: N802
-            path = urllib.parse.urlsplit(self.path)
-            released = service.release(urllib.parse.unquote(path.path.split("/")[-1]),
-                                       cause=urllib.parse.parse_qs(path.query)["cause"][0])
-            self._reply(204 if released else 404, None if released else {"error": "no such call"})
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = make_server("127.0.0.1", 0, recording, server_class=_ThreadingWSGIServer, handler_class=Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -91,6 +52,10 @@ def controller() -> Iterator[tuple[str, MamService, list[str]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
 
 
 def test_rest_call_control_round_trip(controller: tuple[str, MamService, list[str]]) -> None:
@@ -110,6 +75,11 @@ def test_rest_call_control_round_trip(controller: tuple[str, MamService, list[st
     client.release("c/1", 0.0, "bye-from-caller")
     client.release("c/1", 0.0, "bye-from-caller")                      # unknown now: ignored
     assert service.read(lambda m: m.used_kbps("a-b")) == 0
+    gone = client.modify("c/1", MediaSpec("g729"), 0.0)
+    assert isinstance(gone, Rejected) and gone.reason is RejectReason.UNKNOWN_CALL
+    refused = client.admit(AdmissionRequest("c3", "a", "b", MediaSpec("g722")), 0.0)
+    assert isinstance(refused, Rejected) and refused.reason is RejectReason.CODEC_NOT_ALLOWED
+    assert "g722" in refused.detail
 
 
 def test_unreachable_controller_raises_controller_error() -> None:

@@ -100,12 +100,13 @@ class RestCallControl:
             call = body.get("call", body)
             return Admitted(call_id, str(call.get("aggregate_id", "")), int(call.get("kbps", 0)),
                             tuple(body.get("preempted", ())))
-        if status in (404, 409, 422) and "reason" in body:
+        error = body.get("error", body)
+        if status in (404, 409, 422) and isinstance(error, dict) and "reason" in error:
             try:
-                reason = RejectReason(body["reason"])
-            except ValueError:
-                reason = RejectReason.INVALID_REQUEST
-            return Rejected(call_id, reason, str(body.get("detail", "")))
+                reason = RejectReason(error["reason"])
+            except ValueError:  # a plain 404 (the call is gone) or a conflict outside admission
+                reason = RejectReason.UNKNOWN_CALL if status == 404 else RejectReason.INVALID_REQUEST
+            return Rejected(call_id, reason, str(error.get("message", error.get("detail", ""))))
         raise ControllerError(f"HTTP {status}: {body}")
 
     def _connection(self) -> http.client.HTTPConnection:

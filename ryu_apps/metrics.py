@@ -1,0 +1,91 @@
+"""Prometheus metrics (text exposition format 0.0.4), with no extra dependency.
+
+Gauges about pools and calls are read from the service at scrape time; counters of
+decisions come from the manager's own counters; the flow-install histogram is fed by
+the OpenFlow shell (`observe_flow_install`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+
+from .core.admission import RejectReason
+from .service import MamService
+
+BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Histogram:
+    def __init__(self, buckets: tuple[float, ...] = BUCKETS) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.total = 0.0
+        self.lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        with self.lock:
+            self.counts[bisect.bisect_left(self.buckets, value)] += 1
+            self.total += value
+
+    def lines(self, name: str) -> list[str]:
+        with self.lock:
+            counts, total = list(self.counts), self.total
+        lines, running = [], 0
+        for bound, count in zip(self.buckets, counts):
+            running += count
+            lines.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
+        running += counts[-1]
+        lines += [f'{name}_bucket{{le="+Inf"}} {running}', f"{name}_sum {total:.6f}", f"{name}_count {running}"]
+        return lines
+
+
+class Metrics:
+    def __init__(self, service: MamService) -> None:
+        self.service = service
+        self.flow_install = Histogram()
+
+    def observe_flow_install(self, seconds: float) -> None:
+        self.flow_install.observe(seconds)
+
+    def render(self) -> str:
+        def snapshot(manager):
+            return ([(a.id, a.size_kbps, manager.used_kbps(a.id), len(manager.calls(a.id)))
+                     for a in manager.aggregates()],
+                    manager.counters.admitted, dict(manager.counters.rejected), manager.counters.released,
+                    manager.counters.preempted, len(manager.calls()))
+        pools, admitted, rejected, released, preempted, active = self.service.read(snapshot)
+        out = [
+            "# HELP mam_aggregate_reserved_kbps Bandwidth reserved by the aggregate, per direction (kbit/s).",
+            "# TYPE mam_aggregate_reserved_kbps gauge",
+            *(f'mam_aggregate_reserved_kbps{{aggregate="{_label(a)}"}} {size}' for a, size, _, _ in pools),
+            "# HELP mam_aggregate_used_kbps Bandwidth admitted calls use on the aggregate (kbit/s).",
+            "# TYPE mam_aggregate_used_kbps gauge",
+            *(f'mam_aggregate_used_kbps{{aggregate="{_label(a)}"}} {used}' for a, _, used, _ in pools),
+            "# HELP mam_aggregate_calls Calls riding the aggregate.",
+            "# TYPE mam_aggregate_calls gauge",
+            *(f'mam_aggregate_calls{{aggregate="{_label(a)}"}} {n}' for a, _, _, n in pools),
+            "# HELP mam_admissions_total Calls admitted.",
+            "# TYPE mam_admissions_total counter",
+            f"mam_admissions_total {admitted}",
+            "# HELP mam_rejections_total Calls rejected, by reason.",
+            "# TYPE mam_rejections_total counter",
+            *(f'mam_rejections_total{{reason="{r.value}"}} {rejected.get(r, 0)}' for r in RejectReason),
+            "# HELP mam_calls_released_total Calls released (any cause).",
+            "# TYPE mam_calls_released_total counter",
+            f"mam_calls_released_total {released}",
+            "# HELP mam_calls_preempted_total Calls preempted by a higher level of service.",
+            "# TYPE mam_calls_preempted_total counter",
+            f"mam_calls_preempted_total {preempted}",
+            "# HELP mam_calls_active Calls holding bandwidth now.",
+            "# TYPE mam_calls_active gauge",
+            f"mam_calls_active {active}",
+            "# HELP mam_flow_install_seconds Time from sending a call's flows to every switch's barrier reply.",
+            "# TYPE mam_flow_install_seconds histogram",
+            *self.flow_install.lines("mam_flow_install_seconds"),
+        ]
+        return "\n".join(out) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

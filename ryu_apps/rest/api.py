@@ -1,0 +1,340 @@
+"""REST API v1 under ``/mam/v1``: reservations, calls and the topology they ride on.
+
+A plain WSGI callable (webob) so it runs under the framework's hub (`compat.serve_wsgi`),
+under any WSGI server, or in-process in tests. Every answer is JSON (metrics excepted);
+every error is ``{"error": {status, reason, message, field?}}`` with the right status.
+Mutating requests need ``Authorization: Bearer <api.token>`` when a token is configured.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from typing import Any, Callable
+
+from webob import Request, Response
+
+from ..config import ApiConfig
+from ..core.admission import AdmissionRequest, Admitted, Decision, RejectReason, ServiceLevel
+from ..core.errors import MamError
+from ..core.manager import MediaAggregationManager
+from ..core.serialize import aggregate_to_dict, call_to_dict
+from ..metrics import Metrics
+from ..service import MamService
+from . import body as fields
+from .errors import HttpError, json_response
+
+log = logging.getLogger(__name__)
+PREFIX = "/mam/v1"
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+DSCP_RANGE = (0, 63)
+
+# How a rejected admission is answered: the call cannot be carried (409) or the request
+# names something the controller cannot carry at all (422), or the call is unknown (404).
+REJECT_STATUS = {
+    RejectReason.POOL_FULL: 409,
+    RejectReason.NO_AGGREGATE: 409,
+    RejectReason.CODEC_NOT_ALLOWED: 422,
+    RejectReason.UNKNOWN_COMMUNITY: 422,
+    RejectReason.INVALID_REQUEST: 422,
+    RejectReason.UNKNOWN_CALL: 404,
+}
+
+Handler = Callable[[Request, dict[str, str]], Response]
+
+
+class RestApi:
+    def __init__(self, service: MamService, config: ApiConfig, metrics: Metrics | None = None) -> None:
+        self.service, self.config = service, config
+        self.metrics = metrics if metrics is not None else Metrics(service)
+        self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = []
+        route = self._route
+        route("", GET=self.index)
+        route("/communities", GET=self.list_communities)
+        route("/communities/lookup", GET=self.lookup_community)
+        route("/communities/{name}", GET=self.get_community)
+        route("/topology", GET=self.topology)
+        route("/aggregates", GET=self.list_aggregates, POST=self.create_aggregate)
+        route("/aggregates/{id}", GET=self.get_aggregate, PATCH=self.resize_aggregate,
+              DELETE=self.delete_aggregate)
+        route("/calls", GET=self.list_calls, POST=self.admit_call)
+        # SIP Call-IDs may hold '/', which WSGI servers hand over decoded: call ids match greedily
+        route("/calls/{id+}/media", PUT=self.attach_media)
+        route("/calls/{id+}", GET=self.get_call, PATCH=self.modify_call, DELETE=self.release_call)
+        route("/stats", GET=self.stats)
+        route("/metrics", GET=self.prometheus)
+        self.routes.append((re.compile(r"^/metrics$"), {"GET": self.prometheus}))
+
+    def _route(self, template: str, **handlers: Handler) -> None:
+        pattern = "".join(
+            f"(?P<{part[1:-2]}>.+)" if part.endswith("+}") else f"(?P<{part[1:-1]}>[^/]+)" if part.startswith("{")
+            else re.escape(part) for part in re.split(r"(\{\w+\+?\})", PREFIX + template) if part)
+        self.routes.append((re.compile(f"^{pattern}/?$"), handlers))
+
+    # --- WSGI ---------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        request = Request(environ)
+        try:
+            response = self.dispatch(request)
+        except HttpError as error:
+            response = error.response()
+        except MamError as error:
+            response = HttpError(error.status, error.message, field=error.field).response()
+        except Exception:  # never a stack trace on the wire, never a 200 on failure
+            log.exception("%s %s failed", request.method, request.path)
+            response = HttpError(500, "internal error; see the controller log").response()
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        path = request.path_info
+        for pattern, handlers in self.routes:
+            match = pattern.match(path)
+            if match is None:
+                continue
+            handler = handlers.get(request.method) or (handlers.get("GET") if request.method == "HEAD" else None)
+            if handler is None:
+                allowed = ", ".join(sorted(handlers))
+                raise HttpError(405, f"{request.method} not allowed on {path}; use {allowed}",
+                                headers={"Allow": allowed})
+            if request.method in MUTATING:
+                self._authorise(request)
+            return handler(request, match.groupdict())
+        raise HttpError(404, f"no resource {path}; the API lives under {PREFIX}")
+
+    def _authorise(self, request: Request) -> None:
+        token = self.config.token
+        if not token:
+            return
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        challenge = {"WWW-Authenticate": 'Bearer realm="mam"'}
+        if scheme.lower() != "bearer" or not given:
+            raise HttpError(401, "this request changes state: send Authorization: Bearer <api.token>",
+                            headers=challenge)
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise HttpError(403, "bearer token not accepted", headers=challenge)
+
+    def _body(self, request: Request) -> dict[str, Any]:
+        return fields.read_json(request, self.config.max_body_bytes)
+
+    # --- resources ------------------------------------------------------------------------
+
+    def index(self, request: Request, _: dict[str, str]) -> Response:
+        return json_response({"version": "v1", "resources": [
+            f"{PREFIX}/communities", f"{PREFIX}/topology", f"{PREFIX}/aggregates", f"{PREFIX}/calls",
+            f"{PREFIX}/stats", f"{PREFIX}/metrics"]})
+
+    def list_communities(self, request: Request, _: dict[str, str]) -> Response:
+        topology = self.service.manager.topology
+        return json_response({"communities": [_community(c) for c in topology.communities]})
+
+    def get_community(self, request: Request, params: dict[str, str]) -> Response:
+        return json_response(_community(self.service.manager.topology.community(params["name"])))
+
+    def lookup_community(self, request: Request, _: dict[str, str]) -> Response:
+        domain = request.GET.get("domain") or None
+        address = request.GET.get("address") or None
+        if domain is None and address is None:
+            raise HttpError(400, "give domain= and/or address=", field="domain")
+        return json_response({"community": self.service.community_of(domain, address)})
+
+    def topology(self, request: Request, _: dict[str, str]) -> Response:
+        def snapshot(manager: MediaAggregationManager) -> dict[str, Any]:
+            reserved = manager.link_reserved()
+            links = []
+            for link in manager.topology.links:
+                directions = []
+                for here, there in link.hops():
+                    used = reserved.get((here, there), 0)
+                    directions.append({"from": here, "to": there, "reserved_kbps": used,
+                                       "free_kbps": link.reservable_kbps - used})
+                links.append({"a": link.a, "a_port": link.a_port, "b": link.b, "b_port": link.b_port,
+                              "capacity_kbps": link.capacity_kbps, "reservable_kbps": link.reservable_kbps,
+                              "directions": directions})
+            return {"switches": [{"name": s.name, "dpid": s.dpid} for s in manager.topology.switches],
+                    "links": links}
+        return json_response(self.service.read(snapshot))
+
+    # aggregates
+
+    def list_aggregates(self, request: Request, _: dict[str, str]) -> Response:
+        return json_response({"aggregates": self.service.read(
+            lambda m: [_aggregate(m, a.id, detail=False) for a in m.aggregates()])})
+
+    def get_aggregate(self, request: Request, params: dict[str, str]) -> Response:
+        return json_response(self.service.read(lambda m: _aggregate(m, params["id"], detail=True)))
+
+    def create_aggregate(self, request: Request, _: dict[str, str]) -> Response:
+        body = fields.Fields(self._body(request))
+        aggregate_id = body.text("id", max_length=64)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", aggregate_id):
+            raise HttpError(400, "letters, digits, '.', '_' and '-' only", field="id")
+        communities = body.get("communities", list)
+        if len(communities) != 2 or not all(isinstance(c, str) and c for c in communities):
+            raise HttpError(400, "must be a list of two community names", field="communities")
+        size = body.int("size_kbps", 1, 100_000_000)
+        dscp = body.int("dscp", *DSCP_RANGE, 46)
+        priority = body.int("priority", 0, 1000, 0)
+        levels_raw = body.get("levels", list, None)
+        levels = None if levels_raw is None else [fields.level(v, f"levels[{i}]") for i, v in enumerate(levels_raw)]
+        if levels is not None and not levels:
+            raise HttpError(400, "name at least one level of service", field="levels")
+        preemption = body.get("preemption", bool, False)
+        path_raw = body.get("path", list, None)
+        if path_raw is not None and not all(isinstance(s, str) for s in path_raw):
+            raise HttpError(400, "must be a list of switch names", field="path")
+        body.done()
+        for i, name in enumerate(communities):
+            if not self.service.manager.topology.has_community(name):
+                raise HttpError(422, f"no community {name!r}", field=f"communities[{i}]")
+        options: dict[str, Any] = {"dscp": dscp, "priority": priority, "preemption": preemption, "path": path_raw}
+        if levels is not None:
+            options["levels"] = frozenset(levels)
+        aggregate = self.service.create_aggregate(aggregate_id, communities[0], communities[1], size, **options)
+        response = json_response(self.service.read(lambda m: _aggregate(m, aggregate.id, detail=True)), 201)
+        response.location = f"{PREFIX}/aggregates/{aggregate.id}"
+        return response
+
+    def resize_aggregate(self, request: Request, params: dict[str, str]) -> Response:
+        body = fields.Fields(self._body(request))
+        size = body.int("size_kbps", 1, 100_000_000)
+        body.done()
+        aggregate = self.service.resize_aggregate(params["id"], size)
+        return json_response(self.service.read(lambda m: _aggregate(m, aggregate.id, detail=True)))
+
+    def delete_aggregate(self, request: Request, params: dict[str, str]) -> Response:
+        force = _flag(request, "force")
+        self.service.delete_aggregate(params["id"], force=force)
+        return Response(status=204)
+
+    # calls
+
+    def list_calls(self, request: Request, _: dict[str, str]) -> Response:
+        aggregate = request.GET.get("aggregate") or None
+
+        def query(manager: MediaAggregationManager) -> list[dict[str, Any]]:
+            if aggregate is not None:
+                manager.aggregate(aggregate)  # 404 for an unknown pool rather than an empty list
+            return [call_to_dict(c) for c in manager.calls(aggregate)]
+        return json_response({"calls": self.service.read(query)})
+
+    def get_call(self, request: Request, params: dict[str, str]) -> Response:
+        return json_response(call_to_dict(self.service.read(lambda m: m.call(params["id"]))))
+
+    def admit_call(self, request: Request, _: dict[str, str]) -> Response:
+        body = fields.Fields(self._body(request))
+        call_id = body.text("call_id", max_length=256)
+        caller = body.text("caller_community", max_length=64)
+        callee = body.text("callee_community", max_length=64)
+        level = fields.level(body.get("level", str, "voice"), "level")
+        media = fields.media(body.get("media", dict), "media")
+        caller_media = body.get("caller_media", dict, None)
+        callee_media = body.get("callee_media", dict, None)
+        if (caller_media is None) != (callee_media is None):
+            raise HttpError(400, "give both caller_media and callee_media, or neither",
+                            field="callee_media" if callee_media is None else "caller_media")
+        endpoints = None if caller_media is None else (fields.endpoint(caller_media, "caller_media"),
+                                                       fields.endpoint(callee_media, "callee_media"))
+        body.done()
+        decision = self.service.admit(AdmissionRequest(call_id, caller, callee, media, level))
+        if not isinstance(decision, Admitted):
+            return self._rejection(decision)
+        if endpoints is not None:
+            self.service.attach_media(call_id, *endpoints)
+        call = self.service.read(lambda m: m.call(call_id))
+        response = json_response({"call": call_to_dict(call), "preempted": list(decision.preempted)}, 201)
+        response.location = f"{PREFIX}/calls/{call_id}"
+        return response
+
+    def modify_call(self, request: Request, params: dict[str, str]) -> Response:
+        body = fields.Fields(self._body(request))
+        media = fields.media(body.get("media", dict), "media")
+        body.done()
+        decision = self.service.modify(params["id"], media)
+        if not isinstance(decision, Admitted):
+            return self._rejection(decision)
+        return json_response({"call": call_to_dict(self.service.read(lambda m: m.call(params["id"])))})
+
+    def attach_media(self, request: Request, params: dict[str, str]) -> Response:
+        body = fields.Fields(self._body(request))
+        caller = fields.endpoint(body.get("caller", dict), "caller")
+        callee = fields.endpoint(body.get("callee", dict), "callee")
+        body.done()
+        call = self.service.attach_media(params["id"], caller, callee)
+        return json_response({"call": call_to_dict(call)})
+
+    def release_call(self, request: Request, params: dict[str, str]) -> Response:
+        cause = (request.GET.get("cause") or "released via REST")[:64]
+        released = self.service.release(params["id"], cause=cause)
+        if released is None:
+            raise HttpError(404, f"no call {params['id']!r}")
+        return Response(status=204)
+
+    @staticmethod
+    def _rejection(decision: Decision) -> Response:
+        assert not isinstance(decision, Admitted)
+        status = REJECT_STATUS[decision.reason]
+        return HttpError(status, decision.detail, reason=decision.reason.value).response()
+
+    # statistics
+
+    def stats(self, request: Request, _: dict[str, str]) -> Response:
+        def snapshot(manager: MediaAggregationManager) -> dict[str, Any]:
+            counters = manager.counters
+            return {
+                "aggregates": len(manager.aggregates()),
+                "reserved_kbps": sum(a.size_kbps for a in manager.aggregates()),
+                "used_kbps": sum(manager.used_kbps(a.id) for a in manager.aggregates()),
+                "calls_active": len(manager.calls()),
+                "admitted": counters.admitted,
+                "rejected": {reason.value: counters.rejected.get(reason, 0) for reason in RejectReason},
+                "released": counters.released,
+                "preempted": counters.preempted,
+            }
+        return json_response(self.service.read(snapshot))
+
+    def prometheus(self, request: Request, _: dict[str, str]) -> Response:
+        response = Response(content_type="text/plain", charset="utf-8")
+        response.content_type_params = {"version": "0.0.4", "charset": "utf-8"}
+        response.text = self.metrics.render()
+        return response
+
+
+def make_wsgi_app(service: MamService, config: ApiConfig | None = None, metrics: Metrics | None = None) -> RestApi:
+    return RestApi(service, config or ApiConfig(), metrics)
+
+
+# --- representations ----------------------------------------------------------------------
+
+def _community(community: Any) -> dict[str, Any]:
+    return {"name": community.name, "edge": community.edge, "access_ports": list(community.access_ports),
+            "prefixes": [str(p) for p in community.prefixes], "domains": list(community.domains)}
+
+
+def _aggregate(manager: MediaAggregationManager, aggregate_id: str, *, detail: bool) -> dict[str, Any]:
+    aggregate = manager.aggregate(aggregate_id)
+    used = manager.used_kbps(aggregate_id)
+    body = aggregate_to_dict(aggregate)
+    body.update(used_kbps=used, free_kbps=aggregate.size_kbps - used, calls=len(manager.calls(aggregate_id)))
+    if detail:
+        reserved = manager.link_reserved()
+        hops = []
+        for here, there in zip(aggregate.path, aggregate.path[1:]):
+            link = manager.topology.link(here, there)
+            hops.append({"from": here, "to": there, "capacity_kbps": link.capacity_kbps,
+                         "reservable_kbps": link.reservable_kbps,
+                         "reserved_kbps": max(reserved.get((here, there), 0), reserved.get((there, here), 0)),
+                         "this_aggregate_kbps": aggregate.size_kbps})
+        body["links"] = hops
+    return body
+
+
+def _flag(request: Request, name: str) -> bool:
+    value = request.GET.get(name, "false").lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no", ""):
+        return False
+    raise HttpError(400, f"expected true or false, got {value!r}", field=name)

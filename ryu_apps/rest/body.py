@@ -1,0 +1,108 @@
+"""Reading request bodies: JSON only, size-limited, every field checked by name."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+from webob import Request
+
+from ..core.admission import ServiceLevel
+from ..core.calls import MediaEndpoint
+from ..core.codec import MediaSpec
+from .errors import HttpError
+
+
+def read_json(request: Request, limit: int) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > limit:
+        raise HttpError(413, f"body of {request.content_length} bytes exceeds the {limit}-byte limit")
+    if request.content_type not in ("application/json", ""):
+        raise HttpError(415, f"expected application/json, got {request.content_type}")
+    raw = request.body_file.read(limit + 1)
+    if len(raw) > limit:
+        raise HttpError(413, f"body exceeds the {limit}-byte limit")
+    try:
+        value = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise HttpError(400, f"body is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise HttpError(400, "body must be a JSON object")
+    return value
+
+
+class Fields:
+    """A JSON object being read; unknown fields are errors, like in the config."""
+
+    def __init__(self, value: Any, path: str = "") -> None:
+        if not isinstance(value, dict):
+            raise HttpError(400, "must be an object", field=path or None)
+        self.value, self.path, self.used = value, path, set()
+
+    def name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        self.used.add(key)
+        if key not in self.value or self.value[key] is None:
+            if default is ...:
+                raise HttpError(400, "is required", field=self.name(key))
+            return default
+        value = self.value[key]
+        if isinstance(value, bool) and kind is not bool and (kind is int or (isinstance(kind, tuple) and bool not in kind)):
+            raise HttpError(400, f"expected {_kind_name(kind)}, got {json.dumps(value)}", field=self.name(key))
+        if not isinstance(value, kind):
+            raise HttpError(400, f"expected {_kind_name(kind)}, got {json.dumps(value)[:40]}", field=self.name(key))
+        return value
+
+    def int(self, key: str, low: int, high: int, default: Any = ...) -> int:
+        value = self.get(key, int, default)
+        if value is not default and not low <= value <= high:
+            raise HttpError(400, f"must be between {low} and {high}", field=self.name(key))
+        return value
+
+    def text(self, key: str, default: Any = ..., max_length: int = 128) -> str:
+        value = self.get(key, str, default)
+        if value is not default and (not value.strip() or len(value) > max_length):
+            raise HttpError(400, f"must be 1 to {max_length} characters", field=self.name(key))
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self.value) - self.used)
+        if unknown:
+            raise HttpError(400, "unknown field", field=self.name(str(unknown[0])))
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {int: "an integer", str: "a string", bool: "true or false", list: "a list", dict: "an object"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def media(value: Any, path: str) -> MediaSpec:
+    fields = Fields(value, path)
+    spec = MediaSpec(codec=fields.text("codec", max_length=32).lower(),
+                     ptime_ms=fields.int("ptime_ms", 1, 1000, 20),
+                     explicit_kbps=fields.int("explicit_kbps", 1, 10_000_000, None),
+                     voice_band_data=fields.get("voice_band_data", bool, False))
+    fields.done()
+    return spec
+
+
+def endpoint(value: Any, path: str) -> MediaEndpoint:
+    fields = Fields(value, path)
+    ip = fields.text("ip", max_length=64)
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise HttpError(400, f"not an IP address: {ip!r}", field=fields.name("ip")) from None
+    result = MediaEndpoint(ip, fields.int("port", 1, 65535))
+    fields.done()
+    return result
+
+
+def level(value: Any, path: str) -> ServiceLevel:
+    try:
+        return ServiceLevel.parse(value) if isinstance(value, str) else ServiceLevel.parse("?")
+    except ValueError as error:
+        raise HttpError(400, str(error), field=path) from None
