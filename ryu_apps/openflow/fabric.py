@@ -52,6 +52,7 @@ class Fabric:
         self.lock = threading.RLock()
         self.datapaths: dict[str, Any] = {}               # switch name -> datapath
         self.port_names: dict[str, dict[int, str]] = {}   # switch name -> port no -> interface
+        self.terminals: dict[tuple[str, str], int] = {}    # (community, IP) -> access port, as learned
         self.classes: dict[tuple[str, int], PortClass] = {}
         self._classes_applied: dict[tuple[str, int], PortClass] = {}
         self._installs: dict[str, _Install] = {}           # call id -> install in progress

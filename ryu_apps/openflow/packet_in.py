@@ -28,9 +28,10 @@ def handle_packet_in(fabric: Fabric, msg: Any) -> None:
         return
     best_effort = fabric.best_effort
     with fabric.lock:
-        learned = best_effort.learn(name, in_port, eth.src)
-    if learned:
-        _learn_terminal(fabric, name, in_port, pkt)
+        best_effort.learn(name, in_port, eth.src)
+    # Not only when the MAC is news: a host's first frame is often IPv6 neighbour discovery,
+    # and its IPv4 address shows only in a later ARP.
+    _learn_terminal(fabric, name, in_port, pkt)
     with fabric.lock:
         entries = best_effort.route(name, eth.dst)
         for entry in entries:
@@ -63,5 +64,8 @@ def _learn_terminal(fabric: Fabric, switch: str, port: int, pkt: Any) -> None:
         return
     for community in fabric.topology.communities_at(switch):
         if port in community.access_ports:
-            fabric.service.learn_terminal(community.name, ip, port)
+            key = (community.name, ip)
+            if fabric.terminals.get(key) != port:
+                fabric.terminals[key] = port
+                fabric.service.learn_terminal(community.name, ip, port)
             return

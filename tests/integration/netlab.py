@@ -152,3 +152,73 @@ def dump_flows(bridge: str) -> list[str]:
 
 def dump_meters(bridge: str) -> str:
     return sh("ovs-ofctl", "-O", "OpenFlow13", "dump-meters", bridge).stdout
+
+
+# --- the controller under test ------------------------------------------------------------
+
+VENV_BIN = ROOT / ".venv" / "bin"
+RTPFLOW = ROOT / "mininet" / "rtpflow.py"
+
+
+def wait_listening(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the controller exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
+def start_controller(lab: Lab, config: Path, of_port: int, api_port: int, log: Path) -> subprocess.Popen:
+    """`ryu-manager ryu_apps.mam_app` with MAM_CONFIG, as users run it; returns once REST answers."""
+    env = dict(os.environ, MAM_CONFIG=str(config), PYTHONUNBUFFERED="1")
+    process = lab.start([str(VENV_BIN / "ryu-manager"), "--ofp-tcp-listen-port", str(of_port),
+                         "ryu_apps.mam_app"], env=env, log=log)
+    wait_listening(api_port, process)
+    return process
+
+
+def rest(api_port: int, method: str, path: str, body: object | None = None, token: str | None = None,
+         timeout: float = 10) -> tuple[int, object]:
+    import json
+    import urllib.error
+    import urllib.request
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{api_port}{path}", data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        return error.code, json.loads(raw) if raw else None
+
+
+def capture(interface: str, seconds: float, path: Path, namespace: str | None = None) -> subprocess.Popen:
+    """tshark (dumpcap) capturing ``interface`` for ``seconds`` into ``path``."""
+    argv = ["tshark", "-q", "-i", interface, "-a", f"duration:{seconds:g}", "-w", str(path)]
+    if namespace:
+        argv = ["ip", "netns", "exec", namespace] + argv
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not path.exists():  # dumpcap creates the file once capturing
+        time.sleep(0.05)
+    time.sleep(0.3)
+    return process
+
+
+def decode(path: Path, display_filter: str, *fields: str) -> list[list[str]]:
+    """Fields of every packet matching ``display_filter``, decoded by tshark."""
+    argv = ["tshark", "-r", str(path), "-Y", display_filter, "-T", "fields", "-E", "separator=|"]
+    for name in fields:
+        argv += ["-e", name]
+    out = sh(*argv, timeout=60).stdout
+    return [line.split("|") for line in out.splitlines() if line.strip()]
