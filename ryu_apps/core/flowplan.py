@@ -9,7 +9,7 @@ Table 0 (``CLASSIFY``) holds everything the media aggregation manager owns:
   tag (MPLS label) and the aggregate tag (VLAN VID, PCP), meter, output toward the core;
 * core, per aggregate and direction: match in_port + VLAN VID, output. Never per call;
 * egress edge, per call and direction: match in_port + VID + MPLS label, pop both,
-  output to the terminal;
+  rewrite the destination MAC when the terminal's is configured, output to the terminal;
 * guards: tagged frames nobody planned are dropped; packets from access ports already
   marked with a reserved DSCP are re-marked best effort (anti-theft);
 * table-miss: go to table 1 (``FORWARD``), the best-effort forwarding the shell owns.
@@ -282,6 +282,9 @@ def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: 
         dst_community = topology.community(dst_name)
         src_port = locations.get((src_name, src.ip)) or _terminal_port(src_community, src.ip)
         dst_ports = _delivery_ports(dst_community, dst.ip, locations)
+        # A configured terminal MAC is written into the frame: with overlapping prefixes the
+        # sender's ARP may have resolved the address to another community's terminal.
+        deliver = _rewrite_mac(dst_community, dst.ip) + tuple(Output(p) for p in dst_ports)
         mark = SetField("ip_dscp", aggregate.dscp)
         queue: tuple[Action, ...] = (SetQueue(options.queue_id),) if options.use_set_queue else ()
         # vlan_vid 0: untagged only, so a terminal cannot smuggle a forged tag in under a call's match.
@@ -289,7 +292,7 @@ def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: 
             ("vlan_vid", VID_NONE), ("eth_type", ETH_IPV4), ("ip_proto", IPPROTO_UDP),
             ("ipv4_src", src.ip), ("ipv4_dst", dst.ip), ("udp_dst", dst.port))
         if len(path) == 1:  # both communities behind one edge switch: no tags needed
-            actions: tuple[Action, ...] = (mark,) + queue + tuple(Output(p) for p in dst_ports)
+            actions: tuple[Action, ...] = (mark,) + queue + deliver
         else:
             actions = (mark, PushMpls(), SetField("mpls_label", tag), PushVlan(),
                        SetField("vlan_vid", VID_PRESENT | aggregate.tag), SetField("vlan_pcp", options.pcp)
@@ -298,7 +301,7 @@ def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: 
                 path[-1], CLASSIFY, PRIORITY_CALL,
                 (("in_port", topology.out_port(path[-1], path[-2])), ("vlan_vid", VID_PRESENT | aggregate.tag),
                  ("eth_type", ETH_MPLS), ("mpls_label", tag)),
-                (PopVlan(), PopMpls(ETH_IPV4)) + tuple(Output(p) for p in dst_ports), call_cookie))
+                (PopVlan(), PopMpls(ETH_IPV4)) + deliver, call_cookie))
         entries.add(FlowEntry(path[0], CLASSIFY, PRIORITY_CALL, match, actions, call_cookie,
                               meter=meter_id(aggregate, direction),
                               idle_timeout=options.call_idle_timeout_s, notify_removed=True))
@@ -307,6 +310,14 @@ def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: 
 
 def _terminal_port(community: Community, ip: str) -> int | None:
     return community.terminal_port(ipaddress.ip_address(ip))
+
+
+def _rewrite_mac(community: Community, ip: str) -> tuple[Action, ...]:
+    address = ipaddress.ip_address(ip)
+    for terminal in community.terminals:
+        if terminal.ip == address and terminal.mac:
+            return (SetField("eth_dst", terminal.mac),)
+    return ()
 
 
 def _delivery_ports(community: Community, ip: str, locations: Mapping[tuple[str, str], int]) -> Sequence[int]:
