@@ -1,0 +1,1 @@
+"""Emulated networks (Mininet topologies) and the controller configurations derived from them."""
