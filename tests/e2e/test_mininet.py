@@ -1,0 +1,132 @@
+"""End to end in Mininet: the three topologies, the controller under `ryu-manager`, real media.
+
+Quality under congestion (topology a) runs the demo itself, shorter; overlapping prefixes
+(topology b) and path choice (topology c) admit calls over REST as an IP-PBX would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "mininet"), str(ROOT)]
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(os.geteuid() != 0, reason="Mininet needs root"),
+              pytest.mark.skipif(shutil.which("ovs-vsctl") is None or shutil.which("mnexec") is None,
+                                 reason="Open vSwitch and Mininet are not installed")]
+
+RTPFLOW = ROOT / "mininet" / "rtpflow.py"
+
+
+def media(emu: Any, sender: str, flows: list[str], receivers: dict[str, list[int]], seconds: float = 3) -> dict:
+    """Send from one host; each receiving host's report."""
+    listening = {name: emu.host(name).popen([sys.executable, str(RTPFLOW), "recv", "--duration", str(seconds + 3),
+                                             *sum((["--port", str(p)] for p in ports), [])])
+                 for name, ports in receivers.items()}
+    time.sleep(0.7)
+    out = emu.host(sender).popen([sys.executable, str(RTPFLOW), "send", "--duration", str(seconds),
+                                  *sum((["--flow", f] for f in flows), [])]).communicate(timeout=seconds + 20)
+    assert out is not None
+    reports = {}
+    for name, process in listening.items():
+        stdout, stderr = process.communicate(timeout=seconds + 20)
+        reports[name] = json.loads(stdout.decode().strip().splitlines()[-1])
+    return reports
+
+
+def admit(emu: Any, call_id: str, caller: str, callee: str, caller_media: tuple[str, int],
+          callee_media: tuple[str, int]) -> dict:
+    status, body = emu.api("POST", "/calls", {
+        "call_id": call_id, "caller_community": caller, "callee_community": callee, "media": {"codec": "pcmu"},
+        "caller_media": {"ip": caller_media[0], "port": caller_media[1]},
+        "callee_media": {"ip": callee_media[0], "port": callee_media[1]}})
+    assert status == 201, body
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status, call = emu.api("GET", f"/calls/{call_id}")
+        if call["state"] == "active":
+            return call
+        time.sleep(0.1)
+    raise AssertionError(f"{call_id} flows never confirmed: {call}")
+
+
+def test_admitted_media_keeps_its_quality_under_a_flood_and_loses_it_without_the_aggregate(tmp_path: Path) -> None:
+    from demo import run_demo
+    figures = run_demo(tmp_path / "demo", seconds=8, calls=25, say=print)
+    with_loss = figures["reserved"]["media_loss_pct"]
+    without_loss = figures["best_effort"]["media_loss_pct"]
+    print(f"\nadmitted-call media loss under a {figures['flood_kbps']} kbit/s flood: "
+          f"{with_loss} % with the aggregate, {without_loss} % without")
+    assert figures["admitted"] == figures["pool_kbps"] // 91           # G.711 at 91 kbit/s with tags
+    assert figures["rejected"] == figures["calls_offered"] - figures["admitted"]
+    assert figures["sipp_exit"] == 0                                     # every call as the scenario expects
+    assert figures["used_kbps"] <= figures["pool_kbps"]
+    assert figures["used_after_kbps"] == 0
+    assert figures["reserved"]["media_packets"] >= 0.95 * figures["reserved"]["media_sent"]
+    assert with_loss is not None and with_loss <= 1.0
+    assert without_loss is not None and without_loss >= max(5.0, 5 * with_loss)
+
+
+def test_overlapping_prefixes_reach_the_right_terminals(tmp_path: Path) -> None:
+    from emulation import Emulation
+    from topologies import carrier
+    with Emulation(carrier.SPEC, tmp_path, log=print) as emu:
+        emu.host("b1").cmd("ping -c 2 -W 2 10.1.0.1")
+        # a1 (cust-a) and c1 (cust-c) share 10.1.0.1; b1 calls both, on different ports
+        to_a = admit(emu, "b-to-a", "cust-b", "cust-a", ("10.2.0.1", 21000), ("10.1.0.1", 31000))
+        to_c = admit(emu, "b-to-c", "cust-b", "cust-c", ("10.2.0.1", 21002), ("10.1.0.1", 31002))
+        assert to_a["aggregate_id"] == "cust-b--cust-a" and to_c["aggregate_id"] == "cust-b--cust-c"
+        reports = media(emu, "b1", ["10.1.0.1:31000:21000", "10.1.0.1:31002:21002"],
+                        {"a1": [31000, 31002], "c1": [31000, 31002]})
+        a1, c1 = reports["a1"]["flows"], reports["c1"]["flows"]
+        print(f"\na1 received {a1['31000']['packets']} / {a1['31002']['packets']}, "
+              f"c1 received {c1['31000']['packets']} / {c1['31002']['packets']} (ports 31000 / 31002)")
+        assert a1["31000"]["packets"] >= 140 and a1["31002"]["packets"] == 0
+        assert c1["31002"]["packets"] >= 140 and c1["31000"]["packets"] == 0
+        assert a1["31000"]["dscps"] == {"46": a1["31000"]["packets"]}
+        for call in ("b-to-a", "b-to-c"):
+            assert emu.api("DELETE", f"/calls/{call}")[0] == 204
+        for aggregate in ("cust-b--cust-a", "cust-b--cust-c"):
+            assert emu.api("GET", f"/aggregates/{aggregate}")[1]["used_kbps"] == 0
+
+
+def test_the_aggregate_path_avoids_a_link_without_enough_reservable_capacity(tmp_path: Path) -> None:
+    from emulation import Emulation
+    from topologies import mesh
+    with Emulation(mesh.SPEC, tmp_path, log=print) as emu:
+        status, aggregate = emu.api("GET", "/aggregates/site-x--site-y")
+        assert status == 200
+        path = aggregate["path"]
+        hops = set(zip(path, path[1:])) | set(zip(path[1:], path))
+        thin = mesh.SPEC.link(*mesh.THIN)
+        print(f"\naggregate of {aggregate['size_kbps']} kbit/s takes {' -> '.join(path)}; the direct c1-c2 link "
+              f"could reserve {int(thin.mbit * 1000 * thin.reservable)} kbit/s")
+        assert mesh.THIN not in hops and len(path) == 5
+        topology = emu.api("GET", "/topology")[1]
+        direct = next(l for l in topology["links"] if {l["a"], l["b"]} == set(mesh.THIN))
+        assert all(d["reserved_kbps"] == 0 for d in direct["directions"])
+        via = path[2]  # c3 or c4: the core switch carries the aggregate, per aggregate only
+        emu.host("x1").cmd("ping -c 2 -W 2 10.0.2.1")
+        admit(emu, "x-to-y", "site-x", "site-y", ("10.0.1.1", 22000), ("10.0.2.1", 32000))
+        reports = media(emu, "x1", ["10.0.2.1:32000:22000"], {"y1": [32000]})
+        assert reports["y1"]["packets"] >= 140 and reports["y1"]["loss_pct"] <= 1.0
+        flows = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", emu.bridge(via), "table=0"],
+                               capture_output=True, text=True, timeout=20).stdout
+        transit = [line for line in flows.splitlines() if "priority=2000" in line]
+        assert len(transit) == 2, flows  # one per direction, whatever the calls
+        assert sum(int(line.split("n_packets=")[1].split(",")[0]) for line in transit) >= 140
+        # e1-c1 can reserve 50 Mbit/s and 5 are taken: a 46 Mbit/s pool is refused, nothing disturbed
+        status, body = emu.api("POST", "/aggregates", {"id": "too-big", "communities": ["site-x", "site-y"],
+                                                       "size_kbps": 46_000})
+        assert status == 409, body
+        assert emu.api("GET", "/calls/x-to-y")[0] == 200
