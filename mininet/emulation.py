@@ -108,6 +108,7 @@ class Emulation:
         self.net = Mininet(topo=build_topo(self.spec, self.prefix), switch=switch, link=TCLink,
                            controller=controller, autoSetMacs=False, cleanup=False, waitConnected=False)
         self.net.start()
+        self._record()
         self._prepare_links()
         config = self.workdir / "mam.yaml"
         config.write_text(json.dumps(self.spec.controller_config(
@@ -145,7 +146,8 @@ class Emulation:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps({
             "prefix": self.prefix, "bridges": [f"{self.prefix}{n}" for n, _ in self.spec.switches],
-            "controller_pid": None if self.controller is None else self.controller.pid}))
+            "controller_pid": None if self.controller is None else self.controller.pid,
+            "host_pids": [] if self.net is None else [h.pid for h in self.net.hosts]}))
 
     # --- setup steps ---------------------------------------------------------------------
 
