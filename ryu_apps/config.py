@@ -7,6 +7,8 @@ Every error names the path of the offending key, e.g.
 
 from __future__ import annotations
 
+import difflib
+
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TypeVar
@@ -100,6 +102,9 @@ class _Node:
         self.used.add(name)
         if name not in self.value or self.value[name] is None:
             if default is ...:
+                close = difflib.get_close_matches(name, [str(k) for k in self.value if k not in self.used], 1)
+                if close:  # a typo is the likelier mistake: point at the key as written
+                    raise ConfigError(self.key(close[0]), f"unknown key; did you mean {name!r}?")
                 raise ConfigError(self.key(name), "is required")
             return default
         return convert(self.value[name], self.key(name))

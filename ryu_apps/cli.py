@@ -1,0 +1,286 @@
+"""mamctl: the media aggregation manager from the command line.
+
+    mamctl check-config site.yaml                 # validate a configuration; starts nothing
+    mamctl aggregates                             # tables for people
+    mamctl --json calls --aggregate site-a--site-b  # JSON for scripts
+    mamctl aggregate-create a-b site-a site-b 2000 --dscp 46
+    mamctl call-release 'abc@pbx'
+
+The controller is at --url (or $MAM_URL, default http://127.0.0.1:8080); mutating commands
+send --token (or $MAM_TOKEN) as a bearer token. Exit status: 0 done, 1 refused or
+invalid (the message says why), 2 the controller could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Callable, Sequence, TextIO
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Client:
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
+        target = f"{self.url}/mam/v1{path}"
+        if query:
+            target += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(target, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+                return json.loads(raw) if raw else None
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            try:
+                envelope = json.loads(raw).get("error", {})
+            except (ValueError, AttributeError):
+                envelope = {"message": raw.decode("utf-8", "replace")[:200]}
+            field = f" (field: {envelope['field']})" if envelope.get("field") else ""
+            reason = envelope.get("reason", "")
+            raise CliError(f"{error.code} {reason + ': ' if reason else ''}{envelope.get('message', '')}{field}")
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise CliError(f"cannot reach the controller at {self.url}: {reason} "
+                           "(is ryu-manager running? see --url / $MAM_URL)", code=2)
+
+
+def _path(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+# --- tables -------------------------------------------------------------------------------
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], out: TextIO) -> None:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n")
+    if not rows:
+        out.write("(none)\n")
+
+
+def show_aggregates(body: Any, out: TextIO) -> None:
+    items = body["aggregates"] if "aggregates" in body else [body]
+    table([(a["id"], "<->".join(a["communities"]), "-".join(a["path"]), a["size_kbps"], a["used_kbps"],
+            a["free_kbps"], a["calls"], a["dscp"]) for a in items],
+          ("ID", "COMMUNITIES", "PATH", "SIZE kbit/s", "USED", "FREE", "CALLS", "DSCP"), out)
+    if "links" in body:
+        out.write("\n")
+        table([(f"{l['from']}->{l['to']}", l["capacity_kbps"], l["reservable_kbps"], l["reserved_kbps"])
+               for l in body["links"]], ("LINK", "CAPACITY kbit/s", "RESERVABLE", "RESERVED (all pools)"), out)
+
+
+def show_calls(body: Any, out: TextIO) -> None:
+    items = body["calls"] if "calls" in body else [body.get("call", body)]
+
+    def media(endpoint: Any) -> str:
+        return "-" if not endpoint else f"{endpoint['ip']}:{endpoint['port']}"
+    table([(c["call_id"], c["aggregate_id"], f"{c['caller_community']}->{c['callee_community']}", c["level"],
+            c["media"]["codec"], c["kbps"], c["state"], media(c["caller_media"]), media(c["callee_media"]))
+           for c in items], ("CALL", "AGGREGATE", "COMMUNITIES", "LEVEL", "CODEC", "KBIT/S", "STATE", "CALLER MEDIA",
+                             "CALLEE MEDIA"), out)
+
+
+def show_communities(body: Any, out: TextIO) -> None:
+    table([(c["name"], c["edge"], ",".join(map(str, c["access_ports"])), ",".join(c["prefixes"]),
+            ",".join(c["domains"])) for c in body["communities"]],
+          ("COMMUNITY", "EDGE", "ACCESS PORTS", "PREFIXES", "SIP DOMAINS"), out)
+
+
+def show_topology(body: Any, out: TextIO) -> None:
+    table([(s["name"], f"{s['dpid']:016x}" if isinstance(s["dpid"], int) else s["dpid"]) for s in body["switches"]],
+          ("SWITCH", "DPID"), out)
+    out.write("\n")
+    table([(f"{d['from']}->{d['to']}", l["capacity_kbps"], l["reservable_kbps"], d["reserved_kbps"], d["free_kbps"])
+           for l in body["links"] for d in l["directions"]],
+          ("LINK", "CAPACITY kbit/s", "RESERVABLE", "RESERVED", "FREE"), out)
+
+
+def show_stats(body: Any, out: TextIO) -> None:
+    rows = [(k, v) for k, v in body.items() if k != "rejected"]
+    rows += [(f"rejected {reason}", count) for reason, count in body["rejected"].items()]
+    table(rows, ("STATISTIC", "VALUE"), out)
+
+
+# --- commands -----------------------------------------------------------------------------
+
+def check_config(args: argparse.Namespace, out: TextIO) -> int:
+    from .config import ConfigError, build_manager, load_config
+    from .core.errors import MamError
+    from .core.store import MemoryLedger
+    try:
+        config = load_config(args.file)
+        manager = build_manager(config, MemoryLedger())  # the aggregates must also fit the links
+    except ConfigError as error:
+        raise CliError(f"{args.file}: {error}")
+    except MamError as error:
+        raise CliError(f"{args.file}: {error.field or 'aggregates'}: {error.message}")
+    except OSError as error:
+        raise CliError(f"{args.file}: {error.strerror}")
+    topology = config.topology
+    out.write(f"{args.file}: OK - {len(topology.switches)} switches, {len(topology.links)} links, "
+              f"{len(topology.communities)} communities, {len(config.aggregates)} aggregates\n")
+    for aggregate in manager.aggregates():
+        out.write(f"  aggregate {aggregate.id}: {' <-> '.join(aggregate.communities)}, {aggregate.size_kbps} kbit/s, "
+                  f"DSCP {aggregate.dscp}, path {'-'.join(aggregate.path)}\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mamctl", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[2:]))
+    parser.add_argument("--url", default=os.environ.get("MAM_URL", DEFAULT_URL))
+    parser.add_argument("--token", default=os.environ.get("MAM_TOKEN"))
+    parser.add_argument("--json", action="store_true", help="print the API's JSON")
+    parser.add_argument("--timeout", type=float, default=10.0)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check-config", help="validate a configuration file without starting anything")
+    check.add_argument("file")
+    sub.add_parser("communities", help="list communities")
+    sub.add_parser("topology", help="switches and links with reserved and free capacity")
+    aggregates = sub.add_parser("aggregates", help="list aggregates, or show one with its links")
+    aggregates.add_argument("id", nargs="?")
+    create = sub.add_parser("aggregate-create", help="reserve a new aggregate between two communities")
+    create.add_argument("id")
+    create.add_argument("a")
+    create.add_argument("b")
+    create.add_argument("size_kbps", type=int)
+    create.add_argument("--dscp", type=int)
+    create.add_argument("--priority", type=int)
+    create.add_argument("--preemption", action="store_true")
+    create.add_argument("--levels", help="comma-separated: emergency,voice,voice-band-data")
+    create.add_argument("--path", help="comma-separated switch names")
+    resize = sub.add_parser("aggregate-resize", help="grow or shrink an aggregate")
+    resize.add_argument("id")
+    resize.add_argument("size_kbps", type=int)
+    delete = sub.add_parser("aggregate-delete", help="release an aggregate")
+    delete.add_argument("id")
+    delete.add_argument("--force", action="store_true", help="also release the calls on it")
+    calls = sub.add_parser("calls", help="list calls")
+    calls.add_argument("--aggregate")
+    call = sub.add_parser("call", help="show one call")
+    call.add_argument("id")
+    admit = sub.add_parser("call-admit", help="ask for admission of a call (as an IP-PBX would)")
+    admit.add_argument("id")
+    admit.add_argument("caller_community")
+    admit.add_argument("callee_community")
+    admit.add_argument("--codec", default="pcmu")
+    admit.add_argument("--ptime", type=int)
+    admit.add_argument("--kbps", type=int, help="explicit bandwidth instead of the codec's")
+    admit.add_argument("--level", default="voice")
+    admit.add_argument("--caller-media", help="IP:PORT")
+    admit.add_argument("--callee-media", help="IP:PORT")
+    release = sub.add_parser("call-release", help="release a call")
+    release.add_argument("id")
+    release.add_argument("--cause")
+    sub.add_parser("stats", help="admission counters and pool totals")
+    return parser
+
+
+def _endpoint(text: str | None, name: str) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise CliError(f"--{name}: expected IP:PORT, got {text!r}")
+    return {"ip": host, "port": int(port)}
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "check-config":
+        return check_config(args, out)
+    client = Client(args.url, args.token, args.timeout)
+    show: Callable[[Any, TextIO], None] | None = None
+    if args.command == "communities":
+        body, show = client.request("GET", "/communities"), show_communities
+    elif args.command == "topology":
+        body, show = client.request("GET", "/topology"), show_topology
+    elif args.command == "aggregates":
+        body = client.request("GET", f"/aggregates/{_path(args.id)}" if args.id else "/aggregates")
+        show = show_aggregates
+    elif args.command == "aggregate-create":
+        request: dict[str, Any] = {"id": args.id, "communities": [args.a, args.b], "size_kbps": args.size_kbps}
+        for key in ("dscp", "priority"):
+            if getattr(args, key) is not None:
+                request[key] = getattr(args, key)
+        if args.preemption:
+            request["preemption"] = True
+        if args.levels:
+            request["levels"] = [level.strip() for level in args.levels.split(",")]
+        if args.path:
+            request["path"] = [switch.strip() for switch in args.path.split(",")]
+        body, show = client.request("POST", "/aggregates", request), show_aggregates
+    elif args.command == "aggregate-resize":
+        body = client.request("PATCH", f"/aggregates/{_path(args.id)}", {"size_kbps": args.size_kbps})
+        show = show_aggregates
+    elif args.command == "aggregate-delete":
+        client.request("DELETE", f"/aggregates/{_path(args.id)}", query={"force": "true" if args.force else None})
+        body = {"released": {"aggregate": args.id}}
+        if not args.json:
+            out.write(f"aggregate {args.id} released\n")
+    elif args.command == "calls":
+        body, show = client.request("GET", "/calls", query={"aggregate": args.aggregate}), show_calls
+    elif args.command == "call":
+        body, show = client.request("GET", f"/calls/{_path(args.id)}"), show_calls
+    elif args.command == "call-admit":
+        media: dict[str, Any] = {"codec": args.codec}
+        if args.ptime:
+            media["ptime_ms"] = args.ptime
+        if args.kbps:
+            media["explicit_kbps"] = args.kbps
+        request = {"call_id": args.id, "caller_community": args.caller_community,
+                   "callee_community": args.callee_community, "media": media, "level": args.level}
+        caller, callee = _endpoint(args.caller_media, "caller-media"), _endpoint(args.callee_media, "callee-media")
+        if caller and callee:
+            request.update(caller_media=caller, callee_media=callee)
+        elif caller or callee:
+            raise CliError("give both --caller-media and --callee-media, or neither")
+        body, show = client.request("POST", "/calls", request), show_calls
+    elif args.command == "call-release":
+        client.request("DELETE", f"/calls/{_path(args.id)}", query={"cause": args.cause})
+        body = {"released": {"call": args.id}}
+        if not args.json:
+            out.write(f"call {args.id} released\n")
+    else:  # stats
+        body, show = client.request("GET", "/stats"), show_stats
+    if args.json:
+        out.write(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    elif show is not None:
+        show(body, out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args, out)
+    except CliError as error:
+        err.write(f"mamctl: error: {error}\n")
+        return error.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
