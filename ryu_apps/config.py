@@ -323,10 +323,16 @@ def _policy(value: Any, path: str) -> CodecPolicy:
     return CodecPolicy(**kwargs)
 
 
+def _no_discovery(value: Any, path: str) -> bool:
+    if _bool(value, path):
+        raise ConfigError(path, "LLDP discovery is not implemented yet: list the links under topology.links")
+    return False
+
+
 def _dataplane(value: Any, path: str) -> tuple[DataplaneConfig, PlanOptions]:
     node = _Node(value, path)
     config = DataplaneConfig(
-        discovery=node.get("discovery", _bool, False),
+        discovery=node.get("discovery", _no_discovery, False),
         class_mode=node.get("class_mode", _choice("tc", "ovsdb", "none"), "tc"),
         barrier_timeout_s=node.get("barrier_timeout_s", _number(0.1, 60.0), 5.0),
     )

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from ..core.flowplan import CookieKind, PortClass, parse_cookie
 from ..core.manager import Changes
 from ..core.network import Topology
-from ..dataplane import tc_classes
+from ..dataplane import ovsdb_queues, tc_classes
 from ..service import MamService
 from . import render
 from .batch import SwitchBatch, batches, full_state
@@ -253,11 +253,13 @@ class Fabric:
         self.classes.pop(key, None)
         if self._classes_applied.pop(key, None) is not None:
             interface = self.port_names.get(entry.switch, {}).get(entry.port)
-            if interface is not None:
+            if interface is not None and self.class_mode == "tc":
                 tc_classes.run(tc_classes.remove_commands(interface), self.tc_runner)
+            elif interface is not None and self.class_mode == "ovsdb":
+                ovsdb_queues.remove(interface, self.tc_runner)
 
     def _apply_classes(self, name: str) -> None:
-        if self.class_mode != "tc":
+        if self.class_mode not in ("tc", "ovsdb"):
             return
         ports = self.port_names.get(name)
         if not ports:
@@ -268,11 +270,15 @@ class Fabric:
             interface = ports.get(port)
             if interface is None:
                 continue
-            spec = tc_classes.ClassSpec(interface, entry.capacity_kbps, entry.min_kbps, entry.dscps)
-            previous = self._classes_applied.get((switch, port))
-            commands = (tc_classes.rate_commands(spec) if previous is not None and previous.dscps == entry.dscps
-                        else tc_classes.install_commands(spec))
-            errors = tc_classes.run(commands, self.tc_runner)
+            if self.class_mode == "ovsdb":
+                errors = ovsdb_queues.apply(interface, entry.capacity_kbps, entry.min_kbps, entry.queue_id,
+                                            self.tc_runner)
+            else:
+                spec = tc_classes.ClassSpec(interface, entry.capacity_kbps, entry.min_kbps, entry.dscps)
+                previous = self._classes_applied.get((switch, port))
+                commands = (tc_classes.rate_commands(spec) if previous is not None and previous.dscps == entry.dscps
+                            else tc_classes.install_commands(spec))
+                errors = tc_classes.run(commands, self.tc_runner)
             if not errors:
                 self._classes_applied[(switch, port)] = entry
 
