@@ -127,10 +127,13 @@ class Emulation:
 
     def stop(self) -> None:
         if self.net is not None:
+            shells = list(self.net.controllers)  # RemoteController.stop() leaves its shell running
             try:
                 self.net.stop()
             except Exception as error:  # keep tearing down the rest
                 self.say(f"mininet stop: {error}")
+            for node in shells:
+                node.terminate()
             self.net = None
         if self.controller is not None:
             stop_process(self.controller.pid)
@@ -147,7 +150,7 @@ class Emulation:
         self.state_file.write_text(json.dumps({
             "prefix": self.prefix, "bridges": [f"{self.prefix}{n}" for n, _ in self.spec.switches],
             "controller_pid": None if self.controller is None else self.controller.pid,
-            "host_pids": [] if self.net is None else [h.pid for h in self.net.hosts]}))
+            "host_pids": [] if self.net is None else [n.pid for n in self.net.hosts + self.net.controllers]}))
 
     # --- setup steps ---------------------------------------------------------------------
 
