@@ -150,7 +150,8 @@ class Emulation:
         self.state_file.write_text(json.dumps({
             "prefix": self.prefix, "bridges": [f"{self.prefix}{n}" for n, _ in self.spec.switches],
             "controller_pid": None if self.controller is None else self.controller.pid,
-            "host_pids": [] if self.net is None else [n.pid for n in self.net.hosts + self.net.controllers]}))
+            "host_pids": [] if self.net is None else [  # every Mininet node has a shell
+                n.pid for n in self.net.hosts + self.net.switches + self.net.controllers]}))
 
     # --- setup steps ---------------------------------------------------------------------
 
