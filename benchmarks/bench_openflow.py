@@ -1,0 +1,205 @@
+"""OpenFlow state and install latency: what the aggregate buys over per-hop per-call flows.
+
+    .venv/bin/python benchmarks/bench_openflow.py [--calls 10000]     (part B needs root and OVS)
+
+A 5-hop line e1 - c1 - c2 - c3 - c4 - e2; ten community pairs on the two edges, one
+aggregate per pair.
+  A. (pure) 10,000 admitted calls with media over the 10 aggregates: flow entries each core
+     switch holds for reserved traffic at 100, 1,000 and 10,000 calls (goal: at most
+     4 x aggregates, independent of calls); flow entries per call (goal: at most 4) next to
+     a per-hop per-call design (one entry per direction on every switch of the path).
+  B. (real Open vSwitch, userspace) the app under `ryu-manager`: calls admitted with their
+     media over REST, one at a time; the time from sending the admission to seeing the call
+     `active` (flows confirmed by a barrier from both edges), and the controller's own
+     send-to-barrier histogram (goal p99 <= 10 ms). Printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import ipaddress
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
+
+from ryu_apps.config import build_manager, parse_config  # noqa: E402
+from ryu_apps.core.admission import AdmissionRequest, Admitted  # noqa: E402
+from ryu_apps.core.calls import MediaEndpoint  # noqa: E402
+from ryu_apps.core.codec import MediaSpec  # noqa: E402
+from ryu_apps.core.flowplan import CookieKind, FlowEntry, parse_cookie  # noqa: E402
+
+PAIRS = 10
+LINE = ("e1", "c1", "c2", "c3", "c4", "e2")
+CORE = LINE[1:-1]
+TOKEN = "bench"
+
+
+def config(api_port: int = 8080) -> dict:
+    return {
+        "topology": {
+            "switches": [{"name": name, "dpid": 0xB0 + i} for i, name in enumerate(LINE)],
+            "links": [{"a": a, "a_port": 20, "b": b, "b_port": 21, "capacity_kbps": 10_000_000, "reservable": 0.5}
+                      for a, b in zip(LINE, LINE[1:])]},
+        "communities": [
+            *({"name": f"a{i}", "edge": "e1", "access_ports": [i + 1], "prefixes": [f"10.{i}.0.0/16"]}
+              for i in range(PAIRS)),
+            *({"name": f"b{i}", "edge": "e2", "access_ports": [i + 1], "prefixes": [f"10.{100 + i}.0.0/16"]}
+              for i in range(PAIRS))],
+        "aggregates": [{"id": f"a{i}--b{i}", "between": [f"a{i}", f"b{i}"], "size_kbps": 200_000}
+                       for i in range(PAIRS)],
+        "dataplane": {"class_mode": "none", "call_idle_timeout_s": 0},
+        "api": {"port": api_port, "token": TOKEN},
+        "sip": {"enabled": False},
+    }
+
+
+def media(n: int) -> tuple[str, MediaEndpoint, MediaEndpoint]:
+    """Call n: its pair and distinct media endpoints on both sides."""
+    pair = n % PAIRS
+    host = ipaddress.ip_address(f"10.{pair}.0.0") + 1 + n // 250
+    far = ipaddress.ip_address(f"10.{100 + pair}.0.0") + 1 + n // 250
+    port = 16384 + 2 * (n % 250)
+    return f"{pair}", MediaEndpoint(str(host), port), MediaEndpoint(str(far), port + 1000)
+
+
+def reserved_entries(plan, switch: str) -> int:
+    count = 0
+    for entry in plan:
+        if isinstance(entry, FlowEntry) and entry.switch == switch and entry.table == 0:
+            kind = parse_cookie(entry.cookie)
+            if kind is not None and kind[0] in (CookieKind.AGGREGATE, CookieKind.CALL):
+                count += 1
+    return count
+
+
+def part_a(calls: int = 10_000) -> None:
+    manager = build_manager(parse_config(config()))
+    manager.drain()
+    per_call: list[int] = []
+    checkpoints = {100, 1_000, calls}
+    started = time.perf_counter()
+    print(f"A. {calls:,} calls over {PAIRS} aggregates on the 5-hop path {'-'.join(LINE)}")
+    for n in range(calls):
+        pair, caller, callee = media(n)
+        decision = manager.admit(AdmissionRequest(f"call-{n}", f"a{pair}", f"b{pair}", MediaSpec("pcmu")), 0.0)
+        assert isinstance(decision, Admitted), decision
+        manager.attach_media(f"call-{n}", caller, callee, 0.0)
+        changes = manager.drain()
+        per_call.append(sum(isinstance(e, FlowEntry) for e in changes.plan.add + changes.plan.remove))
+        if n + 1 in checkpoints:
+            plan = manager.expected_plan()
+            core = {switch: reserved_entries(plan, switch) for switch in CORE}
+            edges = {switch: reserved_entries(plan, switch) for switch in ("e1", "e2")}
+            print(f"   {n + 1:>6,} calls: entries for reserved traffic per core switch {core} "
+                  f"(goal <= {4 * PAIRS}); per edge {edges}")
+    elapsed = time.perf_counter() - started
+    hops = len(LINE)
+    print(f"   flow entries per call: mean {statistics.mean(per_call):.2f}, max {max(per_call)} (goal <= 4: "
+          "ingress and egress edge, each direction)")
+    print(f"   per-hop per-call baseline: {2 * hops} entries per call ({hops} switches x 2 directions); "
+          f"core switches would hold {2 * calls:,} entries each at {calls:,} calls")
+    print(f"   (admission + media + plan for {calls:,} calls: {elapsed:.2f} s)")
+
+
+def part_b(calls: int) -> None:
+    from netlab import Lab, free_port, ovs_available, start_controller
+    reason = ovs_available()
+    if reason:
+        print(f"B. skipped: {reason}")
+        return
+    lab = Lab()
+    with tempfile.TemporaryDirectory(prefix="bench-of-") as tmp:
+        workdir = Path(tmp)
+        of_port, api_port = free_port(), free_port()
+        (workdir / "mam.yaml").write_text(json.dumps(config(api_port)))
+        try:
+            bridges = {name: lab.bridge(name, 0xB0 + i, of_port) for i, name in enumerate(LINE)}
+            for a, b in zip(LINE, LINE[1:]):
+                lab.link(a, 20, b, 21)
+            start_controller(lab, workdir / "mam.yaml", of_port, api_port, workdir / "controller.log")
+            for bridge in bridges.values():
+                lab.wait_connected(bridge)
+            time.sleep(1.0)
+            connection = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
+            headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+            def request(method: str, path: str, body: object | None = None) -> tuple[int, dict]:
+                connection.request(method, path, None if body is None else json.dumps(body), headers)
+                response = connection.getresponse()
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else {}
+
+            samples: list[float] = []
+            polls = 0
+            started = time.perf_counter()
+            for n in range(calls):
+                pair, caller, callee = media(n)
+                call_id = f"bench-{n}"
+                t0 = time.perf_counter()
+                status, body = request("POST", "/mam/v1/calls", {
+                    "call_id": call_id, "caller_community": f"a{pair}", "callee_community": f"b{pair}",
+                    "media": {"codec": "pcmu"}, "caller_media": {"ip": caller.ip, "port": caller.port},
+                    "callee_media": {"ip": callee.ip, "port": callee.port}})
+                assert status == 201, body
+                state = body["call"]["state"]
+                while state != "active":
+                    polls += 1
+                    status, body = request("GET", f"/mam/v1/calls/{call_id}")
+                    assert status == 200, body
+                    state = body["state"]
+                    if time.perf_counter() - t0 > 5:
+                        raise TimeoutError(f"{call_id} never became active")
+                samples.append(time.perf_counter() - t0)
+            elapsed = time.perf_counter() - started
+            samples.sort()
+            ms = [s * 1000 for s in samples]
+            print(f"B. real Open vSwitch ({len(LINE)} userspace bridges), app under ryu-manager, {calls:,} calls "
+                  f"admitted over REST one at a time ({calls / elapsed:,.0f} calls/s, {polls:,} status polls)")
+            print(f"   admission sent -> call active (barrier-confirmed on both edges), seen over REST: "
+                  f"p50 {ms[len(ms) // 2]:.2f} ms, p99 {ms[int(len(ms) * 0.99)]:.2f} ms, max {ms[-1]:.2f} ms "
+                  "(goal p99 <= 10 ms)")
+            status, _ = request("GET", "/mam/v1")
+            connection.request("GET", "/metrics")
+            text = connection.getresponse().read().decode()
+            buckets = [(float(le), int(count)) for le, count in
+                       re.findall(r'mam_flow_install_seconds_bucket\{le="([0-9.e+-]+)"\} (\d+)', text)]
+            total = int(re.search(r"mam_flow_install_seconds_count (\d+)", text).group(1))
+            for quantile in (0.5, 0.99):
+                bound = next((le for le, count in buckets if count >= quantile * total), float("inf"))
+                print(f"   controller's flow-install histogram: p{int(quantile * 100)} <= {bound * 1000:g} ms "
+                      f"({total:,} installs)")
+            counts = {name: _reserved_flows(bridge) for name, bridge in bridges.items()}
+            print(f"   flows for reserved traffic per bridge after {calls:,} calls: {counts} "
+                  f"(core: 2 per aggregate = {2 * PAIRS}, whatever the calls; edges: 2 per call)")
+            connection.close()
+        finally:
+            lab.close()
+
+
+def _reserved_flows(bridge: str) -> int:
+    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", bridge, "table=0"],
+                         capture_output=True, text=True, timeout=60).stdout
+    return sum(1 for line in out.splitlines() if re.search(r"cookie=0x4d410[23]", line))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=int(os.environ.get("BENCH_OF_CALLS", "10000")),
+                        help="calls for the real-OVS part (default 10000)")
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)  # run_all passes its own
+    part_a()
+    part_b(args.calls)
+
+
+if __name__ == "__main__":
+    main()
