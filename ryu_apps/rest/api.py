@@ -82,6 +82,8 @@ class RestApi:
             response = error.response()
         except MamError as error:
             response = HttpError(error.status, error.message, field=error.field).response()
+        except UnicodeDecodeError:  # a percent-escaped path or query that is not UTF-8
+            response = HttpError(400, "the path or query string is not valid UTF-8").response()
         except Exception:  # never a stack trace on the wire, never a 200 on failure
             log.exception("%s %s failed", request.method, request.path)
             response = HttpError(500, "internal error; see the controller log").response()
@@ -89,18 +91,21 @@ class RestApi:
 
     def dispatch(self, request: Request) -> Response:
         path = request.path_info
+        allowed: set[str] = set()
         for pattern, handlers in self.routes:
             match = pattern.match(path)
             if match is None:
                 continue
             handler = handlers.get(request.method) or (handlers.get("GET") if request.method == "HEAD" else None)
-            if handler is None:
-                allowed = ", ".join(sorted(handlers))
-                raise HttpError(405, f"{request.method} not allowed on {path}; use {allowed}",
-                                headers={"Allow": allowed})
+            if handler is None:  # another route may still match: GET /calls/x/media is the call 'x/media'
+                allowed.update(handlers)
+                continue
             if request.method in MUTATING:
                 self._authorise(request)
             return handler(request, match.groupdict())
+        if allowed:
+            methods = ", ".join(sorted(allowed))
+            raise HttpError(405, f"{request.method} not allowed on {path}; use {methods}", headers={"Allow": methods})
         raise HttpError(404, f"no resource {path}; the API lives under {PREFIX}")
 
     def _authorise(self, request: Request) -> None:

@@ -26,6 +26,8 @@ def read_json(request: Request, limit: int) -> dict[str, Any]:
         value = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as error:
         raise HttpError(400, f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise HttpError(400, "body is not acceptable JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise HttpError(400, "body must be a JSON object")
     return value

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from webob import Request
 
-from ryu_apps.config import ApiConfig, build_manager, parse_config
+from ryu_apps.config import ApiConfig, build_manager, load_config, parse_config
+from ryu_apps.core.store import MemoryLedger
 from ryu_apps.metrics import Metrics
 from ryu_apps.rest.api import make_wsgi_app
 from ryu_apps.service import MamService
@@ -276,3 +282,446 @@ def test_prometheus_metrics(api: Api) -> None:
         assert 'mam_rejections_total{reason="codec-not-allowed"} 1' in text
         assert 'mam_flow_install_seconds_bucket{le="0.005"} 1' in text
         assert "mam_flow_install_seconds_count 1" in text
+
+
+# --- the example configuration, built the way the controller builds it ------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "enterprise.yaml"
+
+
+class ExampleApi(Api):
+    """The REST app over docs/examples/enterprise.yaml (token, pool and codec policy from the file)."""
+
+    def __init__(self) -> None:  # noqa: super() builds a different network
+        self.config = load_config(str(EXAMPLE))
+        self.service = MamService(build_manager(self.config, MemoryLedger()), clock=lambda: 1.0)
+        self.metrics = Metrics(self.service)
+        self.app = make_wsgi_app(self.service, self.config.api, self.metrics)
+
+
+POOL = "site-a--site-b"
+
+
+def site_call(call_id: str, codec: str = "pcmu", **extra: Any) -> dict[str, Any]:
+    return {"call_id": call_id, "caller_community": "site-a", "callee_community": "site-b",
+            "media": {"codec": codec}, **extra}
+
+
+def test_example_config_admits_21_calls_then_pool_full_and_release_restores_zero() -> None:
+    api = ExampleApi()
+    token = api.config.api.token
+    assert token == "change-me"
+    assert api("POST", "/mam/v1/calls", site_call("c0"), token=None)[0] == 401
+    kbps = []
+    for n in range(21):
+        status, body, _ = api("POST", "/mam/v1/calls", site_call(f"c{n}"), token=token)
+        assert status == 201, body
+        kbps.append(body["call"]["kbps"])
+        assert api.used(POOL) == sum(kbps)                     # grows by exactly the call's kbps
+    assert kbps == [PCMU_KBPS] * 21 and sum(kbps) == 1911 <= 2000
+    status, body, _ = api("POST", "/mam/v1/calls", site_call("c21"), token=token)
+    assert status == 409 and body["error"] == {
+        "status": 409, "reason": "pool-full",
+        "message": f"aggregate {POOL}: 1911 of 2000 kbit/s in use, call needs {PCMU_KBPS}"}
+    aggregate = api("GET", f"/mam/v1/aggregates/{POOL}")[1]
+    assert (aggregate["used_kbps"], aggregate["free_kbps"], aggregate["calls"]) == (1911, 89, 21)
+    for n in range(21):
+        assert api("DELETE", f"/mam/v1/calls/c{n}", token=token)[0] == 204
+    assert api.used(POOL) == 0
+    assert api("GET", f"/mam/v1/aggregates/{POOL}")[1]["used_kbps"] == 0
+
+
+def test_example_pool_preempts_voice_for_an_emergency_call_without_oversubscribing() -> None:
+    api = ExampleApi()
+    token = api.config.api.token
+    for n in range(21):
+        assert api("POST", "/mam/v1/calls", site_call(f"v{n}"), token=token)[0] == 201
+    status, body, _ = api("POST", "/mam/v1/calls", site_call("e1", level="emergency"), token=token)
+    assert status == 201, body
+    assert body["call"]["level"] == "emergency" and len(body["preempted"]) == 1
+    victim = body["preempted"][0]
+    assert api("GET", f"/mam/v1/calls/{victim}")[0] == 404
+    assert api.used(POOL) == 1911 <= 2000
+    stats = api("GET", "/mam/v1/stats")[1]
+    assert stats["preempted"] == 1 and stats["calls_active"] == 21
+    assert "mam_calls_preempted_total 1" in api("GET", "/metrics")[1]
+
+
+# --- more of every route ------------------------------------------------------------------------
+
+def test_calls_listing_filters_and_unknown_aggregate_is_404(api: Api) -> None:
+    assert api("GET", "/mam/v1/calls")[1] == {"calls": []}
+    api("POST", "/mam/v1/calls", call("c1"))
+    api("POST", "/mam/v1/calls", call("c2", codec="g729"))
+    everything = api("GET", "/mam/v1/calls")[1]["calls"]
+    assert sorted(c["call_id"] for c in everything) == ["c1", "c2"]
+    assert sum(c["kbps"] for c in everything) == api.used()
+    status, body, _ = api("GET", "/mam/v1/calls?aggregate=nowhere")
+    assert status == 404 and body["error"]["reason"] == "not-found" and "nowhere" in body["error"]["message"]
+
+
+def test_lookup_with_domain_and_address_and_communities_detail(api: Api) -> None:
+    assert api("GET", "/mam/v1/communities/lookup?domain=B.EXAMPLE")[1] == {"community": "site-b"}
+    assert api("GET", "/mam/v1/communities/lookup?domain=b.example&address=10.2.0.1")[1] == {"community": "site-b"}
+    assert api("GET", "/mam/v1/communities/lookup?address=not-an-ip")[1] == {"community": None}
+    body = api("GET", "/mam/v1/communities/site-a")[1]
+    assert body == {"name": "site-a", "edge": "s1", "access_ports": [1], "prefixes": ["10.1.0.0/16"],
+                    "domains": ["a.example"]}
+    status, body, _ = api("GET", "/mam/v1/communities/mars")
+    assert status == 404 and body["error"]["status"] == 404 and "mars" in body["error"]["message"]
+
+
+def test_creating_and_deleting_an_aggregate_moves_topology_free_capacity(api: Api) -> None:
+    def free() -> set[tuple[str, str, int]]:
+        links = api("GET", "/mam/v1/topology")[1]["links"]
+        return {(d["from"], d["to"], d["free_kbps"]) for link in links for d in link["directions"]}
+    before = free()
+    assert api("POST", "/mam/v1/aggregates", {"id": "extra", "communities": ["site-a", "site-b"],
+                                              "size_kbps": 1500, "path": ["s1", "s2", "s3"]})[0] == 201
+    assert free() == {(a, b, f - 1500) for a, b, f in before}   # both directions of every hop
+    assert api("DELETE", "/mam/v1/aggregates/extra?force=false")[0] == 204
+    assert free() == before
+
+
+def test_aggregate_conflicts_and_not_found(api: Api) -> None:
+    status, body, _ = api("POST", "/mam/v1/aggregates", {"id": "a-b", "communities": ["site-a", "site-b"],
+                                                         "size_kbps": 10})
+    assert status == 409 and body["error"]["field"] == "id"
+    status, body, _ = api("PATCH", "/mam/v1/aggregates/nope", {"size_kbps": 10})
+    assert status == 404 and "nope" in body["error"]["message"]
+    api("POST", "/mam/v1/calls", call("c1"))
+    status, body, _ = api("PATCH", "/mam/v1/aggregates/a-b", {"size_kbps": PCMU_KBPS - 1})
+    assert status == 409 and api.service.read(lambda m: m.aggregate("a-b").size_kbps) == 1000
+    status, body, _ = api("PATCH", "/mam/v1/aggregates/a-b", {"size_kbps": PCMU_KBPS})
+    assert status == 200 and body["size_kbps"] == PCMU_KBPS and body["free_kbps"] == 0
+    status, body, _ = api("PATCH", "/mam/v1/aggregates/a-b", {"size_kbps": 500, "dscp": 10})
+    assert status == 400 and body["error"]["field"] == "dscp"
+    assert api("POST", "/mam/v1/aggregates", {"id": "x", "communities": ["site-a", "site-a"],
+                                              "size_kbps": 10})[1]["error"]["field"] == "communities"
+
+
+def test_no_aggregate_between_the_communities_is_a_409(api: Api) -> None:
+    assert api("DELETE", "/mam/v1/aggregates/a-b")[0] == 204
+    status, body, _ = api("POST", "/mam/v1/calls", call("c1"))
+    assert status == 409 and body["error"]["reason"] == "no-aggregate"
+    assert api("GET", "/mam/v1/stats")[1]["rejected"]["no-aggregate"] == 1
+
+
+def test_modify_unknown_call_and_bad_bodies(api: Api) -> None:
+    status, body, _ = api("PATCH", "/mam/v1/calls/ghost", {"media": {"codec": "pcmu"}})
+    assert status == 404 and body["error"]["reason"] == "unknown-call"
+    api("POST", "/mam/v1/calls", call("c1"))
+    for patch, field in (({}, "media"), ({"media": {"codec": 7}}, "media.codec"),
+                         ({"media": {"codec": "pcmu", "extra": 1}}, "media.extra"),
+                         ({"media": {"codec": "pcmu"}, "level": "voice"}, "level")):
+        status, body, _ = api("PATCH", "/mam/v1/calls/c1", patch)
+        assert status == 400 and body["error"]["field"] == field, (patch, body)
+    assert api.used() == PCMU_KBPS
+
+
+def test_pool_full_on_modify_keeps_the_old_allocation() -> None:
+    api = Api(pool_kbps=2 * PCMU_KBPS)
+    api("POST", "/mam/v1/calls", call("c1"))
+    api("POST", "/mam/v1/calls", call("c2"))
+    status, body, _ = api("PATCH", "/mam/v1/calls/c1", {"media": {"codec": "pcmu", "explicit_kbps": 500}})
+    assert status == 409 and body["error"]["reason"] == "pool-full"
+    assert api.used() == 2 * PCMU_KBPS
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"caller": {"ip": "10.1.0.5", "port": 4000}}, "callee"),
+    ({"caller": {"ip": "10.1.0.5", "port": 4000}, "callee": {"ip": "10.2.0.5"}}, "callee.port"),
+    ({"caller": {"ip": "10.1.0.5", "port": "4000"}, "callee": {"ip": "10.2.0.5", "port": 1}}, "caller.port"),
+    ({"caller": {"ip": "10.1.0.5", "port": 4000}, "callee": {"ip": "10.2.0.5", "port": 1}, "x": 1}, "x"),
+    ({"caller": ["10.1.0.5", 4000], "callee": {"ip": "10.2.0.5", "port": 1}}, "caller"),
+    ({"caller": {"ip": "fe80::1::2", "port": 4000}, "callee": {"ip": "10.2.0.5", "port": 1}}, "caller.ip"),
+])
+def test_bad_media_bodies_name_the_field(api: Api, body: dict, field: str) -> None:
+    api("POST", "/mam/v1/calls", call("c1"))
+    status, answer, _ = api("PUT", "/mam/v1/calls/c1/media", body)
+    assert status == 400 and answer["error"]["field"] == field, answer
+    assert api("GET", "/mam/v1/calls/c1")[1]["caller_media"] is None
+
+
+def test_ipv6_media_addresses_are_accepted(api: Api) -> None:
+    status, body, _ = api("POST", "/mam/v1/calls", call("v6", caller_media={"ip": "2001:db8::1", "port": 4000},
+                                                        callee_media={"ip": "2001:db8::2", "port": 5000}))
+    assert status == 201 and body["call"]["caller_media"] == {"ip": "2001:db8::1", "port": 4000}
+
+
+@pytest.mark.parametrize("body, field", [
+    ({**call("x"), "media": {"codec": "pcmu", "ptime_ms": 20.5}}, "media.ptime_ms"),
+    ({**call("x"), "media": {"codec": "pcmu", "voice_band_data": "yes"}}, "media.voice_band_data"),
+    ({**call("x"), "media": {"codec": "pcmu", "explicit_kbps": True}}, "media.explicit_kbps"),
+    ({**call("x"), "media": "pcmu"}, "media"),
+    ({**call("x"), "call_id": "   "}, "call_id"),
+    ({**call("x"), "call_id": "x" * 257}, "call_id"),
+    ({**call("x"), "callee_community": 3}, "callee_community"),
+    ({**call("x"), "priority": 1}, "priority"),
+    ({**call("x"), "callee_media": {"ip": "10.2.0.1", "port": 1}}, "caller_media"),
+])
+def test_more_bad_call_fields(api: Api, body: dict, field: str) -> None:
+    status, answer, _ = api("POST", "/mam/v1/calls", body)
+    assert status == 400 and answer["error"]["field"] == field and answer["error"]["reason"] == "bad-request"
+    assert api("GET", "/mam/v1/calls")[1]["calls"] == []
+
+
+@pytest.mark.parametrize("raw", [b"", b"null", b"[]", b'"text"', b"42", b"[" * 5000, b"\xff\xfe{", b'{"a": 1'])
+def test_bodies_that_are_not_a_json_object_are_400(api: Api, raw: bytes) -> None:
+    status, body, _ = api("POST", "/mam/v1/aggregates", raw=raw)
+    assert status == 400 and body["error"]["reason"] == "bad-request", body
+    assert body["error"]["message"].startswith("body ")
+
+
+def test_json_with_a_charset_parameter_is_json(api: Api) -> None:
+    status, _, _ = api("POST", "/mam/v1/calls", raw=json.dumps(call("c1")).encode(),
+                       content_type="application/json; charset=utf-8")
+    assert status == 201 and api.used() == PCMU_KBPS
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+def test_non_json_content_types_are_415(api: Api, content_type: str) -> None:
+    status, body, _ = api("POST", "/mam/v1/calls", raw=json.dumps(call("c1")).encode(), content_type=content_type)
+    assert status == 415 and body["error"]["reason"] == "unsupported-media-type"
+    assert content_type in body["error"]["message"] and api.used() == 0
+
+
+def test_body_limit_with_and_without_content_length() -> None:
+    small = Api(max_body=256)
+    exactly = json.dumps({**call("c1"), "call_id": "c" * 10}).encode()
+    assert small("POST", "/mam/v1/calls", raw=exactly)[0] == 201
+    big = json.dumps({**call("c2"), "call_id": "x" * 250}).encode()
+    assert len(big) > 256
+    status, body, _ = small("POST", "/mam/v1/calls", raw=big)
+    assert status == 413 and body["error"]["reason"] == "too-large" and "256" in body["error"]["message"]
+    # a chunked upload states no length: the limit still holds while reading
+    request = Request.blank("/mam/v1/calls", method="POST", headers={"Authorization": f"Bearer {TOKEN}"})
+    request.environ.update({"wsgi.input": io.BytesIO(big), "CONTENT_TYPE": "application/json",
+                            "HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True})
+    request.environ.pop("CONTENT_LENGTH", None)
+    response = request.get_response(small.app)
+    assert response.status_int == 413 and json.loads(response.body)["error"]["status"] == 413
+    assert small.used() == PCMU_KBPS
+
+
+def test_authorisation_variants() -> None:
+    api = Api()
+    for header in ("Basic czNjcmV0", "Bearer", "Bearer ", "s3cret"):
+        request = Request.blank("/mam/v1/calls", method="POST", headers={"Authorization": header})
+        request.body, request.content_type = json.dumps(call("c1")).encode(), "application/json"
+        response = request.get_response(api.app)
+        assert response.status_int == 401, header
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="mam"'
+        assert json.loads(response.body)["error"]["reason"] == "unauthorized"
+    status, body, response = api("PATCH", "/mam/v1/aggregates/a-b", {"size_kbps": 5}, token="s3cret-not")
+    assert status == 403 and body["error"]["reason"] == "forbidden" and "WWW-Authenticate" in response.headers
+    assert api("PUT", "/mam/v1/calls/x/media", {}, token=None)[0] == 401      # auth before body or lookup
+    assert api("DELETE", "/mam/v1/calls/x", token="nope")[0] == 403
+    assert api.service.read(lambda m: m.aggregate("a-b").size_kbps) == 1000 and api.used() == 0
+    # reading never needs the token, even a wrong one is ignored
+    assert api("GET", "/mam/v1/stats", token="nope")[0] == 200
+
+
+def test_without_a_configured_token_mutations_are_open() -> None:
+    service = MamService(build_manager(parse_config(config())), clock=lambda: 1.0)
+    app = make_wsgi_app(service, ApiConfig(token=None))
+    request = Request.blank("/mam/v1/calls", method="POST")
+    request.body, request.content_type = json.dumps(call("c1")).encode(), "application/json"
+    assert request.get_response(app).status_int == 201
+    assert service.read(lambda m: m.used_kbps("a-b")) == PCMU_KBPS
+
+
+@pytest.mark.parametrize("method, path, allow", [
+    ("DELETE", "/mam/v1/calls", "GET, POST"),
+    ("POST", "/mam/v1/calls/x", "DELETE, GET, PATCH"),
+    ("PUT", "/mam/v1/aggregates/a-b", "DELETE, GET, PATCH"),
+    ("POST", "/mam/v1/topology", "GET"),
+    ("DELETE", "/mam/v1/stats", "GET"),
+    ("POST", "/metrics", "GET"),
+    ("PATCH", "/mam/v1/communities/site-a", "GET"),
+    ("POST", "/mam/v1/calls/x/media", "DELETE, GET, PATCH, PUT"),
+])
+def test_405_lists_the_allowed_methods(api: Api, method: str, path: str, allow: str) -> None:
+    status, body, response = api(method, path, {})
+    assert status == 405 and response.headers["Allow"] == allow
+    assert body["error"]["reason"] == "method-not-allowed" and method in body["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/", "/mam", "/mam/v1/nothing", "/mam/v1/aggregates/a-b/links", "/metrics/x"])
+def test_unknown_routes_are_404_json(api: Api, path: str) -> None:
+    status, body, response = api("GET", path)
+    assert status == 404 and response.content_type == "application/json"
+    assert body["error"] == {"status": 404, "reason": "not-found",
+                             "message": f"no resource {path}; the API lives under /mam/v1"}
+
+
+def test_trailing_slash_and_head(api: Api) -> None:
+    assert api("GET", "/mam/v1/aggregates/")[1]["aggregates"][0]["id"] == "a-b"
+    status, _, response = api("HEAD", "/mam/v1/stats")
+    assert status == 200 and response.content_type == "application/json"
+
+
+def test_call_ids_with_slashes_reach_every_call_route(api: Api) -> None:
+    """A SIP Call-ID may contain '/', even end in '/media': every route still finds the call."""
+    for call_id in ("a/b@pbx", "x/media", "%2Fescaped"):
+        assert api("POST", "/mam/v1/calls", call(call_id))[0] == 201
+    assert api("GET", "/mam/v1/calls/a/b@pbx")[1]["call_id"] == "a/b@pbx"
+    assert api("GET", "/mam/v1/calls/a%2Fb@pbx")[1]["call_id"] == "a/b@pbx"       # escaped '/' too
+    assert api("GET", "/mam/v1/calls/x/media")[1]["call_id"] == "x/media"
+    assert api("GET", "/mam/v1/calls/%252Fescaped")[1]["call_id"] == "%2Fescaped"
+    status, body, _ = api("PUT", "/mam/v1/calls/a/b@pbx/media", {"caller": {"ip": "10.1.0.1", "port": 4000},
+                                                                 "callee": {"ip": "10.2.0.1", "port": 5000}})
+    assert status == 200 and body["call"]["call_id"] == "a/b@pbx" and body["call"]["state"] == "installing"
+    status, body, _ = api("PATCH", "/mam/v1/calls/x/media", {"media": {"codec": "g729"}})
+    assert status == 200 and body["call"]["call_id"] == "x/media"
+    assert api("DELETE", "/mam/v1/calls/x/media")[0] == 204
+    assert api("DELETE", "/mam/v1/calls/a/b@pbx")[0] == 204
+    assert [c["call_id"] for c in api("GET", "/mam/v1/calls")[1]["calls"]] == ["%2Fescaped"]
+    assert api.used() == PCMU_KBPS
+
+
+def test_non_utf8_path_or_query_is_400_not_500(api: Api) -> None:
+    for path in ("/mam/v1/calls/%ff", "/mam/v1/calls?aggregate=%ff"):
+        status, body, _ = api("GET", path)
+        assert status == 400 and body["error"]["reason"] == "bad-request", (path, body)
+
+
+def test_a_bug_is_a_json_500_without_a_stack_trace(api: Api, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    def broken(query: Any) -> Any:
+        raise RuntimeError("secret internals")
+    monkeypatch.setattr(api.service, "read", broken)
+    status, body, _ = api("GET", "/mam/v1/stats")
+    assert status == 500 and body["error"]["reason"] == "internal-error"
+    assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)
+    assert "secret internals" in caplog.text                          # but it is in the log
+
+
+def test_release_cause_reaches_the_listeners(api: Api) -> None:
+    released = []
+    api.service.subscribe(lambda changes: released.extend(getattr(changes, "released", ())))
+    api("POST", "/mam/v1/calls", call("c1"))
+    assert api("DELETE", "/mam/v1/calls/c1?cause=" + "x" * 100)[0] == 204
+    assert [r.call_id for r in released] == ["c1"]
+    assert len(released[0].cause) == 64
+
+
+# --- never oversubscribe, whatever the mix -----------------------------------------------------
+
+CODECS = {"pcmu": PCMU_KBPS, "g729": None}
+
+
+@given(st.lists(st.tuples(st.sampled_from(["admit", "admit", "release", "resize"]), st.integers(0, 15),
+                          st.sampled_from(["pcmu", "g729", "g722", "big"])), max_size=40))
+@settings(max_examples=40, deadline=None)
+def test_random_admissions_and_releases_never_oversubscribe(steps: list[tuple[str, int, str]]) -> None:
+    api = Api(pool_kbps=600)
+    live: dict[str, int] = {}
+    size = 600
+    for action, n, codec in steps:
+        call_id = f"c{n}"
+        if action == "admit":
+            media = {"codec": "pcmu", "explicit_kbps": 250} if codec == "big" else {"codec": codec}
+            before = api.used()
+            status, body, _ = api("POST", "/mam/v1/calls", {**call(call_id), "media": media})
+            if call_id in live:                                         # a retransmission
+                assert status == 201 and api.used() == before
+            elif status == 201:
+                live[call_id] = body["call"]["kbps"]
+                assert api.used() == before + live[call_id]
+            elif codec == "g722":
+                assert status == 422 and body["error"]["reason"] == "codec-not-allowed"
+            else:
+                assert status == 409 and body["error"]["reason"] == "pool-full"
+                assert size - before < api.service.read(
+                    lambda m: m.bandwidth_kbps(fields_media(media)))   # refused only when it did not fit
+        elif action == "release":
+            status = api("DELETE", f"/mam/v1/calls/{call_id}")[0]
+            assert status == (204 if live.pop(call_id, None) is not None else 404)
+        else:
+            wanted = 100 + 50 * n
+            status = api("PATCH", "/mam/v1/aggregates/a-b", {"size_kbps": wanted})[0]
+            if wanted >= sum(live.values()):
+                assert status == 200
+                size = wanted
+            else:
+                assert status == 409
+        used = api.used()
+        listed = api("GET", "/mam/v1/aggregates/a-b")[1]
+        assert used == sum(live.values()) == listed["used_kbps"] <= listed["size_kbps"] == size
+        assert listed["free_kbps"] == size - used and listed["calls"] == len(live)
+    for call_id in list(live):
+        assert api("DELETE", f"/mam/v1/calls/{call_id}")[0] == 204
+    assert api.used() == 0
+
+
+def fields_media(media: dict[str, Any]) -> Any:
+    from ryu_apps.core.codec import MediaSpec
+    return MediaSpec(codec=media["codec"], explicit_kbps=media.get("explicit_kbps"))
+
+
+# --- Prometheus ------------------------------------------------------------------------------------
+
+METRIC_LINE = re.compile(r'^([a-z_]+)(\{[a-z_]+="(?:[^"\\]|\\.)*"\})? (-?[0-9.e+]+)$')
+
+
+def scrape(api: Api, path: str = "/metrics") -> dict[str, float]:
+    status, text, response = api("GET", path)
+    assert status == 200 and response.content_type == "text/plain"
+    assert {"version": "0.0.4", "charset": "utf-8"}.items() <= response.content_type_params.items()
+    samples: dict[str, float] = {}
+    types: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            assert name not in types, f"{name} typed twice"
+            types[name] = kind
+        elif line and not line.startswith("# HELP "):
+            match = METRIC_LINE.match(line)
+            assert match, f"not exposition format: {line!r}"
+            family = re.sub(r"_(bucket|sum|count)$", "", match[1]) if match[1] not in types else match[1]
+            assert family in types, f"{match[1]} has no TYPE line"
+            samples[match[1] + (match[2] or "")] = float(match[3])
+    assert types == {
+        "mam_aggregate_reserved_kbps": "gauge", "mam_aggregate_used_kbps": "gauge", "mam_aggregate_calls": "gauge",
+        "mam_admissions_total": "counter", "mam_rejections_total": "counter", "mam_calls_released_total": "counter",
+        "mam_calls_preempted_total": "counter", "mam_calls_active": "gauge", "mam_flow_install_seconds": "histogram"}
+    return samples
+
+
+def test_prometheus_metrics_follow_the_service_state(api: Api) -> None:
+    assert api("POST", "/mam/v1/aggregates", {"id": "b-a", "communities": ["site-b", "site-a"],
+                                              "size_kbps": 300, "priority": 0})[0] == 201
+    for n in range(3):
+        api("POST", "/mam/v1/calls", call(f"c{n}"))
+    api("POST", "/mam/v1/calls", call("bad", codec="g722"))
+    api("POST", "/mam/v1/calls", {**call("mars"), "callee_community": "mars"})
+    api("DELETE", "/mam/v1/calls/c0")
+    for seconds in (0.0004, 0.0012, 0.004, 0.3, 9.0):
+        api.metrics.observe_flow_install(seconds)
+    samples = scrape(api)
+    assert samples == scrape(api, "/mam/v1/metrics")
+    stats = api("GET", "/mam/v1/stats")[1]
+    for pool in ("a-b", "b-a"):
+        detail = api("GET", f"/mam/v1/aggregates/{pool}")[1]
+        assert samples[f'mam_aggregate_reserved_kbps{{aggregate="{pool}"}}'] == detail["size_kbps"]
+        assert samples[f'mam_aggregate_used_kbps{{aggregate="{pool}"}}'] == detail["used_kbps"]
+        assert samples[f'mam_aggregate_calls{{aggregate="{pool}"}}'] == detail["calls"]
+    assert sum(samples[f'mam_aggregate_used_kbps{{aggregate="{p}"}}'] for p in ("a-b", "b-a")) == 2 * PCMU_KBPS
+    assert samples["mam_admissions_total"] == stats["admitted"] == 3
+    assert samples["mam_calls_released_total"] == stats["released"] == 1
+    assert samples["mam_calls_active"] == stats["calls_active"] == 2
+    assert samples["mam_calls_preempted_total"] == 0
+    for reason, count in stats["rejected"].items():
+        assert samples[f'mam_rejections_total{{reason="{reason}"}}'] == count
+    assert samples['mam_rejections_total{reason="codec-not-allowed"}'] == 1
+    assert samples['mam_rejections_total{reason="unknown-community"}'] == 1
+    buckets = [(key, value) for key, value in samples.items() if key.startswith("mam_flow_install_seconds_bucket")]
+    counts = [value for _, value in buckets]
+    assert counts == sorted(counts) and buckets[-1] == ('mam_flow_install_seconds_bucket{le="+Inf"}', 5)
+    assert samples['mam_flow_install_seconds_bucket{le="0.0005"}'] == 1
+    assert samples['mam_flow_install_seconds_bucket{le="0.0015"}'] == 2
+    assert samples['mam_flow_install_seconds_bucket{le="0.005"}'] == 3
+    assert samples['mam_flow_install_seconds_bucket{le="5"}'] == 4
+    assert samples["mam_flow_install_seconds_count"] == 5
+    assert samples["mam_flow_install_seconds_sum"] == pytest.approx(9.3056)
