@@ -31,11 +31,18 @@ class CliError(Exception):
         self.code = code
 
 
+class ConfigInvalid(CliError):
+    """check-config's verdict, printed as ``FILE: key.path: message`` like a compiler's."""
+
+
 class Client:
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
         self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise CliError(f"--url must look like http://HOST:PORT, got {url!r}", code=2)
 
-    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, str | None] | None = None) -> Any:
         target = f"{self.url}/mam/v1{path}"
         if query:
             target += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -48,9 +55,8 @@ class Client:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()
-                return json.loads(raw) if raw else None
         except urllib.error.HTTPError as error:
-            raw = error.read()
+            raw = error.read() if error.fp is not None else b""
             try:
                 envelope = json.loads(raw).get("error", {})
             except (ValueError, AttributeError):
@@ -62,6 +68,10 @@ class Client:
             reason = getattr(error, "reason", error)
             raise CliError(f"cannot reach the controller at {self.url}: {reason} "
                            "(is ryu-manager running? see --url / $MAM_URL)", code=2)
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise CliError(f"{target} did not answer JSON (is --url the controller's REST API?)") from None
 
 
 def _path(value: str) -> str:
@@ -131,15 +141,36 @@ def check_config(args: argparse.Namespace, out: TextIO) -> int:
     try:
         config = load_config(args.file)
         manager = build_manager(config, MemoryLedger())  # the aggregates must also fit the links
-    except ConfigError as error:
-        raise CliError(f"{args.file}: {error}")
+    except ConfigError as error:  # names the key: communities[1].prefixes[0]
+        raise ConfigInvalid(f"{args.file}: {error.path + ': ' if error.path else ''}{error.message}") from None
     except MamError as error:
-        raise CliError(f"{args.file}: {error.field or 'aggregates'}: {error.message}")
+        raise ConfigInvalid(f"{args.file}: {error.field or 'aggregates'}: {error.message}") from None
     except OSError as error:
-        raise CliError(f"{args.file}: {error.strerror}")
+        raise ConfigInvalid(f"{args.file}: {error.strerror}") from None
     topology = config.topology
+    if args.json:
+        out.write(json.dumps({
+            "file": args.file, "ok": True,
+            "switches": [{"name": s.name, "dpid": s.dpid} for s in topology.switches],
+            "links": [{"a": l.a, "b": l.b, "capacity_kbps": l.capacity_kbps, "reservable_kbps": l.reservable_kbps}
+                      for l in topology.links],
+            "communities": [{"name": c.name, "edge": c.edge, "prefixes": [str(p) for p in c.prefixes],
+                             "domains": list(c.domains)} for c in topology.communities],
+            "aggregates": [{"id": a.id, "communities": list(a.communities), "size_kbps": a.size_kbps,
+                            "dscp": a.dscp, "path": list(a.path)} for a in manager.aggregates()],
+        }, indent=2, sort_keys=True) + "\n")
+        return 0
     out.write(f"{args.file}: OK - {len(topology.switches)} switches, {len(topology.links)} links, "
               f"{len(topology.communities)} communities, {len(config.aggregates)} aggregates\n")
+    for switch in topology.switches:
+        out.write(f"  switch {switch.name}: dpid {switch.dpid:016x}\n")
+    for link in topology.links:
+        out.write(f"  link {link.a}:{link.a_port} <-> {link.b}:{link.b_port}: {link.capacity_kbps} kbit/s, "
+                  f"{link.reservable_kbps} reservable\n")
+    for community in topology.communities:
+        out.write(f"  community {community.name}: edge {community.edge}, "
+                  f"prefixes {','.join(str(p) for p in community.prefixes)}"
+                  + (f", domains {','.join(community.domains)}" if community.domains else "") + "\n")
     for aggregate in manager.aggregates():
         out.write(f"  aggregate {aggregate.id}: {' <-> '.join(aggregate.communities)}, {aggregate.size_kbps} kbit/s, "
                   f"DSCP {aggregate.dscp}, path {'-'.join(aggregate.path)}\n")
@@ -150,10 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mamctl", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[2:]))
-    parser.add_argument("--url", default=os.environ.get("MAM_URL", DEFAULT_URL))
-    parser.add_argument("--token", default=os.environ.get("MAM_TOKEN"))
-    parser.add_argument("--json", action="store_true", help="print the API's JSON")
-    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--url", default=os.environ.get("MAM_URL") or DEFAULT_URL,
+                        help="the controller's REST API (default: $MAM_URL or %(default)s)")
+    parser.add_argument("--token", default=os.environ.get("MAM_TOKEN") or None,
+                        help="bearer token for changes (default: $MAM_TOKEN)")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON, for scripts")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = sub.add_parser("check-config", help="validate a configuration file without starting anything")
@@ -203,8 +236,10 @@ def _endpoint(text: str | None, name: str) -> dict[str, Any] | None:
     if text is None:
         return None
     host, _, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):  # [2001:db8::1]:4000
+        host = host[1:-1]
     if not host or not port.isdigit():
-        raise CliError(f"--{name}: expected IP:PORT, got {text!r}")
+        raise CliError(f"--{name}: expected IP:PORT (or [IPv6]:PORT), got {text!r}")
     return {"ip": host, "port": int(port)}
 
 
@@ -246,9 +281,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         body, show = client.request("GET", f"/calls/{_path(args.id)}"), show_calls
     elif args.command == "call-admit":
         media: dict[str, Any] = {"codec": args.codec}
-        if args.ptime:
+        if args.ptime is not None:
             media["ptime_ms"] = args.ptime
-        if args.kbps:
+        if args.kbps is not None:
             media["explicit_kbps"] = args.kbps
         request = {"call_id": args.id, "caller_community": args.caller_community,
                    "callee_community": args.callee_community, "media": media, "level": args.level}
@@ -273,13 +308,24 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run mamctl; returns the exit status (0 done, 1 refused or invalid, 2 unreachable or usage)."""
     out, err = out or sys.stdout, err or sys.stderr
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2, argparse printed why)
+        return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return run(args, out)
+    except ConfigInvalid as error:
+        err.write(f"{error}\n")
+        return error.code
     except CliError as error:
         err.write(f"mamctl: error: {error}\n")
         return error.code
+    except BrokenPipeError:  # mamctl calls | head
+        return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
