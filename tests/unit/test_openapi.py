@@ -271,3 +271,17 @@ def test_generated_requests_reach_the_admission_decision() -> None:
     assert len(statuses) >= 20 and all(status < 500 for status in statuses), statuses
     decided = app.service.read(lambda m: m.counters.admitted + sum(m.counters.rejected.values()))
     assert decided > 0 and 422 in statuses, statuses
+
+
+# --- the prose reference follows the same routes, reasons and metrics ---------------------------
+
+def test_rest_md_lists_every_route_reason_and_metric() -> None:
+    prose = (DOC.parent / "rest.md").read_text()
+    for path, method, _ in operations():
+        assert f"`{method} {path}" in prose or f", `{method} {path}`" in prose, f"{method} {path} not in rest.md"
+    for reason in REJECT_STATUS:
+        assert f"`{reason.value}`" in prose, reason
+    families = re.findall(r"^# TYPE (\w+) ", make_app().metrics.render(), re.MULTILINE)
+    assert len(families) >= 9
+    for family in families:
+        assert f"| `{family}` |" in prose, f"metric {family} not in rest.md's table"
