@@ -55,7 +55,7 @@ def run_demo(workdir: Path, *, seconds: float = 15.0, calls: int = CALLS_OFFERED
              say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run both phases and return the figures (see `report`)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    sip_port, uas_port = free_udp_port(), free_udp_port()
+    sip_port, uas_port = free_port(), free_port()
     sip = {"enabled": True, "listen": f"127.0.0.1:{sip_port}", "transports": ["udp"],
            "routes": {"site-b.example": f"127.0.0.1:{uas_port}"}}
     wan = enterprise.SPEC.link("s1", "s2")
@@ -86,7 +86,7 @@ def run_demo(workdir: Path, *, seconds: float = 15.0, calls: int = CALLS_OFFERED
         hold_ms = int((seconds + 12) * 1000)  # covers the media phase
         say(f"placing {calls} SIPp calls through the proxy (each held {hold_ms / 1000:.0f} s)")
         uac = subprocess.Popen(["sipp", "-sf", str(SIPP / "uac_media.xml"), "-inf", str(workdir / "uac.csv"),
-                                "-i", "127.0.0.1", "-p", str(free_udp_port()), "-t", "u1", "-s", "bob",
+                                "-i", "127.0.0.1", "-p", str(free_port()), "-t", "u1", "-s", "bob",
                                 f"127.0.0.1:{sip_port}", "-m", str(calls), "-l", str(calls), "-r", "20",
                                 "-d", str(hold_ms), "-timeout", f"{int(seconds * 2 + 60)}s", "-timeout_error",
                                 "-trace_err", "-trace_counts", "-nostdin"],
@@ -185,10 +185,6 @@ def wait_for(probe: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.2)
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-def free_udp_port() -> int:
-    return free_port()
 
 
 def _phase_line(label: str, phase: dict[str, Any]) -> str:

@@ -28,8 +28,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from functools import partial
 from pathlib import Path
@@ -39,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from ryu_apps.cli import CliError, Client  # noqa: E402
 from topologies.spec import NetworkSpec, build_topo  # noqa: E402
 
 STATE_DIR = Path(os.environ.get("MAM_STATE_DIR", "/tmp/mam-emulations"))
@@ -180,7 +179,7 @@ class Emulation:
                 status, _ = self.api("GET", "")
                 if status == 200:
                     return
-            except OSError:
+            except CliError:  # not listening yet
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"the controller's REST API did not answer within {timeout:g} s")
@@ -208,18 +207,8 @@ class Emulation:
         return f"{self.prefix}{switch}-eth{port}"
 
     def api(self, method: str, path: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.api_port}/mam/v1{path}", data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                raw = response.read()
-                return response.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as error:
-            raw = error.read()
-            return error.code, json.loads(raw) if raw else None
+        """A request to the controller's REST API under /mam/v1: (status, JSON body)."""
+        return Client(f"http://127.0.0.1:{self.api_port}", self.token, timeout).exchange(method, path, body)
 
     def controller_log(self) -> str:
         path = self.workdir / "controller.log"

@@ -42,7 +42,10 @@ class Client:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise CliError(f"--url must look like http://HOST:PORT, got {url!r}", code=2)
 
-    def request(self, method: str, path: str, body: Any = None, query: dict[str, str | None] | None = None) -> Any:
+    def exchange(self, method: str, path: str, body: Any = None,
+                 query: dict[str, str | None] | None = None) -> tuple[int, Any]:
+        """One request under /mam/v1: its status and JSON body, whatever the status.
+        Raises CliError only when the controller cannot be reached or does not answer JSON."""
         target = f"{self.url}/mam/v1{path}"
         if query:
             target += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -54,24 +57,31 @@ class Client:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
+                status, raw = response.status, response.read()
         except urllib.error.HTTPError as error:
-            raw = error.read() if error.fp is not None else b""
-            try:
-                envelope = json.loads(raw).get("error", {})
-            except (ValueError, AttributeError):
-                envelope = {"message": raw.decode("utf-8", "replace")[:200]}
-            field = f" (field: {envelope['field']})" if envelope.get("field") else ""
-            reason = envelope.get("reason", "")
-            raise CliError(f"{error.code} {reason + ': ' if reason else ''}{envelope.get('message', '')}{field}")
+            status, raw = error.code, error.read() if error.fp is not None else b""
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise CliError(f"cannot reach the controller at {self.url}: {reason} "
                            "(is ryu-manager running? see --url / $MAM_URL)", code=2)
         try:
-            return json.loads(raw) if raw else None
+            return status, json.loads(raw) if raw else None
         except ValueError:
+            if status >= 400:
+                return status, {"error": {"message": raw.decode("utf-8", "replace")[:200]}}
             raise CliError(f"{target} did not answer JSON (is --url the controller's REST API?)") from None
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, str | None] | None = None) -> Any:
+        """The JSON body of a successful request; a refusal becomes a CliError saying why."""
+        status, answer = self.exchange(method, path, body, query)
+        if status < 400:
+            return answer
+        envelope = answer.get("error", {}) if isinstance(answer, dict) else {}
+        if not isinstance(envelope, dict):
+            envelope = {"message": str(envelope)}
+        field = f" (field: {envelope['field']})" if envelope.get("field") else ""
+        reason = envelope.get("reason", "")
+        raise CliError(f"{status} {reason + ': ' if reason else ''}{envelope.get('message', '')}{field}")
 
 
 def _path(value: str) -> str:

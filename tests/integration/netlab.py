@@ -184,22 +184,9 @@ def start_controller(lab: Lab, config: Path, of_port: int, api_port: int, log: P
 
 def rest(api_port: int, method: str, path: str, body: object | None = None, token: str | None = None,
          timeout: float = 10) -> tuple[int, object]:
-    import json
-    import urllib.error
-    import urllib.request
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{api_port}{path}", data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as error:
-        raw = error.read()
-        return error.code, json.loads(raw) if raw else None
+    """A request under /mam/v1 of the controller on ``api_port``: (status, JSON body)."""
+    from ryu_apps.cli import Client
+    return Client(f"http://127.0.0.1:{api_port}", token, timeout).exchange(method, path, body)
 
 
 def capture(interface: str, seconds: float, path: Path, namespace: str | None = None) -> subprocess.Popen:

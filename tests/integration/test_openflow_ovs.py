@@ -52,7 +52,7 @@ class Net:
         self.probes: list[subprocess.Popen] = []
 
     def api(self, method: str, path: str, body: object | None = None) -> tuple[int, object]:
-        return rest(self.api_port, method, f"/mam/v1{path}", body, token=TOKEN)
+        return rest(self.api_port, method, path, body, token=TOKEN)
 
     def table0(self, switch: str) -> Counter:
         """(cookie, priority) of our entries in table 0, as a multiset."""
