@@ -57,6 +57,7 @@ vlan = _load("lib.packet.vlan")
 mpls = _load("lib.packet.mpls")
 lldp = _load("lib.packet.lldp")
 ether_types = _load("lib.packet.ether_types")
+topology_event = _load("topology.event")
 
 
 def serve_wsgi(app: Callable, host: str, port: int) -> Any:

@@ -69,7 +69,8 @@ class SipConfig:
 
 @dataclass(frozen=True)
 class DataplaneConfig:
-    discovery: bool = False
+    discovery: bool = False         # LLDP (ryu.topology) checks the configured links
+    port_speeds: str = "limit"      # "limit": a slower port cuts a link's reservable share; "warn"
     class_mode: str = "tc"          # "tc" (userspace OVS), "ovsdb" (set_queue honoured), "none"
     barrier_timeout_s: float = 5.0
 
@@ -323,16 +324,11 @@ def _policy(value: Any, path: str) -> CodecPolicy:
     return CodecPolicy(**kwargs)
 
 
-def _no_discovery(value: Any, path: str) -> bool:
-    if _bool(value, path):
-        raise ConfigError(path, "LLDP discovery is not implemented yet: list the links under topology.links")
-    return False
-
-
 def _dataplane(value: Any, path: str) -> tuple[DataplaneConfig, PlanOptions]:
     node = _Node(value, path)
     config = DataplaneConfig(
-        discovery=node.get("discovery", _no_discovery, False),
+        discovery=node.get("discovery", _bool, False),
+        port_speeds=node.get("port_speeds", _choice("limit", "warn"), "limit"),
         class_mode=node.get("class_mode", _choice("tc", "ovsdb", "none"), "tc"),
         barrier_timeout_s=node.get("barrier_timeout_s", _number(0.1, 60.0), 5.0),
     )

@@ -19,6 +19,7 @@ import time
 from . import compat
 from .config import Config, ConfigError, build_manager, load_config
 from .core.store import MemoryLedger
+from .core.survey import PortInfo, Survey
 from .metrics import Metrics
 from .openflow.fabric import Fabric
 from .service import MamService
@@ -52,7 +53,12 @@ class MediaAggregationApp(compat.RyuApp):
         except ConfigError as error:
             log.error("%s: %s", path, error)
             raise SystemExit(f"{path}: {error}") from None
-        self.service = MamService(manager, clock=time.monotonic)
+        dataplane = self.config.dataplane
+        survey = Survey(manager.topology, discovery=dataplane.discovery,
+                        limit_by_speed=dataplane.port_speeds == "limit")
+        self.service = MamService(manager, clock=time.monotonic, survey=survey)
+        if dataplane.discovery:  # ryu.topology's Switches app is loaded after this one and reads it then
+            compat.cfg.CONF.set_override("observe_links", True)
         self.metrics = Metrics(self.service)
         self.fabric = Fabric(self.service, class_mode=self.config.dataplane.class_mode,
                              barrier_timeout_s=self.config.dataplane.barrier_timeout_s, clock=time.monotonic,
@@ -112,15 +118,31 @@ class MediaAggregationApp(compat.RyuApp):
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPPortDescStatsReply, compat.MAIN_DISPATCHER)
     def port_desc(self, ev) -> None:
-        ports = {p.port_no: _text(p.name) for p in ev.msg.body if p.port_no < 0xFFFFFF00}
+        ofp = ev.msg.datapath.ofproto
+        ports = {p.port_no: _port_info(ofp, p) for p in ev.msg.body if p.port_no < ofp.OFPP_MAX}
         self.fabric.ports_described(ev.msg.datapath, ports)
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPPortStatus, compat.MAIN_DISPATCHER)
     def port_status(self, ev) -> None:
         msg = ev.msg
         ofp = msg.datapath.ofproto
-        self.fabric.port_changed(msg.datapath, msg.desc.port_no, _text(msg.desc.name),
+        if msg.desc.port_no >= ofp.OFPP_MAX:
+            return
+        info = None if msg.reason == ofp.OFPPR_DELETE else _port_info(ofp, msg.desc)
+        self.fabric.port_changed(msg.datapath, msg.desc.port_no, info,
                                  added=msg.reason in (ofp.OFPPR_ADD, ofp.OFPPR_MODIFY))
+
+    # --- LLDP, from ryu.topology (os_ken.topology) when dataplane.discovery is on ----------
+
+    @compat.set_ev_cls(compat.topology_event.EventLinkAdd)
+    def link_add(self, ev) -> None:
+        link = ev.link
+        self.fabric.link_heard(link.src.dpid, link.src.port_no, link.dst.dpid, link.dst.port_no)
+
+    @compat.set_ev_cls(compat.topology_event.EventLinkDelete)
+    def link_delete(self, ev) -> None:
+        link = ev.link
+        self.fabric.link_lost(link.src.dpid, link.src.port_no, link.dst.dpid, link.dst.port_no)
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPBarrierReply, compat.MAIN_DISPATCHER)
     def barrier_reply(self, ev) -> None:
@@ -142,6 +164,12 @@ class MediaAggregationApp(compat.RyuApp):
     def packet_in(self, ev) -> None:
         from .openflow.packet_in import handle_packet_in
         handle_packet_in(self.fabric, ev.msg)
+
+
+def _port_info(ofp, port) -> PortInfo:
+    """OpenFlow 1.3 reports speeds in kbit/s (0: not reported)."""
+    live = not (port.config & ofp.OFPPC_PORT_DOWN) and not (port.state & ofp.OFPPS_LINK_DOWN)
+    return PortInfo(_text(port.name), int(port.curr_speed or 0), live)
 
 
 def _text(name) -> str:

@@ -1,6 +1,6 @@
 """Prometheus metrics (text exposition format 0.0.4), with no extra dependency.
 
-Gauges about pools and calls are read from the service at scrape time; counters of
+Gauges about pools, calls and link states are read from the service at scrape time; counters of
 decisions come from the manager's own counters; the flow-install histogram is fed by
 the OpenFlow shell (`observe_flow_install`).
 """
@@ -11,6 +11,7 @@ import bisect
 import threading
 
 from .core.admission import RejectReason
+from .core.survey import LinkState
 from .service import MamService
 
 BUCKETS = (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -55,6 +56,10 @@ class Metrics:
                     manager.counters.admitted, dict(manager.counters.rejected), manager.counters.released,
                     manager.counters.preempted, len(manager.calls()))
         pools, admitted, rejected, released, preempted, active = self.service.read(snapshot)
+        with self.service.lock:
+            survey = self.service.survey
+            links = [(f"{link.a}-{link.b}", condition.state) for link, condition in survey.conditions().items()]
+            unconfigured = len(survey.unconfigured())
         out = [
             "# HELP mam_aggregate_reserved_kbps Bandwidth reserved by the aggregate, per direction (kbit/s).",
             "# TYPE mam_aggregate_reserved_kbps gauge",
@@ -80,6 +85,14 @@ class Metrics:
             "# HELP mam_calls_active Calls holding bandwidth now.",
             "# TYPE mam_calls_active gauge",
             f"mam_calls_active {active}",
+            "# HELP mam_link_state The configured link's state (1 for the current one): unknown, up, verified, "
+            "down, miswired.",
+            "# TYPE mam_link_state gauge",
+            *(f'mam_link_state{{link="{_label(name)}",state="{state.value}"}} {int(state is current)}'
+              for name, current in links for state in LinkState),
+            "# HELP mam_links_unconfigured Links LLDP hears that the configuration does not list.",
+            "# TYPE mam_links_unconfigured gauge",
+            f"mam_links_unconfigured {unconfigured}",
             "# HELP mam_flow_install_seconds Time from sending a call's flows to every switch's barrier reply.",
             "# TYPE mam_flow_install_seconds histogram",
             *self.flow_install.lines("mam_flow_install_seconds"),

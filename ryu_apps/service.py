@@ -20,6 +20,7 @@ from .core.aggregate import ALL_LEVELS, EF, Aggregate
 from .core.calls import Call, MediaEndpoint
 from .core.codec import MediaSpec
 from .core.manager import Changes, MediaAggregationManager, ReleasedCall
+from .core.survey import Survey, Transition
 
 T = TypeVar("T")
 Listener = Callable[[Changes], None]
@@ -27,9 +28,11 @@ log = logging.getLogger(__name__)
 
 
 class MamService:
-    def __init__(self, manager: MediaAggregationManager, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, manager: MediaAggregationManager, clock: Callable[[], float] = time.monotonic,
+                 survey: Survey | None = None) -> None:
         self.manager = manager
         self.clock = clock
+        self.survey = survey if survey is not None else Survey(manager.topology)
         self.lock = threading.RLock()
         self._listeners: list[Listener] = []
 
@@ -53,6 +56,15 @@ class MamService:
                             listener(changes)
                         except Exception:  # a broken listener must not undo a decision
                             log.exception("listener %r failed on %r", listener, changes)
+
+    def observe(self, update: Callable[[Survey], list[Transition]]) -> list[Transition]:
+        """Fold what a switch said (ports, LLDP) into the survey; hand the manager the
+        links no call may cross and the links a slow port limits."""
+        with self.lock:
+            transitions = update(self.survey)
+            if transitions:
+                self.manager.set_link_conditions(self.survey.faults(), self.survey.limits())
+            return transitions
 
     # --- calls (this is also the SIP proxy's CallControl) ---------------------------
 

@@ -31,6 +31,7 @@ class ServiceLevel(enum.IntEnum):
 class RejectReason(str, enum.Enum):
     NO_AGGREGATE = "no-aggregate"
     POOL_FULL = "pool-full"
+    PATH_DOWN = "path-down"
     CODEC_NOT_ALLOWED = "codec-not-allowed"
     UNKNOWN_COMMUNITY = "unknown-community"
     UNKNOWN_CALL = "unknown-call"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, Mapping
 
 from .admission import ServiceLevel
-from .network import Hop, Topology
+from .network import Hop, Link, Topology
 
 EF = 46
 ALL_LEVELS = frozenset(ServiceLevel)
@@ -44,18 +44,39 @@ class Aggregate:
 
 
 class CapacityBook:
-    """Reserved kbit/s per link direction; never more than the link's reservable share."""
+    """Reserved kbit/s per link direction; never more than the link's reservable share.
+
+    What the network shows may lower that share (a port slower than the configured
+    capacity: ``limits``) or close a link to new reservations (down or miswired:
+    ``blocked``). Reservations already made stay where they are."""
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self._reserved: dict[Hop, int] = {hop: 0 for hop in topology.hops()}
+        self._limits: dict[Hop, int] = {}
+        self._blocked: set[Hop] = set()
+
+    def set_conditions(self, limits: Mapping[Link, int], blocked: Iterable[Link]) -> None:
+        self._limits = {hop: kbps for link, kbps in limits.items() for hop in link.hops()}
+        self._blocked = {hop for link in blocked for hop in link.hops()}
+
+    def reservable(self, hop: Hop) -> int:
+        """The link's reservable share in this direction, as the network allows it now."""
+        configured = self.topology.reservable(hop)
+        return min(configured, self._limits.get(hop, configured))
+
+    def blocked(self, hop: Hop) -> bool:
+        return hop in self._blocked
 
     def reserved(self, hop: Hop) -> int:
         return self._reserved[hop]
 
     def residual(self, hop: Hop, own: Aggregate | None = None) -> int:
-        """What is still reservable on ``hop``, counting ``own``'s reservation as free."""
-        free = self.topology.reservable(hop) - self._reserved[hop]
+        """What is still reservable on ``hop``, counting ``own``'s reservation as free
+        (nothing on a blocked hop)."""
+        if hop in self._blocked:
+            return 0
+        free = self.reservable(hop) - self._reserved[hop]
         if own is not None and hop in set(own.hops()):
             free += own.size_kbps
         return free

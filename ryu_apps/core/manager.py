@@ -10,7 +10,7 @@ Not thread-safe by design: shells serialise access (one lock around each call).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from .admission import AdmissionRequest, Admitted, Decision, Rejected, RejectReason, ServiceLevel
 from .aggregate import ALL_LEVELS, EF, Aggregate, CapacityBook
@@ -19,7 +19,7 @@ from .codec import CodecPolicy, MediaSpec
 from .errors import CapacityError, Conflict, InvalidRequest, NotFound
 from .flowplan import (Entry, PlanDiff, PlanOptions, aggregate_entries, base_entries, call_entries, diff,
                        port_classes)
-from .network import Hop, Topology
+from .network import Hop, Link, Topology
 from .paths import constrained_path
 from .store import Ledger, MemoryLedger
 from .tags import TagAllocator
@@ -84,6 +84,7 @@ class MediaAggregationManager:
         self._bandwidth_cache: dict[MediaSpec, int | None] = {}
         self._pending_plan: list[PlanDiff] = []
         self._pending_released: list[ReleasedCall] = []
+        self._faults: dict[Link, str] = {}
         self._restore(self.ledger.load())
 
     # --- state restored from the ledger ------------------------------------------------
@@ -137,6 +138,32 @@ class MediaAggregationManager:
     def link_reserved(self) -> dict[Hop, int]:
         return dict(self._book.snapshot())
 
+    def link_reservable(self, hop: Hop) -> int:
+        """What ``hop`` may reserve now: the configured share, or less if its port is slower."""
+        return self._book.reservable(hop)
+
+    def link_faults(self) -> dict[Link, str]:
+        return dict(self._faults)
+
+    def path_fault(self, aggregate: Aggregate) -> str | None:
+        """Why calls cannot cross ``aggregate``'s path now (a link down or miswired), or None."""
+        if not self._faults:
+            return None
+        for here, there in zip(aggregate.path, aggregate.path[1:]):
+            fault = self._faults.get(self.topology.link(here, there))
+            if fault is not None:
+                return fault
+        return None
+
+    # --- what the network shows -----------------------------------------------------
+
+    def set_link_conditions(self, faults: Mapping[Link, str], limits: Mapping[Link, int]) -> None:
+        """Links that are down or miswired (no new calls or reservations cross them) and
+        links whose port speed lowers what they may reserve. Admitted calls and existing
+        reservations are left alone."""
+        self._faults = dict(faults)
+        self._book.set_conditions(limits, self._faults)
+
     def expected_plan(self) -> frozenset[Entry]:
         """Everything the switches should hold now (for a (re)connecting switch)."""
         entries: set[Entry] = base_entries(self.topology, self._reserved_dscps())
@@ -186,6 +213,10 @@ class MediaAggregationManager:
         if path is not None:
             route = tuple(path)
             self._validate_path(route, (a, b))
+            for here, there in zip(route, route[1:]):
+                fault = self._faults.get(self.topology.link(here, there))
+                if fault is not None:
+                    raise CapacityError(f"path {'-'.join(route)} cannot reserve now: {fault}", field="path")
             if not self._book.fits(_hops(route), size_kbps):
                 raise CapacityError(f"path {'-'.join(route)} cannot reserve {size_kbps} kbit/s "
                                     f"({self._narrowest(route)})", field="path")
@@ -291,6 +322,13 @@ class MediaAggregationManager:
             return Rejected(request.call_id, RejectReason.NO_AGGREGATE,
                             f"no aggregate between {request.caller_community} and {request.callee_community} "
                             f"carries {request.level.label} calls")
+        if self._faults:
+            healthy = [a for a in candidates if self.path_fault(a) is None]
+            if not healthy:
+                first = candidates[0]
+                return Rejected(request.call_id, RejectReason.PATH_DOWN,
+                                f"aggregate {first.id} (path {'-'.join(first.path)}): {self.path_fault(first)}")
+            candidates = healthy
         for aggregate in candidates:
             if aggregate.size_kbps - self._used[aggregate.id] >= kbps:
                 return self._allocate(request, aggregate, kbps, now, ())

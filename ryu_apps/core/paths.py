@@ -11,13 +11,15 @@ from .network import Topology
 def constrained_path(topology: Topology, book: CapacityBook, source: str, target: str, kbps: int,
                      own: Aggregate | None = None) -> tuple[str, ...] | None:
     """Fewest-hop path from ``source`` to ``target`` on which every hop, in both
-    directions, can still reserve ``kbps`` (counting ``own``'s reservation as free, so
+    directions, is open (not blocked) and can still reserve ``kbps`` (counting ``own``'s reservation as free, so
     a resize never counts its own bandwidth twice). Ties go to the path with the most
     residual capacity at its narrowest hop, then by name. None when no path fits."""
     if source == target:
         return (source,)
 
     def usable(a: str, b: str) -> bool:
+        if book.blocked((a, b)):
+            return False
         return book.residual((a, b), own) >= kbps and book.residual((b, a), own) >= kbps
 
     view = nx.subgraph_view(topology.graph, filter_edge=usable)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from ..core.flowplan import CookieKind, PortClass, parse_cookie
 from ..core.manager import Changes
 from ..core.network import Topology
+from ..core.survey import PortInfo, Survey, Transition
 from ..dataplane import ovsdb_queues, tc_classes
 from ..service import MamService
 from . import render
@@ -92,31 +93,81 @@ class Fabric:
 
     def switch_gone(self, datapath: Any) -> None:
         name = self.name_of(datapath)
+        gone = False
         with self.lock:
             if name is not None and self.datapaths.get(name) is datapath:
+                gone = True
                 del self.datapaths[name]
                 for call_id, install in self._installs.items():
                     if name in install.waiting:
                         self._failures.append((call_id, f"switch {name} disconnected during install"))
+        if gone:
+            assert name is not None
+            self._observe(lambda survey: survey.switch_gone(name))
 
-    def ports_described(self, datapath: Any, ports: dict[int, str]) -> None:
-        """Port numbers and names are known: the per-port classes can be applied."""
+    def ports_described(self, datapath: Any, ports: dict[int, PortInfo]) -> None:
+        """Port numbers, names, speeds and states are known: the per-port classes can be
+        applied, and the survey checks the configured links against them."""
         name = self.name_of(datapath)
         if name is None:
             return
         with self.lock:
-            self.port_names[name] = dict(ports)
+            self.port_names[name] = {number: info.name for number, info in ports.items()}
             self._apply_classes(name)
+        self._observe(lambda survey: survey.ports_described(name, ports))
 
-    def port_changed(self, datapath: Any, port_no: int, port_name: str, added: bool) -> None:
+    def port_changed(self, datapath: Any, port_no: int, info: PortInfo | None, added: bool = False) -> None:
+        """A port was added (``added``) or modified, or deleted (``info`` None)."""
         name = self.name_of(datapath)
         if name is None:
             return
         with self.lock:
-            self.port_names.setdefault(name, {})[port_no] = port_name
+            if info is None:
+                self.port_names.get(name, {}).pop(port_no, None)
+            else:
+                self.port_names.setdefault(name, {})[port_no] = info.name
             if added:  # OVS resets the qdisc of a port it (re)adds
                 self._classes_applied.pop((name, port_no), None)
                 self._apply_classes(name)
+        self._observe(lambda survey: survey.port_changed(name, port_no, info))
+
+    # --- LLDP (ryu.topology, when dataplane.discovery is on) ------------------------------
+
+    def link_heard(self, src_dpid: int, src_port: int, dst_dpid: int, dst_port: int) -> None:
+        ends = self._ends(src_dpid, src_port, dst_dpid, dst_port)
+        if ends is not None:
+            self._observe(lambda survey: survey.link_heard(*ends))
+
+    def link_lost(self, src_dpid: int, src_port: int, dst_dpid: int, dst_port: int) -> None:
+        ends = self._ends(src_dpid, src_port, dst_dpid, dst_port)
+        if ends is not None:
+            self._observe(lambda survey: survey.link_lost(*ends))
+
+    def _ends(self, src_dpid: int, src_port: int, dst_dpid: int,
+              dst_port: int) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        src, dst = self.topology.switch_by_dpid(src_dpid), self.topology.switch_by_dpid(dst_dpid)
+        if src is None or dst is None:
+            log.warning("LLDP: link %016x:%d -> %016x:%d touches a switch not in the configuration; ignored",
+                        src_dpid, src_port, dst_dpid, dst_port)
+            return None
+        return (src.name, src_port), (dst.name, dst_port)
+
+    def _observe(self, update: Callable[[Survey], list[Transition]]) -> None:
+        """Fold an observation into the service's survey; say what changed; keep the flood
+        tree off the switch-to-switch ports LLDP found."""
+        transitions = self.service.observe(update)
+        for transition in transitions:
+            (log.warning if transition.worse else log.info)("%s", transition)
+        if not transitions:
+            return
+        with self.service.lock:
+            ports = self.service.survey.link_ports()
+        with self.lock:
+            for mac in self.best_effort.set_discovered_link_ports(ports):
+                for entry in self.best_effort.unlearned_entries(mac):
+                    datapath = self.datapaths.get(entry.switch)
+                    if datapath is not None:
+                        self._send(datapath, render.flow_delete(datapath, entry))
 
     # --- plan changes (service listener) ----------------------------------------------
 

@@ -3,7 +3,9 @@
 Everything that is not a reserved call goes here. A host's MAC is learned where it
 first appears on a non-link port; unknown and broadcast destinations (ARP) are flooded
 only along a spanning tree of the configured topology, so meshed cores do not loop;
-known destinations get ``eth_dst`` entries along the shortest path.
+known destinations get ``eth_dst`` entries along the shortest path. Ports LLDP finds
+joined to another switch but that the configuration does not list are link ports too:
+never flooded to, never a host's location.
 """
 
 from __future__ import annotations
@@ -30,14 +32,24 @@ class BestEffort:
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self.hosts: dict[str, Location] = {}
-        self._link_ports = {(link.a, link.a_port) for link in topology.links} | {
+        self._configured_link_ports = {(link.a, link.a_port) for link in topology.links} | {
             (link.b, link.b_port) for link in topology.links}
+        self._link_ports = set(self._configured_link_ports)
         tree = nx.minimum_spanning_tree(topology.graph) if topology.links else topology.graph
         self._tree_ports = {(a, topology.out_port(a, b)) for a, b in tree.edges} | {
             (b, topology.out_port(b, a)) for a, b in tree.edges}
 
     def is_link_port(self, switch: str, port: int) -> bool:
         return (switch, port) in self._link_ports
+
+    def set_discovered_link_ports(self, ports: set[tuple[str, int]]) -> list[str]:
+        """Ports LLDP shows to reach another switch. Forgets hosts learned there; returns
+        their MACs (their learned entries are stale)."""
+        self._link_ports = self._configured_link_ports | ports
+        stale = [mac for mac, where in self.hosts.items() if (where.switch, where.port) in self._link_ports]
+        for mac in stale:
+            del self.hosts[mac]
+        return stale
 
     def base_entries(self, switch: str) -> list[FlowEntry]:
         """Table-1 miss: to the controller."""
@@ -60,6 +72,11 @@ class BestEffort:
             return []
         return [p for p in all_ports if p != in_port and (
             not self.is_link_port(switch, p) or (switch, p) in self._tree_ports)]
+
+    def unlearned_entries(self, mac: str) -> list[FlowEntry]:
+        """The learned entries toward ``mac`` on every switch, for deleting them."""
+        return [FlowEntry(switch.name, FORWARD, PRIORITY_LEARNED, (("eth_dst", mac),), (),
+                          cookie(CookieKind.BASE, 2)) for switch in self.topology.switches]
 
     def route(self, switch: str, mac: str) -> list[FlowEntry]:
         """Entries that deliver ``mac`` from ``switch`` to where it lives (empty if unknown)."""

@@ -35,6 +35,7 @@ DSCP_RANGE = (0, 63)
 REJECT_STATUS = {
     RejectReason.POOL_FULL: 409,
     RejectReason.NO_AGGREGATE: 409,
+    RejectReason.PATH_DOWN: 409,
     RejectReason.CODEC_NOT_ALLOWED: 422,
     RejectReason.UNKNOWN_COMMUNITY: 422,
     RejectReason.INVALID_REQUEST: 422,
@@ -147,19 +148,32 @@ class RestApi:
 
     def topology(self, request: Request, _: dict[str, str]) -> Response:
         def snapshot(manager: MediaAggregationManager) -> dict[str, Any]:
+            survey = self.service.survey
+            conditions = survey.conditions()
             reserved = manager.link_reserved()
             links = []
             for link in manager.topology.links:
+                condition = conditions[link]
+                problems = list(condition.problems)
                 directions = []
                 for here, there in link.hops():
                     used = reserved.get((here, there), 0)
-                    directions.append({"from": here, "to": there, "reserved_kbps": used,
-                                       "free_kbps": link.reservable_kbps - used})
+                    allowed = manager.link_reservable((here, there))
+                    if used > allowed:
+                        problems.append(f"{here}->{there} reserves {used} kbit/s, more than the {allowed} it may "
+                                        "now: shrink or move the aggregates over it")
+                    free = 0 if condition.state.faulty else max(0, allowed - used)
+                    directions.append({"from": here, "to": there, "reserved_kbps": used, "free_kbps": free})
                 links.append({"a": link.a, "a_port": link.a_port, "b": link.b, "b_port": link.b_port,
                               "capacity_kbps": link.capacity_kbps, "reservable_kbps": link.reservable_kbps,
+                              "reservable_now_kbps": condition.reservable_kbps, "speed_kbps": condition.speed_kbps,
+                              "state": condition.state.value, "detail": condition.detail, "problems": problems,
                               "directions": directions})
-            return {"switches": [{"name": s.name, "dpid": s.dpid} for s in manager.topology.switches],
-                    "links": links}
+            unconfigured = [{"a": a[0], "a_port": a[1], "b": b[0], "b_port": b[1]} for a, b in survey.unconfigured()]
+            return {"switches": [{"name": s.name, "dpid": s.dpid, "connected": survey.described(s.name)}
+                                 for s in manager.topology.switches],
+                    "links": links,
+                    "discovery": {"enabled": survey.discovery, "unconfigured_links": unconfigured}}
         return json_response(self.service.read(snapshot))
 
     # aggregates

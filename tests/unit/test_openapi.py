@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from ryu_apps.config import ApiConfig, build_manager, parse_config
+from ryu_apps.core.survey import PortInfo
 from ryu_apps.rest.api import MUTATING, REJECT_STATUS, RestApi, make_wsgi_app
 from ryu_apps.service import MamService
 
@@ -180,6 +181,9 @@ WALK: list[tuple[str, str, int, dict[str, Any]]] = [
     ("/mam/v1/calls", "POST", 413, {"body": TOO_LARGE}),
     ("/mam/v1/calls", "POST", 415, NOT_JSON),
     ("/mam/v1/calls", "POST", 422, {"body": {**CALL, "call_id": "wide", "media": {"codec": "g722"}}}),
+    # s2 reports the port toward s3 down: the only aggregate's path is broken until it comes back
+    ("/mam/v1/calls", "POST", 409, {"body": {**CALL, "call_id": "cut"}, "port": ("s2", 11),
+                                    "reason": "path-down"}),
     ("/mam/v1/calls/{id}/media", "PUT", 200, {"path": {"id": "a/b@pbx"}, "body": ENDPOINTS}),
     ("/mam/v1/calls/{id}/media", "PUT", 400, {"path": {"id": "a/b@pbx"},
                                               "body": {**ENDPOINTS, "caller": {"ip": "10.1.0.300", "port": 1}}}),
@@ -216,6 +220,12 @@ WALK: list[tuple[str, str, int, dict[str, Any]]] = [
 ]
 
 
+def set_port(app: RestApi, switch: str, port: int, live: bool) -> None:
+    ports = {10: PortInfo("p10"), 11: PortInfo("p11"), port: PortInfo(f"p{port}", 0, live)}
+    app.service.observe(lambda survey: survey.ports_described(switch, ports))
+    assert bool(app.service.read(lambda m: m.link_faults())) is not live
+
+
 def test_every_documented_status_is_reached_and_every_answer_matches_the_document() -> None:
     app = make_app()
     schema = schemathesis.openapi.from_path(str(DOC))
@@ -232,9 +242,15 @@ def test_every_documented_status_is_reached_and_every_answer_matches_the_documen
             kwargs["body"] = request["body"]
             kwargs["media_type"] = request.get("media_type", "application/json")
         case = schema[path][method].Case(**kwargs)
+        if "port" in request:
+            set_port(app, *request["port"], live=False)
         response = case.call()
+        if "port" in request:
+            set_port(app, *request["port"], live=True)
         assert response.status_code == status, f"{method} {path} {request}: {response.status_code} {response.text}"
         case.validate_response(response, checks=CHECKS)
+        if "reason" in request:
+            assert response.json()["error"]["reason"] == request["reason"], response.text
         reached.add((path, method, str(status)))
     every = {(path, method, status) for path, method, operation in operations() for status in operation["responses"]}
     assert every - reached == set(), "documented but never reached"

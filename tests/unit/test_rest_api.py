@@ -15,6 +15,7 @@ from webob import Request
 
 from ryu_apps.config import ApiConfig, build_manager, load_config, parse_config
 from ryu_apps.core.store import MemoryLedger
+from ryu_apps.core.survey import PortInfo
 from ryu_apps.metrics import Metrics
 from ryu_apps.rest.api import make_wsgi_app
 from ryu_apps.service import MamService
@@ -662,7 +663,8 @@ def fields_media(media: dict[str, Any]) -> Any:
 
 # --- Prometheus ------------------------------------------------------------------------------------
 
-METRIC_LINE = re.compile(r'^([a-z_]+)(\{[a-z_]+="(?:[^"\\]|\\.)*"\})? (-?[0-9.e+]+)$')
+LABEL = r'[a-z_]+="(?:[^"\\]|\\.)*"'
+METRIC_LINE = re.compile(rf'^([a-z_]+)(\{{{LABEL}(?:,{LABEL})*\}})? (-?[0-9.e+]+)$')
 
 
 def scrape(api: Api, path: str = "/metrics") -> dict[str, float]:
@@ -685,7 +687,8 @@ def scrape(api: Api, path: str = "/metrics") -> dict[str, float]:
     assert types == {
         "mam_aggregate_reserved_kbps": "gauge", "mam_aggregate_used_kbps": "gauge", "mam_aggregate_calls": "gauge",
         "mam_admissions_total": "counter", "mam_rejections_total": "counter", "mam_calls_released_total": "counter",
-        "mam_calls_preempted_total": "counter", "mam_calls_active": "gauge", "mam_flow_install_seconds": "histogram"}
+        "mam_calls_preempted_total": "counter", "mam_calls_active": "gauge", "mam_flow_install_seconds": "histogram",
+        "mam_link_state": "gauge", "mam_links_unconfigured": "gauge"}
     return samples
 
 
@@ -725,3 +728,38 @@ def test_prometheus_metrics_follow_the_service_state(api: Api) -> None:
     assert samples['mam_flow_install_seconds_bucket{le="5"}'] == 4
     assert samples["mam_flow_install_seconds_count"] == 5
     assert samples["mam_flow_install_seconds_sum"] == pytest.approx(9.3056)
+
+
+def test_link_states_are_in_the_topology_and_the_metrics(api: Api) -> None:
+    topology = api("GET", "/mam/v1/topology")[1]
+    assert [(link["a"], link["b"], link["state"]) for link in topology["links"]] == [
+        ("s1", "s2", "unknown"), ("s2", "s3", "unknown")]
+    assert topology["discovery"] == {"enabled": False, "unconfigured_links": []}
+    samples = scrape(api)
+    for link in ("s1-s2", "s2-s3"):
+        states = {key: value for key, value in samples.items() if key.startswith(f'mam_link_state{{link="{link}"')}
+        assert len(states) == 5 and sum(states.values()) == 1 and states[
+            f'mam_link_state{{link="{link}",state="unknown"}}'] == 1
+    for switch in ("s1", "s2", "s3"):
+        api.service.observe(lambda survey: survey.ports_described(
+            switch, {1: PortInfo("acc"), 10: PortInfo(f"{switch}-eth10", 10_000_000),
+                     11: PortInfo(f"{switch}-eth11", 1_000, live=switch != "s2")}))
+    topology = api("GET", "/mam/v1/topology")[1]
+    first, second = topology["links"]
+    assert (first["state"], first["speed_kbps"], first["reservable_now_kbps"], first["problems"]) == (
+        "up", 10_000_000, 5000, [])
+    assert (second["state"], second["detail"], second["speed_kbps"]) == ("down", "port s2:11 (s2-eth11) is down",
+                                                                          1_000)
+    assert second["reservable_now_kbps"] == 500 and second["problems"][0].startswith(
+        "capacity_kbps 10000 exceeds the speed of port s2:11 (s2-eth11), 1000 kbit/s")
+    # the configured pool (1000 kbit/s) now exceeds what s2-s3 may reserve; nothing is free on a down link
+    assert [d["free_kbps"] for d in second["directions"]] == [0, 0]
+    assert "s2->s3 reserves 1000 kbit/s, more than the 500 it may now" in second["problems"][1]
+    assert [s["connected"] for s in topology["switches"]] == [True, True, True]
+    samples = scrape(api)
+    assert samples['mam_link_state{link="s2-s3",state="down"}'] == 1
+    assert samples['mam_link_state{link="s1-s2",state="up"}'] == 1
+    status, body, _ = api("POST", "/mam/v1/calls", call("cut"))
+    assert (status, body["error"]["reason"]) == (409, "path-down")
+    assert samples['mam_rejections_total{reason="path-down"}'] == 0
+    assert scrape(api)['mam_rejections_total{reason="path-down"}'] == 1

@@ -50,6 +50,7 @@ REASON_PHRASES = {100: "Trying", 200: "OK", 400: "Bad Request", 403: "Forbidden"
 REJECTIONS: dict[RejectReason, tuple[int, int]] = {
     RejectReason.POOL_FULL: (503, 34),            # no circuit/channel available
     RejectReason.NO_AGGREGATE: (503, 47),         # resource unavailable, unspecified
+    RejectReason.PATH_DOWN: (503, 38),            # network out of order
     RejectReason.CODEC_NOT_ALLOWED: (488, 65),    # bearer capability not implemented
     RejectReason.UNKNOWN_COMMUNITY: (403, 21),    # call rejected
     RejectReason.UNKNOWN_CALL: (481, 41),         # temporary failure
@@ -579,7 +580,7 @@ class SipProxy:
         reason = decision.reason
         self.stats.rejected[reason.value] = self.stats.rejected.get(reason.value, 0) + 1
         status, cause = REJECTIONS.get(reason, (503, 47))
-        if preconditions and reason in (RejectReason.POOL_FULL, RejectReason.NO_AGGREGATE):
+        if preconditions and reason in (RejectReason.POOL_FULL, RejectReason.NO_AGGREGATE, RejectReason.PATH_DOWN):
             status = 580
         return self._reply(request, status, reason=(cause, f"{reason.value}: {decision.detail}"))
 
