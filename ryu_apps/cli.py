@@ -128,12 +128,21 @@ def show_communities(body: Any, out: TextIO) -> None:
 
 
 def show_topology(body: Any, out: TextIO) -> None:
-    table([(s["name"], f"{s['dpid']:016x}" if isinstance(s["dpid"], int) else s["dpid"]) for s in body["switches"]],
-          ("SWITCH", "DPID"), out)
+    table([(s["name"], f"{s['dpid']:016x}" if isinstance(s["dpid"], int) else s["dpid"],
+            "yes" if s.get("connected") else "no") for s in body["switches"]],
+          ("SWITCH", "DPID", "CONNECTED"), out)
     out.write("\n")
-    table([(f"{d['from']}->{d['to']}", l["capacity_kbps"], l["reservable_kbps"], d["reserved_kbps"], d["free_kbps"])
+    table([(f"{d['from']}->{d['to']}", l.get("state", "-"), l["capacity_kbps"],
+            l.get("reservable_now_kbps", l["reservable_kbps"]), d["reserved_kbps"], d["free_kbps"])
            for l in body["links"] for d in l["directions"]],
-          ("LINK", "CAPACITY kbit/s", "RESERVABLE", "RESERVED", "FREE"), out)
+          ("LINK", "STATE", "CAPACITY kbit/s", "RESERVABLE", "RESERVED", "FREE"), out)
+    notes = [f"{l['a']}-{l['b']}: {l['state']}: {l['detail']}" for l in body["links"]
+             if l.get("state") not in (None, "up", "verified")]
+    notes += [f"{l['a']}-{l['b']}: {problem}" for l in body["links"] for problem in l.get("problems", ())]
+    notes += [f"{u['a']}:{u['a_port']}-{u['b']}:{u['b_port']}: unconfigured: LLDP hears it; topology.links does "
+              "not list it" for u in body.get("discovery", {}).get("unconfigured_links", ())]
+    if notes:
+        out.write("\n" + "".join(f"{note}\n" for note in notes))
 
 
 def show_stats(body: Any, out: TextIO) -> None:

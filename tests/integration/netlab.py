@@ -65,6 +65,7 @@ class Lab:
     links: list[str] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     processes: list[subprocess.Popen] = field(default_factory=list)
+    files: list[int] = field(default_factory=list)
 
     def bridge(self, name: str, dpid: int, controller_port: int | None) -> str:
         bridge = f"{self.prefix}{name}"
@@ -85,6 +86,22 @@ class Lab:
             sh("ovs-vsctl", "--timeout=10", "add-port", f"{self.prefix}{bridge}", interface, "--", "set",
                "interface", interface, f"ofport_request={port}")
         return left, right
+
+    def tap(self, bridge: str, port: int, speed_mbps: int) -> str:
+        """A tap port with a given speed (veths cannot be given one), held open so it has carrier."""
+        import fcntl
+        import struct
+        name = f"{self.prefix}{bridge}p{port}"
+        sh("ip", "tuntap", "add", "dev", name, "mode", "tap")
+        self.links.append(name)
+        handle = os.open("/dev/net/tun", os.O_RDWR)
+        self.files.append(handle)
+        fcntl.ioctl(handle, 0x400454CA, struct.pack("16sH", name.encode(), 0x0002 | 0x1000))  # TUNSETIFF, TAP|NO_PI
+        sh("ethtool", "-s", name, "speed", str(speed_mbps), "duplex", "full", "autoneg", "off")
+        sh("ip", "link", "set", name, "up")
+        sh("ovs-vsctl", "--timeout=10", "add-port", f"{self.prefix}{bridge}", name, "--", "set", "interface",
+           name, f"ofport_request={port}")
+        return name
 
     def host(self, name: str, bridge: str, port: int, ip: str, mac: str) -> Host:
         namespace = f"{self.prefix}{name}"
@@ -130,6 +147,8 @@ class Lab:
                 pass
         for bridge in self.bridges:
             sh("ovs-vsctl", "--timeout=10", "--if-exists", "del-br", bridge, check=False)
+        for handle in self.files:
+            os.close(handle)
         for link in self.links:
             sh("ip", "link", "del", link, check=False)
         for namespace in self.namespaces:

@@ -21,6 +21,7 @@ import pytest
 from ryu_apps.cli import main
 from ryu_apps.config import ApiConfig, build_manager, parse_config
 from ryu_apps.rest.api import make_wsgi_app
+from ryu_apps.core.survey import PortInfo
 from ryu_apps.service import MamService
 
 from test_rest_api import PCMU_KBPS, config
@@ -139,10 +140,34 @@ def test_communities_topology_and_stats(controller: tuple[str, MamService]) -> N
         {"COMMUNITY": "site-a", "EDGE": "s1", "ACCESS PORTS": "1", "PREFIXES": "10.1.0.0/16", "SIP DOMAINS": "a.example"},
         {"COMMUNITY": "site-b", "EDGE": "s3", "ACCESS PORTS": "1", "PREFIXES": "10.2.0.0/16", "SIP DOMAINS": "b.example"}]
     code, out, _ = mamctl("--url", url, "topology")
-    switches, links = out.split("\n\n")
-    assert [r["DPID"] for r in table(switches)] == ["0000000000000001", "0000000000000002", "0000000000000003"]
-    assert {(r["LINK"], r["RESERVED"], r["FREE"]) for r in table(links)} == {
-        ("s1->s2", "1000", "4000"), ("s2->s1", "1000", "4000"), ("s2->s3", "1000", "4000"), ("s3->s2", "1000", "4000")}
+    switches, links, notes = out.split("\n\n")
+    assert notes.splitlines() == ["s1-s2: unknown: switch s1 has not connected",
+                                  "s2-s3: unknown: switch s2 has not connected"]
+    assert [(r["DPID"], r["CONNECTED"]) for r in table(switches)] == [
+        ("0000000000000001", "no"), ("0000000000000002", "no"), ("0000000000000003", "no")]
+    assert {(r["LINK"], r["STATE"], r["RESERVED"], r["FREE"]) for r in table(links)} == {
+        ("s1->s2", "unknown", "1000", "4000"), ("s2->s1", "unknown", "1000", "4000"),
+        ("s2->s3", "unknown", "1000", "4000"), ("s3->s2", "unknown", "1000", "4000")}
+    # the switches report: s2's port toward s3 is down, and s3's is slower than the configured capacity
+    _, service = controller
+    for switch in ("s1", "s2", "s3"):
+        service.observe(lambda survey: survey.ports_described(switch, {
+            1: PortInfo("acc"), 10: PortInfo(f"{switch}-eth10", 1_000 if switch == "s3" else 0),
+            11: PortInfo(f"{switch}-eth11", live=switch != "s2")}))
+    code, out, _ = mamctl("--url", url, "topology")
+    switches, links, notes = out.split("\n\n")
+    assert {r["CONNECTED"] for r in table(switches)} == {"yes"}
+    assert {(r["LINK"], r["STATE"], r["RESERVABLE"], r["FREE"]) for r in table(links)} == {
+        ("s1->s2", "up", "5000", "4000"), ("s2->s1", "up", "5000", "4000"),
+        ("s2->s3", "down", "500", "0"), ("s3->s2", "down", "500", "0")}
+    assert notes.splitlines() == [
+        "s2-s3: down: port s2:11 (s2-eth11) is down",
+        "s2-s3: capacity_kbps 10000 exceeds the speed of port s3:10 (s3-eth10), 1000 kbit/s; reserving at most "
+        "500 kbit/s (the configured share of the port speed)",
+        "s2-s3: s2->s3 reserves 1000 kbit/s, more than the 500 it may now: shrink or move the aggregates over it",
+        "s2-s3: s3->s2 reserves 1000 kbit/s, more than the 500 it may now: shrink or move the aggregates over it"]
+    for switch in ("s1", "s2", "s3"):
+        service.observe(lambda survey: survey.switch_gone(switch))
     mamctl("--url", url, "--token", TOKEN, "call-admit", "c1", "site-a", "site-b")
     mamctl("--url", url, "--token", TOKEN, "call-admit", "c2", "site-a", "site-b", "--codec", "g722")
     stats = {r["STATISTIC"]: r["VALUE"] for r in table(mamctl("--url", url, "stats")[1])}

@@ -224,3 +224,26 @@ def test_media_idle_releases_only_the_call_whose_media_it_was(rig):
     assert len(service.read(lambda m: m.calls())) == 1                      # deleted by us, not idle
     fabric.flow_removed(datapath, cookie, True, {"ipv4_src": "10.0.0.1", "ipv4_dst": "10.0.0.2", "udp_dst": 5000})
     assert service.read(lambda m: m.calls()) == []
+
+
+def test_ports_lldp_finds_joined_to_another_switch_leave_the_flood_tree_and_forget_hosts_learned_there(rig):
+    from ryu_apps.core.survey import PortInfo
+    service, fabric, network, _ = rig
+    service.survey.discovery = True
+    for name, datapath in network.datapaths.items():
+        fabric.ports_described(datapath, {p: PortInfo(f"{name}-eth{p}") for p in (1, 2, 3, 7)})
+    best_effort = fabric.best_effort
+    # before LLDP: s1:7 looks like an access port; a host "appears" there (it is really s3's side of a cable)
+    assert best_effort.learn("s1", 7, "02:00:00:00:00:33")
+    assert 7 in best_effort.flood_ports("s1", 1, [1, 2, 3, 7])
+    datapath = network.datapaths["s1"]
+    sent = len(datapath.sent)
+    fabric.link_heard(3, 7, 1, 7)           # LLDP: s3:7 -> s1:7, a cable the configuration does not list
+    assert best_effort.flood_ports("s1", 1, [1, 2, 3, 7]) == [2, 3]   # the tree link s1:2 stays; 7 is out
+    assert best_effort.flood_ports("s1", 7, [1, 2, 3, 7]) == []       # a flood arriving over it is dropped
+    assert "02:00:00:00:00:33" not in best_effort.hosts
+    deletes = [m for m in datapath.sent[sent:] if type(m).__name__ == "OFPFlowMod"
+               and m.command == datapath.ofproto.OFPFC_DELETE_STRICT]
+    assert [dict(m.match.items()) for m in deletes] == [{"eth_dst": "02:00:00:00:00:33"}]
+    assert service.survey.unconfigured() == [(("s1", 7), ("s3", 7))]
+    assert service.manager.link_faults() == {}
