@@ -71,6 +71,7 @@ class SipConfig:
 class DataplaneConfig:
     discovery: bool = False         # LLDP (ryu.topology) checks the configured links
     port_speeds: str = "limit"      # "limit": a slower port cuts a link's reservable share; "warn"
+    reroute: bool = True            # move an aggregate off a link that goes down when another path fits
     class_mode: str = "tc"          # "tc" (userspace OVS), "ovsdb" (set_queue honoured), "none"
     barrier_timeout_s: float = 5.0
 
@@ -329,6 +330,7 @@ def _dataplane(value: Any, path: str) -> tuple[DataplaneConfig, PlanOptions]:
     config = DataplaneConfig(
         discovery=node.get("discovery", _bool, False),
         port_speeds=node.get("port_speeds", _choice("limit", "warn"), "limit"),
+        reroute=node.get("reroute", _bool, True),
         class_mode=node.get("class_mode", _choice("tc", "ovsdb", "none"), "tc"),
         barrier_timeout_s=node.get("barrier_timeout_s", _number(0.1, 60.0), 5.0),
     )
@@ -403,7 +405,8 @@ def parse_config(document: Any) -> Config:
     except MamError as error:
         raise ConfigError(error.field or "topology", error.message) from None
     settings = ManagerSettings(policy=policy, plan=plan,
-                               reserved_dscps=tuple(sorted({EF} | {a.dscp for a in aggregates})))
+                               reserved_dscps=tuple(sorted({EF} | {a.dscp for a in aggregates})),
+                               reroute=dataplane.reroute)
     return Config(topology, settings, aggregates, api, sip, dataplane, store)
 
 

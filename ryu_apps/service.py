@@ -50,6 +50,8 @@ class MamService:
                 return action(self.clock() if now is None else now)
             finally:
                 changes = self.manager.drain()
+                for note in changes.notes:
+                    log.warning("%s", note)
                 if changes:
                     for listener in list(self._listeners):
                         try:
@@ -59,12 +61,14 @@ class MamService:
 
     def observe(self, update: Callable[[Survey], list[Transition]]) -> list[Transition]:
         """Fold what a switch said (ports, LLDP) into the survey; hand the manager the
-        links no call may cross and the links a slow port limits."""
-        with self.lock:
+        links no call may cross and the links a slow port limits. Aggregates the manager
+        moves off a closed link reach the listeners like any other plan change."""
+        def apply(now: float) -> list[Transition]:
             transitions = update(self.survey)
             if transitions:
                 self.manager.set_link_conditions(self.survey.faults(), self.survey.limits())
             return transitions
+        return self._mutate(apply)
 
     # --- calls (this is also the SIP proxy's CallControl) ---------------------------
 

@@ -170,7 +170,11 @@ class PlanDiff:
         return bool(self.add or self.remove)
 
     def __add__(self, other: "PlanDiff") -> "PlanDiff":
-        return PlanDiff(self.add + other.add, self.remove + other.remove)
+        """This change, then ``other``, as one change (removes are applied before adds).
+        An entry added here and removed there never reaches a switch."""
+        added, removed = set(self.add), set(other.remove)
+        return PlanDiff(tuple(e for e in self.add if e not in removed) + other.add,
+                        self.remove + tuple(e for e in other.remove if e not in added))
 
     def for_switch(self, switch: str) -> "PlanDiff":
         return PlanDiff(tuple(e for e in self.add if e.switch == switch),

@@ -34,6 +34,7 @@ class ManagerSettings:
     policy: CodecPolicy = field(default_factory=CodecPolicy)
     plan: PlanOptions = field(default_factory=PlanOptions)
     reserved_dscps: tuple[int, ...] = (EF,)
+    reroute: bool = True     # move an aggregate off a link that goes down, when another path fits
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,10 @@ class Changes:
 
     plan: PlanDiff = PlanDiff()
     released: tuple[ReleasedCall, ...] = ()
+    notes: tuple[str, ...] = ()          # what the operator should hear (an aggregate moved, or could not)
 
     def __bool__(self) -> bool:
-        return bool(self.plan or self.released)
+        return bool(self.plan or self.released or self.notes)
 
 
 @dataclass
@@ -84,6 +86,7 @@ class MediaAggregationManager:
         self._bandwidth_cache: dict[MediaSpec, int | None] = {}
         self._pending_plan: list[PlanDiff] = []
         self._pending_released: list[ReleasedCall] = []
+        self._pending_notes: list[str] = []
         self._faults: dict[Link, str] = {}
         self._restore(self.ledger.load())
 
@@ -155,15 +158,6 @@ class MediaAggregationManager:
                 return fault
         return None
 
-    # --- what the network shows -----------------------------------------------------
-
-    def set_link_conditions(self, faults: Mapping[Link, str], limits: Mapping[Link, int]) -> None:
-        """Links that are down or miswired (no new calls or reservations cross them) and
-        links whose port speed lowers what they may reserve. Admitted calls and existing
-        reservations are left alone."""
-        self._faults = dict(faults)
-        self._book.set_conditions(limits, self._faults)
-
     def expected_plan(self) -> frozenset[Entry]:
         """Everything the switches should hold now (for a (re)connecting switch)."""
         entries: set[Entry] = base_entries(self.topology, self._reserved_dscps())
@@ -179,9 +173,10 @@ class MediaAggregationManager:
         plan = PlanDiff()
         for part in self._pending_plan:
             plan = plan + part
-        changes = Changes(plan, tuple(self._pending_released))
+        changes = Changes(plan, tuple(self._pending_released), tuple(self._pending_notes))
         self._pending_plan.clear()
         self._pending_released.clear()
+        self._pending_notes.clear()
         return changes
 
     def bandwidth_kbps(self, media: MediaSpec) -> int | None:
@@ -190,6 +185,43 @@ class MediaAggregationManager:
         except KeyError:
             kbps = self._bandwidth_cache[media] = self.settings.policy.bandwidth_kbps(media)
             return kbps
+
+    # --- what the network shows -----------------------------------------------------
+
+    def set_link_conditions(self, faults: Mapping[Link, str], limits: Mapping[Link, int]) -> None:
+        """Links that are down or miswired (no new calls or reservations cross them) and
+        links whose port speed lowers what they may reserve. Admitted calls stay; with
+        ``settings.reroute`` an aggregate on a closed link moves, calls and all, to the
+        fewest-hop path that is open and can hold it (higher priority first). What
+        happened to each aggregate on a closed link is in the drained notes."""
+        self._faults = dict(faults)
+        self._book.set_conditions(limits, self._faults)
+        self._reroute(report_stuck=True)
+
+    def _reroute(self, report_stuck: bool) -> None:
+        """Move the aggregates on closed links that an open path can hold. Also run when
+        capacity frees up, so a pool stuck on a closed link leaves as soon as it can."""
+        if not self._faults:
+            return
+        for aggregate in sorted(self._aggregates.values(), key=lambda a: (-a.priority, a.id)):
+            fault = self.path_fault(aggregate)
+            if fault is None:
+                continue
+            old_path = "-".join(aggregate.path)
+            found = None
+            if self.settings.reroute:
+                found = constrained_path(self.topology, self._book, aggregate.path[0], aggregate.path[-1],
+                                         aggregate.size_kbps, own=aggregate)
+            if found is None:
+                if report_stuck:
+                    self._pending_notes.append(
+                        f"aggregate {aggregate.id} stays on {old_path}, refusing calls ({fault}): "
+                        + (f"no open path can hold its {aggregate.size_kbps} kbit/s" if self.settings.reroute
+                           else "dataplane.reroute is off"))
+                continue
+            self._replace_aggregate(aggregate, aggregate.resized(aggregate.size_kbps, found))
+            self._pending_notes.append(f"aggregate {aggregate.id} moved from {old_path} to {'-'.join(found)} with "
+                                       f"its {len(self._calls_on[aggregate.id])} call(s) ({fault})")
 
     # --- aggregates -------------------------------------------------------------------
 
@@ -256,7 +288,13 @@ class MediaAggregationManager:
                 raise CapacityError(f"no path from {old.path[0]} to {old.path[-1]} can reserve {size_kbps} "
                                     f"kbit/s (now {old.size_kbps})", field="size_kbps")
             route = found
-        new = old.resized(size_kbps, route)
+        new = self._replace_aggregate(old, old.resized(size_kbps, route))
+        self._reroute(report_stuck=False)
+        return new
+
+    def _replace_aggregate(self, old: Aggregate, new: Aggregate) -> Aggregate:
+        """The same pool with a new size and/or path; its calls' flows follow."""
+        aggregate_id = old.id
         before = self._shared_entries() | aggregate_entries(old, self.topology, self.settings.plan)
         calls_before = {e for call in self._calls_on[aggregate_id].values() for e in self._call_entries(call)}
         self._book.remove(old)
@@ -285,6 +323,7 @@ class MediaAggregationManager:
         self.ledger.delete_aggregate(aggregate_id)
         self._queue(PlanDiff(remove=tuple(aggregate_entries(aggregate, self.topology, self.settings.plan))))
         self._queue(diff(before, self._shared_entries()))
+        self._reroute(report_stuck=False)
 
     # --- calls ----------------------------------------------------------------------
 

@@ -130,3 +130,53 @@ def test_the_aggregate_path_avoids_a_link_without_enough_reservable_capacity(tmp
                                                        "size_kbps": 46_000})
         assert status == 409, body
         assert emu.api("GET", "/calls/x-to-y")[0] == 200
+
+
+def test_an_aggregate_moves_off_a_failed_link_and_its_call_keeps_flowing(tmp_path: Path) -> None:
+    """LLDP verifies every link of the meshed core; a link of the aggregate's path fails; the
+    aggregate moves to the other open path with its call, whose media keeps flowing."""
+    from emulation import Emulation, run
+    from topologies import mesh
+    with Emulation(mesh.SPEC, tmp_path, dataplane={"class_mode": "tc", "discovery": True}, log=print) as emu:
+        def links() -> dict[tuple[str, str], dict]:
+            return {(l["a"], l["b"]): l for l in emu.api("GET", "/topology")[1]["links"]}
+
+        def wait(what: str, check: Any, timeout: float = 30) -> None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if check():
+                    return
+                time.sleep(0.25)
+            raise AssertionError(f"{what} within {timeout} s: {links()}\n{emu.controller_log()[-3000:]}")
+
+        wait("every link verified by LLDP", lambda: {l["state"] for l in links().values()} == {"verified"})
+        path = emu.api("GET", "/aggregates/site-x--site-y")[1]["path"]
+        via = path[2]                                   # c3 or c4
+        other = "c4" if via == "c3" else "c3"
+        emu.host("x1").cmd("ping -c 2 -W 2 10.0.2.1")
+        admit(emu, "x-to-y", "site-x", "site-y", ("10.0.1.1", 23000), ("10.0.2.1", 33000))
+        assert media(emu, "x1", ["10.0.2.1:33000:23000"], {"y1": [33000]})["y1"]["loss_pct"] <= 1.0
+
+        cut = mesh.SPEC.link("c1", via)
+        port = cut.a_port if cut.a == "c1" else cut.b_port
+        run("ip", "link", "set", emu.interface("c1", port), "down")      # the cable c1 - via is cut
+        try:
+            wait("the cut link down", lambda: links()[("c1", via)]["state"] == "down", timeout=15)
+            wait("the aggregate moved", lambda: emu.api("GET", "/aggregates/site-x--site-y")[1]["path"] == [
+                "e1", "c1", other, "c2", "e2"], timeout=15)
+            print(f"\nc1-{via} down: aggregate moved from {'-'.join(path)} to e1-c1-{other}-c2-e2")
+            assert emu.api("GET", "/calls/x-to-y")[1]["state"] == "active"
+            report = media(emu, "x1", ["10.0.2.1:33000:23000"], {"y1": [33000]})["y1"]
+            print(f"media after the move: {report['packets']} packets, loss {report['loss_pct']} %")
+            assert report["packets"] >= 140 and report["loss_pct"] <= 1.0
+            flows = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", emu.bridge(other), "table=0"],
+                                   capture_output=True, text=True, timeout=20).stdout
+            transit = [line for line in flows.splitlines() if "priority=2000" in line]
+            assert sum(int(line.split("n_packets=")[1].split(",")[0]) for line in transit) >= 140, flows
+            assert "moved from" in emu.controller_log()
+        finally:
+            run("ip", "link", "set", emu.interface("c1", port), "up")
+        wait("the repaired link verified again", lambda: links()[("c1", via)]["state"] == "verified")
+        # no flapping back: the pool stays where it is, the call too
+        assert emu.api("GET", "/aggregates/site-x--site-y")[1]["path"] == ["e1", "c1", other, "c2", "e2"]
+        assert emu.api("GET", "/calls/x-to-y")[0] == 200

@@ -1,5 +1,9 @@
 """Invariants under random sequences of operations (hypothesis stateful testing).
 
+Links go down and come back and ports turn out slower than configured, at random: no call is
+admitted across a closed link, new reservations respect what the links may reserve now, and
+an aggregate left on a closed link is one no open path could hold (it moves otherwise).
+
 After every step: no link direction holds more than its reservable share; no pool admits
 more than its size; a pool's use is the sum of its live calls; tags and serials are
 unique; replaying every drained plan diff onto an empty set gives exactly
@@ -15,12 +19,13 @@ from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from conftest import mesh_topology
-from ryu_apps.core.admission import AdmissionRequest, ServiceLevel
+from ryu_apps.core.admission import AdmissionRequest, Admitted, ServiceLevel
 from ryu_apps.core.calls import MediaEndpoint
 from ryu_apps.core.codec import MediaSpec
 from ryu_apps.core.errors import MamError
 from ryu_apps.core.flowplan import FlowEntry
 from ryu_apps.core.manager import MediaAggregationManager
+from ryu_apps.core.paths import constrained_path
 from ryu_apps.core.store import MemoryLedger
 
 TOPOLOGY = mesh_topology()
@@ -30,6 +35,7 @@ LEVELS = st.sampled_from(list(ServiceLevel))
 SIZES = st.integers(min_value=50, max_value=6000)
 IDS = st.sampled_from(["p", "q", "r"])
 CALLS = st.integers(min_value=0, max_value=30).map(lambda i: f"call-{i}")
+LINKS = st.sampled_from(TOPOLOGY.links)
 
 
 class Ledger(RuleBasedStateMachine):
@@ -39,6 +45,8 @@ class Ledger(RuleBasedStateMachine):
         self.manager = MediaAggregationManager(TOPOLOGY, ledger=self.ledger)
         self.installed: set = set(self.manager.expected_plan())   # what a connecting switch gets
         self.now = 0.0
+        self.faults: dict = {}
+        self.limits: dict = {}
 
     def _apply(self, manager: MediaAggregationManager) -> None:
         plan = manager.drain().plan
@@ -55,6 +63,8 @@ class Ledger(RuleBasedStateMachine):
         """Do the same to the manager and to one rebuilt from its ledger; same outcome."""
         twin = MediaAggregationManager(TOPOLOGY, ledger=_copy(self.ledger))
         twin._locations = dict(self.manager._locations)
+        twin.set_link_conditions(self.faults, self.limits)   # already placed as the original: nothing moves
+        assert not twin.drain().plan
         outcome = _outcome(action, self.manager)
         assert _outcome(action, twin) == outcome
         self._apply(self.manager)
@@ -64,11 +74,37 @@ class Ledger(RuleBasedStateMachine):
     @rule(aggregate_id=IDS, ends=st.sampled_from([("east", "west"), ("west", "east")]), size=SIZES,
           preemption=st.booleans())
     def create(self, aggregate_id, ends, size, preemption):
-        self._both(lambda m: m.create_aggregate(aggregate_id, *ends, size, preemption=preemption))
+        self._placed(self._both(lambda m: m.create_aggregate(aggregate_id, *ends, size, preemption=preemption)))
 
     @rule(aggregate_id=IDS, size=SIZES)
     def resize(self, aggregate_id, size):
-        self._both(lambda m: m.resize_aggregate(aggregate_id, size))
+        self._placed(self._both(lambda m: m.resize_aggregate(aggregate_id, size)))
+
+    def _placed(self, outcome) -> None:
+        """A pool just placed uses no closed link and no more than the links may reserve now."""
+        if outcome[0] != "ok":
+            return
+        aggregate = outcome[1]
+        assert self.manager.path_fault(aggregate) is None
+        reserved = self.manager.link_reserved()
+        assert all(reserved[hop] <= self.manager.link_reservable(hop) for hop in aggregate.hops())
+
+    @rule(link=LINKS, down=st.booleans(), limit=st.one_of(st.none(), st.integers(min_value=0, max_value=20000)))
+    def link_report(self, link, down, limit):
+        if down:
+            self.faults[link] = f"link {link.a}-{link.b} is down"
+        else:
+            self.faults.pop(link, None)
+        if limit is None:
+            self.limits.pop(link, None)
+        else:
+            self.limits[link] = limit
+        self.manager.set_link_conditions(self.faults, self.limits)
+        self._apply(self.manager)
+        for aggregate in self.manager.aggregates():
+            if self.manager.path_fault(aggregate) is not None:   # stuck only when nothing open could hold it
+                assert constrained_path(TOPOLOGY, self.manager._book, aggregate.path[0], aggregate.path[-1],
+                                        aggregate.size_kbps, own=aggregate) is None
 
     @rule(aggregate_id=IDS, force=st.booleans())
     def delete(self, aggregate_id, force):
@@ -78,7 +114,10 @@ class Ledger(RuleBasedStateMachine):
     def admit(self, call_id, media, level, reverse):
         a, b = ("west", "east") if reverse else ("east", "west")
         now = self.now
-        self._both(lambda m: m.admit(AdmissionRequest(call_id, a, b, media, level), now))
+        fresh = call_id not in {c.call_id for c in self.manager.calls()}
+        outcome = self._both(lambda m: m.admit(AdmissionRequest(call_id, a, b, media, level), now))
+        if fresh and outcome[0] == "ok" and isinstance(outcome[1], Admitted):
+            assert self.manager.path_fault(self.manager.aggregate(outcome[1].aggregate_id)) is None
 
     @rule(call_id=CALLS, media=CODECS)
     def modify(self, call_id, media):

@@ -10,7 +10,9 @@ import pytest
 from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason
 from ryu_apps.core.codec import MediaSpec
 from ryu_apps.core.errors import CapacityError
-from ryu_apps.core.manager import MediaAggregationManager
+from ryu_apps.core.calls import MediaEndpoint
+from ryu_apps.core.flowplan import FlowEntry
+from ryu_apps.core.manager import ManagerSettings, MediaAggregationManager
 from ryu_apps.core.network import Community, Link, Switch, Topology
 from ryu_apps.core.survey import LinkState, PortInfo, Survey
 from ryu_apps.service import MamService
@@ -156,10 +158,10 @@ def test_a_port_slower_than_the_configured_capacity_limits_the_reservable_share(
 
 # --- what admission and reservations make of it ---------------------------------------------------
 
-def manager_with(*aggregates: tuple[str, tuple[str, ...]]) -> MamService:
-    manager = MediaAggregationManager(TOPOLOGY)
+def manager_with(*aggregates: tuple[str, tuple[str, ...]], reroute: bool = True, size: int = 1000) -> MamService:
+    manager = MediaAggregationManager(TOPOLOGY, ManagerSettings(reroute=reroute))
     for name, path in aggregates:
-        manager.create_aggregate(name, "a", "b", 1000, path=path)
+        manager.create_aggregate(name, "a", "b", size, path=path)
     service = MamService(manager, clock=lambda: 1.0, survey=Survey(TOPOLOGY, discovery=True))
     service.observe(lambda survey: [t for switch in PORTS for t in survey.ports_described(
         switch, {p: PortInfo(f"{switch}-eth{p}") for p in PORTS[switch]})])
@@ -171,7 +173,7 @@ def admit(service: MamService, call_id: str):
 
 
 def test_calls_are_refused_with_path_down_while_the_only_aggregate_crosses_a_down_link():
-    service = manager_with(("short", ("s1", "s2", "s3")))
+    service = manager_with(("short", ("s1", "s2", "s3")), reroute=False)
     assert isinstance(admit(service, "before"), Admitted)
     service.observe(lambda survey: survey.port_changed("s2", 2, PortInfo("s2-eth2", live=False)))
     refused = admit(service, "during")
@@ -184,7 +186,7 @@ def test_calls_are_refused_with_path_down_while_the_only_aggregate_crosses_a_dow
 
 
 def test_admission_uses_another_aggregate_whose_path_is_whole():
-    service = manager_with(("short", ("s1", "s2", "s3")), ("long", ("s1", "s4", "s5", "s3")))
+    service = manager_with(("short", ("s1", "s2", "s3")), ("long", ("s1", "s4", "s5", "s3")), reroute=False)
     service.observe(lambda survey: survey.link_heard(("s1", 2), ("s3", 1)))   # miswired: s1:2 reaches s3
     decision = admit(service, "c1")
     assert isinstance(decision, Admitted) and decision.aggregate_id == "long"
@@ -211,3 +213,45 @@ def test_a_slow_port_caps_new_reservations_and_leaves_existing_ones_alone():
     assert service.create_aggregate("more", "a", "b", 1000).path == ("s1", "s4", "s5", "s3")
     assert service.read(lambda m: sorted((a.id, a.size_kbps) for a in m.aggregates())) == [
         ("big", 1000), ("bigger", 40000), ("more", 1000)]
+
+
+def test_an_aggregate_on_a_link_that_goes_down_moves_with_its_calls_to_an_open_path():
+    service = manager_with(("short", ("s1", "s2", "s3")))
+    assert isinstance(admit(service, "c1"), Admitted)
+    service.attach_media("c1", MediaEndpoint("10.1.0.1", 4000), MediaEndpoint("10.2.0.1", 5000))
+    seen = []
+    service.subscribe(seen.append)
+    service.observe(lambda survey: survey.port_changed("s2", 2, PortInfo("s2-eth2", live=False)))
+    moved = service.manager.aggregate("short")
+    assert moved.path == ("s1", "s4", "s5", "s3") and moved.size_kbps == 1000
+    # the reservation moved: nothing left on s1-s2, the detour holds it; the call rides along
+    reserved = service.read(lambda m: m.link_reserved())
+    assert reserved[("s1", "s2")] == reserved[("s2", "s3")] == 0 and reserved[("s4", "s5")] == 1000
+    assert service.read(lambda m: [c.call_id for c in m.calls("short")]) == ["c1"]
+    # the listeners got the plan change: the call's ingress entry now leaves s1 toward s4 (port 3)
+    added = [e for changes in seen for e in changes.plan.add if isinstance(e, FlowEntry) and e.switch == "s1"]
+    assert any(e.match and ("ipv4_dst", "10.2.0.1") in e.match and any(
+        getattr(a, "port", None) == 3 for a in e.actions) for e in added), added
+    assert isinstance(admit(service, "c2"), Admitted)          # and new calls are admitted on it
+
+
+def test_an_aggregate_no_open_path_can_hold_stays_and_leaves_once_capacity_frees_up():
+    service = manager_with(("short", ("s1", "s2", "s3")), size=30_000)
+    service.create_aggregate("blocker", "a", "b", 30_000, path=["s1", "s4", "s5", "s3"])   # 20000 left round
+    with_notes = []
+    service.subscribe(lambda changes: with_notes.extend(changes.notes))
+    service.observe(lambda survey: survey.port_changed("s1", 2, PortInfo("s1-eth2", live=False)))
+    assert service.manager.aggregate("short").path == ("s1", "s2", "s3")
+    assert with_notes == ["aggregate short stays on s1-s2-s3, refusing calls (link s1-s2 is down: port s1:2 "
+                          "(s1-eth2) is down): no open path can hold its 30000 kbit/s"]
+    decision = admit(service, "c1")
+    # "blocker" has room and a whole path: the call goes there; the stuck pool is not used
+    assert isinstance(decision, Admitted) and decision.aggregate_id == "blocker"
+    service.resize_aggregate("blocker", 25_000)                                         # 25000 free: no room
+    assert service.manager.aggregate("short").path == ("s1", "s2", "s3")
+    service.delete_aggregate("blocker", force=True)                                     # room: it moves now
+    assert service.manager.aggregate("short").path == ("s1", "s4", "s5", "s3")
+    assert with_notes[-1] == ("aggregate short moved from s1-s2-s3 to s1-s4-s5-s3 with its 0 call(s) "
+                              "(link s1-s2 is down: port s1:2 (s1-eth2) is down)")
+    decision = admit(service, "c2")
+    assert isinstance(decision, Admitted) and decision.aggregate_id == "short"
