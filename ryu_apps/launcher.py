@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     from os_ken.base.app_manager import AppManager
     from os_ken.controller import controller  # noqa: F401  (registers --ofp-tcp-listen-port)
     from os_ken.lib import hub
+    from os_ken.topology import switches  # noqa: F401  (registers --observe-links and friends before parsing,
+    #                                         as ryu-manager does; loaded when dataplane.discovery is on)
 
     conf = cfg.CONF
     conf.register_cli_opts([
