@@ -159,12 +159,14 @@ def test_an_aggregate_moves_off_a_failed_link_and_its_call_keeps_flowing(tmp_pat
 
         cut = mesh.SPEC.link("c1", via)
         port = cut.a_port if cut.a == "c1" else cut.b_port
+        cut_at = time.monotonic()
         run("ip", "link", "set", emu.interface("c1", port), "down")      # the cable c1 - via is cut
         try:
             wait("the cut link down", lambda: links()[("c1", via)]["state"] == "down", timeout=15)
             wait("the aggregate moved", lambda: emu.api("GET", "/aggregates/site-x--site-y")[1]["path"] == [
                 "e1", "c1", other, "c2", "e2"], timeout=15)
-            print(f"\nc1-{via} down: aggregate moved from {'-'.join(path)} to e1-c1-{other}-c2-e2")
+            print(f"\nc1-{via} down: aggregate moved from {'-'.join(path)} to e1-c1-{other}-c2-e2, seen over "
+                  f"REST {time.monotonic() - cut_at:.2f} s after the cut (polled every 0.25 s)")
             assert emu.api("GET", "/calls/x-to-y")[1]["state"] == "active"
             report = media(emu, "x1", ["10.0.2.1:33000:23000"], {"y1": [33000]})["y1"]
             print(f"media after the move: {report['packets']} packets, loss {report['loss_pct']} %")

@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,6 +191,16 @@ def wait_listening(port: int, process: subprocess.Popen, timeout: float = 30.0) 
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
+def until(what: str, check: Callable[[], bool], timeout: float = 20, explain: Callable[[], str] = lambda: "") -> None:
+    """Poll ``check`` every 0.2 s until it holds; else fail saying ``what`` (and ``explain()``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout:g} s {explain()}".rstrip())
 
 
 def start_controller(lab: Lab, config: Path, of_port: int, api_port: int, log: Path) -> subprocess.Popen:

@@ -19,13 +19,12 @@ from __future__ import annotations
 import json
 import re
 import sys
-import time
 import urllib.request
 from typing import Any, Callable, Iterator
 
 import pytest
 
-from netlab import Host, Lab, dump_flows, free_port, ovs_available, rest, sh, start_controller
+from netlab import Host, Lab, dump_flows, free_port, ovs_available, rest, sh, start_controller, until
 
 pytestmark = pytest.mark.integration
 TOKEN = "discovery-test-token"
@@ -47,12 +46,7 @@ class Net:
         return {f"{link['a']}-{link['b']}": link for link in topology["links"]}
 
     def wait_for(self, what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"{what} within {timeout} s; topology now: {json.dumps(self.api('GET', '/topology')[1])}")
+        until(what, check, timeout, lambda: f"; topology now: {json.dumps(self.api('GET', '/topology')[1])}")
 
     def call(self, call_id: str, port: int) -> tuple[int, Any]:
         return self.api("POST", "/calls", {

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from netlab import Lab, dump_flows, free_port, ovs_available, rest, wait_listening
+from netlab import Lab, dump_flows, free_port, ovs_available, rest, until, wait_listening
 
 pytestmark = [pytest.mark.integration, pytest.mark.osken]
 TOKEN = "osken-test-token"
@@ -74,17 +73,8 @@ def api(net: dict[str, Any], method: str, path: str, body: object | None = None)
     return rest(net["api_port"], method, path, body, token=TOKEN)
 
 
-def wait(what: str, check: Any, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout} s")
-
-
 def test_osken_runs_the_app_lldp_best_effort_and_a_confirmed_call(net: dict[str, Any]) -> None:
-    wait("LLDP (os_ken.topology) verified s1-s2",
+    until("LLDP (os_ken.topology) verified s1-s2",
          lambda: api(net, "GET", "/topology")[1]["links"][0]["state"] == "verified")
     result = net["hosts"]["h1"].run("ping", "-c", "2", "-W", "2", "10.0.2.1", timeout=15, check=False)
     assert result.returncode == 0, result.stdout
@@ -93,9 +83,9 @@ def test_osken_runs_the_app_lldp_best_effort_and_a_confirmed_call(net: dict[str,
         "media": {"codec": "pcmu"}, "caller_media": {"ip": "10.0.1.1", "port": 41000},
         "callee_media": {"ip": "10.0.2.1", "port": 41002}})
     assert status == 201, body
-    wait("the call confirmed by barrier", lambda: api(net, "GET", "/calls/osken/1")[1]["state"] == "active")
+    until("the call confirmed by barrier", lambda: api(net, "GET", "/calls/osken/1")[1]["state"] == "active")
     ingress = [line for line in dump_flows(net["bridges"]["s1"]) if "priority=3000" in line and "in_port=1," in line]
     assert len(ingress) == 1 and "nw_dst=10.0.2.1" in ingress[0] and "tp_dst=41002" in ingress[0], ingress
     assert api(net, "DELETE", "/calls/osken/1")[0] == 204
-    wait("the call's flows removed", lambda: not [
+    until("the call's flows removed", lambda: not [
         line for line in dump_flows(net["bridges"]["s1"]) if "priority=3000" in line and "in_port=1," in line])
