@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Iterable, Iterator, Mapping
 
 from .admission import ServiceLevel
@@ -35,6 +36,10 @@ class Aggregate:
         for here, there in zip(self.path, self.path[1:]):
             yield here, there
             yield there, here
+
+    @cached_property
+    def hop_set(self) -> frozenset[Hop]:
+        return frozenset(self.hops())
 
     def joins(self, a: str, b: str) -> bool:
         return {a, b} == set(self.communities) if a != b else self.communities == (a, a)
@@ -77,7 +82,7 @@ class CapacityBook:
         if hop in self._blocked:
             return 0
         free = self.reservable(hop) - self._reserved[hop]
-        if own is not None and hop in set(own.hops()):
+        if own is not None and hop in own.hop_set:
             free += own.size_kbps
         return free
 

@@ -203,6 +203,7 @@ class MediaAggregationManager:
         capacity frees up, so a pool stuck on a closed link leaves as soon as it can."""
         if not self._faults:
             return
+        shared_before: set[Entry] | None = None
         for aggregate in sorted(self._aggregates.values(), key=lambda a: (-a.priority, a.id)):
             fault = self.path_fault(aggregate)
             if fault is None:
@@ -219,9 +220,13 @@ class MediaAggregationManager:
                         + (f"no open path can hold its {aggregate.size_kbps} kbit/s" if self.settings.reroute
                            else "dataplane.reroute is off"))
                 continue
-            self._replace_aggregate(aggregate, aggregate.resized(aggregate.size_kbps, found))
+            if shared_before is None:
+                shared_before = self._shared_entries()
+            self._replace_aggregate(aggregate, aggregate.resized(aggregate.size_kbps, found), shared=False)
             self._pending_notes.append(f"aggregate {aggregate.id} moved from {old_path} to {'-'.join(found)} with "
                                        f"its {len(self._calls_on[aggregate.id])} call(s) ({fault})")
+        if shared_before is not None:
+            self._queue(diff(shared_before, self._shared_entries()))
 
     # --- aggregates -------------------------------------------------------------------
 
@@ -292,19 +297,24 @@ class MediaAggregationManager:
         self._reroute(report_stuck=False)
         return new
 
-    def _replace_aggregate(self, old: Aggregate, new: Aggregate) -> Aggregate:
-        """The same pool with a new size and/or path; its calls' flows follow."""
+    def _replace_aggregate(self, old: Aggregate, new: Aggregate, *, shared: bool = True) -> Aggregate:
+        """The same pool with a new size and/or path; its calls' flows follow. With
+        ``shared`` False the caller queues the change to the entries all pools share
+        (per-port classes, guards) itself, once for many pools."""
         aggregate_id = old.id
-        before = self._shared_entries() | aggregate_entries(old, self.topology, self.settings.plan)
-        calls_before = {e for call in self._calls_on[aggregate_id].values() for e in self._call_entries(call)}
+        shared_before = self._shared_entries() if shared else set()
+        before = aggregate_entries(old, self.topology, self.settings.plan) | {
+            e for call in self._calls_on[aggregate_id].values() for e in self._call_entries(call)}
         self._book.remove(old)
         self._book.add(new)
         self._aggregates[aggregate_id] = new
         self._index_pairs()
         self.ledger.save_aggregate(new)
-        calls_after = {e for call in self._calls_on[aggregate_id].values() for e in self._call_entries(call)}
-        after = self._shared_entries() | aggregate_entries(new, self.topology, self.settings.plan)
-        self._queue(diff(before | calls_before, after | calls_after))
+        after = aggregate_entries(new, self.topology, self.settings.plan) | {
+            e for call in self._calls_on[aggregate_id].values() for e in self._call_entries(call)}
+        self._queue(diff(before, after))
+        if shared:
+            self._queue(diff(shared_before, self._shared_entries()))
         return new
 
     def delete_aggregate(self, aggregate_id: str, *, force: bool = False, now: float = 0.0) -> None:

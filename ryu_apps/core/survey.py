@@ -142,9 +142,10 @@ class Survey:
             return []
         # LLDP on a port replaces what that port reached before (a re-cabled port).
         self._heard = {seen for seen in self._heard if seen.src != src}
-        self._heard.add(ObservedLink(src, dst))
+        seen = ObservedLink(src, dst)
+        self._heard.add(seen)
         link = self._configured_ports.get(src)
-        if link is not None:
+        if link is not None and _joins(link, seen):
             self._lost.discard(link)
         return self._changes()
 
@@ -163,7 +164,11 @@ class Survey:
     # --- what follows from it ------------------------------------------------------------
 
     def conditions(self) -> dict[Link, LinkCondition]:
-        return {link: self._condition(link) for link in self.topology.links}
+        heard_at: dict[Port, list[ObservedLink]] = {}   # one pass over LLDP, not one per link
+        for seen in self._heard:
+            heard_at.setdefault(seen.src, []).append(seen)
+            heard_at.setdefault(seen.dst, []).append(seen)
+        return {link: self._condition(link, heard_at) for link in self.topology.links}
 
     def faults(self) -> dict[Link, str]:
         """Configured links no call may cross now, with the reason."""
@@ -197,7 +202,7 @@ class Survey:
 
     # --- internals ---------------------------------------------------------------------
 
-    def _condition(self, link: Link) -> LinkCondition:
+    def _condition(self, link: Link, heard_at: dict[Port, list[ObservedLink]]) -> LinkCondition:
         ends = ((link.a, link.a_port), (link.b, link.b_port))
         speed, reservable, problems = self._speed(link)
         for switch, port in ends:   # a described end's port decides, even while the other switch is away
@@ -216,12 +221,13 @@ class Survey:
                                      problems)
         if not self.discovery:
             return LinkCondition(LinkState.UP, "both ports are live", speed, reservable, problems)
-        for seen in sorted(self._heard, key=lambda s: (s.src, s.dst)):
-            if (seen.src in ends or seen.dst in ends) and not _joins(link, seen):
+        near = sorted({seen for end in ends for seen in heard_at.get(end, ())}, key=lambda s: (s.src, s.dst))
+        for seen in near:
+            if not _joins(link, seen):
                 return LinkCondition(LinkState.MISWIRED,
                                      f"LLDP from {_port(seen.src)} arrives at {_port(seen.dst)}; "
                                      f"configured {_port(ends[0])}-{_port(ends[1])}", speed, reservable, problems)
-        if self._verified_by(link, self._heard):
+        if near:   # every observation at its ports joins exactly its ports
             return LinkCondition(LinkState.VERIFIED, "LLDP heard it between the configured ports", speed,
                                  reservable, problems)
         if link in self._lost:
