@@ -237,6 +237,18 @@ def test_rejections_answer_with_status_and_reason(used: int, body: str | None, e
     assert len(h.control.calls_of("admit")) == 1
 
 
+def test_a_path_down_refusal_is_503_network_out_of_order_with_the_link_named() -> None:
+    control = RecordingControl()
+    detail = "aggregate a-b (path s1-s2-s3): link s2-s3 is down: port s2:11 (s2-eth11) is down"
+    control.admit = lambda request, now: Rejected(request.call_id, RejectReason.PATH_DOWN, detail)  # type: ignore
+    h = Harness(control)
+    out = h.send(invite(), CALLER)
+    assert statuses(out, CALLER) == [100, 503] and not to(out, CALLEE)
+    reason = to(out, CALLER)[-1].header("reason") or ""
+    assert "cause=38" in reason and f"path-down: {detail}" in reason
+    assert h.proxy.stats.rejected == {"path-down": 1}
+
+
 def test_caller_outside_every_community_is_403() -> None:
     h = Harness()
     out = h.send(invite(from_domain="elsewhere.example"), Peer("udp", "192.0.2.1", 5060))
