@@ -86,7 +86,9 @@ class MediaAggregationApp(compat.RyuApp):
         if not sip.enabled:
             return
         from .signalling.sip.hub_server import HubSipServer
-        from .signalling.sip.proxy import HashIds, ProxyConfig, SipProxy
+        from .signalling.sip.ids import HashIds
+        from .signalling.sip.proxy import SipProxy
+        from .signalling.sip.proxy_config import ProxyConfig
         proxy = SipProxy(ProxyConfig.from_sip_config(sip), self.service, HashIds(os.urandom(16)))
         self.sip = HubSipServer(proxy, spawn=compat.hub.spawn, sleep=compat.hub.sleep, socket_factory=socket.socket,
                                 transports=sip.transports)

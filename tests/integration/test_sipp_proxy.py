@@ -30,7 +30,10 @@ import yaml
 
 from ryu_apps.config import build_manager, parse_config
 from ryu_apps.service import MamService
-from ryu_apps.signalling.sip.proxy import HashIds, ProxyConfig, ProxyStats, SipProxy
+from ryu_apps.signalling.sip.ids import HashIds
+from ryu_apps.signalling.sip.proxy import SipProxy
+from ryu_apps.signalling.sip.proxy_config import ProxyConfig
+from ryu_apps.signalling.sip.proxy_stats import ProxyStats
 from ryu_apps.signalling.sip.standalone import SipServer
 
 pytestmark = [pytest.mark.integration,

@@ -10,7 +10,9 @@ from ryu_apps.config import build_manager, parse_config
 from ryu_apps.service import MamService
 from ryu_apps.signalling.sip.hub_server import HubSipServer
 from ryu_apps.signalling.sip.message import Request, Response, parse_message
-from ryu_apps.signalling.sip.proxy import HashIds, ProxyConfig, SipProxy
+from ryu_apps.signalling.sip.ids import HashIds
+from ryu_apps.signalling.sip.proxy import SipProxy
+from ryu_apps.signalling.sip.proxy_config import ProxyConfig
 from ryu_apps.signalling.sip.routing import RouteTable
 
 

@@ -10,7 +10,9 @@ from ryu_apps.core.admission import AdmissionRequest, Admitted, Decision, Reject
 from ryu_apps.core.calls import MediaEndpoint
 from ryu_apps.core.codec import CodecPolicy, MediaSpec
 from ryu_apps.signalling.sip.message import Request, Response, parse_message, parse_name_addr, parse_via
-from ryu_apps.signalling.sip.proxy import HashIds, ProxyConfig, SipProxy
+from ryu_apps.signalling.sip.ids import HashIds
+from ryu_apps.signalling.sip.proxy import SipProxy
+from ryu_apps.signalling.sip.proxy_config import ProxyConfig
 from ryu_apps.signalling.sip.routing import RouteTable
 from ryu_apps.signalling.sip.transaction import Peer, Send, TimerSettings
 

@@ -18,24 +18,24 @@ Per call (see docs/sip.md):
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Protocol
+from dataclasses import replace
+from typing import Any, Callable
 
 from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason, ServiceLevel
-from ryu_apps.core.codec import MediaSpec
 
 from ..call_control import CallControl
 from .call_state import CallPhase, CallRecord, InviteContext, Leg
 from .errors import ParseError
-from .message import (MAX_MESSAGE_BYTES, Message, NameAddr, Partial, Request, Response, SipUri, build_response,
+from .ids import IdSource
+from .message import (Message, NameAddr, Partial, Request, Response, SipUri, build_response,
                       parse_message, parse_name_addr, parse_uri, parse_via, pop_first_value, prepend_header,
                       render_params, serialize, set_header)
-from .routing import RouteTable, is_ip
+from .proxy_config import ProxyConfig
+from .proxy_stats import ProxyStats
+from .routing import is_ip
 from .sdp import CallMedia, media_of, parse_sdp
-from .transaction import (ClientTransaction, Event, Peer, Send, ServerTransaction, State, Timers, TimerSettings,
-                          server_key)
+from .transaction import ClientTransaction, Event, Peer, Send, ServerTransaction, State, Timers, server_key
 
 log = logging.getLogger(__name__)
 
@@ -56,77 +56,6 @@ REJECTIONS: dict[RejectReason, tuple[int, int]] = {
     RejectReason.UNKNOWN_CALL: (481, 41),         # temporary failure
     RejectReason.INVALID_REQUEST: (400, 100),     # invalid information element contents
 }
-
-
-class IdSource(Protocol):
-    """Deterministic ids (branches, tags) from the given parts."""
-
-    def __call__(self, *parts: str) -> str: ...
-
-
-class HashIds:
-    """Keyed BLAKE2s of the parts: unique per input, unguessable without the key."""
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key[:32]
-
-    def __call__(self, *parts: str) -> str:
-        return hashlib.blake2s("\x00".join(parts).encode(), key=self._key, digest_size=10).hexdigest()
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    host: str = "127.0.0.1"                       # advertised in Via and Record-Route
-    port: int = 5060
-    routes: RouteTable = field(default_factory=RouteTable)
-    timers: TimerSettings = field(default_factory=TimerSettings)
-    emergency_numbers: frozenset[str] = frozenset({"911", "112"})
-    emergency_namespaces: frozenset[str] = frozenset({"esnet", "wps", "ets"})
-    max_message_bytes: int = MAX_MESSAGE_BYTES
-    late_offer_media: MediaSpec = MediaSpec("pcmu")   # admitted for an INVITE without SDP
-    bye_on_media_idle: bool = True
-
-    @classmethod
-    def from_sip_config(cls, sip: Any, **overrides: Any) -> "ProxyConfig":
-        """From the configuration file's ``sip`` section (:class:`ryu_apps.config.SipConfig`)."""
-        values: dict[str, Any] = dict(
-            host=sip.listen_host, port=sip.listen_port, routes=RouteTable.from_pairs(sip.routes),
-            timers=TimerSettings(timer_c=sip.timer_c_s), emergency_numbers=frozenset(sip.emergency_numbers),
-            max_message_bytes=sip.max_message_bytes)
-        values.update(overrides)
-        return cls(**values)
-
-
-@dataclass
-class ProxyStats:
-    """Counters; ``snapshot()`` gives a copy safe to hand to another thread."""
-
-    received: int = 0
-    keepalives: int = 0
-    malformed: int = 0             # failed to parse or validate
-    dropped: int = 0               # ... and no response could be built
-    answered_malformed: int = 0    # ... and answered 400/413/416/505
-    oversized: int = 0
-    retransmissions: int = 0       # absorbed by a transaction
-    requests_forwarded: int = 0
-    responses_forwarded: int = 0
-    stray_responses: int = 0
-    admitted: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    forbidden: int = 0             # caller outside every community
-    unmanaged: int = 0             # caller and callee in one community: no aggregate involved
-    released: int = 0
-    attached: int = 0
-    modified: int = 0
-    modify_refused: int = 0
-    timeouts: int = 0
-    timer_c: int = 0
-    media_idle: int = 0
-    control_errors: int = 0        # CallControl raised (e.g. controller unreachable)
-    internal_errors: int = 0       # a bug here; counted, never raised
-
-    def snapshot(self) -> "ProxyStats":
-        return replace(self, rejected=dict(self.rejected))
 
 
 def reason_header(cause: int, text: str) -> str:

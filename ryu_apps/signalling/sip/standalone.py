@@ -29,7 +29,9 @@ from ryu_apps.core.errors import MamError
 from ..call_control import CallControl
 from .errors import ParseError
 from .message import Message
-from .proxy import HashIds, ProxyConfig, SipProxy
+from .ids import HashIds
+from .proxy import SipProxy
+from .proxy_config import ProxyConfig
 from .routing import RouteError, RouteTable
 from .tcp_server import TcpConnection, open_tcp
 from .transaction import Peer, Send, TimerSettings

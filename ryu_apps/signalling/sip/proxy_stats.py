@@ -1,0 +1,37 @@
+"""The SIP proxy's counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass
+class ProxyStats:
+    """Counters; ``snapshot()`` gives a copy safe to hand to another thread."""
+
+    received: int = 0
+    keepalives: int = 0
+    malformed: int = 0             # failed to parse or validate
+    dropped: int = 0               # ... and no response could be built
+    answered_malformed: int = 0    # ... and answered 400/413/416/505
+    oversized: int = 0
+    retransmissions: int = 0       # absorbed by a transaction
+    requests_forwarded: int = 0
+    responses_forwarded: int = 0
+    stray_responses: int = 0
+    admitted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    forbidden: int = 0             # caller outside every community
+    unmanaged: int = 0             # caller and callee in one community: no aggregate involved
+    released: int = 0
+    attached: int = 0
+    modified: int = 0
+    modify_refused: int = 0
+    timeouts: int = 0
+    timer_c: int = 0
+    media_idle: int = 0
+    control_errors: int = 0        # CallControl raised (e.g. controller unreachable)
+    internal_errors: int = 0       # a bug here; counted, never raised
+
+    def snapshot(self) -> "ProxyStats":
+        return replace(self, rejected=dict(self.rejected))
