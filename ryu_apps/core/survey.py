@@ -164,6 +164,11 @@ class Survey:
     # --- what follows from it ------------------------------------------------------------
 
     def conditions(self) -> dict[Link, LinkCondition]:
+        """Each configured link's condition, as of the last observation (evaluated once
+        per observation, however many readers ask)."""
+        return self._conditions
+
+    def _evaluate(self) -> dict[Link, LinkCondition]:
         heard_at: dict[Port, list[ObservedLink]] = {}   # one pass over LLDP, not one per link
         for seen in self._heard:
             heard_at.setdefault(seen.src, []).append(seen)
@@ -257,8 +262,9 @@ class Survey:
         return speed, limited if self.limit_by_speed else link.reservable_kbps, (problem,)
 
     def _snapshot(self) -> dict[str, tuple[str, str]]:
+        self._conditions = self._evaluate()
         state: dict[str, tuple[str, str]] = {}
-        for link, condition in self.conditions().items():
+        for link, condition in self._conditions.items():
             state[_name(link)] = (condition.state.value, condition.detail)
             for problem in condition.problems:
                 state[f"{_name(link)} speed"] = ("too-slow", problem)
