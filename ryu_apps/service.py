@@ -70,20 +70,19 @@ class MamService:
             return transitions
         return self._mutate(apply)
 
-    # --- calls (this is also the SIP proxy's CallControl) ---------------------------
+    # --- calls (this is also the signalling front ends' CallControl) -------------------
 
-    def admit(self, request: AdmissionRequest, now: float | None = None) -> Decision:
-        return self._mutate(lambda t: self.manager.admit(request, t), now)
+    def admit(self, request: AdmissionRequest) -> Decision:
+        return self._mutate(lambda t: self.manager.admit(request, t))
 
-    def attach_media(self, call_id: str, caller: MediaEndpoint, callee: MediaEndpoint,
-                     now: float | None = None) -> Call:
-        return self._mutate(lambda t: self.manager.attach_media(call_id, caller, callee, t), now)
+    def attach_media(self, call_id: str, caller: MediaEndpoint, callee: MediaEndpoint) -> Call:
+        return self._mutate(lambda t: self.manager.attach_media(call_id, caller, callee, t))
 
-    def modify(self, call_id: str, media: MediaSpec, now: float | None = None) -> Decision:
-        return self._mutate(lambda t: self.manager.modify(call_id, media, t), now)
+    def modify(self, call_id: str, media: MediaSpec) -> Decision:
+        return self._mutate(lambda t: self.manager.modify(call_id, media, t))
 
-    def release(self, call_id: str, now: float | None = None, cause: str = "released") -> ReleasedCall | None:
-        return self._mutate(lambda t: self.manager.release(call_id, t, cause), now)
+    def release(self, call_id: str, cause: str = "released") -> ReleasedCall | None:
+        return self._mutate(lambda t: self.manager.release(call_id, t, cause))
 
     def release_by_serial(self, serial: int, cause: str) -> ReleasedCall | None:
         return self._mutate(lambda t: self.manager.release_by_serial(serial, t, cause))

@@ -28,6 +28,22 @@ class ServiceLevel(enum.IntEnum):
                              f"{', '.join(level.label for level in cls)})") from None
 
 
+class SignallingProtocol(str, enum.Enum):
+    """How a call was set up: which front end asked for it."""
+
+    SIP = "sip"
+    H323 = "h323"
+    REST = "rest"
+
+    @classmethod
+    def parse(cls, text: str) -> "SignallingProtocol":
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            raise ValueError(f"unknown signalling protocol {text!r} (expected one of "
+                             f"{', '.join(p.value for p in cls)})") from None
+
+
 class RejectReason(str, enum.Enum):
     NO_AGGREGATE = "no-aggregate"
     POOL_FULL = "pool-full"
@@ -45,14 +61,19 @@ class AdmissionRequest:
     callee_community: str
     media: MediaSpec
     level: ServiceLevel = ServiceLevel.VOICE
+    protocol: SignallingProtocol = SignallingProtocol.REST
 
 
 @dataclass(frozen=True)
 class Admitted:
+    """``serial`` names this admission of ``call_id`` (a later call with the same id gets
+    another): a front end compares it with what it holds before acting on a release."""
+
     call_id: str
     aggregate_id: str
     kbps: int
     preempted: tuple[str, ...] = ()
+    serial: int = 0
 
 
 @dataclass(frozen=True)

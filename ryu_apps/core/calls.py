@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from .admission import ServiceLevel
+from .admission import ServiceLevel, SignallingProtocol
 from .codec import MediaSpec
 
 
@@ -48,6 +48,7 @@ class Call:
     state: CallState = CallState.ADMITTED
     caller_media: MediaEndpoint | None = None
     callee_media: MediaEndpoint | None = None
+    protocol: SignallingProtocol = SignallingProtocol.REST
 
     @property
     def media_attached(self) -> bool:

@@ -43,6 +43,7 @@ class ReleasedCall:
     aggregate_id: str
     kbps: int
     cause: str
+    serial: int = 0
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,7 @@ class MediaAggregationManager:
         allocates nothing more."""
         existing = self._calls.get(request.call_id)
         if existing is not None:
-            return Admitted(existing.call_id, existing.aggregate_id, existing.kbps)
+            return Admitted(existing.call_id, existing.aggregate_id, existing.kbps, serial=existing.serial)
         decision = self._decide(request, now)
         if isinstance(decision, Rejected):
             self.counters.rejected[decision.reason] = self.counters.rejected.get(decision.reason, 0) + 1
@@ -420,10 +421,10 @@ class MediaAggregationManager:
                     pool.release(tag)
             raise CapacityError("no free call tag")
         call = Call(request.call_id, serial, aggregate.id, request.caller_community, request.callee_community,
-                    request.level, request.media, kbps, to_caller, to_callee, now)
+                    request.level, request.media, kbps, to_caller, to_callee, now, protocol=request.protocol)
         self._add_call(call)
         self.ledger.save_call(call)
-        return Admitted(call.call_id, aggregate.id, kbps, preempted)
+        return Admitted(call.call_id, aggregate.id, kbps, preempted, serial)
 
     def attach_media(self, call_id: str, caller: MediaEndpoint, callee: MediaEndpoint, now: float) -> Call:
         """Both media addresses are known (SDP answer): plan the call's flows."""
@@ -465,7 +466,7 @@ class MediaAggregationManager:
                             f"aggregate {aggregate.id}: {free} kbit/s free for this call, new media needs {kbps}")
         self._used[aggregate.id] += kbps - call.kbps
         self._store_call(replace(call, media=media, kbps=kbps))
-        return Admitted(call_id, aggregate.id, kbps)
+        return Admitted(call_id, aggregate.id, kbps, serial=call.serial)
 
     def release(self, call_id: str, now: float, cause: str = "released") -> ReleasedCall | None:
         """Give a call's bandwidth and tags back. Unknown ids are ignored (None)."""
@@ -503,7 +504,7 @@ class MediaAggregationManager:
         self.ledger.delete_call(call.call_id)
         if entries:
             self._queue(PlanDiff(remove=tuple(entries)))
-        released = ReleasedCall(call.call_id, call.aggregate_id, call.kbps, cause)
+        released = ReleasedCall(call.call_id, call.aggregate_id, call.kbps, cause, call.serial)
         self._pending_released.append(released)
         self.counters.released += 1
         return released

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .admission import ServiceLevel
+from .admission import ServiceLevel, SignallingProtocol
 from .aggregate import Aggregate
 from .calls import Call, CallState, MediaEndpoint
 from .codec import MediaSpec
@@ -63,6 +63,7 @@ def call_to_dict(call: Call) -> dict[str, Any]:
         "tag_to_callee": call.tag_to_callee,
         "admitted_at": call.admitted_at,
         "state": call.state.value,
+        "protocol": call.protocol.value,
         "caller_media": None if call.caller_media is None else {"ip": call.caller_media.ip,
                                                                  "port": call.caller_media.port},
         "callee_media": None if call.callee_media is None else {"ip": call.callee_media.ip,
@@ -77,4 +78,5 @@ def call_from_dict(data: dict[str, Any]) -> Call:
         level=ServiceLevel.parse(data["level"]), media=media_from_dict(data["media"]), kbps=int(data["kbps"]),
         tag_to_caller=int(data["tag_to_caller"]), tag_to_callee=int(data["tag_to_callee"]),
         admitted_at=float(data["admitted_at"]), state=CallState(data["state"]),
-        caller_media=_endpoint(data.get("caller_media")), callee_media=_endpoint(data.get("callee_media")))
+        caller_media=_endpoint(data.get("caller_media")), callee_media=_endpoint(data.get("callee_media")),
+        protocol=SignallingProtocol.parse(data.get("protocol", "rest")))

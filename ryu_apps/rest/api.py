@@ -65,13 +65,14 @@ class RestApi:
         route("/calls/{id+}", GET=self.get_call, PATCH=self.modify_call, DELETE=self.release_call)
         route("/stats", GET=self.stats)
         route("/metrics", GET=self.prometheus)
-        self.routes.append((re.compile(r"^/metrics$"), {"GET": self.prometheus}))
+        self.routes.append((re.compile(r"/metrics\Z"), {"GET": self.prometheus}))
 
     def _route(self, template: str, **handlers: Handler) -> None:
         pattern = "".join(
             f"(?P<{part[1:-2]}>.+)" if part.endswith("+}") else f"(?P<{part[1:-1]}>[^/]+)" if part.startswith("{")
             else re.escape(part) for part in re.split(r"(\{\w+\+?\})", PREFIX + template) if part)
-        self.routes.append((re.compile(f"^{pattern}/?$"), handlers))
+        # \Z, not $ (which also matches before a final newline), and ids may hold any character
+        self.routes.append((re.compile(f"{pattern}/?\\Z", re.S), handlers))
 
     # --- WSGI ---------------------------------------------------------------------------
 
@@ -248,6 +249,7 @@ class RestApi:
         caller = body.text("caller_community", max_length=64)
         callee = body.text("callee_community", max_length=64)
         level = fields.level(body.get("level", str, "voice"), "level")
+        protocol = fields.protocol(body.get("protocol", str, "rest"), "protocol")
         media = fields.media(body.get("media", dict), "media")
         caller_media = body.get("caller_media", dict, None)
         callee_media = body.get("callee_media", dict, None)
@@ -257,7 +259,7 @@ class RestApi:
         endpoints = None if caller_media is None else (fields.endpoint(caller_media, "caller_media"),
                                                        fields.endpoint(callee_media, "callee_media"))
         body.done()
-        decision = self.service.admit(AdmissionRequest(call_id, caller, callee, media, level))
+        decision = self.service.admit(AdmissionRequest(call_id, caller, callee, media, level, protocol))
         if not isinstance(decision, Admitted):
             return self._rejection(decision)
         if endpoints is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from webob import Request
 
-from ..core.admission import ServiceLevel
+from ..core.admission import ServiceLevel, SignallingProtocol
 from ..core.calls import MediaEndpoint
 from ..core.codec import MediaSpec
 from .errors import HttpError
@@ -101,6 +101,13 @@ def endpoint(value: Any, path: str) -> MediaEndpoint:
     result = MediaEndpoint(ip, fields.int("port", 1, 65535))
     fields.done()
     return result
+
+
+def protocol(value: Any, path: str) -> SignallingProtocol:
+    try:
+        return SignallingProtocol.parse(value) if isinstance(value, str) else SignallingProtocol.parse("?")
+    except ValueError as error:
+        raise HttpError(400, str(error), field=path) from None
 
 
 def level(value: Any, path: str) -> ServiceLevel:

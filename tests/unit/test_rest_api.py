@@ -224,6 +224,7 @@ def test_retransmitted_admission_is_idempotent(api: Api) -> None:
     (call("x", codec="g722"), 422, "codec-not-allowed"),
     ({**call("x"), "caller_community": "mars"}, 422, "unknown-community"),
     ({**call("x"), "level": "platinum"}, 400, "level"),
+    ({**call("x"), "protocol": "skinny"}, 400, "protocol"),
     ({**call("x"), "media": {"codec": "pcmu", "ptime_ms": 0}}, 400, "media.ptime_ms"),
     ({**call("x"), "media": {}}, 400, "media.codec"),
     ({**call("x"), "caller_media": {"ip": "10.1.0.1", "port": 1}}, 400, "callee_media"),
@@ -763,3 +764,21 @@ def test_link_states_are_in_the_topology_and_the_metrics(api: Api) -> None:
     assert (status, body["error"]["reason"]) == (409, "path-down")
     assert samples['mam_rejections_total{reason="path-down"}'] == 0
     assert scrape(api)['mam_rejections_total{reason="path-down"}'] == 1
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+@pytest.mark.parametrize("raw_id", ["%0A", "x%0A", "%0D%0A", "a%0Ab"])
+def test_control_characters_in_an_id_name_that_call_not_the_collection(api: Api, method: str, raw_id: str) -> None:
+    """'$' also matches before a final newline: /calls/\\n must not reach the /calls routes."""
+    status, body, _ = api(method, f"/mam/v1/calls/{raw_id}", {"media": {"codec": "pcmu"}})
+    assert status == 404, body
+    assert body["error"]["reason"] in ("not-found", "unknown-call")
+
+
+@pytest.mark.parametrize("given, shown", [(None, "rest"), ("sip", "sip"), ("H323", "h323")])
+def test_a_call_says_which_signalling_set_it_up(api: Api, given: str | None, shown: str) -> None:
+    extra = {} if given is None else {"protocol": given}
+    status, body, _ = api("POST", "/mam/v1/calls", call("p1", **extra))
+    assert status == 201 and body["call"]["protocol"] == shown
+    status, body, _ = api("GET", "/mam/v1/calls/p1")
+    assert status == 200 and body["protocol"] == shown

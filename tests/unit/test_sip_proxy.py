@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ryu_apps.core.admission import AdmissionRequest, Admitted, Decision, Rejected, RejectReason, ServiceLevel
+from ryu_apps.core.admission import (AdmissionRequest, Admitted, Decision, Rejected, RejectReason, ServiceLevel,
+                                     SignallingProtocol)
 from ryu_apps.core.calls import MediaEndpoint
 from ryu_apps.core.codec import CodecPolicy, MediaSpec
 from ryu_apps.signalling.sip.message import Request, Response, parse_message, parse_name_addr, parse_via
@@ -30,7 +31,7 @@ class RecordingControl:
     used: dict[str, int] = field(default_factory=dict)
     log: list[tuple] = field(default_factory=list)
 
-    def admit(self, request: AdmissionRequest, now: float) -> Decision:
+    def admit(self, request: AdmissionRequest) -> Decision:
         self.log.append(("admit", request))
         if request.call_id in self.used:
             return Admitted(request.call_id, "a-b", self.used[request.call_id])
@@ -45,16 +46,16 @@ class RecordingControl:
         self.used[call_id] = kbps
         return Admitted(call_id, "a-b", kbps)
 
-    def attach_media(self, call_id: str, caller: MediaEndpoint, callee: MediaEndpoint, now: float) -> None:
+    def attach_media(self, call_id: str, caller: MediaEndpoint, callee: MediaEndpoint) -> None:
         self.log.append(("attach", call_id, caller, callee))
 
-    def modify(self, call_id: str, media: MediaSpec, now: float) -> Decision:
+    def modify(self, call_id: str, media: MediaSpec) -> Decision:
         self.log.append(("modify", call_id, media))
         if call_id not in self.used:
             return Rejected(call_id, RejectReason.UNKNOWN_CALL, "no such call")
         return self._fit(call_id, media, self.used[call_id])
 
-    def release(self, call_id: str, now: float, cause: str) -> None:
+    def release(self, call_id: str, cause: str) -> None:
         self.log.append(("release", call_id, cause))
         self.used.pop(call_id, None)
 
@@ -180,7 +181,7 @@ def test_admitted_invite_is_forwarded_with_record_route_and_media_attached() -> 
     assert forwarded.header("max-forwards") == "69"
     assert forwarded.header_values("record-route") == [f"<sip:{PROXY_HOST}:5060;lr>"]
     (_, admitted), = h.control.calls_of("admit")
-    assert admitted == AdmissionRequest("c1", "a", "b", MediaSpec("pcmu", 20), ServiceLevel.VOICE)
+    assert admitted == AdmissionRequest("c1", "a", "b", MediaSpec("pcmu", 20), ServiceLevel.VOICE, SignallingProtocol.SIP)
     out = h.send(answer(raw, 180, "Ringing"), CALLEE)
     ringing, = to(out, CALLER)
     assert isinstance(ringing, Response) and ringing.header_values("via") == ["SIP/2.0/UDP 10.1.0.10:5060;branch=z9hG4bKa1"]
@@ -242,7 +243,7 @@ def test_rejections_answer_with_status_and_reason(used: int, body: str | None, e
 def test_a_path_down_refusal_is_503_network_out_of_order_with_the_link_named() -> None:
     control = RecordingControl()
     detail = "aggregate a-b (path s1-s2-s3): link s2-s3 is down: port s2:11 (s2-eth11) is down"
-    control.admit = lambda request, now: Rejected(request.call_id, RejectReason.PATH_DOWN, detail)  # type: ignore
+    control.admit = lambda request: Rejected(request.call_id, RejectReason.PATH_DOWN, detail)  # type: ignore
     h = Harness(control)
     out = h.send(invite(), CALLER)
     assert statuses(out, CALLER) == [100, 503] and not to(out, CALLEE)

@@ -65,19 +65,19 @@ def test_rest_call_control_round_trip(controller: tuple[str, MamService, list[st
     assert client.community_of(None, "10.2.3.4") == "b"
     assert client.community_of("site-a.example", None) == "a"          # cached
     assert seen == ["GET Bearer secret", "GET Bearer secret"]
-    decision = client.admit(AdmissionRequest("c/1", "a", "b", MediaSpec("pcmu")), 0.0)
+    decision = client.admit(AdmissionRequest("c/1", "a", "b", MediaSpec("pcmu")))
     assert isinstance(decision, Admitted) and decision.aggregate_id == "a-b" and decision.kbps == 91
-    full = client.admit(AdmissionRequest("c2", "a", "b", MediaSpec("pcmu")), 0.0)
+    full = client.admit(AdmissionRequest("c2", "a", "b", MediaSpec("pcmu")))
     assert isinstance(full, Rejected) and full.reason is RejectReason.POOL_FULL
-    client.attach_media("c/1", MediaEndpoint("10.1.0.1", 4000), MediaEndpoint("10.2.0.1", 5000), 0.0)
+    client.attach_media("c/1", MediaEndpoint("10.1.0.1", 4000), MediaEndpoint("10.2.0.1", 5000))
     assert service.read(lambda m: m.call("c/1").media_attached)
-    assert isinstance(client.modify("c/1", MediaSpec("g729"), 0.0), Admitted)
-    client.release("c/1", 0.0, "bye-from-caller")
-    client.release("c/1", 0.0, "bye-from-caller")                      # unknown now: ignored
+    assert isinstance(client.modify("c/1", MediaSpec("g729")), Admitted)
+    client.release("c/1", "bye-from-caller")
+    client.release("c/1", "bye-from-caller")                      # unknown now: ignored
     assert service.read(lambda m: m.used_kbps("a-b")) == 0
-    gone = client.modify("c/1", MediaSpec("g729"), 0.0)
+    gone = client.modify("c/1", MediaSpec("g729"))
     assert isinstance(gone, Rejected) and gone.reason is RejectReason.UNKNOWN_CALL
-    refused = client.admit(AdmissionRequest("c3", "a", "b", MediaSpec("g722")), 0.0)
+    refused = client.admit(AdmissionRequest("c3", "a", "b", MediaSpec("g722")))
     assert isinstance(refused, Rejected) and refused.reason is RejectReason.CODEC_NOT_ALLOWED
     assert "g722" in refused.detail
 
@@ -85,4 +85,4 @@ def test_rest_call_control_round_trip(controller: tuple[str, MamService, list[st
 def test_unreachable_controller_raises_controller_error() -> None:
     client = RestCallControl("http://127.0.0.1:9", timeout=0.5)
     with pytest.raises(ControllerError):
-        client.admit(AdmissionRequest("x", "a", "b", MediaSpec("pcmu")), 0.0)
+        client.admit(AdmissionRequest("x", "a", "b", MediaSpec("pcmu")))

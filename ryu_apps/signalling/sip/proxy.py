@@ -22,7 +22,8 @@ import logging
 from dataclasses import replace
 from typing import Any, Callable
 
-from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason, ServiceLevel
+from ryu_apps.core.admission import (AdmissionRequest, Admitted, Rejected, RejectReason, ServiceLevel,
+                                     SignallingProtocol)
 
 from ..call_control import CallControl
 from .call_state import CallPhase, CallRecord, InviteContext, Leg
@@ -325,7 +326,8 @@ class SipProxy:
             return None
         media = offer.spec if offer is not None else self.config.late_offer_media
         level = self._level(request, uri, offer)
-        decision = self._control("admit", AdmissionRequest(call_id, caller, callee, media, level), now)
+        decision = self._control("admit", AdmissionRequest(call_id, caller, callee, media, level,
+                                                               SignallingProtocol.SIP))
         if decision is None:
             return self._reply(request, 503, reason=(41, "admission-unavailable: call control failed"))
         if isinstance(decision, Rejected):
@@ -357,7 +359,7 @@ class SipProxy:
         leg.cseq = max(leg.cseq, number)
         context = InviteContext(record.call_id, False, by_caller, offer.endpoint if offer is not None else None)
         if offer is not None and offer.spec != record.media:
-            decision = self._control("modify", record.call_id, offer.spec, now)
+            decision = self._control("modify", record.call_id, offer.spec)
             if decision is None:
                 return self._reply(request, 503, reason=(41, "admission-unavailable: call control failed"))
             if isinstance(decision, Rejected):
@@ -379,7 +381,7 @@ class SipProxy:
             if context.initial:
                 self._release(record.call_id, now, f"sip-{status}")
             elif context.previous_media is not None:       # failed re-INVITE: back to the old media
-                if isinstance(self._control("modify", record.call_id, context.previous_media, now), Admitted):
+                if isinstance(self._control("modify", record.call_id, context.previous_media), Admitted):
                     record.media = context.previous_media
                 context.previous_media = None
             return
@@ -408,7 +410,7 @@ class SipProxy:
                 record.caller_media = answer.endpoint
         if context.initial and answer.spec.codec != record.media.codec:
             # the answer chose another of the offered codecs (or answered a late offer)
-            decision = self._control("modify", record.call_id, answer.spec, now)
+            decision = self._control("modify", record.call_id, answer.spec)
             if isinstance(decision, Admitted):
                 record.media = answer.spec
                 self.stats.modified += 1
@@ -420,7 +422,7 @@ class SipProxy:
         pair = record.media_pair()
         if pair is not None:
             record.attached = pair
-            self._control("attach_media", record.call_id, pair[0], pair[1], now)
+            self._control("attach_media", record.call_id, pair[0], pair[1])
             self.stats.attached += 1
 
     def _release(self, call_id: str, now: float, cause: str) -> CallRecord | None:
@@ -432,7 +434,7 @@ class SipProxy:
         self._own_releases[call_id] = self._own_releases.get(call_id, 0) + 1
         if len(self._own_releases) > 50_000:          # echoes come within a tick; forget old ones
             del self._own_releases[next(iter(self._own_releases))]
-        self._control("release", call_id, now, cause)
+        self._control("release", call_id, cause)
         return record
 
     def _end_call(self, call_id: str, now: float, cause: str, release: bool) -> None:
@@ -624,7 +626,7 @@ class SipProxy:
             if context.initial:
                 self._release(context.call_id, now, "timeout")
             elif context.previous_media is not None:
-                self._control("modify", context.call_id, context.previous_media, now)
+                self._control("modify", context.call_id, context.previous_media)
         if not client.server.final_sent:
             self._respond(client.server, 408, now)
 

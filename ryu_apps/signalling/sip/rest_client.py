@@ -6,8 +6,9 @@ The contract this client expects of the API (JSON bodies, ``Authorization: Beare
 request                                body                                          answer
 =====================================  ============================================  =====================
 ``POST /mam/v1/calls``                 call_id, caller_community, callee_community,  201 admitted call
-                                       level, media {codec, ptime_ms, explicit_kbps,  (aggregate_id, kbps);
-                                       voice_band_data}                               409 {reason, detail}
+                                       level, media {codec, ptime_ms, explicit_kbps,  (aggregate_id, kbps,
+                                       voice_band_data}, protocol                     serial); 409 {reason,
+                                                                                      detail}
 ``PATCH /mam/v1/calls/{id}``           {media}                                        200 call; 409 refused
 ``PUT /mam/v1/calls/{id}/media``       {caller: {ip, port}, callee: {ip, port}}       200
 ``DELETE /mam/v1/calls/{id}?cause=c``  -                                              204; 404 unknown
@@ -54,24 +55,24 @@ class RestCallControl:
 
     # --- CallControl ----------------------------------------------------------------------
 
-    def admit(self, request: AdmissionRequest, now: float) -> Decision:
+    def admit(self, request: AdmissionRequest) -> Decision:
         status, body = self._call("POST", "/mam/v1/calls", {
             "call_id": request.call_id, "caller_community": request.caller_community,
             "callee_community": request.callee_community, "level": request.level.label,
-            "media": media_to_dict(request.media)})
+            "media": media_to_dict(request.media), "protocol": request.protocol.value})
         return self._decision(request.call_id, status, body)
 
-    def modify(self, call_id: str, media: MediaSpec, now: float) -> Decision:
+    def modify(self, call_id: str, media: MediaSpec) -> Decision:
         status, body = self._call("PATCH", f"/mam/v1/calls/{_quote(call_id)}", {"media": media_to_dict(media)})
         return self._decision(call_id, status, body)
 
-    def attach_media(self, call_id: str, caller: MediaEndpoint, callee: MediaEndpoint, now: float) -> None:
+    def attach_media(self, call_id: str, caller: MediaEndpoint, callee: MediaEndpoint) -> None:
         status, body = self._call("PUT", f"/mam/v1/calls/{_quote(call_id)}/media", {
             "caller": {"ip": caller.ip, "port": caller.port}, "callee": {"ip": callee.ip, "port": callee.port}})
         if status >= 300:
             raise ControllerError(f"attach_media {call_id}: HTTP {status} {body}")
 
-    def release(self, call_id: str, now: float, cause: str) -> None:
+    def release(self, call_id: str, cause: str) -> None:
         status, body = self._call("DELETE", f"/mam/v1/calls/{_quote(call_id)}?cause={_quote(cause)}", None)
         if status >= 300 and status != 404:
             raise ControllerError(f"release {call_id}: HTTP {status} {body}")
@@ -99,7 +100,7 @@ class RestCallControl:
         if 200 <= status < 300:
             call = body.get("call", body)
             return Admitted(call_id, str(call.get("aggregate_id", "")), int(call.get("kbps", 0)),
-                            tuple(body.get("preempted", ())))
+                            tuple(body.get("preempted", ())), int(call.get("serial", 0)))
         error = body.get("error", body)
         if status in (404, 409, 422) and isinstance(error, dict) and "reason" in error:
             try:
