@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import threading
 
-from .core.admission import RejectReason
+from .core.admission import RejectReason, SignallingProtocol
 from .core.survey import LinkState
 from .service import MamService
 
@@ -53,7 +53,8 @@ class Metrics:
         def snapshot(manager):
             return ([(a.id, a.size_kbps, manager.used_kbps(a.id), len(manager.calls(a.id)))
                      for a in manager.aggregates()],
-                    manager.counters.admitted, dict(manager.counters.rejected), manager.counters.released,
+                    dict(manager.counters.admitted_by_protocol), dict(manager.counters.rejected_by_protocol),
+                    manager.counters.released,
                     manager.counters.preempted, len(manager.calls()))
         pools, admitted, rejected, released, preempted, active = self.service.read(snapshot)
         with self.service.lock:
@@ -70,12 +71,13 @@ class Metrics:
             "# HELP mam_aggregate_calls Calls riding the aggregate.",
             "# TYPE mam_aggregate_calls gauge",
             *(f'mam_aggregate_calls{{aggregate="{_label(a)}"}} {n}' for a, _, _, n in pools),
-            "# HELP mam_admissions_total Calls admitted.",
-            "# TYPE mam_admissions_total counter",
-            f"mam_admissions_total {admitted}",
-            "# HELP mam_rejections_total Calls rejected, by reason.",
-            "# TYPE mam_rejections_total counter",
-            *(f'mam_rejections_total{{reason="{r.value}"}} {rejected.get(r, 0)}' for r in RejectReason),
+            "# HELP mam_calls_admitted_total Calls admitted, by the signalling that asked.",
+            "# TYPE mam_calls_admitted_total counter",
+            *(f'mam_calls_admitted_total{{protocol="{p.value}"}} {admitted.get(p, 0)}' for p in SignallingProtocol),
+            "# HELP mam_calls_rejected_total Calls refused, by reason and the signalling that asked.",
+            "# TYPE mam_calls_rejected_total counter",
+            *(f'mam_calls_rejected_total{{reason="{r.value}",protocol="{p.value}"}} {rejected.get((r, p), 0)}'
+              for r in RejectReason for p in SignallingProtocol),
             "# HELP mam_calls_released_total Calls released (any cause).",
             "# TYPE mam_calls_released_total counter",
             f"mam_calls_released_total {released}",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
-from .admission import AdmissionRequest, Admitted, Decision, Rejected, RejectReason, ServiceLevel
+from .admission import AdmissionRequest, Admitted, Decision, Rejected, RejectReason, ServiceLevel, SignallingProtocol
 from .aggregate import ALL_LEVELS, EF, Aggregate, CapacityBook
 from .calls import Call, CallState, MediaEndpoint
 from .codec import CodecPolicy, MediaSpec
@@ -64,6 +64,17 @@ class Counters:
     rejected: dict[RejectReason, int] = field(default_factory=dict)
     released: int = 0
     preempted: int = 0
+    admitted_by_protocol: dict[SignallingProtocol, int] = field(default_factory=dict)
+    rejected_by_protocol: dict[tuple[RejectReason, SignallingProtocol], int] = field(default_factory=dict)
+
+    def count(self, decision: Decision, protocol: SignallingProtocol) -> None:
+        if isinstance(decision, Rejected):
+            self.rejected[decision.reason] = self.rejected.get(decision.reason, 0) + 1
+            key = (decision.reason, protocol)
+            self.rejected_by_protocol[key] = self.rejected_by_protocol.get(key, 0) + 1
+        else:
+            self.admitted += 1
+            self.admitted_by_protocol[protocol] = self.admitted_by_protocol.get(protocol, 0) + 1
 
 
 class MediaAggregationManager:
@@ -347,10 +358,7 @@ class MediaAggregationManager:
         if existing is not None:
             return Admitted(existing.call_id, existing.aggregate_id, existing.kbps, serial=existing.serial)
         decision = self._decide(request, now)
-        if isinstance(decision, Rejected):
-            self.counters.rejected[decision.reason] = self.counters.rejected.get(decision.reason, 0) + 1
-        else:
-            self.counters.admitted += 1
+        self.counters.count(decision, request.protocol)
         return decision
 
     def _decide(self, request: AdmissionRequest, now: float) -> Decision:

@@ -280,8 +280,9 @@ def test_prometheus_metrics(api: Api) -> None:
         assert 'mam_aggregate_reserved_kbps{aggregate="a-b"} 1000' in text
         assert f'mam_aggregate_used_kbps{{aggregate="a-b"}} {PCMU_KBPS}' in text
         assert "mam_calls_active 1" in text
-        assert "mam_admissions_total 1" in text
-        assert 'mam_rejections_total{reason="codec-not-allowed"} 1' in text
+        assert 'mam_calls_admitted_total{protocol="rest"} 1' in text
+        assert 'mam_calls_admitted_total{protocol="sip"} 0' in text
+        assert 'mam_calls_rejected_total{reason="codec-not-allowed",protocol="rest"} 1' in text
         assert 'mam_flow_install_seconds_bucket{le="0.005"} 1' in text
         assert "mam_flow_install_seconds_count 1" in text
 
@@ -687,7 +688,7 @@ def scrape(api: Api, path: str = "/metrics") -> dict[str, float]:
             samples[match[1] + (match[2] or "")] = float(match[3])
     assert types == {
         "mam_aggregate_reserved_kbps": "gauge", "mam_aggregate_used_kbps": "gauge", "mam_aggregate_calls": "gauge",
-        "mam_admissions_total": "counter", "mam_rejections_total": "counter", "mam_calls_released_total": "counter",
+        "mam_calls_admitted_total": "counter", "mam_calls_rejected_total": "counter", "mam_calls_released_total": "counter",
         "mam_calls_preempted_total": "counter", "mam_calls_active": "gauge", "mam_flow_install_seconds": "histogram",
         "mam_link_state": "gauge", "mam_links_unconfigured": "gauge"}
     return samples
@@ -698,7 +699,7 @@ def test_prometheus_metrics_follow_the_service_state(api: Api) -> None:
                                               "size_kbps": 300, "priority": 0})[0] == 201
     for n in range(3):
         api("POST", "/mam/v1/calls", call(f"c{n}"))
-    api("POST", "/mam/v1/calls", call("bad", codec="g722"))
+    api("POST", "/mam/v1/calls", call("bad", codec="g722", protocol="h323"))
     api("POST", "/mam/v1/calls", {**call("mars"), "callee_community": "mars"})
     api("DELETE", "/mam/v1/calls/c0")
     for seconds in (0.0004, 0.0012, 0.004, 0.3, 9.0):
@@ -712,14 +713,17 @@ def test_prometheus_metrics_follow_the_service_state(api: Api) -> None:
         assert samples[f'mam_aggregate_used_kbps{{aggregate="{pool}"}}'] == detail["used_kbps"]
         assert samples[f'mam_aggregate_calls{{aggregate="{pool}"}}'] == detail["calls"]
     assert sum(samples[f'mam_aggregate_used_kbps{{aggregate="{p}"}}'] for p in ("a-b", "b-a")) == 2 * PCMU_KBPS
-    assert samples["mam_admissions_total"] == stats["admitted"] == 3
+    assert sum(samples[f'mam_calls_admitted_total{{protocol="{p}"}}'] for p in ("sip", "h323", "rest")) == 3
+    assert samples['mam_calls_admitted_total{protocol="rest"}'] == stats["admitted"] == 3
     assert samples["mam_calls_released_total"] == stats["released"] == 1
     assert samples["mam_calls_active"] == stats["calls_active"] == 2
     assert samples["mam_calls_preempted_total"] == 0
     for reason, count in stats["rejected"].items():
-        assert samples[f'mam_rejections_total{{reason="{reason}"}}'] == count
-    assert samples['mam_rejections_total{reason="codec-not-allowed"}'] == 1
-    assert samples['mam_rejections_total{reason="unknown-community"}'] == 1
+        assert sum(samples[f'mam_calls_rejected_total{{reason="{reason}",protocol="{p}"}}']
+                   for p in ("sip", "h323", "rest")) == count
+    assert samples['mam_calls_rejected_total{reason="codec-not-allowed",protocol="h323"}'] == 1
+    assert samples['mam_calls_rejected_total{reason="codec-not-allowed",protocol="rest"}'] == 0
+    assert samples['mam_calls_rejected_total{reason="unknown-community",protocol="rest"}'] == 1
     buckets = [(key, value) for key, value in samples.items() if key.startswith("mam_flow_install_seconds_bucket")]
     counts = [value for _, value in buckets]
     assert counts == sorted(counts) and buckets[-1] == ('mam_flow_install_seconds_bucket{le="+Inf"}', 5)
@@ -762,8 +766,8 @@ def test_link_states_are_in_the_topology_and_the_metrics(api: Api) -> None:
     assert samples['mam_link_state{link="s1-s2",state="up"}'] == 1
     status, body, _ = api("POST", "/mam/v1/calls", call("cut"))
     assert (status, body["error"]["reason"]) == (409, "path-down")
-    assert samples['mam_rejections_total{reason="path-down"}'] == 0
-    assert scrape(api)['mam_rejections_total{reason="path-down"}'] == 1
+    assert samples['mam_calls_rejected_total{reason="path-down",protocol="rest"}'] == 0
+    assert scrape(api)['mam_calls_rejected_total{reason="path-down",protocol="rest"}'] == 1
 
 
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
