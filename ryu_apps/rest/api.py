@@ -28,6 +28,8 @@ from .errors import HttpError, json_response
 log = logging.getLogger(__name__)
 PREFIX = "/mam/v1"
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# HTTP clients that can only GET and POST (Kamailio 5.6's http_client) send POST with this header
+METHOD_OVERRIDE = "X-HTTP-Method-Override"
 DSCP_RANGE = (0, 63)
 
 # How a rejected admission is answered: the call cannot be carried (409) or the request
@@ -93,6 +95,11 @@ class RestApi:
 
     def dispatch(self, request: Request) -> Response:
         path = request.path_info
+        override = request.headers.get(METHOD_OVERRIDE) if request.method == "POST" else None
+        if override is not None:
+            if override.strip().upper() not in ("PUT", "PATCH", "DELETE"):
+                raise HttpError(400, "a POST may stand for PUT, PATCH or DELETE only", field=METHOD_OVERRIDE)
+            request.method = override.strip().upper()
         allowed: set[str] = set()
         for pattern, handlers in self.routes:
             match = pattern.match(path)
@@ -244,7 +251,10 @@ class RestApi:
         return json_response(call_to_dict(self.service.read(lambda m: m.call(params["id"]))))
 
     def admit_call(self, request: Request, _: dict[str, str]) -> Response:
-        body = fields.Fields(self._body(request))
+        raw = self._body(request)
+        if {"caller", "callee", "sdp"} & set(raw):
+            return self._admit_parties(raw)
+        body = fields.Fields(raw)
         call_id = body.text("call_id", max_length=256)
         caller = body.text("caller_community", max_length=64)
         callee = body.text("callee_community", max_length=64)
@@ -260,6 +270,37 @@ class RestApi:
                                                        fields.endpoint(callee_media, "callee_media"))
         body.done()
         decision = self.service.admit(AdmissionRequest(call_id, caller, callee, media, level, protocol))
+        return self._admitted(call_id, decision, endpoints)
+
+    def _admit_parties(self, raw: dict[str, Any]) -> Response:
+        """A SIP server's form (docs/kamailio.md): the parties as it sees them and the raw SDP offer."""
+        body = fields.Fields(raw)
+        call_id = body.text("call_id", max_length=256)
+        parties = fields.party(body.get("caller", dict), "caller"), fields.party(body.get("callee", dict), "callee")
+        offer_raw, media_raw = body.get("sdp", str, None), body.get("media", dict, None)
+        if (offer_raw is None) == (media_raw is None):
+            raise HttpError(400, "give sdp (the offer) or, for an INVITE without SDP, media", field="sdp")
+        offer = None if offer_raw is None else fields.sdp(offer_raw, "sdp")
+        media = fields.media(media_raw, "media") if offer is None else offer.spec
+        level_raw = body.get("level", str, None)
+        protocol = fields.protocol(body.get("protocol", str, "sip"), "protocol")
+        body.done()
+        level = fields.level(level_raw, "level") if level_raw is not None else (
+            ServiceLevel.VOICE_BAND_DATA if offer is not None and offer.voice_band_data else ServiceLevel.VOICE)
+        communities = []
+        for name, (domain, address) in zip(("caller", "callee"), parties):
+            community = self.service.community_of(domain, address)
+            if community is None:
+                raise HttpError(422, f"the {name} ({domain or address}) is in no community", field=name,
+                                reason=RejectReason.UNKNOWN_COMMUNITY.value)
+            communities.append(community)
+        if communities[0] == communities[1]:
+            return Response(status=204)                 # within one community: nothing to reserve
+        decision = self.service.admit(AdmissionRequest(call_id, communities[0], communities[1], media, level,
+                                                       protocol))
+        return self._admitted(call_id, decision, None)
+
+    def _admitted(self, call_id: str, decision: Decision, endpoints: tuple[Any, Any] | None) -> Response:
         if not isinstance(decision, Admitted):
             return self._rejection(decision)
         if endpoints is not None:
@@ -279,11 +320,28 @@ class RestApi:
         return json_response({"call": call_to_dict(self.service.read(lambda m: m.call(params["id"])))})
 
     def attach_media(self, request: Request, params: dict[str, str]) -> Response:
-        body = fields.Fields(self._body(request))
+        raw = self._body(request)
+        if {"offer", "answer"} & set(raw):
+            return self._attach_sdp(params["id"], raw)
+        body = fields.Fields(raw)
         caller = fields.endpoint(body.get("caller", dict), "caller")
         callee = fields.endpoint(body.get("callee", dict), "callee")
         body.done()
         call = self.service.attach_media(params["id"], caller, callee)
+        return json_response({"call": call_to_dict(call)})
+
+    def _attach_sdp(self, call_id: str, raw: dict[str, Any]) -> Response:
+        """The caller's SDP offer and the callee's answer: their addresses, and the codec the answer chose."""
+        body = fields.Fields(raw)
+        offer, answer = fields.sdp(body.get("offer", str), "offer"), fields.sdp(body.get("answer", str), "answer")
+        body.done()
+        for name, media in (("offer", offer), ("answer", answer)):
+            if media.endpoint is None:
+                raise HttpError(400, "no media address (c= 0.0.0.0, inactive or port 0)", field=name)
+        admitted = self.service.read(lambda m: m.call(call_id).media)       # 404 for an unknown call
+        if answer.spec.codec != admitted.codec:   # the answer chose another offered codec; a refusal keeps the old
+            self.service.modify(call_id, answer.spec)
+        call = self.service.attach_media(call_id, offer.endpoint, answer.endpoint)  # type: ignore[arg-type]
         return json_response({"call": call_to_dict(call)})
 
     def release_call(self, request: Request, params: dict[str, str]) -> Response:

@@ -11,6 +11,8 @@ from webob import Request
 from ..core.admission import ServiceLevel, SignallingProtocol
 from ..core.calls import MediaEndpoint
 from ..core.codec import MediaSpec
+from ..signalling.sip.errors import ParseError
+from ..signalling.sip.sdp import CallMedia, media_of, parse_sdp
 from .errors import HttpError
 
 
@@ -115,3 +117,40 @@ def level(value: Any, path: str) -> ServiceLevel:
         return ServiceLevel.parse(value) if isinstance(value, str) else ServiceLevel.parse("?")
     except ValueError as error:
         raise HttpError(400, str(error), field=path) from None
+
+
+# --- a SIP front end's view of a call (Kamailio): parties and raw SDP ------------------------
+
+def party(value: Any, path: str) -> tuple[str | None, str | None]:
+    """``{domain?, address?}``: what a SIP server knows of a party (From/R-URI host, source IP)."""
+    fields = Fields(value, path)
+    domain = fields.text("domain", None, max_length=255)
+    address = fields.text("address", None, max_length=64)
+    fields.done()
+    if domain is None and address is None:
+        raise HttpError(400, "give domain and/or address", field=path)
+    if address is not None:
+        try:
+            ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            raise HttpError(400, f"not an IP address: {address!r}", field=f"{path}.address") from None
+        address = address.strip("[]")
+    elif domain is not None:                    # sip:bob@10.2.0.5: the host is an address
+        try:
+            address = str(ipaddress.ip_address(domain.strip("[]")))
+        except ValueError:
+            pass
+    return domain, address
+
+
+def sdp(value: Any, path: str) -> CallMedia:
+    """A raw SDP offer or answer, read by the SIP proxy's own parser (one place for codec sizing)."""
+    if not isinstance(value, str) or not value.strip():
+        raise HttpError(400, "expected the SDP body as a string", field=path)
+    try:
+        media = media_of(parse_sdp(value.encode()))
+    except ParseError as error:
+        raise HttpError(400, f"invalid SDP: {error.message}", field=path, reason="invalid-sdp") from None
+    if media is None:
+        raise HttpError(400, "no active audio or image stream with a codec", field=path, reason="invalid-sdp")
+    return media

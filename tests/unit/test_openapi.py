@@ -115,7 +115,8 @@ def test_conventions_hold_for_every_operation() -> None:
             body = operation["requestBody"]
             assert body["required"] and set(body["content"]) == {"application/json"}, where
             schema = resolve(body["content"]["application/json"]["schema"])
-            assert schema.get("additionalProperties") is False, f"{where}: unknown fields are refused"
+            for form in [resolve(f) for f in schema.get("oneOf", [schema])]:
+                assert form.get("additionalProperties") is False, f"{where}: unknown fields are refused"
             assert {"400", "413", "415"} <= statuses, where
         for status, response in operation["responses"].items():
             response = resolve(response)
@@ -137,6 +138,9 @@ def example(path: str, method: str) -> dict[str, Any]:
 CALL = {"call_id": "a/b@pbx", "caller_community": "site-a", "callee_community": "site-b",
         "media": {"codec": "pcmu"}}
 ENDPOINTS = {"caller": {"ip": "10.1.0.1", "port": 4000}, "callee": {"ip": "10.2.0.1", "port": 5000}}
+OFFER = "v=0\r\nc=IN IP4 10.1.0.1\r\nm=audio 4000 RTP/AVP 0\r\n"
+SIP_CALL = {"call_id": "sip/1@pbx", "caller": {"domain": "a.example", "address": "127.0.0.1"},
+            "callee": {"domain": "b.example"}, "sdp": OFFER}
 TOO_LARGE = {"pad": "x" * 70000}
 NOT_JSON: dict[str, Any] = {"body": "size_kbps=5", "media_type": "text/plain"}
 
@@ -173,6 +177,8 @@ WALK: list[tuple[str, str, int, dict[str, Any]]] = [
     ("/mam/v1/calls", "GET", 404, {"query": {"aggregate": "nope"}}),
     ("/mam/v1/calls", "POST", 201, {"body": example("/mam/v1/calls", "post")}),
     ("/mam/v1/calls", "POST", 201, {"body": CALL}),
+    ("/mam/v1/calls", "POST", 201, {"body": SIP_CALL}),
+    ("/mam/v1/calls", "POST", 204, {"body": {**SIP_CALL, "callee": {"address": "10.1.0.7"}}}),
     ("/mam/v1/calls", "POST", 400, {"body": {**CALL, "call_id": 5}}),
     ("/mam/v1/calls", "POST", 401, {"auth": None, "body": CALL}),
     ("/mam/v1/calls", "POST", 403, {"auth": "wrong", "body": CALL}),
@@ -185,6 +191,8 @@ WALK: list[tuple[str, str, int, dict[str, Any]]] = [
     ("/mam/v1/calls", "POST", 409, {"body": {**CALL, "call_id": "cut"}, "port": ("s2", 11),
                                     "reason": "path-down"}),
     ("/mam/v1/calls/{id}/media", "PUT", 200, {"path": {"id": "a/b@pbx"}, "body": ENDPOINTS}),
+    ("/mam/v1/calls/{id}/media", "PUT", 200, {"path": {"id": "sip/1@pbx"},
+                                              "body": {"offer": OFFER, "answer": OFFER.replace("10.1.", "10.2.")}}),
     ("/mam/v1/calls/{id}/media", "PUT", 400, {"path": {"id": "a/b@pbx"},
                                               "body": {**ENDPOINTS, "caller": {"ip": "10.1.0.300", "port": 1}}}),
     ("/mam/v1/calls/{id}/media", "PUT", 401, {"path": {"id": "a/b@pbx"}, "auth": None, "body": ENDPOINTS}),
@@ -213,6 +221,7 @@ WALK: list[tuple[str, str, int, dict[str, Any]]] = [
     ("/mam/v1/calls/{id}", "DELETE", 403, {"path": {"id": "a/b@pbx"}, "auth": "wrong"}),
     ("/mam/v1/calls/{id}", "DELETE", 204, {"path": {"id": "a/b@pbx"}, "query": {"cause": "bye"}}),
     ("/mam/v1/calls/{id}", "DELETE", 404, {"path": {"id": "a/b@pbx"}}),
+    ("/mam/v1/calls/{id}", "DELETE", 204, {"path": {"id": "sip/1@pbx"}}),
     ("/mam/v1/aggregates/{id}", "DELETE", 204, {"path": {"id": "site-a--site-b"}, "query": {"force": "true"}}),
     ("/mam/v1/stats", "GET", 200, {}),
     ("/mam/v1/metrics", "GET", 200, {}),

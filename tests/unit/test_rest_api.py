@@ -786,3 +786,106 @@ def test_a_call_says_which_signalling_set_it_up(api: Api, given: str | None, sho
     assert status == 201 and body["call"]["protocol"] == shown
     status, body, _ = api("GET", "/mam/v1/calls/p1")
     assert status == 200 and body["protocol"] == shown
+
+
+# --- a SIP server's form: parties and raw SDP (docs/kamailio.md) ------------------------------
+
+OFFER = ("v=0\r\no=- 1 1 IN IP4 10.1.0.10\r\ns=-\r\nc=IN IP4 10.1.0.10\r\nt=0 0\r\n"
+         "m=audio 4000 RTP/AVP 0 18 101\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\n")
+ANSWER_G729 = "v=0\r\no=- 2 2 IN IP4 10.2.0.20\r\ns=-\r\nc=IN IP4 10.2.0.20\r\nt=0 0\r\nm=audio 5000 RTP/AVP 18\r\n"
+
+
+def sip_call(call_id: str, **extra: Any) -> dict[str, Any]:
+    return {"call_id": call_id, "caller": {"domain": "a.example", "address": "127.0.0.1"},
+            "callee": {"domain": "b.example"}, "sdp": OFFER, **extra}
+
+
+def test_a_sip_server_admits_with_parties_and_the_raw_offer(api: Api) -> None:
+    status, body, response = api("POST", "/mam/v1/calls", sip_call("k1@pbx"))
+    assert status == 201 and response.location.endswith("/mam/v1/calls/k1@pbx")
+    call = body["call"]
+    assert (call["caller_community"], call["callee_community"], call["protocol"]) == ("site-a", "site-b", "sip")
+    assert call["media"]["codec"] == "pcmu" and call["kbps"] == PCMU_KBPS and api.used() == PCMU_KBPS
+    # by address only (an IP caller domain, an IP Request-URI host), and a late offer with media
+    status, body, _ = api("POST", "/mam/v1/calls", {"call_id": "k2", "caller": {"domain": "10.1.9.9"},
+                                                   "callee": {"address": "10.2.0.1"}, "media": {"codec": "g729"}})
+    assert status == 201 and body["call"]["kbps"] < PCMU_KBPS
+    assert api("DELETE", "/mam/v1/calls/k2")[0] == 204 and api("DELETE", "/mam/v1/calls/k1@pbx")[0] == 204
+    assert api.used() == 0
+
+
+def test_voice_band_data_in_the_offer_sets_the_level_unless_one_is_given(api: Api) -> None:
+    fax = OFFER.replace("a=ptime:20\r\n", "a=ptime:20\r\na=gpmd:0 vbd=yes\r\n")
+    assert api("POST", "/mam/v1/calls", sip_call("fax", sdp=fax))[1]["call"]["level"] == "voice-band-data"
+    assert api("POST", "/mam/v1/calls", sip_call("sos", level="emergency"))[1]["call"]["level"] == "emergency"
+
+
+def test_parties_in_one_community_need_no_reservation(api: Api) -> None:
+    status, body, _ = api("POST", "/mam/v1/calls", sip_call("local", callee={"domain": "a.example"}))
+    assert (status, body) == (204, "") and api.used() == 0
+    assert api("GET", "/mam/v1/calls/local")[0] == 404
+
+
+@pytest.mark.parametrize("changes, field, reason", [
+    ({"caller": {"domain": "mars.example"}}, "caller", "unknown-community"),
+    ({"callee": {"domain": "mars.example", "address": "192.0.2.1"}}, "callee", "unknown-community"),
+])
+def test_a_party_in_no_community_is_a_422_naming_which(api: Api, changes: dict, field: str, reason: str) -> None:
+    status, body, _ = api("POST", "/mam/v1/calls", sip_call("x", **changes))
+    assert status == 422 and body["error"]["field"] == field and body["error"]["reason"] == reason
+
+
+@pytest.mark.parametrize("changes, field, reason", [
+    ({"sdp": "garbage"}, "sdp", "invalid-sdp"),
+    ({"sdp": OFFER.replace("m=audio 4000", "m=audio 0")}, "sdp", "invalid-sdp"),     # no active stream
+    ({"sdp": None}, "sdp", "bad-request"),                                            # neither sdp nor media
+    ({"media": {"codec": "pcmu"}}, "sdp", "bad-request"),                             # both
+    ({"caller": {}}, "caller", "bad-request"),
+    ({"caller": {"address": "10.1.0.300"}}, "caller.address", "bad-request"),
+    ({"caller_community": "site-a"}, "caller_community", "bad-request"),              # forms do not mix
+])
+def test_bad_sip_form_requests_name_the_field(api: Api, changes: dict, field: str, reason: str) -> None:
+    status, body, _ = api("POST", "/mam/v1/calls", sip_call("x", **changes))
+    assert status == 400 and body["error"]["field"] == field and body["error"]["reason"] == reason, body
+    assert api.used() == 0
+
+
+def test_media_attach_from_the_offer_and_answer_follows_the_answered_codec(api: Api) -> None:
+    assert api("POST", "/mam/v1/calls", sip_call("k1"))[0] == 201
+    status, body, _ = api("PUT", "/mam/v1/calls/k1/media", {"offer": OFFER, "answer": ANSWER_G729})
+    assert status == 200
+    call = body["call"]
+    assert call["caller_media"] == {"ip": "10.1.0.10", "port": 4000}
+    assert call["callee_media"] == {"ip": "10.2.0.20", "port": 5000}
+    assert call["media"]["codec"] == "g729" and api.used() == call["kbps"] < PCMU_KBPS
+    held = ANSWER_G729.replace("c=IN IP4 10.2.0.20", "c=IN IP4 0.0.0.0")
+    status, body, _ = api("PUT", "/mam/v1/calls/k1/media", {"offer": OFFER, "answer": held})
+    assert status == 400 and body["error"]["field"] == "answer"
+    assert api("PUT", "/mam/v1/calls/nobody/media", {"offer": OFFER, "answer": ANSWER_G729})[0] == 404
+
+
+def test_an_answered_codec_that_does_not_fit_keeps_the_admitted_one() -> None:
+    api = Api(pool_kbps=PCMU_KBPS)
+    wide = ANSWER_G729.replace("RTP/AVP 18", "RTP/AVP 0").replace("t=0 0\r\n", "t=0 0\r\nb=AS:500\r\n")
+    assert api("POST", "/mam/v1/calls", sip_call("k1"))[0] == 201
+    status, body, _ = api("PUT", "/mam/v1/calls/k1/media", {"offer": OFFER, "answer": wide})
+    assert status == 200 and body["call"]["kbps"] == PCMU_KBPS and api.used() == PCMU_KBPS
+
+
+def test_post_with_a_method_override_is_that_method(api: Api) -> None:
+    assert api("POST", "/mam/v1/calls", sip_call("k1"))[0] == 201
+
+    def post(path: str, method: str, body: Any, token: str | None = TOKEN) -> tuple[int, Any]:
+        request = Request.blank(path, method="POST")
+        request.headers["X-HTTP-Method-Override"] = method
+        if token:
+            request.headers["Authorization"] = f"Bearer {token}"
+        request.body, request.content_type = json.dumps(body).encode(), "application/json"
+        response = request.get_response(api.app)
+        return response.status_int, json.loads(response.body) if response.body else None
+
+    assert post("/mam/v1/calls/k1/media", "PUT", {"offer": OFFER, "answer": ANSWER_G729})[0] == 200
+    assert post("/mam/v1/calls/k1", "delete", {}, token=None)[0] == 401        # still needs the token
+    assert post("/mam/v1/calls/k1", "DELETE", {})[0] == 204 and api.used() == 0
+    status, body = post("/mam/v1/calls", "GET", {})
+    assert status == 400 and body["error"]["field"] == "X-HTTP-Method-Override"
