@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 APT_PACKAGES=(python3 python3-venv python3-dev gcc openvswitch-switch mininet sip-tester tshark
-              iputils-ping iproute2 ethtool tcpdump procps psmisc)
+              iputils-ping iproute2 ethtool tcpdump procps psmisc
+              kamailio kamailio-utils-modules kamailio-extra-modules)  # http_client, jansson: docs/kamailio.md
 
 say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
 
