@@ -60,12 +60,51 @@ ether_types = _load("lib.packet.ether_types")
 topology_event = _load("topology.event")
 
 
+def green() -> bool:
+    """True when the hub runs eventlet green threads (ryu, or os-ken with OSKEN_HUB_TYPE=eventlet)."""
+    return FRAMEWORK == "ryu" or getattr(hub, "HUB_TYPE", "") == "eventlet"
+
+
+class Wakeup:
+    """A sleep that another thread or greenlet can cut short: a timer loop sleeps until
+    its next deadline and is woken when an earlier one appears. Eventlet's own event under
+    ryu (whose hub does not patch ``threading``), ``threading.Event`` on native threads."""
+
+    def __init__(self) -> None:
+        self._green = green()
+        if self._green:
+            import eventlet.event
+            self._event: Any = eventlet.event.Event()
+        else:
+            self._event = threading.Event()
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when woken early."""
+        if self._green:
+            event = self._event
+            woken = event.ready() or event.wait(timeout=max(0.0, seconds)) is not None
+            if event.ready():
+                import eventlet.event
+                self._event = eventlet.event.Event()
+            return woken
+        woken = self._event.wait(max(0.0, seconds))
+        self._event.clear()
+        return woken
+
+    def wake(self) -> None:
+        if self._green:
+            if not self._event.ready():
+                self._event.send(True)
+        else:
+            self._event.set()
+
+
 def serve_wsgi(app: Callable, host: str, port: int) -> Any:
     """Serve a plain WSGI callable on the framework's hub; returns the hub thread.
 
     Under ryu (eventlet) this is eventlet's WSGI server on a green thread; under os-ken's
     native hub it is wsgiref with a thread per request."""
-    if FRAMEWORK == "ryu" or getattr(hub, "HUB_TYPE", "") == "eventlet":
+    if green():
         server = hub.WSGIServer((host, port), app)
         return hub.spawn(server.serve_forever)
     from socketserver import ThreadingMixIn

@@ -20,6 +20,8 @@ from .core.aggregate import ALL_LEVELS, EF
 from .core.codec import STANDARD_CODECS, Codec, CodecPolicy, Layer, MediaClass
 from .core.errors import MamError
 from .core.flowplan import PlanOptions
+from .core.lifecycle import LifecycleTimers
+from .core.locations import PortSecurity
 from .core.manager import ManagerSettings, MediaAggregationManager
 from .core.network import Community, Link, Switch, Terminal, Topology
 from .core.store import Ledger
@@ -73,7 +75,13 @@ class DataplaneConfig:
     port_speeds: str = "limit"      # "limit": a slower port cuts a link's reservable share; "warn"
     reroute: bool = True            # move an aggregate off a link that goes down when another path fits
     class_mode: str = "tc"          # "tc" (userspace OVS), "ovsdb" (set_queue honoured), "none"
-    barrier_timeout_s: float = 5.0
+    barrier_timeout_s: float = 5.0  # a call's flows (or their removal) not confirmed in this time: released
+    max_terminals_per_port: int = 16
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    attach_timeout_s: float = 240.0    # admitted but never given both media addresses: reclaimed
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     dataplane: DataplaneConfig = field(default_factory=DataplaneConfig)
     store_path: str | None = None
+    calls: CallsConfig = field(default_factory=CallsConfig)
 
 
 # --- the small validation toolkit ------------------------------------------------------
@@ -333,6 +342,7 @@ def _dataplane(value: Any, path: str) -> tuple[DataplaneConfig, PlanOptions]:
         reroute=node.get("reroute", _bool, True),
         class_mode=node.get("class_mode", _choice("tc", "ovsdb", "none"), "tc"),
         barrier_timeout_s=node.get("barrier_timeout_s", _number(0.1, 60.0), 5.0),
+        max_terminals_per_port=node.get("max_terminals_per_port", _int(0, 100_000), 16),
     )
     plan = PlanOptions(
         pcp=node.get("pcp", _int(0, 7), 5),
@@ -343,6 +353,13 @@ def _dataplane(value: Any, path: str) -> tuple[DataplaneConfig, PlanOptions]:
     )
     node.done()
     return config, plan
+
+
+def _calls(value: Any, path: str) -> CallsConfig:
+    node = _Node(value, path)
+    calls = CallsConfig(attach_timeout_s=node.get("attach_timeout_s", _number(1.0, 86400.0), 240.0))
+    node.done()
+    return calls
 
 
 def _api(value: Any, path: str) -> ApiConfig:
@@ -394,6 +411,7 @@ def parse_config(document: Any) -> Config:
     aggregates = root.get("aggregates", _list(_aggregate), ())
     policy = root.get("codecs", _policy, CodecPolicy())
     dataplane, plan = root.get("dataplane", _dataplane, (DataplaneConfig(), PlanOptions()))
+    calls = root.get("calls", _calls, CallsConfig())
     api = root.get("api", _api, ApiConfig())
     sip = root.get("sip", _sip, SipConfig())
     store = root.get("store", _str, None)
@@ -404,10 +422,13 @@ def parse_config(document: Any) -> Config:
         topology = Topology(switches, links, communities)
     except MamError as error:
         raise ConfigError(error.field or "topology", error.message) from None
+    timers = LifecycleTimers(attach_s=calls.attach_timeout_s, install_s=dataplane.barrier_timeout_s,
+                             release_s=dataplane.barrier_timeout_s)
     settings = ManagerSettings(policy=policy, plan=plan,
                                reserved_dscps=tuple(sorted({EF} | {a.dscp for a in aggregates})),
-                               reroute=dataplane.reroute)
-    return Config(topology, settings, aggregates, api, sip, dataplane, store)
+                               reroute=dataplane.reroute, timers=timers,
+                               port_security=PortSecurity(dataplane.max_terminals_per_port))
+    return Config(topology, settings, aggregates, api, sip, dataplane, store, calls)
 
 
 def _check_references(switches: Iterable[Switch], links: Iterable[Link], communities: Iterable[Community],
@@ -468,12 +489,12 @@ def load_config(path: str) -> Config:
     return parse_config(document)
 
 
-def build_manager(config: Config, ledger: Ledger | None = None) -> MediaAggregationManager:
+def build_manager(config: Config, ledger: Ledger | None = None, now: float = 0.0) -> MediaAggregationManager:
     """A manager restored from ``ledger`` with the configured aggregates present.
 
     A configured aggregate already in the ledger is kept as stored (its calls ride on);
     a missing one is created. Capacity errors name the aggregate's config entry."""
-    manager = MediaAggregationManager(config.topology, config.settings, ledger)
+    manager = MediaAggregationManager(config.topology, config.settings, ledger, now)
     existing = {a.id for a in manager.aggregates()}
     for i, spec in enumerate(config.aggregates):
         if spec.id in existing:

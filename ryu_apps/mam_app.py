@@ -18,6 +18,7 @@ import time
 
 from . import compat
 from .config import Config, ConfigError, build_manager, load_config
+from .core.errors import MamError
 from .core.store import MemoryLedger
 from .core.survey import PortInfo, Survey
 from .metrics import Metrics
@@ -26,7 +27,9 @@ from .service import MamService
 from .store import SqliteLedger
 
 log = logging.getLogger("mam")
-TICK_S = 0.05
+#: The timer loop sleeps until the core's next deadline, and at most this long (a guard
+#: against a clock step; nothing depends on it).
+LONGEST_SLEEP_S = 30.0
 
 compat.cfg.CONF.register_opts([compat.cfg.StrOpt("config", default=None,
                                                  help="the media aggregation manager's YAML configuration")],
@@ -49,23 +52,27 @@ class MediaAggregationApp(compat.RyuApp):
         try:
             self.config: Config = load_config(path)
             ledger = SqliteLedger(self.config.store_path) if self.config.store_path else MemoryLedger()
-            manager = build_manager(self.config, ledger)
-        except ConfigError as error:
+            manager = build_manager(self.config, ledger, now=time.time())
+        except MamError as error:
             log.error("%s: %s", path, error)
             raise SystemExit(f"{path}: {error}") from None
+        if not ledger.durable:
+            log.warning("no 'store:' in %s: calls, aggregates and terminal locations are kept in memory only and "
+                        "will not survive a restart (set store: /var/lib/mam/ledger.sqlite)", path)
         dataplane = self.config.dataplane
         survey = Survey(manager.topology, discovery=dataplane.discovery,
                         limit_by_speed=dataplane.port_speeds == "limit")
-        self.service = MamService(manager, clock=time.monotonic, survey=survey)
+        self.service = MamService(manager, clock=time.time, survey=survey)
         if dataplane.discovery:  # ryu.topology's Switches app is loaded after this one and reads it then
             compat.cfg.CONF.set_override("observe_links", True)
         self.metrics = Metrics(self.service)
-        self.fabric = Fabric(self.service, class_mode=self.config.dataplane.class_mode,
-                             barrier_timeout_s=self.config.dataplane.barrier_timeout_s, clock=time.monotonic,
-                             observe_install=self.metrics.observe_flow_install)
+        self.wakeup = compat.Wakeup()
+        self.fabric = Fabric(self.service, class_mode=self.config.dataplane.class_mode, clock=time.monotonic,
+                             observe_install=self.metrics.observe_flow_install, wake=self.wakeup.wake)
         self.service.subscribe(self.fabric.on_changes)
+        self.service.on_timer_change(self.wakeup.wake)
         self.sip = None
-        self.threads = [compat.hub.spawn(self._tick_loop)]
+        self.threads = [compat.hub.spawn(self._timer_loop)]
         self._start_rest()
         self._start_sip()
         log.info("media aggregation manager: %d switch(es), %d communities, %d aggregate(s), store %s",
@@ -96,13 +103,20 @@ class MediaAggregationApp(compat.RyuApp):
         self.sip.start()
         log.info("SIP proxy on %s:%d (%s)", sip.listen_host, sip.listen_port, "/".join(sip.transports))
 
-    def _tick_loop(self) -> None:
+    def _timer_loop(self) -> None:
+        """Run the core's timers when they are due, and the data plane's deferred reports
+        when it asks; sleep otherwise (no polling)."""
         while True:
-            compat.hub.sleep(TICK_S)
             try:
+                when = self.service.next_timer()
+                delay = LONGEST_SLEEP_S if when is None else min(LONGEST_SLEEP_S, when - time.time())
+                if delay > 0:
+                    self.wakeup.sleep(delay)
                 self.fabric.tick()
-            except Exception:  # the loop must survive anything one tick meets
-                log.exception("fabric tick failed")
+                self.service.handle_timer()
+            except Exception:  # the loop must survive anything one round meets
+                log.exception("timer loop round failed")
+                compat.hub.sleep(0.1)
 
     # --- OpenFlow events --------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import bisect
 import threading
 
 from .core.admission import RejectReason, SignallingProtocol
+from .core.locations import Verdict
 from .core.survey import LinkState
 from .service import MamService
 
@@ -54,9 +55,9 @@ class Metrics:
             return ([(a.id, a.size_kbps, manager.used_kbps(a.id), len(manager.calls(a.id)))
                      for a in manager.aggregates()],
                     dict(manager.counters.admitted_by_protocol), dict(manager.counters.rejected_by_protocol),
-                    manager.counters.released,
+                    manager.counters.released, dict(manager.counters.location_moves),
                     manager.counters.preempted, len(manager.calls()))
-        pools, admitted, rejected, released, preempted, active = self.service.read(snapshot)
+        pools, admitted, rejected, released, moves, preempted, active = self.service.read(snapshot)
         with self.service.lock:
             survey = self.service.survey
             links = [(f"{link.a}-{link.b}", condition.state) for link, condition in survey.conditions().items()]
@@ -84,6 +85,10 @@ class Metrics:
             "# HELP mam_calls_preempted_total Calls preempted by a higher level of service.",
             "# TYPE mam_calls_preempted_total counter",
             f"mam_calls_preempted_total {preempted}",
+            "# HELP mam_terminal_moves_total Terminals heard on another access port, by what was decided.",
+            "# TYPE mam_terminal_moves_total counter",
+            *(f'mam_terminal_moves_total{{verdict="{v.value}"}} {moves.get(v, 0)}'
+              for v in Verdict if v is not Verdict.UNCHANGED),
             "# HELP mam_calls_active Calls holding bandwidth now.",
             "# TYPE mam_calls_active gauge",
             f"mam_calls_active {active}",

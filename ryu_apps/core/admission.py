@@ -52,6 +52,7 @@ class RejectReason(str, enum.Enum):
     UNKNOWN_COMMUNITY = "unknown-community"
     UNKNOWN_CALL = "unknown-call"
     INVALID_REQUEST = "invalid-request"
+    STORE_UNAVAILABLE = "store-unavailable"
 
 
 @dataclass(frozen=True)

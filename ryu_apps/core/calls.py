@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
 
 from .admission import ServiceLevel, SignallingProtocol
 from .codec import MediaSpec
+from .lifecycle import CallState
 
-
-class CallState(str, enum.Enum):
-    """Bandwidth is held from ``admitted``; ``active`` once the switches confirmed the flows."""
-
-    ADMITTED = "admitted"      # waiting for both media addresses (SDP answer)
-    INSTALLING = "installing"  # flows sent, barrier not yet confirmed
-    ACTIVE = "active"
+__all__ = ["Call", "CallState", "MediaEndpoint"]
 
 
 @dataclass(frozen=True)
@@ -29,9 +24,11 @@ class MediaEndpoint:
 class Call:
     """One admitted call riding an aggregate.
 
-    ``serial`` is a small number unique among live calls; it names the call's flows
-    (cookie). ``tag_to_caller`` is the per-call tag (MPLS label) the caller's edge
-    demultiplexes media on; ``tag_to_callee`` likewise at the callee's edge.
+    ``serial`` is a small number unique among live (and releasing) calls; it names the
+    call's flows (cookie) and this admission of ``call_id``. ``admitted_at`` is wall-clock
+    time (seconds since the epoch, UTC): preemption order and records survive restarts.
+    ``tag_to_caller`` is the per-call tag (MPLS label) the caller's edge demultiplexes
+    media on; ``tag_to_callee`` likewise at the callee's edge.
     """
 
     call_id: str
@@ -49,6 +46,9 @@ class Call:
     caller_media: MediaEndpoint | None = None
     callee_media: MediaEndpoint | None = None
     protocol: SignallingProtocol = SignallingProtocol.REST
+    #: What the front end needs to end the call itself after a controller restart (SIP:
+    #: tags, contacts, route sets, CSeqs), as plain JSON-ready data it owns.
+    dialog: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def media_attached(self) -> bool:
@@ -56,3 +56,6 @@ class Call:
 
     def with_media(self, caller: MediaEndpoint, callee: MediaEndpoint) -> "Call":
         return replace(self, caller_media=caller, callee_media=callee, state=CallState.INSTALLING)
+
+    def moved_to(self, state: CallState) -> "Call":
+        return replace(self, state=state)

@@ -39,3 +39,11 @@ class Conflict(MamError):
 
 class CapacityError(Conflict):
     """Not enough reservable capacity to do what was asked."""
+
+
+class StoreUnavailable(MamError):
+    """The ledger could not record a change (disk, database or cluster store down).
+
+    Nothing was changed: a mutation is acknowledged only once it is durable."""
+
+    status = 503

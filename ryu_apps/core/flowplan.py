@@ -284,7 +284,7 @@ def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: 
     for path, direction, src_name, src, dst_name, dst, tag in legs:
         src_community = topology.community(src_name)
         dst_community = topology.community(dst_name)
-        src_port = locations.get((src_name, src.ip)) or _terminal_port(src_community, src.ip)
+        src_port = _terminal_port(src_community, src.ip) or locations.get((src_name, src.ip))
         dst_ports = _delivery_ports(dst_community, dst.ip, locations)
         # A configured terminal MAC is written into the frame: with overlapping prefixes the
         # sender's ARP may have resolved the address to another community's terminal.
@@ -313,7 +313,8 @@ def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: 
 
 
 def _terminal_port(community: Community, ip: str) -> int | None:
-    return community.terminal_port(ipaddress.ip_address(ip))
+    """A static binding wins over a learned location (see core/locations.py)."""
+    return community.terminal_port_of(ip)
 
 
 def _rewrite_mac(community: Community, ip: str) -> tuple[Action, ...]:
@@ -326,5 +327,5 @@ def _rewrite_mac(community: Community, ip: str) -> tuple[Action, ...]:
 
 def _delivery_ports(community: Community, ip: str, locations: Mapping[tuple[str, str], int]) -> Sequence[int]:
     """Where to deliver media for ``ip``: its known port, else every access port."""
-    port = locations.get((community.name, ip)) or _terminal_port(community, ip)
+    port = _terminal_port(community, ip) or locations.get((community.name, ip))
     return (port,) if port is not None else tuple(community.access_ports)

@@ -1,32 +1,38 @@
 """The media aggregation manager: resource manager + admission control, as one object.
 
-It owns the pools (aggregates), the calls admitted onto them, the tags, and the flow
-plan that follows from them. Every mutation writes through to the ledger and queues the
-resulting plan changes; the shell takes them with `drain()` and renders them.
+It owns the pools (aggregates), the calls admitted onto them and their life
+(:mod:`.lifecycle`), the tags, the terminal locations and the flow plan that follows
+from them. Every mutation is one transaction: its changes are made in memory
+(:mod:`.reservations`, journaled), handed to the ledger in one commit, and undone if
+the commit fails, so nothing is acknowledged or published before it is durable. The
+shell takes the plan changes and released calls with ``drain()``, and wakes the core
+at ``next_timer()`` with ``handle_timer(now)``.
 
+Time: ``now`` is wall-clock seconds since the epoch (UTC), given by the shell.
 Not thread-safe by design: shells serialise access (one lock around each call).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from .admission import AdmissionRequest, Admitted, Decision, Rejected, RejectReason, ServiceLevel, SignallingProtocol
+from .admission import (AdmissionRequest, Admitted, Decision, Rejected, RejectReason, ServiceLevel,
+                        SignallingProtocol)
 from .aggregate import ALL_LEVELS, EF, Aggregate, CapacityBook
 from .calls import Call, CallState, MediaEndpoint
 from .codec import CodecPolicy, MediaSpec
-from .errors import CapacityError, Conflict, InvalidRequest, NotFound
-from .flowplan import (Entry, PlanDiff, PlanOptions, aggregate_entries, base_entries, call_entries, diff,
-                       port_classes)
+from .errors import CapacityError, Conflict, InvalidRequest, NotFound, StoreUnavailable
+from .flowplan import Entry, PlanDiff, PlanOptions, diff
+from .journal import Journal
+from .lifecycle import LifecycleTimers
+from .locations import Location, PortSecurity, Verdict, judge
 from .network import Hop, Link, Topology
 from .paths import constrained_path
+from .planner import Planner
+from .reservations import Reservations
 from .store import Ledger, MemoryLedger
-from .tags import TagAllocator
-
-AGGREGATE_TAGS = (2, 4094)        # VLAN VIDs
-CALL_TAGS = (16, 1_048_575)       # MPLS labels (0-15 are reserved)
-CALL_SERIALS = (1, 0xFF_FFFF_FFFF)
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class ManagerSettings:
     plan: PlanOptions = field(default_factory=PlanOptions)
     reserved_dscps: tuple[int, ...] = (EF,)
     reroute: bool = True     # move an aggregate off a link that goes down, when another path fits
+    timers: LifecycleTimers = field(default_factory=LifecycleTimers)
+    port_security: PortSecurity = field(default_factory=PortSecurity)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Counters:
     preempted: int = 0
     admitted_by_protocol: dict[SignallingProtocol, int] = field(default_factory=dict)
     rejected_by_protocol: dict[tuple[RejectReason, SignallingProtocol], int] = field(default_factory=dict)
+    location_moves: dict[Verdict, int] = field(default_factory=dict)
 
     def count(self, decision: Decision, protocol: SignallingProtocol) -> None:
         if isinstance(decision, Rejected):
@@ -79,83 +88,123 @@ class Counters:
 
 class MediaAggregationManager:
     def __init__(self, topology: Topology, settings: ManagerSettings | None = None,
-                 ledger: Ledger | None = None) -> None:
+                 ledger: Ledger | None = None, now: float = 0.0) -> None:
         self.topology = topology
         self.settings = settings or ManagerSettings()
         self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
         self.counters = Counters()
-        self._book = CapacityBook(topology)
-        self._aggregates: dict[str, Aggregate] = {}
-        self._by_pair: dict[frozenset[str], list[Aggregate]] = {}
-        self._used: dict[str, int] = {}
-        self._calls: dict[str, Call] = {}
-        self._calls_on: dict[str, dict[str, Call]] = {}
-        self._by_serial: dict[int, Call] = {}
-        self._aggregate_tags = TagAllocator(*AGGREGATE_TAGS)
-        self._call_tags: dict[str, TagAllocator] = {s.name: TagAllocator(*CALL_TAGS) for s in topology.switches}
-        self._serials = TagAllocator(*CALL_SERIALS)
-        self._locations: dict[tuple[str, str], int] = {}
+        self._journal = Journal()
+        self._state = Reservations(topology, self._journal)
+        self._plans = Planner(topology, self.settings.plan, self.settings.reserved_dscps, self._state)
         self._bandwidth_cache: dict[MediaSpec, int | None] = {}
         self._pending_plan: list[PlanDiff] = []
         self._pending_released: list[ReleasedCall] = []
         self._pending_notes: list[str] = []
         self._faults: dict[Link, str] = {}
-        self._restore(self.ledger.load())
+        self._retry_releases: dict[str, str] = {}       # call id -> cause, for releases the ledger refused
+        self._restore(now)
 
     # --- state restored from the ledger ------------------------------------------------
 
-    def _restore(self, state) -> None:
+    def _restore(self, now: float) -> None:
+        state = self.ledger.load()
+        book = self._state
         for aggregate in state.aggregates:
             self._validate_path(aggregate.path, aggregate.communities)
-            if not self._book.fits(_hops(aggregate.path), aggregate.size_kbps):
+            if not book.book.fits(aggregate.hops(), aggregate.size_kbps):
                 raise CapacityError(f"stored aggregate {aggregate.id!r} no longer fits the topology")
-            self._aggregate_tags.claim(aggregate.tag)
-            self._add_aggregate(aggregate)
+            book.aggregate_tags.claim(aggregate.tag)
+            book.add_aggregate(aggregate, durable=False)
+        orphans = []
         for call in state.calls:
-            aggregate = self._aggregates.get(call.aggregate_id)
-            if aggregate is None:
-                self.ledger.delete_call(call.call_id)
+            if call.aggregate_id not in book.aggregates:
+                orphans.append(call.call_id)
                 continue
-            self._serials.claim(call.serial)
-            self._call_tags[self._edge(call.caller_community)].claim(call.tag_to_caller)
-            self._call_tags[self._edge(call.callee_community)].claim(call.tag_to_callee)
-            self._add_call(call)
-        self._pending_plan.clear()
+            book.claim_call(call)
+            # Flows of a call that had media are on the switches (reconciled when they
+            # connect): the call stays active across the restart, no install deadline.
+            restored = call.moved_to(CallState.ACTIVE if call.media_attached else CallState.ADMITTED)
+            book.add_call(restored, durable=False)
+            if not call.media_attached:
+                book.set_deadline(call.serial, call.admitted_at + self.settings.timers.attach_s)
+        for location in state.locations:
+            if self.topology.has_community(location.community):
+                book.set_location(location, durable=False)
+        if orphans:
+            from .store import DeleteCall
+            self.ledger.commit([DeleteCall(call_id) for call_id in orphans])
+
+    # --- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """All of a mutation or nothing: memory changes are undone unless the ledger
+        records them; plan changes and releases are published only after the commit."""
+        journal = self._journal
+        if journal.active:          # part of an outer mutation
+            yield
+            return
+        marks = (len(self._pending_plan), len(self._pending_released), len(self._pending_notes))
+        journal.begin()
+        try:
+            yield
+            writes = journal.writes()
+            if writes:
+                self.ledger.commit(writes)
+        except BaseException:
+            journal.rollback()
+            del self._pending_plan[marks[0]:], self._pending_released[marks[1]:], self._pending_notes[marks[2]:]
+            raise
+        journal.committed()
 
     # --- queries --------------------------------------------------------------------
 
     def aggregates(self) -> list[Aggregate]:
-        return sorted(self._aggregates.values(), key=lambda a: a.id)
+        return sorted(self._state.aggregates.values(), key=lambda a: a.id)
 
     def aggregate(self, aggregate_id: str) -> Aggregate:
         try:
-            return self._aggregates[aggregate_id]
+            return self._state.aggregates[aggregate_id]
         except KeyError:
             raise NotFound(f"no aggregate {aggregate_id!r}") from None
 
     def used_kbps(self, aggregate_id: str) -> int:
         self.aggregate(aggregate_id)
-        return self._used[aggregate_id]
+        return self._state.used[aggregate_id]
 
     def calls(self, aggregate_id: str | None = None) -> list[Call]:
-        source = self._calls.values() if aggregate_id is None else self._calls_on.get(aggregate_id, {}).values()
+        """Live calls (admitted, installing, active), oldest serial first."""
+        state = self._state
+        source = state.calls.values() if aggregate_id is None else state.calls_on.get(aggregate_id, {}).values()
         return sorted(source, key=lambda c: c.serial)
 
     def call(self, call_id: str) -> Call:
         try:
-            return self._calls[call_id]
+            return self._state.calls[call_id]
         except KeyError:
             raise NotFound(f"no call {call_id!r}") from None
 
     def call_by_serial(self, serial: int) -> Call | None:
-        return self._by_serial.get(serial)
+        """The live or releasing call with this serial."""
+        return self._state.by_serial.get(serial)
+
+    def releasing(self) -> list[Call]:
+        return sorted(self._state.releasing.values(), key=lambda c: c.serial)
+
+    def location(self, community: str, ip: str) -> int | None:
+        return self._state.locations.get((community, ip))
+
+    @property
+    def book(self) -> CapacityBook:
+        """The per-link book of reservations (read it; change it through the manager)."""
+        return self._state.book
 
     def link_reserved(self) -> dict[Hop, int]:
-        return dict(self._book.snapshot())
+        return dict(self._state.book.snapshot())
 
     def link_reservable(self, hop: Hop) -> int:
         """What ``hop`` may reserve now: the configured share, or less if its port is slower."""
-        return self._book.reservable(hop)
+        return self._state.book.reservable(hop)
 
     def link_faults(self) -> dict[Link, str]:
         return dict(self._faults)
@@ -172,16 +221,10 @@ class MediaAggregationManager:
 
     def expected_plan(self) -> frozenset[Entry]:
         """Everything the switches should hold now (for a (re)connecting switch)."""
-        entries: set[Entry] = base_entries(self.topology, self._reserved_dscps())
-        entries |= port_classes(self._aggregates.values(), self.topology, self.settings.plan)
-        for aggregate in self._aggregates.values():
-            entries |= aggregate_entries(aggregate, self.topology, self.settings.plan)
-        for call in self._calls.values():
-            entries |= self._call_entries(call)
-        return frozenset(entries)
+        return self._plans.expected()
 
     def drain(self) -> Changes:
-        """Take the plan changes and call releases queued since the last drain."""
+        """Take the plan changes and call releases committed since the last drain."""
         plan = PlanDiff()
         for part in self._pending_plan:
             plan = plan + part
@@ -198,17 +241,74 @@ class MediaAggregationManager:
             kbps = self._bandwidth_cache[media] = self.settings.policy.bandwidth_kbps(media)
             return kbps
 
+    def snapshot(self) -> dict[str, Any]:
+        """The whole in-memory state as comparable values (tests: a failed mutation changes none of it)."""
+        return {**self._state.snapshot(), "retry_releases": dict(self._retry_releases),
+                "pending": (list(self._pending_plan), list(self._pending_released), list(self._pending_notes))}
+
+    # --- timers -----------------------------------------------------------------------
+
+    def next_timer(self) -> float | None:
+        """When :meth:`handle_timer` has something to do (wall-clock seconds), or None."""
+        return self._state.deadlines.next()
+
+    def handle_timer(self, now: float) -> None:
+        """Run what is due: reclaim calls that never got media or whose flows were never
+        confirmed, forget releasing calls whose removal was never confirmed, retry what
+        the ledger refused. Each is its own transaction."""
+        for key in self._state.deadlines.due(now):
+            if isinstance(key, int):
+                self._call_deadline(key, now)
+            elif key == ("retry", "releases"):
+                for call_id, cause in list(self._retry_releases.items()):
+                    del self._retry_releases[call_id]
+                    self.release(call_id, now, cause)
+            elif key == ("retry", "reroute"):
+                self._try_reroute(now, report_stuck=False)
+
+    def _call_deadline(self, serial: int, now: float) -> None:
+        call = self._state.by_serial.get(serial)
+        if call is None:
+            return
+        if call.state is CallState.RELEASING:
+            self._end(serial)
+        elif call.state is CallState.ADMITTED:
+            self.release(call.call_id, now, "no-media: both media addresses were never given "
+                                            f"within {self.settings.timers.attach_s:g} s")
+        elif call.state is CallState.INSTALLING:
+            self.release(call.call_id, now, "flow-install-timeout: the switches did not confirm the call's "
+                                            f"flows within {self.settings.timers.install_s:g} s")
+
+    def _end(self, serial: int) -> None:
+        with self._transaction():
+            self._state.end_release(serial)
+            self._state.set_deadline(serial, None)
+
+    def _retry(self, what: str, now: float) -> None:
+        key = ("retry", what)
+        if self._state.deadlines.get(key) is None:
+            self._state.deadlines.set(key, now + self.settings.timers.retry_s)
+
     # --- what the network shows -----------------------------------------------------
 
-    def set_link_conditions(self, faults: Mapping[Link, str], limits: Mapping[Link, int]) -> None:
+    def set_link_conditions(self, faults: Mapping[Link, str], limits: Mapping[Link, int],
+                            now: float = 0.0) -> None:
         """Links that are down or miswired (no new calls or reservations cross them) and
         links whose port speed lowers what they may reserve. Admitted calls stay; with
         ``settings.reroute`` an aggregate on a closed link moves, calls and all, to the
         fewest-hop path that is open and can hold it (higher priority first). What
         happened to each aggregate on a closed link is in the drained notes."""
-        self._faults = dict(faults)
-        self._book.set_conditions(limits, self._faults)
-        self._reroute(report_stuck=True)
+        self._faults = dict(faults)                 # observations: they hold whether or not a move is recorded
+        self._state.book.set_conditions(limits, self._faults)
+        self._try_reroute(now, report_stuck=True)
+
+    def _try_reroute(self, now: float, report_stuck: bool) -> None:
+        try:
+            with self._transaction():
+                self._reroute(report_stuck)
+        except StoreUnavailable as error:
+            self._pending_notes.append(f"aggregates on closed links not moved yet: {error.message}; retrying")
+            self._retry("reroute", now)
 
     def _reroute(self, report_stuck: bool) -> None:
         """Move the aggregates on closed links that an open path can hold. Also run when
@@ -216,14 +316,14 @@ class MediaAggregationManager:
         if not self._faults:
             return
         shared_before: set[Entry] | None = None
-        for aggregate in sorted(self._aggregates.values(), key=lambda a: (-a.priority, a.id)):
+        for aggregate in sorted(self._state.aggregates.values(), key=lambda a: (-a.priority, a.id)):
             fault = self.path_fault(aggregate)
             if fault is None:
                 continue
             old_path = "-".join(aggregate.path)
             found = None
             if self.settings.reroute:
-                found = constrained_path(self.topology, self._book, aggregate.path[0], aggregate.path[-1],
+                found = constrained_path(self.topology, self._state.book, aggregate.path[0], aggregate.path[-1],
                                          aggregate.size_kbps, own=aggregate)
             if found is None:
                 if report_stuck:
@@ -233,19 +333,19 @@ class MediaAggregationManager:
                            else "dataplane.reroute is off"))
                 continue
             if shared_before is None:
-                shared_before = self._shared_entries()
+                shared_before = self._plans.shared()
             self._replace_aggregate(aggregate, aggregate.resized(aggregate.size_kbps, found), shared=False)
             self._pending_notes.append(f"aggregate {aggregate.id} moved from {old_path} to {'-'.join(found)} with "
-                                       f"its {len(self._calls_on[aggregate.id])} call(s) ({fault})")
+                                       f"its {len(self._state.calls_on[aggregate.id])} call(s) ({fault})")
         if shared_before is not None:
-            self._queue(diff(shared_before, self._shared_entries()))
+            self._queue(diff(shared_before, self._plans.shared()))
 
     # --- aggregates -------------------------------------------------------------------
 
     def create_aggregate(self, aggregate_id: str, a: str, b: str, size_kbps: int, *, dscp: int = EF,
                          priority: int = 0, levels: Iterable[ServiceLevel] = ALL_LEVELS,
                          preemption: bool = False, path: Iterable[str] | None = None) -> Aggregate:
-        if aggregate_id in self._aggregates:
+        if aggregate_id in self._state.aggregates:
             raise Conflict(f"aggregate {aggregate_id!r} already exists", field="id")
         if not aggregate_id or len(aggregate_id) > 64:
             raise InvalidRequest("must be 1 to 64 characters", field="id")
@@ -259,6 +359,7 @@ class MediaAggregationManager:
         ends = (self.topology.community(a), self.topology.community(b))
         if a == b:
             raise InvalidRequest("an aggregate joins two different communities", field="communities")
+        book = self._state.book
         if path is not None:
             route = tuple(path)
             self._validate_path(route, (a, b))
@@ -266,86 +367,78 @@ class MediaAggregationManager:
                 fault = self._faults.get(self.topology.link(here, there))
                 if fault is not None:
                     raise CapacityError(f"path {'-'.join(route)} cannot reserve now: {fault}", field="path")
-            if not self._book.fits(_hops(route), size_kbps):
+            if not book.fits(_hops(route), size_kbps):
                 raise CapacityError(f"path {'-'.join(route)} cannot reserve {size_kbps} kbit/s "
                                     f"({self._narrowest(route)})", field="path")
         else:
-            found = constrained_path(self.topology, self._book, ends[0].edge, ends[1].edge, size_kbps)
+            found = constrained_path(self.topology, book, ends[0].edge, ends[1].edge, size_kbps)
             if found is None:
                 raise CapacityError(f"no path from {ends[0].edge} to {ends[1].edge} can reserve "
                                     f"{size_kbps} kbit/s", field="size_kbps")
             route = found
-        tag = self._aggregate_tags.allocate()
-        if tag is None:
-            raise CapacityError("every aggregate tag is in use")
-        aggregate = Aggregate(aggregate_id, (a, b), size_kbps, route, tag, dscp, priority, levels, preemption)
-        before = self._shared_entries()
-        self._add_aggregate(aggregate)
-        self.ledger.save_aggregate(aggregate)
-        self._queue(diff(before, self._shared_entries()))
-        self._queue(PlanDiff(add=tuple(aggregate_entries(aggregate, self.topology, self.settings.plan))))
+        with self._transaction():
+            tag = self._state.take_aggregate_tag()
+            if tag is None:
+                raise CapacityError("every aggregate tag is in use")
+            aggregate = Aggregate(aggregate_id, (a, b), size_kbps, route, tag, dscp, priority, levels, preemption)
+            before = self._plans.shared()
+            self._state.add_aggregate(aggregate)
+            self._queue(diff(before, self._plans.shared()))
+            self._queue(PlanDiff(add=tuple(self._plans.aggregate(aggregate))))
         return aggregate
 
-    def resize_aggregate(self, aggregate_id: str, size_kbps: int) -> Aggregate:
+    def resize_aggregate(self, aggregate_id: str, size_kbps: int, now: float = 0.0) -> Aggregate:
         """Grow or shrink a pool. Its own reservation counts as free while a new path is
         sought, so growing never counts the pool's bandwidth twice. Shrinking below what
         admitted calls use is refused."""
         old = self.aggregate(aggregate_id)
         if size_kbps <= 0:
             raise InvalidRequest(f"must be a positive number of kbit/s, not {size_kbps}", field="size_kbps")
-        used = self._used[aggregate_id]
+        used = self._state.used[aggregate_id]
         if size_kbps < used:
             raise Conflict(f"aggregate {aggregate_id!r} carries {used} kbit/s of calls; cannot shrink to "
                            f"{size_kbps}", field="size_kbps")
-        if self._book.fits(old.hops(), size_kbps, own=old):
+        book = self._state.book
+        if book.fits(old.hops(), size_kbps, own=old):
             route = old.path
         else:
-            found = constrained_path(self.topology, self._book, old.path[0], old.path[-1], size_kbps, own=old)
+            found = constrained_path(self.topology, book, old.path[0], old.path[-1], size_kbps, own=old)
             if found is None:
                 raise CapacityError(f"no path from {old.path[0]} to {old.path[-1]} can reserve {size_kbps} "
                                     f"kbit/s (now {old.size_kbps})", field="size_kbps")
             route = found
-        new = self._replace_aggregate(old, old.resized(size_kbps, route))
-        self._reroute(report_stuck=False)
+        with self._transaction():
+            new = self._replace_aggregate(old, old.resized(size_kbps, route))
+        self._try_reroute(now, report_stuck=False)
         return new
 
     def _replace_aggregate(self, old: Aggregate, new: Aggregate, *, shared: bool = True) -> Aggregate:
         """The same pool with a new size and/or path; its calls' flows follow. With
         ``shared`` False the caller queues the change to the entries all pools share
         (per-port classes, guards) itself, once for many pools."""
-        aggregate_id = old.id
-        shared_before = self._shared_entries() if shared else set()
-        before = aggregate_entries(old, self.topology, self.settings.plan) | {
-            e for call in self._calls_on[aggregate_id].values() for e in self._call_entries(call)}
-        self._book.remove(old)
-        self._book.add(new)
-        self._aggregates[aggregate_id] = new
-        self._index_pairs()
-        self.ledger.save_aggregate(new)
-        after = aggregate_entries(new, self.topology, self.settings.plan) | {
-            e for call in self._calls_on[aggregate_id].values() for e in self._call_entries(call)}
+        shared_before = self._plans.shared() if shared else set()
+        before = self._plans.aggregate(old) | self._plans.calls_on(old.id)
+        self._state.replace_aggregate(old, new)
+        after = self._plans.aggregate(new) | self._plans.calls_on(new.id)
         self._queue(diff(before, after))
         if shared:
-            self._queue(diff(shared_before, self._shared_entries()))
+            self._queue(diff(shared_before, self._plans.shared()))
         return new
 
     def delete_aggregate(self, aggregate_id: str, *, force: bool = False, now: float = 0.0) -> None:
         aggregate = self.aggregate(aggregate_id)
-        calls = list(self._calls_on[aggregate_id].values())
+        calls = list(self._state.calls_on[aggregate_id].values())
         if calls and not force:
             raise Conflict(f"aggregate {aggregate_id!r} carries {len(calls)} call(s); release them first "
                            "or delete with force")
-        for call in calls:
-            self._release(call, "aggregate-deleted")
-        before = self._shared_entries()
-        self._book.remove(aggregate)
-        del self._aggregates[aggregate_id], self._used[aggregate_id], self._calls_on[aggregate_id]
-        self._aggregate_tags.release(aggregate.tag)
-        self._index_pairs()
-        self.ledger.delete_aggregate(aggregate_id)
-        self._queue(PlanDiff(remove=tuple(aggregate_entries(aggregate, self.topology, self.settings.plan))))
-        self._queue(diff(before, self._shared_entries()))
-        self._reroute(report_stuck=False)
+        with self._transaction():
+            for call in calls:
+                self._release(call, "aggregate-deleted", now)
+            before = self._plans.shared()
+            self._state.remove_aggregate(aggregate)
+            self._queue(PlanDiff(remove=tuple(self._plans.aggregate(aggregate))))
+            self._queue(diff(before, self._plans.shared()))
+        self._try_reroute(now, report_stuck=False)
 
     # --- calls ----------------------------------------------------------------------
 
@@ -353,11 +446,16 @@ class MediaAggregationManager:
         """Admit a call onto an aggregate between its communities, or say why not.
 
         Idempotent per call id: a retransmitted setup gets the same decision and
-        allocates nothing more."""
-        existing = self._calls.get(request.call_id)
+        allocates nothing more. A ledger that cannot record the admission refuses it
+        (``store-unavailable``) and leaves everything as it was."""
+        existing = self._state.calls.get(request.call_id)
         if existing is not None:
             return Admitted(existing.call_id, existing.aggregate_id, existing.kbps, serial=existing.serial)
-        decision = self._decide(request, now)
+        try:
+            with self._transaction():
+                decision = self._decide(request, now)
+        except StoreUnavailable as error:
+            decision = Rejected(request.call_id, RejectReason.STORE_UNAVAILABLE, error.message)
         self.counters.count(decision, request.protocol)
         return decision
 
@@ -374,7 +472,8 @@ class MediaAggregationManager:
         if kbps is None:
             return Rejected(request.call_id, RejectReason.CODEC_NOT_ALLOWED,
                             f"unknown codec {media.codec!r} with no declared bandwidth")
-        candidates = [a for a in self._by_pair.get(frozenset((request.caller_community, request.callee_community)), ())
+        state = self._state
+        candidates = [a for a in state.by_pair.get(frozenset((request.caller_community, request.callee_community)), ())
                       if request.level in a.levels]
         if not candidates:
             return Rejected(request.call_id, RejectReason.NO_AGGREGATE,
@@ -388,25 +487,28 @@ class MediaAggregationManager:
                                 f"aggregate {first.id} (path {'-'.join(first.path)}): {self.path_fault(first)}")
             candidates = healthy
         for aggregate in candidates:
-            if aggregate.size_kbps - self._used[aggregate.id] >= kbps:
+            if aggregate.size_kbps - state.used[aggregate.id] >= kbps:
                 return self._allocate(request, aggregate, kbps, now, ())
         for aggregate in candidates:
             if aggregate.preemption:
                 victims = self._victims(aggregate, request.level, kbps)
                 if victims is not None:
                     for victim in victims:
-                        self._release(victim, f"preempted by {request.level.label} call")
-                        self.counters.preempted += 1
+                        self._release(victim, f"preempted by {request.level.label} call", now)
+                        self._journal.after(self._count_preempted)
                     return self._allocate(request, aggregate, kbps, now, tuple(v.call_id for v in victims))
         best = candidates[0]
         return Rejected(request.call_id, RejectReason.POOL_FULL,
-                        f"aggregate {best.id}: {self._used[best.id]} of {best.size_kbps} kbit/s in use, "
+                        f"aggregate {best.id}: {state.used[best.id]} of {best.size_kbps} kbit/s in use, "
                         f"call needs {kbps}")
 
+    def _count_preempted(self) -> None:
+        self.counters.preempted += 1
+
     def _victims(self, aggregate: Aggregate, level: ServiceLevel, kbps: int) -> list[Call] | None:
-        lower = sorted((c for c in self._calls_on[aggregate.id].values() if c.level < level),
+        lower = sorted((c for c in self._state.calls_on[aggregate.id].values() if c.level < level),
                        key=lambda c: (c.level, -c.admitted_at, -c.serial))
-        free = aggregate.size_kbps - self._used[aggregate.id]
+        free = aggregate.size_kbps - self._state.used[aggregate.id]
         chosen: list[Call] = []
         for call in lower:
             if free >= kbps:
@@ -417,47 +519,41 @@ class MediaAggregationManager:
 
     def _allocate(self, request: AdmissionRequest, aggregate: Aggregate, kbps: int, now: float,
                   preempted: tuple[str, ...]) -> Admitted:
-        caller_edge = self._edge(request.caller_community)
-        callee_edge = self._edge(request.callee_community)
-        serial = self._serials.allocate()
-        to_caller = self._call_tags[caller_edge].allocate()
-        to_callee = self._call_tags[callee_edge].allocate()
-        if serial is None or to_caller is None or to_callee is None:  # pragma: no cover - 1M labels per edge
-            for tag, pool in ((serial, self._serials), (to_caller, self._call_tags[caller_edge]),
-                              (to_callee, self._call_tags[callee_edge])):
-                if tag is not None:
-                    pool.release(tag)
+        tags = self._state.take_call_tags(self._edge(request.caller_community), self._edge(request.callee_community))
+        if tags is None:  # pragma: no cover - a million labels per edge
             raise CapacityError("no free call tag")
-        call = Call(request.call_id, serial, aggregate.id, request.caller_community, request.callee_community,
-                    request.level, request.media, kbps, to_caller, to_callee, now, protocol=request.protocol)
-        self._add_call(call)
-        self.ledger.save_call(call)
-        return Admitted(call.call_id, aggregate.id, kbps, preempted, serial)
+        call = Call(request.call_id, tags.serial, aggregate.id, request.caller_community, request.callee_community,
+                    request.level, request.media, kbps, tags.to_caller, tags.to_callee, now, protocol=request.protocol)
+        self._state.add_call(call)
+        self._state.set_deadline(call.serial, now + self.settings.timers.attach_s)
+        return Admitted(call.call_id, aggregate.id, kbps, preempted, call.serial)
 
     def attach_media(self, call_id: str, caller: MediaEndpoint, callee: MediaEndpoint, now: float) -> Call:
-        """Both media addresses are known (SDP answer): plan the call's flows."""
+        """Both media addresses are known (SDP answer): plan the call's flows; the call
+        is ``installing`` until the data plane confirms them (``flows_installed``)."""
         call = self.call(call_id)
         if (call.caller_media, call.callee_media) == (caller, callee):
             return call
-        old_entries = self._call_entries(call)
-        updated = call.with_media(caller, callee)
-        self._store_call(updated)
-        self._queue(diff(old_entries, self._call_entries(updated)))
+        with self._transaction():
+            old_entries = self._plans.call(call)
+            updated = call.with_media(caller, callee)
+            self._state.update_call(call, updated)
+            self._state.set_deadline(call.serial, now + self.settings.timers.install_s)
+            self._queue(diff(old_entries, self._plans.call(updated)))
         return updated
 
-    def confirm_flows(self, call_id: str) -> Call | None:
-        """The switches confirmed (barrier) the call's flows: the call is active."""
-        call = self._calls.get(call_id)
-        if call is None or call.state is not CallState.INSTALLING:
-            return call
-        updated = replace(call, state=CallState.ACTIVE)
-        self._store_call(updated)
+    def save_dialog(self, call_id: str, dialog: Mapping[str, Any]) -> Call:
+        """Keep what the call's front end needs to end it after a restart."""
+        call = self.call(call_id)
+        with self._transaction():
+            updated = replace(call, dialog=dict(dialog))
+            self._state.update_call(call, updated)
         return updated
 
     def modify(self, call_id: str, media: MediaSpec, now: float) -> Decision:
         """Re-admit a call whose media changed (re-INVITE). A refused upgrade leaves the
         call on its old allocation."""
-        call = self._calls.get(call_id)
+        call = self._state.calls.get(call_id)
         if call is None:
             return Rejected(call_id, RejectReason.UNKNOWN_CALL, f"no call {call_id!r}")
         if not self.settings.policy.is_allowed(media.codec):
@@ -467,96 +563,120 @@ class MediaAggregationManager:
         if kbps is None:
             return Rejected(call_id, RejectReason.CODEC_NOT_ALLOWED,
                             f"unknown codec {media.codec!r} with no declared bandwidth")
-        aggregate = self._aggregates[call.aggregate_id]
-        free = aggregate.size_kbps - self._used[aggregate.id] + call.kbps
+        aggregate = self._state.aggregates[call.aggregate_id]
+        free = aggregate.size_kbps - self._state.used[aggregate.id] + call.kbps
         if kbps > free:
             return Rejected(call_id, RejectReason.POOL_FULL,
                             f"aggregate {aggregate.id}: {free} kbit/s free for this call, new media needs {kbps}")
-        self._used[aggregate.id] += kbps - call.kbps
-        self._store_call(replace(call, media=media, kbps=kbps))
+        try:
+            with self._transaction():
+                self._state.update_call(call, replace(call, media=media, kbps=kbps))
+        except StoreUnavailable as error:
+            return Rejected(call_id, RejectReason.STORE_UNAVAILABLE, error.message)
         return Admitted(call_id, aggregate.id, kbps, serial=call.serial)
 
     def release(self, call_id: str, now: float, cause: str = "released") -> ReleasedCall | None:
-        """Give a call's bandwidth and tags back. Unknown ids are ignored (None)."""
-        call = self._calls.get(call_id)
+        """Give a call's bandwidth back. Unknown ids are ignored (None). When the ledger
+        cannot record it, the call keeps its bandwidth and the release is retried."""
+        call = self._state.calls.get(call_id)
         if call is None:
             return None
-        return self._release(call, cause)
+        try:
+            with self._transaction():
+                return self._release(call, cause, now)
+        except StoreUnavailable as error:
+            self._retry_releases[call_id] = cause
+            self._pending_notes.append(f"release of call {call_id} ({cause}) not recorded yet: {error.message}; "
+                                       "retrying")
+            self._retry("releases", now)
+            return None
 
     def release_by_serial(self, serial: int, now: float, cause: str) -> ReleasedCall | None:
-        call = self._by_serial.get(serial)
-        return None if call is None else self._release(call, cause)
+        call = self._state.by_serial.get(serial)
+        if call is None or call.state is CallState.RELEASING:
+            return None
+        return self.release(call.call_id, now, cause)
 
-    def learn_terminal(self, community: str, ip: str, port: int) -> None:
-        """Where a terminal is (learned by the shell); replans the calls that involve it."""
-        self.topology.community(community)
+    # --- what the data plane reports ----------------------------------------------------
+
+    def flows_installed(self, serial: int, now: float) -> Call | None:
+        """Every switch confirmed the call's flows: installing -> active."""
+        call = self._state.by_serial.get(serial)
+        if call is None or call.state is not CallState.INSTALLING:
+            return call
+        with self._transaction():
+            active = call.moved_to(CallState.ACTIVE)
+            self._state.update_call(call, active, durable=False)   # restored calls with media are active anyway
+            self._state.set_deadline(serial, None)
+        return active
+
+    def flows_failed(self, serial: int, now: float, reason: str) -> ReleasedCall | None:
+        """A switch refused the call's flows, or was not there to take them."""
+        call = self._state.by_serial.get(serial)
+        if call is None or call.state is CallState.RELEASING:
+            return None
+        return self.release(call.call_id, now, reason)
+
+    def flows_removed(self, serial: int, now: float) -> None:
+        """Every switch confirmed the removal of a releasing call's flows: its serial and
+        tags are free again."""
+        call = self._state.by_serial.get(serial)
+        if call is not None and call.state is CallState.RELEASING:
+            self._end(serial)
+
+    def learn_terminal(self, community: str, ip: str, port: int, now: float = 0.0,
+                       port_down: Callable[[str, int], bool] = lambda switch, port: False) -> Verdict:
+        """A terminal was heard on an access port (see :mod:`.locations` for the rules);
+        the calls that involve it follow an accepted move."""
+        where = self.topology.community(community)
         key = (community, ip)
-        if self._locations.get(key) == port:
-            return
-        affected = [c for c in self._calls.values() if c.media_attached and (
+        current_port = self._state.locations.get(key)
+        current = None if current_port is None else Location(community, ip, current_port)
+        affected = [c for c in self._state.calls.values() if c.media_attached and (
             (c.caller_community, c.caller_media.ip) == key or (c.callee_community, c.callee_media.ip) == key)]
-        before = {e for c in affected for e in self._call_entries(c)}
-        self._locations[key] = port
-        self._queue(diff(before, {e for c in affected for e in self._call_entries(c)}))
+        static = where.terminal_port_of(ip)
+        verdict = judge(port, static_port=static, current=current, in_call=bool(affected),
+                        old_port_down=current_port is not None and port_down(where.edge, current_port),
+                        terminals_on_port=sum(1 for (name, _), p in self._state.locations.items()
+                                              if name == community and p == port),
+                        policy=self.settings.port_security)
+        if verdict is not Verdict.UNCHANGED:
+            self.counters.location_moves[verdict] = self.counters.location_moves.get(verdict, 0) + 1
+        if verdict.refused:
+            self._pending_notes.append(
+                f"terminal {ip} of {community} heard on {where.edge}:{port}, kept on "
+                f"{where.edge}:{static if static is not None else current_port}: {verdict.value}")
+        if not verdict.accepted:
+            return verdict
+        try:
+            with self._transaction():
+                before = {e for c in affected for e in self._plans.call(c)}
+                self._state.set_location(Location(community, ip, port))
+                self._queue(diff(before, {e for c in affected for e in self._plans.call(c)}))
+        except StoreUnavailable as error:
+            self._pending_notes.append(f"terminal {ip} of {community}: location not recorded: {error.message}")
+        return verdict
 
     # --- internals ------------------------------------------------------------------
 
-    def _release(self, call: Call, cause: str) -> ReleasedCall:
-        entries = self._call_entries(call)
-        del self._calls[call.call_id], self._calls_on[call.aggregate_id][call.call_id]
-        del self._by_serial[call.serial]
-        self._used[call.aggregate_id] -= call.kbps
-        self._serials.release(call.serial)
-        self._call_tags[self._edge(call.caller_community)].release(call.tag_to_caller)
-        self._call_tags[self._edge(call.callee_community)].release(call.tag_to_callee)
-        self.ledger.delete_call(call.call_id)
+    def _release(self, call: Call, cause: str, now: float) -> ReleasedCall:
+        """live -> releasing (bandwidth returned); ended at once when no flow was ever planned."""
+        entries = self._plans.call(call)
+        state = self._state
+        state.start_release(call)
         if entries:
             self._queue(PlanDiff(remove=tuple(entries)))
+            state.set_deadline(call.serial, now + self.settings.timers.release_s)
+        else:
+            state.end_release(call.serial)
+            state.set_deadline(call.serial, None)
         released = ReleasedCall(call.call_id, call.aggregate_id, call.kbps, cause, call.serial)
         self._pending_released.append(released)
-        self.counters.released += 1
+        self._journal.after(self._count_released)
         return released
 
-    def _add_aggregate(self, aggregate: Aggregate) -> None:
-        self._book.add(aggregate)
-        self._aggregates[aggregate.id] = aggregate
-        self._used[aggregate.id] = 0
-        self._calls_on[aggregate.id] = {}
-        self._index_pairs()
-
-    def _index_pairs(self) -> None:
-        index: dict[frozenset[str], list[Aggregate]] = {}
-        for aggregate in self._aggregates.values():
-            index.setdefault(frozenset(aggregate.communities), []).append(aggregate)
-        for group in index.values():
-            group.sort(key=lambda a: (-a.priority, a.id))
-        self._by_pair = index
-
-    def _add_call(self, call: Call) -> None:
-        self._calls[call.call_id] = call
-        self._calls_on[call.aggregate_id][call.call_id] = call
-        self._by_serial[call.serial] = call
-        self._used[call.aggregate_id] += call.kbps
-
-    def _store_call(self, call: Call) -> None:
-        self._calls[call.call_id] = call
-        self._calls_on[call.aggregate_id][call.call_id] = call
-        self._by_serial[call.serial] = call
-        self.ledger.save_call(call)
-
-    def _call_entries(self, call: Call) -> set[Entry]:
-        if not call.media_attached:
-            return set()
-        return call_entries(call, self._aggregates[call.aggregate_id], self.topology, self.settings.plan,
-                            self._locations)
-
-    def _shared_entries(self) -> set[Entry]:
-        """Entries that depend on all aggregates together: per-port classes, guards."""
-        return (port_classes(self._aggregates.values(), self.topology, self.settings.plan)
-                | base_entries(self.topology, self._reserved_dscps()))
-
-    def _reserved_dscps(self) -> set[int]:
-        return set(self.settings.reserved_dscps) | {a.dscp for a in self._aggregates.values()}
+    def _count_released(self) -> None:
+        self.counters.released += 1
 
     def _queue(self, plan: PlanDiff) -> None:
         if plan:
@@ -575,8 +695,9 @@ class MediaAggregationManager:
             self.topology.link(a, b)
 
     def _narrowest(self, path: tuple[str, ...]) -> str:
-        hop = min(_hops(path), key=self._book.residual)
-        return f"{hop[0]}->{hop[1]} has {self._book.residual(hop)} kbit/s free"
+        book = self._state.book
+        hop = min(_hops(path), key=book.residual)
+        return f"{hop[0]}->{hop[1]} has {book.residual(hop)} kbit/s free"
 
 
 def _hops(path: tuple[str, ...]) -> list[Hop]:

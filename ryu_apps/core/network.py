@@ -72,12 +72,23 @@ class Community:
         return any(address in prefix for prefix in self.prefixes)
 
     def terminal_port(self, address: IPAddress) -> int | None:
+        """Where a terminal is by configuration (a static binding, or the community's only
+        access port), or None when that is left to learning."""
         for terminal in self.terminals:
             if terminal.ip == address:
                 return terminal.port
         if len(self.access_ports) == 1:
             return self.access_ports[0]
         return None
+
+    def terminal_port_of(self, ip: str) -> int | None:
+        """:meth:`terminal_port` for an address in text form."""
+        if not self.terminals:
+            return self.access_ports[0] if len(self.access_ports) == 1 else None
+        try:
+            return self.terminal_port(ipaddress.ip_address(ip))
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def call_to_dict(call: Call) -> dict[str, Any]:
         "admitted_at": call.admitted_at,
         "state": call.state.value,
         "protocol": call.protocol.value,
+        "dialog": None if call.dialog is None else dict(call.dialog),
         "caller_media": None if call.caller_media is None else {"ip": call.caller_media.ip,
                                                                  "port": call.caller_media.port},
         "callee_media": None if call.callee_media is None else {"ip": call.callee_media.ip,
@@ -79,4 +80,5 @@ def call_from_dict(data: dict[str, Any]) -> Call:
         tag_to_caller=int(data["tag_to_caller"]), tag_to_callee=int(data["tag_to_callee"]),
         admitted_at=float(data["admitted_at"]), state=CallState(data["state"]),
         caller_media=_endpoint(data.get("caller_media")), callee_media=_endpoint(data.get("callee_media")),
-        protocol=SignallingProtocol.parse(data.get("protocol", "rest")))
+        protocol=SignallingProtocol.parse(data.get("protocol", "rest")),
+        dialog=data.get("dialog"))

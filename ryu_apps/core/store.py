@@ -1,48 +1,115 @@
-"""The ledger interface: where aggregates and calls are kept so a restart loses nothing.
+"""The ledger interface: where aggregates, calls and terminal locations are kept so a
+restart loses nothing.
 
-The core writes through on every change; a durable implementation (SQLite) lives in
-``ryu_apps.store``. ``MemoryLedger`` is the in-process one for tests and benchmarks.
+The manager hands the ledger every change of one mutation as one :meth:`Ledger.commit`
+(all or nothing) before it acknowledges anything; a commit that fails raises
+:class:`~.errors.StoreUnavailable` and the manager undoes the mutation in memory.
+Durable implementations live in ``ryu_apps.store`` (SQLite). ``MemoryLedger`` keeps
+everything in the process: for tests, benchmarks and ``mamctl check-config``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence, Union
 
 from .aggregate import Aggregate
 from .calls import Call
+from .locations import Location
+
+
+@dataclass(frozen=True, slots=True)
+class PutAggregate:
+    aggregate: Aggregate
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return "aggregate", self.aggregate.id
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteAggregate:
+    aggregate_id: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return "aggregate", self.aggregate_id
+
+
+@dataclass(frozen=True, slots=True)
+class PutCall:
+    call: Call
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return "call", self.call.call_id
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCall:
+    call_id: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return "call", self.call_id
+
+
+@dataclass(frozen=True, slots=True)
+class PutLocation:
+    location: Location
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return "location", f"{self.location.community}|{self.location.ip}"
+
+
+Write = Union[PutAggregate, DeleteAggregate, PutCall, DeleteCall, PutLocation]
 
 
 @dataclass(frozen=True)
 class LedgerState:
     aggregates: tuple[Aggregate, ...] = ()
     calls: tuple[Call, ...] = ()
+    locations: tuple[Location, ...] = ()
 
 
 class Ledger(Protocol):
+    #: False when a restart loses what was committed (the controller warns at start).
+    durable: bool
+
     def load(self) -> LedgerState: ...
-    def save_aggregate(self, aggregate: Aggregate) -> None: ...
-    def delete_aggregate(self, aggregate_id: str) -> None: ...
-    def save_call(self, call: Call) -> None: ...
-    def delete_call(self, call_id: str) -> None: ...
+
+    def commit(self, writes: Sequence[Write]) -> None:
+        """Record every write or none; raise StoreUnavailable when it cannot."""
 
 
 class MemoryLedger:
+    durable = False
+
     def __init__(self) -> None:
         self.aggregates: dict[str, Aggregate] = {}
         self.calls: dict[str, Call] = {}
+        self.locations: dict[tuple[str, str], Location] = {}
 
     def load(self) -> LedgerState:
-        return LedgerState(tuple(self.aggregates.values()), tuple(self.calls.values()))
+        return LedgerState(tuple(self.aggregates.values()), tuple(self.calls.values()),
+                           tuple(self.locations.values()))
 
-    def save_aggregate(self, aggregate: Aggregate) -> None:
-        self.aggregates[aggregate.id] = aggregate
+    def commit(self, writes: Sequence[Write]) -> None:
+        for write in writes:
+            if isinstance(write, PutCall):
+                self.calls[write.call.call_id] = write.call
+            elif isinstance(write, DeleteCall):
+                self.calls.pop(write.call_id, None)
+            elif isinstance(write, PutAggregate):
+                self.aggregates[write.aggregate.id] = write.aggregate
+            elif isinstance(write, DeleteAggregate):
+                self.aggregates.pop(write.aggregate_id, None)
+            else:
+                location = write.location
+                self.locations[(location.community, location.ip)] = location
 
-    def delete_aggregate(self, aggregate_id: str) -> None:
-        self.aggregates.pop(aggregate_id, None)
-
-    def save_call(self, call: Call) -> None:
-        self.calls[call.call_id] = call
-
-    def delete_call(self, call_id: str) -> None:
-        self.calls.pop(call_id, None)
+    def copy(self) -> "MemoryLedger":
+        twin = MemoryLedger()
+        twin.aggregates, twin.calls, twin.locations = dict(self.aggregates), dict(self.calls), dict(self.locations)
+        return twin

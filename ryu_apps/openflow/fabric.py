@@ -5,9 +5,11 @@ Framework-agnostic: it is handed datapath objects (ryu's or os-ken's) and calls 
 changes (as a listener, under the service's lock).
 
 A call's flows count only once every switch that received them has answered a barrier
-sent after them; then ``service.confirm_flows``. An OpenFlow error for one of the call's
-messages, a switch that is not connected, or no barrier within the timeout releases the
-call with the reason.
+sent after them; then ``service.flows_installed``. An OpenFlow error for one of the
+call's messages or a switch that is not connected reports ``flows_failed`` (the core
+releases the call; the install timeout is the core's own timer). A released call's
+flows are gone once every switch that received their removal answered a barrier:
+``flows_removed`` (its tags may be reused).
 """
 
 from __future__ import annotations
@@ -31,22 +33,23 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Install:
-    """A call whose flows are on their way."""
+class _Pending:
+    """A call whose flows (``install``) or whose flows' removal (not ``install``) are on their way."""
 
+    install: bool
     started: float
     waiting: set[str] = field(default_factory=set)   # switches whose barrier is outstanding
 
 
 class Fabric:
-    def __init__(self, service: MamService, *, class_mode: str = "tc", barrier_timeout_s: float = 5.0,
-                 clock: Callable[[], float], observe_install: Callable[[float], None] | None = None,
-                 tc_runner: tc_classes.Runner | None = None) -> None:
+    def __init__(self, service: MamService, *, class_mode: str = "tc", clock: Callable[[], float],
+                 observe_install: Callable[[float], None] | None = None,
+                 tc_runner: tc_classes.Runner | None = None, wake: Callable[[], None] = lambda: None) -> None:
         self.service = service
         self.topology: Topology = service.manager.topology
         self.class_mode = class_mode
-        self.barrier_timeout_s = barrier_timeout_s
         self.clock = clock
+        self.wake = wake      # asks the shell's timer loop to run tick() soon
         self.observe_install = observe_install or (lambda seconds: None)
         self.tc_runner = tc_runner
         self.best_effort = BestEffort(self.topology)
@@ -56,10 +59,11 @@ class Fabric:
         self.terminals: dict[tuple[str, str], int] = {}    # (community, IP) -> access port, as learned
         self.classes: dict[tuple[str, int], PortClass] = {}
         self._classes_applied: dict[tuple[str, int], PortClass] = {}
-        self._installs: dict[str, _Install] = {}           # call id -> install in progress
-        self._barriers: dict[tuple[str, int], set[str]] = {}  # (switch, xid) -> call ids
-        self._xid_calls: dict[tuple[str, int], str] = {}   # (switch, xid of a flow-mod) -> call id
-        self._failures: list[tuple[str, str]] = []         # (call id, reason), released by tick()
+        self._pending: dict[int, _Pending] = {}           # call serial -> install or removal in progress
+        self._barriers: dict[tuple[str, int], set[int]] = {}  # (switch, xid) -> call serials
+        self._xid_calls: dict[tuple[str, int], int] = {}   # (switch, xid of a flow-mod) -> call serial
+        self._failures: list[tuple[int, str]] = []         # (serial, reason), reported by tick()
+        self._removed: list[int] = []                      # serials whose flows are gone, reported by tick()
         self.stats = {"flow_mods": 0, "meter_mods": 0, "barriers": 0, "errors": 0}
 
     # --- switches ---------------------------------------------------------------------
@@ -98,9 +102,17 @@ class Fabric:
             if name is not None and self.datapaths.get(name) is datapath:
                 gone = True
                 del self.datapaths[name]
-                for call_id, install in self._installs.items():
-                    if name in install.waiting:
-                        self._failures.append((call_id, f"switch {name} disconnected during install"))
+                for serial, pending in list(self._pending.items()):
+                    if name not in pending.waiting:
+                        continue
+                    if pending.install:
+                        self._fail(serial, f"flow-install-failed: switch {name} disconnected during install")
+                    else:          # nothing left to remove there until it reconnects (and is reconciled)
+                        pending.waiting.discard(name)
+                        if not pending.waiting:
+                            del self._pending[serial]
+                            self._removed.append(serial)
+                            self.wake()
         if gone:
             assert name is not None
             self._observe(lambda survey: survey.switch_gone(name))
@@ -172,33 +184,46 @@ class Fabric:
     # --- plan changes (service listener) ----------------------------------------------
 
     def on_changes(self, changes: Changes) -> None:
-        if not changes.plan:
-            return
+        released = {r.serial for r in changes.released}
         with self.lock:
+            for serial in released:        # a release cancels an install still on its way
+                pending = self._pending.get(serial)
+                if pending is not None and pending.install:
+                    del self._pending[serial]
             for name, batch in batches(changes.plan).items():
                 for entry in batch.class_removes:
                     self._remove_class(entry)
                 datapath = self.datapaths.get(name)
                 calls = self._calls_in(batch)
                 if datapath is None:
-                    for call_id in calls:
-                        self._failures.append((call_id, f"switch {name} is not connected"))
+                    for serial in calls - released:
+                        self._fail(serial, f"flow-install-failed: switch {name} is not connected")
                     for entry in batch.classes:
                         self.classes[(entry.switch, entry.port)] = entry
                     continue
-                self._send_batch(name, datapath, batch, calls)
+                self._send_batch(name, datapath, batch, calls, released)
+            for serial in released:       # nothing of it was on a switch (or the removal is already done)
+                if serial not in self._pending:
+                    self._removed.append(serial)
+                    self.wake()
 
-    def _calls_in(self, batch: SwitchBatch) -> set[str]:
+    def _fail(self, serial: int, reason: str) -> None:
+        self._pending.pop(serial, None)
+        self._failures.append((serial, reason))
+        self.wake()
+
+    @staticmethod
+    def _calls_in(batch: SwitchBatch) -> set[int]:
+        """The serials of the calls whose flows this batch adds or removes."""
         calls = set()
-        for entry in batch.flow_adds:
+        for entry in batch.flow_adds + batch.flow_removes:
             kind = parse_cookie(entry.cookie)
             if kind is not None and kind[0] is CookieKind.CALL:
-                call = self.service.manager.call_by_serial(kind[1])
-                if call is not None:
-                    calls.add(call.call_id)
+                calls.add(kind[1])
         return calls
 
-    def _send_batch(self, name: str, datapath: Any, batch: SwitchBatch, calls: set[str]) -> None:
+    def _send_batch(self, name: str, datapath: Any, batch: SwitchBatch, calls: set[int],
+                    released: set[int] = frozenset()) -> None:  # type: ignore[assignment]
         now = self.clock()
         for entry in batch.flow_removes:
             self._send(datapath, render.flow_delete(datapath, entry))
@@ -212,9 +237,7 @@ class Fabric:
             xid = self._send(datapath, render.flow_add(datapath, entry))
             kind = parse_cookie(entry.cookie)
             if kind is not None and kind[0] is CookieKind.CALL:
-                call = self.service.manager.call_by_serial(kind[1])
-                if call is not None:
-                    self._xid_calls[(name, xid)] = call.call_id
+                self._xid_calls[(name, xid)] = kind[1]
         for entry in batch.classes:
             self.classes[(entry.switch, entry.port)] = entry
         if batch.classes or batch.class_removes:
@@ -223,9 +246,12 @@ class Fabric:
         xid = self._send(datapath, barrier)
         self.stats["barriers"] += 1
         self._barriers[(name, xid)] = set(calls)
-        for call_id in calls:
-            install = self._installs.setdefault(call_id, _Install(now))
-            install.waiting.add(name)
+        for serial in calls:
+            install = serial not in released
+            pending = self._pending.get(serial)
+            if pending is None or pending.install != install:
+                pending = self._pending[serial] = _Pending(install, now)
+            pending.waiting.add(name)
 
     def _send(self, datapath: Any, message: Any) -> int:
         datapath.set_xid(message)
@@ -241,33 +267,36 @@ class Fabric:
 
     def barrier_reply(self, datapath: Any, xid: int) -> None:
         name = self.name_of(datapath)
-        confirmed = []
+        done: list[tuple[int, _Pending]] = []
         with self.lock:
             calls = self._barriers.pop((name, xid), None)
             if not calls:
                 return
-            now = self.clock()
-            for call_id in calls:
-                install = self._installs.get(call_id)
-                if install is None:
+            for serial in calls:
+                pending = self._pending.get(serial)
+                if pending is None:
                     continue
-                install.waiting.discard(name)
-                if not install.waiting:
-                    del self._installs[call_id]
-                    confirmed.append((call_id, now - install.started))
+                pending.waiting.discard(name)
+                if not pending.waiting:
+                    del self._pending[serial]
+                    done.append((serial, pending))
             for key in [k for k in self._xid_calls if k[0] == name and k[1] < xid]:
                 del self._xid_calls[key]
-        for call_id, seconds in confirmed:
-            self.service.confirm_flows(call_id)
-            self.observe_install(seconds)
+        now = self.clock()
+        for serial, pending in done:
+            if pending.install:
+                self.service.flows_installed(serial)
+                self.observe_install(now - pending.started)
+            else:
+                self.service.flows_removed(serial)
 
     def error(self, datapath: Any, xid: int, text: str) -> None:
         name = self.name_of(datapath)
         self.stats["errors"] += 1
         with self.lock:
-            call_id = self._xid_calls.pop((name, xid), None)
-            if call_id is not None:
-                self._failures.append((call_id, f"flow-install-failed on {name}: {text}"))
+            serial = self._xid_calls.pop((name, xid), None)
+            if serial is not None:
+                self._fail(serial, f"flow-install-failed on {name}: {text}")
         log.warning("OpenFlow error from %s (xid %d): %s", name, xid, text)
 
     def flow_removed(self, datapath: Any, cookie_value: int, idle_timeout: bool, match: dict[str, Any]) -> None:
@@ -280,22 +309,20 @@ class Fabric:
             # The serial may have been reused since: only release the call whose media this was.
             if call is None or not _matches_call_media(call, match):
                 return
-            self.service.release(call.call_id, cause="media-idle")
+            self.service.release_by_serial(call.serial, cause="media-idle")
 
     def tick(self) -> None:
-        """Release calls whose install failed or timed out. Call periodically."""
-        now = self.clock()
+        """Report what was found while the service's lock was held (as a listener):
+        failed installs and removals with nothing to wait for. Runs when ``wake`` asked."""
         with self.lock:
             failures, self._failures = self._failures, []
-            for call_id, install in list(self._installs.items()):
-                if now - install.started > self.barrier_timeout_s:
-                    failures.append((call_id, f"flow-install-timeout: no barrier from "
-                                              f"{', '.join(sorted(install.waiting))} in {self.barrier_timeout_s:g} s"))
-            for call_id, _ in failures:
-                self._installs.pop(call_id, None)
-        for call_id, reason in failures:
-            if self.service.release(call_id, cause=reason) is not None:
-                log.warning("call %s released: %s", call_id, reason)
+            removed, self._removed = self._removed, []
+        for serial in removed:
+            self.service.flows_removed(serial)
+        for serial, reason in failures:
+            released = self.service.flows_failed(serial, reason)
+            if released is not None:
+                log.warning("call %s released: %s", released.call_id, reason)
 
     # --- per-port classes -----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from .. import compat
+from ..core.locations import Verdict
 from . import render
 from .fabric import Fabric
 
@@ -65,7 +66,12 @@ def _learn_terminal(fabric: Fabric, switch: str, port: int, pkt: Any) -> None:
     for community in fabric.topology.communities_at(switch):
         if port in community.access_ports:
             key = (community.name, ip)
-            if fabric.terminals.get(key) != port:
-                fabric.terminals[key] = port
-                fabric.service.learn_terminal(community.name, ip, port)
+            with fabric.lock:
+                known = fabric.terminals.get(key) == port
+            if known:
+                return
+            verdict = fabric.service.learn_terminal(community.name, ip, port)   # the core decides (port security)
+            if verdict.accepted or verdict is Verdict.UNCHANGED:
+                with fabric.lock:
+                    fabric.terminals[key] = port
             return

@@ -1,6 +1,8 @@
-"""SQLite ledger: aggregates and calls survive a controller restart.
+"""SQLite ledger: aggregates, calls and terminal locations survive a controller restart.
 
-One row per aggregate and per call, stored as JSON of the core's plain-data forms. WAL
+One row per aggregate, call and location, stored as JSON of the core's plain-data forms.
+Each :meth:`SqliteLedger.commit` is one SQLite transaction: every write of a manager
+mutation lands, or none does (and the manager undoes the mutation in memory). WAL
 journal with synchronous=NORMAL: a committed change survives a process crash; a power
 cut may lose the last few changes but never corrupts the file.
 """
@@ -10,26 +12,34 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from typing import Sequence
 
-from ..core.aggregate import Aggregate
-from ..core.calls import Call
+from ..core.errors import StoreUnavailable
+from ..core.locations import Location
 from ..core.serialize import aggregate_from_dict, aggregate_to_dict, call_from_dict, call_to_dict
-from ..core.store import LedgerState
+from ..core.store import DeleteAggregate, DeleteCall, LedgerState, PutAggregate, PutCall, Write
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS aggregates (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS calls (call_id TEXT PRIMARY KEY, aggregate_id TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS locations (community TEXT NOT NULL, ip TEXT NOT NULL, port INTEGER NOT NULL,
+                                      PRIMARY KEY (community, ip));
 """
 
 
 class SqliteLedger:
+    durable = True
+
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"cannot open the SQLite ledger {path}: {error}", field="store") from None
 
     def close(self) -> None:
         with self._lock:
@@ -41,22 +51,39 @@ class SqliteLedger:
                                for (body,) in self._db.execute("SELECT body FROM aggregates ORDER BY id"))
             calls = tuple(call_from_dict(json.loads(body))
                           for (body,) in self._db.execute("SELECT body FROM calls ORDER BY call_id"))
-        return LedgerState(aggregates, calls)
+            locations = tuple(Location(community, ip, port) for community, ip, port in self._db.execute(
+                "SELECT community, ip, port FROM locations ORDER BY community, ip"))
+        return LedgerState(aggregates, calls, locations)
 
-    def save_aggregate(self, aggregate: Aggregate) -> None:
-        self._write("INSERT OR REPLACE INTO aggregates (id, body) VALUES (?, ?)",
-                    (aggregate.id, json.dumps(aggregate_to_dict(aggregate))))
-
-    def delete_aggregate(self, aggregate_id: str) -> None:
-        self._write("DELETE FROM aggregates WHERE id = ?", (aggregate_id,))
-
-    def save_call(self, call: Call) -> None:
-        self._write("INSERT OR REPLACE INTO calls (call_id, aggregate_id, body) VALUES (?, ?, ?)",
-                    (call.call_id, call.aggregate_id, json.dumps(call_to_dict(call))))
-
-    def delete_call(self, call_id: str) -> None:
-        self._write("DELETE FROM calls WHERE call_id = ?", (call_id,))
-
-    def _write(self, sql: str, args: tuple) -> None:
+    def commit(self, writes: Sequence[Write]) -> None:
         with self._lock:
-            self._db.execute(sql, args)
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    for write in writes:
+                        self._apply(db, write)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as error:
+                raise StoreUnavailable(f"the SQLite ledger {self.path} refused the change: {error}") from None
+
+    @staticmethod
+    def _apply(db: sqlite3.Connection, write: Write) -> None:
+        if isinstance(write, PutCall):
+            call = write.call
+            db.execute("INSERT OR REPLACE INTO calls (call_id, aggregate_id, body) VALUES (?, ?, ?)",
+                       (call.call_id, call.aggregate_id, json.dumps(call_to_dict(call))))
+        elif isinstance(write, DeleteCall):
+            db.execute("DELETE FROM calls WHERE call_id = ?", (write.call_id,))
+        elif isinstance(write, PutAggregate):
+            db.execute("INSERT OR REPLACE INTO aggregates (id, body) VALUES (?, ?)",
+                       (write.aggregate.id, json.dumps(aggregate_to_dict(write.aggregate))))
+        elif isinstance(write, DeleteAggregate):
+            db.execute("DELETE FROM aggregates WHERE id = ?", (write.aggregate_id,))
+        else:
+            location = write.location
+            db.execute("INSERT OR REPLACE INTO locations (community, ip, port) VALUES (?, ?, ?)",
+                       (location.community, location.ip, location.port))

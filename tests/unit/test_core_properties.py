@@ -8,6 +8,10 @@ After every step: no link direction holds more than its reservable share; no poo
 more than its size; a pool's use is the sum of its live calls; tags and serials are
 unique; replaying every drained plan diff onto an empty set gives exactly
 expected_plan(); and a manager rebuilt from the ledger decides exactly as the original.
+
+The fake data plane confirms every install and removal after each step (the lifecycle's
+timers are exercised in test_core_lifecycle.py). A ledger that refuses a commit, at any
+step, leaves the manager's memory exactly as it was and publishes nothing.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from conftest import mesh_topology
-from ryu_apps.core.admission import AdmissionRequest, Admitted, ServiceLevel
-from ryu_apps.core.calls import MediaEndpoint
+from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason, ServiceLevel
+from ryu_apps.core.calls import CallState, MediaEndpoint
 from ryu_apps.core.codec import MediaSpec
-from ryu_apps.core.errors import MamError
+from ryu_apps.core.errors import MamError, StoreUnavailable
 from ryu_apps.core.flowplan import FlowEntry
 from ryu_apps.core.manager import MediaAggregationManager
 from ryu_apps.core.paths import constrained_path
@@ -38,10 +42,33 @@ CALLS = st.integers(min_value=0, max_value=30).map(lambda i: f"call-{i}")
 LINKS = st.sampled_from(TOPOLOGY.links)
 
 
+class FlakyLedger(MemoryLedger):
+    """Refuses the next ``failures`` commits, as a full disk or a lost database would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    def commit(self, writes):
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("injected: the ledger is down")
+        super().commit(writes)
+
+
+def _memory(manager: MediaAggregationManager) -> dict:
+    """What a refused mutation must not change (retry bookkeeping aside)."""
+    snapshot = manager.snapshot()
+    snapshot.pop("retry_releases")
+    snapshot["deadlines"] = {k: v for k, v in snapshot["deadlines"].items() if not isinstance(k, tuple)}
+    plan, released, _ = snapshot.pop("pending")
+    return {**snapshot, "pending": (plan, released)}
+
+
 class Ledger(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.ledger = MemoryLedger()
+        self.ledger = FlakyLedger()
         self.manager = MediaAggregationManager(TOPOLOGY, ledger=self.ledger)
         self.installed: set = set(self.manager.expected_plan())   # what a connecting switch gets
         self.now = 0.0
@@ -49,7 +76,8 @@ class Ledger(RuleBasedStateMachine):
         self.limits: dict = {}
 
     def _apply(self, manager: MediaAggregationManager) -> None:
-        plan = manager.drain().plan
+        changes = manager.drain()
+        plan = changes.plan
         for entry in plan.remove:
             assert entry in self.installed, f"removing what was never added: {entry}"
             self.installed.discard(entry)
@@ -58,11 +86,17 @@ class Ledger(RuleBasedStateMachine):
                 assert not any(isinstance(e, FlowEntry) and e.key == entry.key and e != entry
                                for e in self.installed if e.switch == entry.switch), "two flows, one key"
             self.installed.add(entry)
+        # the switches confirm at once: removed calls end, installing calls become active
+        for released in changes.released:
+            manager.flows_removed(released.serial, self.now)
+        for call in manager.calls():
+            if call.state is CallState.INSTALLING:
+                manager.flows_installed(call.serial, self.now)
+        assert not manager.releasing() and not manager.drain()
 
     def _both(self, action):
         """Do the same to the manager and to one rebuilt from its ledger; same outcome."""
-        twin = MediaAggregationManager(TOPOLOGY, ledger=_copy(self.ledger))
-        twin._locations = dict(self.manager._locations)
+        twin = MediaAggregationManager(TOPOLOGY, ledger=self.ledger.copy())
         twin.set_link_conditions(self.faults, self.limits)   # already placed as the original: nothing moves
         assert not twin.drain().plan
         outcome = _outcome(action, self.manager)
@@ -103,7 +137,7 @@ class Ledger(RuleBasedStateMachine):
         self._apply(self.manager)
         for aggregate in self.manager.aggregates():
             if self.manager.path_fault(aggregate) is not None:   # stuck only when nothing open could hold it
-                assert constrained_path(TOPOLOGY, self.manager._book, aggregate.path[0], aggregate.path[-1],
+                assert constrained_path(TOPOLOGY, self.manager.book, aggregate.path[0], aggregate.path[-1],
                                         aggregate.size_kbps, own=aggregate) is None
 
     @rule(aggregate_id=IDS, force=st.booleans())
@@ -143,6 +177,47 @@ class Ledger(RuleBasedStateMachine):
         self._apply(self.manager)
         assert all(self.manager.used_kbps(a.id) == 0 for a in self.manager.aggregates())
 
+    @rule(op=st.sampled_from(["create", "resize", "delete", "admit"]), call_id=CALLS, aggregate_id=IDS, size=SIZES,
+          media=CODECS)
+    def the_ledger_refuses_a_change(self, op, call_id, aggregate_id, size, media):
+        self._refused(op, call_id, aggregate_id, size, media)
+
+    @precondition(lambda self: self.manager.calls())
+    @rule(op=st.sampled_from(["modify", "attach", "release", "delete"]), media=CODECS, data=st.data())
+    def the_ledger_refuses_a_call_change(self, op, media, data):
+        call = data.draw(st.sampled_from(self.manager.calls()))
+        self._refused(op, call.call_id, call.aggregate_id, 0, media)
+
+    def _refused(self, op, call_id, aggregate_id, size, media):
+        """Any mutation whose commit fails changes nothing in memory and publishes nothing."""
+        manager, now = self.manager, self.now
+        actions = {
+            "create": lambda: manager.create_aggregate(aggregate_id, "east", "west", size),
+            "resize": lambda: manager.resize_aggregate(aggregate_id, size),
+            "delete": lambda: manager.delete_aggregate(aggregate_id, force=True),
+            "admit": lambda: manager.admit(AdmissionRequest(call_id, "east", "west", media), now),
+            "modify": lambda: manager.modify(call_id, media, now),
+            "attach": lambda: manager.attach_media(call_id, MediaEndpoint("10.1.0.1", 2000),
+                                                   MediaEndpoint("10.4.0.1", 2002), now),
+            "release": lambda: manager.release(call_id, now, "bye"),
+        }
+        before, stored = _memory(manager), self.ledger.copy().load()
+        self.ledger.failures = 1
+        outcome = _outcome(lambda m: actions[op](), manager)
+        wrote = self.ledger.failures == 0
+        self.ledger.failures = 0
+        if wrote:       # it tried to record something: nothing of it may show
+            assert _memory(manager) == before and self.ledger.load() == stored
+            assert outcome in (("ok", None),) or outcome[0] == "error" and outcome[1] == "StoreUnavailable" or (
+                outcome[0] == "ok" and isinstance(outcome[1], Rejected)
+                and outcome[1].reason is RejectReason.STORE_UNAVAILABLE), outcome
+            retried = manager.snapshot()["retry_releases"]
+            assert (op == "release") == bool(retried)
+            if retried:            # the ledger is back: the retry timer releases the call
+                manager.handle_timer(manager.next_timer())
+                assert call_id not in {c.call_id for c in manager.calls()}
+        self._apply(manager)
+
     @invariant()
     def links_and_pools_are_never_oversubscribed(self):
         reserved = Counter()
@@ -173,12 +248,6 @@ class Ledger(RuleBasedStateMachine):
         pass
 
 
-def _copy(ledger: MemoryLedger) -> MemoryLedger:
-    copy = MemoryLedger()
-    copy.aggregates, copy.calls = dict(ledger.aggregates), dict(ledger.calls)
-    return copy
-
-
 def _outcome(action, manager):
     try:
         return ("ok", action(manager))
@@ -188,3 +257,5 @@ def _outcome(action, manager):
 
 TestLedger = Ledger.TestCase
 TestLedger.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+

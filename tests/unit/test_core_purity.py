@@ -34,7 +34,7 @@ PROBE = textwrap.dedent("""
 #: What the core may import: the standard library's pure parts and networkx. No sockets,
 #: threads, clocks, I/O, controller runtime or web framework.
 ALLOWED_IMPORTS = {"__future__", "dataclasses", "enum", "typing", "ipaddress", "math", "heapq", "networkx",
-                   "collections", "itertools", "functools", "bisect"}
+                   "collections", "itertools", "functools", "bisect", "contextlib"}
 
 
 def test_core_imports_without_any_runtime_or_web_framework():

@@ -689,7 +689,7 @@ def scrape(api: Api, path: str = "/metrics") -> dict[str, float]:
     assert types == {
         "mam_aggregate_reserved_kbps": "gauge", "mam_aggregate_used_kbps": "gauge", "mam_aggregate_calls": "gauge",
         "mam_calls_admitted_total": "counter", "mam_calls_rejected_total": "counter", "mam_calls_released_total": "counter",
-        "mam_calls_preempted_total": "counter", "mam_calls_active": "gauge", "mam_flow_install_seconds": "histogram",
+        "mam_calls_preempted_total": "counter", "mam_terminal_moves_total": "counter", "mam_calls_active": "gauge", "mam_flow_install_seconds": "histogram",
         "mam_link_state": "gauge", "mam_links_unconfigured": "gauge"}
     return samples
 

@@ -1,0 +1,62 @@
+"""One mutation of the manager as a transaction: undo what it did in memory unless the
+ledger recorded it.
+
+Every state change the manager makes goes through a primitive that registers its
+inverse here (:meth:`Journal.undo`) and the ledger write that makes it durable
+(:meth:`Journal.write`). :meth:`Journal.rollback` runs the inverses newest first, so a
+failed commit leaves memory exactly as it was; :meth:`Journal.after` holds what may
+happen only once the change is durable (counters, notifications).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .store import Write
+
+
+class Journal:
+    def __init__(self) -> None:
+        self.active = False
+        self._undo: list[Callable[[], None]] = []
+        self._after: list[Callable[[], None]] = []
+        self._writes: dict[tuple[str, str], Write] = {}
+
+    def begin(self) -> None:
+        assert not self.active, "a transaction is already open"
+        self.active = True
+
+    def undo(self, inverse: Callable[[], None]) -> None:
+        if self.active:
+            self._undo.append(inverse)
+
+    def write(self, write: Write) -> None:
+        """A change to record; a later write of the same key replaces an earlier one."""
+        if self.active:
+            self._writes.pop(write.key, None)
+            self._writes[write.key] = write
+
+    def after(self, action: Callable[[], None]) -> None:
+        if self.active:
+            self._after.append(action)
+        else:
+            action()
+
+    def writes(self) -> tuple[Write, ...]:
+        return tuple(self._writes.values())
+
+    def rollback(self) -> None:
+        undo = self._undo
+        self._end()                       # inverses run outside the transaction: they journal nothing
+        for inverse in reversed(undo):
+            inverse()
+
+    def committed(self) -> None:
+        after = self._after
+        self._end()
+        for action in after:
+            action()
+
+    def _end(self) -> None:
+        self.active = False
+        self._undo, self._after, self._writes = [], [], {}
