@@ -16,7 +16,7 @@ now (:func:`perform`) or later; the answer goes back to the front end.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Any, Mapping, Protocol, Union
 
 from ryu_apps.core.admission import (AdmissionRequest, Admitted, Decision, Rejected, RejectReason,
                                      ServiceLevel, SignallingProtocol)
@@ -24,6 +24,7 @@ from ryu_apps.core.calls import MediaEndpoint
 from ryu_apps.core.codec import MediaSpec
 
 __all__ = ["AdmissionRequest", "Admit", "Admitted", "AttachMedia", "CallControl", "ControlOp", "Decision",
+           "DialogStore",
            "MediaEndpoint", "MediaSpec", "Modify", "Rejected", "RejectReason", "Release", "ServiceLevel",
            "SignallingProtocol", "perform"]
 
@@ -45,6 +46,16 @@ class CallControl(Protocol):
 
     def community_of(self, domain: str | None, address: str | None) -> str | None:
         """The community a party belongs to, by domain first, then by IP address."""
+
+
+class DialogStore(Protocol):
+    """Where a front end in the controller keeps what it needs to end a call itself after a
+    restart (SIP: tags, contacts, route sets, CSeqs), stored with the call in the ledger
+    and given back in ``Call.dialog`` (``MamService.read(lambda m: m.calls())``).
+    :class:`ryu_apps.service.MamService` is one; a front end in its own process has none."""
+
+    def save_dialog(self, call_id: str, dialog: Mapping[str, Any]) -> object:
+        """Keep ``dialog`` (plain JSON-ready data) with the live call ``call_id``."""
 
 
 @dataclass(frozen=True)
