@@ -16,6 +16,7 @@ from ryu_apps.core.calls import MediaEndpoint
 from ryu_apps.core.codec import MediaSpec
 
 from .message import Request
+from .transaction import Peer
 
 
 class CallPhase(str, enum.Enum):
@@ -51,6 +52,8 @@ class CallRecord:
     transport: str = "udp"
     admitted_at: float = 0.0
     aggregate_id: str = ""
+    upstream: Peer | None = None      # where the initial INVITE came from (stray 2xx go only there)
+    invite_branch: str = ""           # the branch we gave the forwarded INVITE
 
     def media_pair(self) -> tuple[MediaEndpoint, MediaEndpoint] | None:
         """Both media addresses when known and not yet given to admission."""

@@ -11,10 +11,12 @@ and a message may carry several such headers. ``Content-Length`` frames the body
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
-from typing import Iterable, TypeVar, Union, cast
+from typing import Iterable, TypeVar, Union
 
+from .addresses import valid_address, valid_host
 from .errors import LocalProtocolError, ParseError
 
 #: Default size limit of one message (head and body), as the configuration's default.
@@ -41,7 +43,6 @@ LIST_HEADERS = frozenset({"via", "route", "record-route", "contact", "supported"
 _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+\Z")
 _VIA = re.compile(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9_-]+)\s+(\[[0-9A-Fa-f:.]+\]|[^\s;:\[\]]+)"
                   r"(?:\s*:\s*(\d{1,5}))?\s*(;.*)?\Z", re.S)
-_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)\Z")
 _STREAM_CL = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I | re.M)
 
 
@@ -246,6 +247,7 @@ def _parse_head(head: bytes) -> _Head:
     first = lines[0].rstrip("\r")
     method: str | None = None
     status = 0
+    bad_version: ParseError | None = None
     if first.startswith("SIP/"):
         parts = first.split(" ", 2)
         if len(parts) < 2 or parts[0] != "SIP/2.0":
@@ -260,8 +262,8 @@ def _parse_head(head: bytes) -> _Head:
         if len(parts) != 3 or not parts[1] or not _TOKEN.match(parts[0]):
             raise ParseError(f"bad request line {first[:80]!r}")
         method, target, version = parts
-        if version.upper() != "SIP/2.0":
-            raise ParseError(f"unsupported version {version[:20]!r}", 505)
+        if version.upper() != "SIP/2.0":     # read the headers on: a 505 needs Via, From, To, ...
+            bad_version = ParseError(f"unsupported version {version[:20]!r}", 505)
     headers: list[Header] = []
     error: ParseError | None = None
     for raw in lines[1:]:
@@ -287,6 +289,7 @@ def _parse_head(head: bytes) -> _Head:
                 _CANONICAL[name] = canonical
         headers.append((canonical, value.strip()))
     parsed = _Head(method, target, status, tuple(headers))
+    error = bad_version or error
     if error is not None:
         error.partial = parsed.partial()
         raise error
@@ -344,12 +347,22 @@ class Via:
 
 
 def parse_via(value: str) -> Via:
+    """One Via value; every address in it (sent-by, ``received``, ``maddr``, ``rport``) checked."""
     match = _VIA.match(value.strip())
     if match is None:
         raise ParseError(f"bad Via {value[:80]!r}")
-    transport, host, port, params = match.groups()
-    return Via(transport.upper(), host.lower(), _port(port, "Via") if port else None,
-               parse_params(params or ""))
+    transport, host, port, params_text = match.groups()
+    if not valid_host(host):
+        raise ParseError(f"bad host in Via {value[:80]!r}")
+    params = parse_params(params_text or "")
+    for key, param_value in params:
+        if key == "received" and not (param_value and valid_address(param_value)):
+            raise ParseError(f"bad received= in Via {value[:80]!r}")
+        if key == "maddr" and not (param_value and valid_host(param_value)):
+            raise ParseError(f"bad maddr= in Via {value[:80]!r}")
+        if key == "rport" and param_value:
+            _port(param_value, "Via rport")
+    return Via(transport.upper(), host.lower(), _port(port, "Via") if port else None, params)
 
 
 def parse_cseq(value: str) -> tuple[int, str]:
@@ -385,7 +398,10 @@ class SipUri:
         return value.lower() if value else None
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_uri(text: str) -> SipUri:
+    """A sip/sips/tel URI; the host (and a ``maddr`` parameter) must be a valid address.
+    Cached: Contact and Route values repeat from call to call."""
     text = text.strip()
     scheme, sep, rest = text.partition(":")
     scheme = scheme.lower()
@@ -408,10 +424,30 @@ def parse_uri(text: str) -> SipUri:
         port_text = after[1:]
     else:
         host, _, port_text = hostport.partition(":")
-    if not _HOST.match(host):
+    if not valid_host(host):
         raise ParseError(f"bad host in URI {text[:80]!r}")
     port = _port(port_text, "URI") if port_text else None
-    return SipUri(scheme, user, host.lower(), port, parse_params(params), headers)
+    parsed = parse_params(params)
+    maddr = param(parsed, "maddr")
+    if maddr is not None and not valid_host(maddr):
+        raise ParseError(f"bad maddr in URI {text[:80]!r}")
+    return SipUri(scheme, user, host.lower(), port, parsed, headers)
+
+
+def check_addresses(message: "Message") -> None:
+    """Every address a message gives the proxy to send to later: Route and Record-Route
+    values (SIP URIs with valid hosts) and Contact values (SIP URIs checked likewise;
+    ``*`` and other schemes are never sent to). Raises :class:`ParseError`."""
+    for name in ("route", "record-route"):
+        for value in message.header_values(name):
+            uri = parse_uri(parse_name_addr(value).uri)
+            if uri.scheme == "tel":
+                raise ParseError(f"{name} must be a SIP URI, got {value[:80]!r}")
+    for value in message.header_values("contact"):
+        if value.strip() != "*":
+            uri_text = parse_name_addr(value).uri
+            if uri_text[:4].lower() in ("sip:", "sips"):
+                parse_uri(uri_text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,8 +503,8 @@ def parse_name_addr(value: str) -> NameAddr:
 def with_headers(message: M, headers: tuple[Header, ...]) -> M:
     """The same message with other headers (faster than dataclasses.replace)."""
     if isinstance(message, Request):
-        return cast(M, Request(message.method, message.uri, headers, message.body))
-    return cast(M, Response(message.status, message.reason, headers, message.body))
+        return Request(message.method, message.uri, headers, message.body)
+    return Response(message.status, message.reason, headers, message.body)
 
 
 def prepend_header(message: M, name: str, value: str) -> M:

@@ -29,8 +29,8 @@ from ..call_control import CallControl
 from .call_state import CallPhase, CallRecord, InviteContext, Leg
 from .errors import ParseError
 from .ids import IdSource
-from .message import (Message, NameAddr, Partial, Request, Response, SipUri, build_response,
-                      parse_message, parse_name_addr, parse_uri, parse_via, pop_first_value, prepend_header,
+from .message import (Message, NameAddr, Partial, Request, Response, SipUri, Via, build_response,
+                      check_addresses, parse_message, parse_name_addr, parse_uri, parse_via, pop_first_value, prepend_header,
                       render_params, serialize, set_header)
 from .proxy_config import ProxyConfig
 from .proxy_stats import ProxyStats
@@ -163,6 +163,7 @@ class SipProxy:
             uri = parse_uri(request.uri)
             if cseq_method != request.method:
                 raise ParseError(f"CSeq method {cseq_method} does not match {request.method}")
+            check_addresses(request)
         except ParseError as error:
             self._malformed(ParseError(error.message, error.status_hint, Partial(request.method, request.headers)),
                             source)
@@ -234,10 +235,14 @@ class SipProxy:
                 if request.method == "BYE":
                     self._release(call_id, now, "bye-from-caller" if record.is_caller(sender.tag) else
                                   "bye-from-callee")
-        self._forward(server, request, hop, context, now)
+        branch = self._forward(server, request, hop, context, now)
+        if context is not None and context.initial:
+            record = self.calls.get(call_id)
+            if record is not None:
+                record.upstream, record.invite_branch = source, branch
 
     def _forward(self, server: ServerTransaction | None, request: Request, hop: Peer,
-                 context: InviteContext | None, now: float) -> None:
+                 context: InviteContext | None, now: float) -> str:
         branch = "z9hG4bK" + self.ids("branch", *(server.key if server else ("local", request.call_id)))
         request = prepend_header(request, "via", f"SIP/2.0/{hop.transport.upper()} {self._own_sent_by};branch={branch}")
         client = ClientTransaction((branch, request.method), request, hop, server, self._timers, self.config.timers)
@@ -247,6 +252,7 @@ class SipProxy:
             server.client = client
             self.stats.requests_forwarded += 1
         self._out.extend(client.start(now))
+        return branch
 
     def _forward_ack(self, request: Request, key: tuple[str, str, str], sender: NameAddr, now: float) -> None:
         """ACK of a 2xx: end to end, statelessly, along the route set."""
@@ -535,8 +541,15 @@ class SipProxy:
             return
         client = self._clients.get((via.branch or "", method))
         if client is None:
-            self._stray_response(response, via.sent_by, method)
+            self._stray_response(response, via, method, now)
             return
+        if client.invite and response.status < 300:
+            try:                       # the Contact and Record-Route we may send BYEs to later
+                check_addresses(response)
+            except ParseError:
+                self.stats.malformed += 1
+                self.stats.dropped += 1
+                return
         forward, sends = client.receive(response, now)
         self._out.extend(sends)
         if not forward:
@@ -555,21 +568,20 @@ class SipProxy:
         self.stats.responses_forwarded += 1
         self._out.extend(client.server.respond(upstream, now))
 
-    def _stray_response(self, response: Response, sent_by: str, method: str) -> None:
-        """No transaction: forward a late 2xx to INVITE along its Via, drop anything else."""
-        if method == "INVITE" and 200 <= response.status < 300 and sent_by == self._own_sent_by:
+    def _stray_response(self, response: Response, via: Via, method: str, now: float) -> None:
+        """No transaction matches (RFC 6026 drops every such response). Forwarded, statelessly,
+        only a 2xx to the INVITE of a call we hold and record-routed, carrying the branch we
+        gave that INVITE, and only to where that INVITE came from (not to an address the
+        response names). Anything else is dropped and counted: see docs/sip.md."""
+        record = self.calls.get(response.header("call-id") or "")
+        if (method == "INVITE" and 200 <= response.status < 300 and record is not None
+                and record.upstream is not None and via.sent_by == self._own_sent_by
+                and via.branch is not None and via.branch == record.invite_branch):
             upstream = pop_first_value(response, "via")
-            try:
-                via = upstream.top_via
-            except ParseError:
-                self.stats.stray_responses += 1
+            if upstream.has("via"):
+                self.stats.stray_forwarded += 1
+                self._out.append(Send(serialize(upstream), record.upstream))
                 return
-            received = _param(via.params, "received") or via.host
-            rport = _param(via.params, "rport")
-            port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
-            self.stats.responses_forwarded += 1
-            self._out.append(Send(serialize(upstream), Peer(via.transport.lower(), received.strip("[]"), port)))
-            return
         self.stats.stray_responses += 1
 
     def _respond(self, server: ServerTransaction, status: int, now: float, *, to_tag: str | None = "",

@@ -18,7 +18,8 @@ class ProxyStats:
     retransmissions: int = 0       # absorbed by a transaction
     requests_forwarded: int = 0
     responses_forwarded: int = 0
-    stray_responses: int = 0
+    stray_responses: int = 0       # matched no transaction: dropped
+    stray_forwarded: int = 0       # ... a 2xx of a call we hold, sent to where its INVITE came from
     admitted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     forbidden: int = 0             # caller outside every community

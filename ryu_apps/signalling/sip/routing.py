@@ -1,18 +1,20 @@
 """The static route table: where to send a request whose Request-URI names a domain.
 
 Keys, most specific first: ``user@domain``, ``domain``, ``*`` (default). Values are next
-hops ``host:port`` with an optional transport (``tcp:host:port`` or ``host:port;transport=tcp``).
-A Request-URI (or top Route) whose host is an IP address and that no key matches goes
-straight to that address.
+hops ``host:port`` with an optional transport (``tcp:host:port`` or ``host:port;transport=tcp``);
+the host is an IPv4 address, an IPv6 address (bracketed or not) or an RFC 1123 host name,
+which the shell resolves once at start (:meth:`RouteTable.resolved`): the proxy never
+looks names up while it runs. A Request-URI (or top Route) whose host is an IP address
+and that no key matches goes straight to that address.
 """
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
+from .addresses import hostname, ipv4, ipv6
+from .addresses import is_ip as is_ip
 from .message import SipUri
 from .transaction import Peer
 
@@ -35,21 +37,15 @@ def parse_hop(text: str, default_transport: str = "udp") -> Peer:
         if lowered.startswith(prefix):
             transport, spec = prefix[:-1], spec[len(prefix):]
     host, sep, port = spec.rpartition(":")
-    host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise RouteError(f"next hop must be host:port, got {text!r}")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if not (ipv6(host) if bracketed else (ipv4(host) or ipv6(host) or hostname(host))):
+        raise RouteError(f"next hop host must be an IPv4 address, an [IPv6] address or a host name, got {text!r}")
     if transport not in ("udp", "tcp"):
         raise RouteError(f"transport must be udp or tcp, got {transport!r} in {text!r}")
-    return Peer(transport, host, int(port))
-
-
-@functools.lru_cache(maxsize=4096)
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
+    return Peer(transport, host.lower(), int(port))
 
 
 @dataclass(frozen=True)
@@ -74,6 +70,22 @@ class RouteTable:
                 raise RouteError(f"route must be key=host:port, got {spec!r}")
             pairs.append((key, hop))
         return cls.from_pairs(pairs)
+
+    def resolved(self, resolve: Callable[[str], str]) -> "RouteTable":
+        """The same table with every host name replaced by ``resolve(name)`` (an IP address);
+        the shell passes a resolver at start. Raises :class:`RouteError` naming the route."""
+        routes = []
+        for key, hop in self.routes:
+            if not is_ip(hop.host):
+                try:
+                    address = resolve(hop.host)
+                except (OSError, UnicodeError, ValueError) as error:
+                    raise RouteError(f"route {key}: cannot resolve {hop.host!r}: {error}") from None
+                if not is_ip(address):
+                    raise RouteError(f"route {key}: {hop.host!r} resolved to {address!r}, not an IP address")
+                hop = Peer(hop.transport, address.strip("[]"), hop.port)
+            routes.append((key, hop))
+        return RouteTable(tuple(routes))
 
     def lookup(self, uri: SipUri) -> Peer | None:
         index = self._index
