@@ -1,18 +1,25 @@
 """The proxy inside the controller process, on the framework's hub.
 
 The controller app passes in how to run things: ``spawn`` (``hub.spawn``: greenlets on
-ryu's eventlet hub, threads on os-ken's native hub), ``sleep`` (``hub.sleep``) and a
-``socket_factory`` (``socket.socket``: green once eventlet has patched it). No asyncio,
-no threads of its own. One lock serialises the proxy core between the UDP loop, TCP
-readers, the timer loop and data-plane notifications.
+ryu's eventlet hub, threads on os-ken's native hub), ``sleep`` (``hub.sleep``), a
+``socket_factory`` (``socket.socket``: green once eventlet has patched it) and an
+``event_factory`` (:func:`hub_event_factory`). No asyncio, no threads of its own. One
+lock serialises the proxy core between the UDP loop, TCP readers, the timer loop and
+data-plane notifications.
 
 Admission reports calls it ended itself (preemption, aggregate deleted) through
-:meth:`HubSipServer.on_changes`, which only queues them: it runs under the service's
-lock, and taking the proxy's lock there could deadlock against a proxy thread that
-holds its own lock while asking admission. The timer loop drains the queue.
+:meth:`HubSipServer.on_changes`, which only queues them and wakes the timer loop: it runs
+under the service's lock, and taking the proxy's lock there could deadlock against a
+proxy thread that holds its own lock while asking admission.
+
+The timer loop sleeps until the proxy's next timer; it is woken early when a message
+sets an earlier timer or a notification arrives. Every loop body and every send is
+guarded: a failure is counted in :attr:`HubSipServer.faults` by kind, logged once per kind
+(then at most once a minute) and dropped. No input stops a loop.
 
 Wiring (the app): ``server = HubSipServer(SipProxy(config, service, HashIds(os.urandom(16))),
-spawn=hub.spawn, sleep=hub.sleep); service.subscribe(server.on_changes); server.start()``.
+spawn=hub.spawn, sleep=hub.sleep, event_factory=hub_event_factory(hub));
+service.subscribe(server.on_changes); server.start()``.
 """
 
 from __future__ import annotations
@@ -22,22 +29,42 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
+from .guard import Faults, deliverable, resolve_routes
 from .message import StreamFramer
 from .proxy import SipProxy
 from .transaction import Peer, Send
 from .udp_server import tune_buffers
 
 log = logging.getLogger(__name__)
-TIMER_TICK_S = 0.02
+MAX_SLEEP_S = 5.0              # the timer loop wakes at least this often (to notice stop())
+SOCKET_POLL_S = 0.5            # blocking socket calls return this often (to notice stop())
+TCP_SEND_TIMEOUT_S = 0.5       # a peer that does not read for this long loses its connection
+
+
+class Waker(Protocol):
+    def set(self) -> Any: ...
+
+    def clear(self) -> Any: ...
+
+    def wait(self, timeout: float | None = None) -> Any: ...
+
+
+def hub_event_factory(hub: Any) -> Callable[[], Waker]:
+    """The event type that sleeps on ``hub``: its own Event under eventlet (ryu; os-ken with
+    OSKEN_HUB_TYPE=eventlet), ``threading.Event`` under os-ken's native threads (whose
+    ``hub.Event.wait(timeout)`` does not time out)."""
+    if getattr(hub, "HUB_TYPE", "eventlet") == "eventlet":
+        return hub.Event  # type: ignore[no-any-return]
+    return threading.Event
 
 
 class HubSipServer:
     def __init__(self, proxy: SipProxy, *, spawn: Callable[..., Any], sleep: Callable[[float], Any] = time.sleep,
                  socket_factory: Callable[..., socket.socket] = socket.socket,
                  clock: Callable[[], float] = time.monotonic, transports: tuple[str, ...] = ("udp", "tcp"),
-                 bind_host: str | None = None) -> None:
+                 bind_host: str | None = None, event_factory: Callable[[], Waker] = threading.Event) -> None:
         self.proxy = proxy
         self.spawn, self.sleep, self.socket_factory, self.clock = spawn, sleep, socket_factory, clock
         self.transports = transports
@@ -47,31 +74,39 @@ class HubSipServer:
         self.udp: socket.socket | None = None
         self.tcp: socket.socket | None = None
         self.connections: dict[Peer, socket.socket] = {}
+        self.faults = Faults(log)
+        self.timer_wakeups = 0
+        self._pending: dict[Peer, list[bytes]] = {}        # TCP data waiting for a connect
         self._ended: collections.deque[tuple[str, str]] = collections.deque()
         self._idle: collections.deque[str] = collections.deque()
+        self._wake = event_factory()
+        self._sleeping_until: float | None = None          # None: asleep without a timer
 
     # --- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         port = self.proxy.config.port
+        family = socket.AF_INET6 if ":" in self.bind_host else socket.AF_INET
+        resolve_routes(self.proxy)
         self.running = True
         if "udp" in self.transports:
-            self.udp = self.socket_factory(socket.AF_INET, socket.SOCK_DGRAM)
-            self.udp.bind((self.bind_host, port))
+            self.udp = self.socket_factory(family, socket.SOCK_DGRAM)
             tune_buffers(self.udp)
-            self.udp.settimeout(0.5)
+            self.udp.bind((self.bind_host, port))
+            self.udp.settimeout(SOCKET_POLL_S)
             self.spawn(self._udp_loop)
         if "tcp" in self.transports:
-            self.tcp = self.socket_factory(socket.AF_INET, socket.SOCK_STREAM)
+            self.tcp = self.socket_factory(family, socket.SOCK_STREAM)
             self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.tcp.bind((self.bind_host, port))
             self.tcp.listen(128)
-            self.tcp.settimeout(0.5)
+            self.tcp.settimeout(SOCKET_POLL_S)
             self.spawn(self._accept_loop)
         self.spawn(self._timer_loop)
 
     def stop(self) -> None:
         self.running = False
+        self._wake.set()
         for sock in [self.udp, self.tcp, *self.connections.values()]:
             if sock is not None:
                 try:
@@ -83,100 +118,187 @@ class HubSipServer:
 
     def on_changes(self, changes: Any) -> None:
         """A :class:`~ryu_apps.service.MamService` listener: queue the calls admission ended."""
-        for released in getattr(changes, "released", ()):
-            self._ended.append((released.call_id, released.cause))
+        try:
+            for released in getattr(changes, "released", ()):
+                self._ended.append((released.call_id, released.cause))
+            self._wake.set()
+        except Exception as error:  # noqa: BLE001 - never raise into the service
+            self.faults.record("notification", error)
 
     def media_idle(self, call_id: str) -> None:
         """The data plane saw the call's media stop (flow idle timeout)."""
         self._idle.append(call_id)
+        self._wake.set()
 
     # --- loops ----------------------------------------------------------------------------
 
     def _udp_loop(self) -> None:
-        assert self.udp is not None
+        udp = self.udp
+        assert udp is not None
         while self.running:
             try:
-                data, addr = self.udp.recvfrom(65535)
+                data, addr = udp.recvfrom(65535)
             except socket.timeout:
                 continue
-            except OSError:
-                if self.running:
-                    log.exception("SIP UDP receive failed")
-                    self.sleep(0.1)
+            except Exception as error:  # noqa: BLE001 - OSError or worse: count, pause, go on
+                if not self.running:
+                    break
+                self.faults.record("udp-receive", error)
+                self.sleep(0.01)
                 continue
+            self._handle(data, Peer("udp", addr[0], addr[1]), "udp-receive")
+
+    def _handle(self, item: Any, peer: Peer, kind: str) -> None:
+        """One datagram (bytes) or framed TCP item through the core, then its outputs out."""
+        try:
             with self.lock:
-                out = self.proxy.receive(data, Peer("udp", addr[0], addr[1]), self.clock())
+                if isinstance(item, bytes):
+                    out = self.proxy.receive(item, peer, self.clock())
+                else:
+                    out = self.proxy.receive_message(item, peer, self.clock())
+                when = self.proxy.next_timer()
             self._send(out)
+            if when is not None and (self._sleeping_until is None or when < self._sleeping_until):
+                self._wake.set()                      # an earlier timer than the loop sleeps for
+        except Exception as error:  # noqa: BLE001
+            self.faults.record("handler", error, f"{kind} from {peer.host}:{peer.port}")
 
     def _accept_loop(self) -> None:
-        assert self.tcp is not None
+        tcp = self.tcp
+        assert tcp is not None
         while self.running:
             try:
-                conn, addr = self.tcp.accept()
+                conn, addr = tcp.accept()
             except socket.timeout:
                 continue
-            except OSError:
-                if self.running:
-                    self.sleep(0.1)
+            except Exception as error:  # noqa: BLE001 - EMFILE and the like: wait a little
+                if not self.running:
+                    break
+                self.faults.record("tcp-accept", error)
+                self.sleep(0.1)
                 continue
-            peer = Peer("tcp", addr[0], addr[1])
-            self.connections[peer] = conn
-            self.spawn(self._tcp_reader, conn, peer)
+            try:
+                peer = Peer("tcp", addr[0], addr[1])
+                conn.settimeout(SOCKET_POLL_S)
+                self.connections[peer] = conn
+                self.spawn(self._tcp_reader, conn, peer)
+            except Exception as error:  # noqa: BLE001
+                self.faults.record("tcp-accept", error)
+                _close(conn)
 
     def _tcp_reader(self, conn: socket.socket, peer: Peer) -> None:
         framer = StreamFramer(self.proxy.config.max_message_bytes)
-        conn.settimeout(None)
         try:
             while self.running:
-                data = conn.recv(65535)
+                try:
+                    data = conn.recv(65535)
+                except socket.timeout:
+                    continue
                 if not data:
                     break
                 for item in framer.feed(data):
-                    with self.lock:
-                        out = self.proxy.receive_message(item, peer, self.clock())
-                    self._send(out)
+                    self._handle(item, peer, "tcp-receive")
                 if framer.broken:
                     break
         except OSError:
-            pass
+            pass                                     # the peer went away: an ordinary end
+        except Exception as error:  # noqa: BLE001
+            self.faults.record("tcp-receive", error)
         finally:
             if self.connections.get(peer) is conn:
                 del self.connections[peer]
-            conn.close()
+            _close(conn)
 
     def _timer_loop(self) -> None:
         while self.running:
-            now = self.clock()
-            out: list[Send] = []
-            with self.lock:
-                while self._ended:
-                    call_id, cause = self._ended.popleft()
-                    out += self.proxy.call_ended(call_id, cause, now)
-                while self._idle:
-                    out += self.proxy.media_idle(self._idle.popleft(), now)
-                when = self.proxy.next_timer()
-                if when is not None and when <= now:
-                    out += self.proxy.handle_timer(now)
-            self._send(out)
-            self.sleep(TIMER_TICK_S)
+            timeout = MAX_SLEEP_S
+            try:
+                self._wake.clear()
+                self.timer_wakeups += 1
+                now = self.clock()
+                out: list[Send] = []
+                with self.lock:
+                    while self._ended:
+                        call_id, cause = self._ended.popleft()
+                        out += self.proxy.call_ended(call_id, cause, now)
+                    while self._idle:
+                        out += self.proxy.media_idle(self._idle.popleft(), now)
+                    when = self.proxy.next_timer()
+                    if when is not None and when <= now:
+                        out += self.proxy.handle_timer(now)
+                        when = self.proxy.next_timer()
+                    self._sleeping_until = when
+                self._send(out)
+                if when is not None:
+                    timeout = min(MAX_SLEEP_S, max(0.0, when - self.clock()))
+            except Exception as error:  # noqa: BLE001 - the loop goes on; try again shortly
+                self.faults.record("timer", error)
+                timeout = 0.1
+            if timeout > 0 and self.running:
+                self._wake.wait(timeout)
 
     # --- output -----------------------------------------------------------------------------
 
     def _send(self, out: list[Send]) -> None:
         for item in out:
             peer = item.peer
-            try:
-                if peer.transport == "udp":
+            if not deliverable(peer):
+                self.faults.record("undeliverable", None, f"{peer!r}")
+                continue
+            if peer.transport == "udp":
+                try:
                     if self.udp is not None:
                         self.udp.sendto(item.data, (peer.host, peer.port))
-                    continue
-                conn = self.connections.get(peer)
-                if conn is None:
-                    conn = self.socket_factory(socket.AF_INET, socket.SOCK_STREAM)
-                    conn.settimeout(2.0)
-                    conn.connect((peer.host, peer.port))
-                    self.connections[peer] = conn
-                    self.spawn(self._tcp_reader, conn, peer)
+                except Exception as error:  # noqa: BLE001 - OSError or worse: the socket stays
+                    self.faults.record("udp-send", error, f"to {peer.host}:{peer.port}")
+                continue
+            conn = self.connections.get(peer)
+            if conn is None:
+                self._connect_later(peer, item.data)
+                continue
+            try:
                 conn.sendall(item.data)
-            except OSError as error:      # the transaction will time out; nothing else to do
-                log.warning("SIP send to %s failed: %s", peer, error)
+            except Exception as error:  # noqa: BLE001 - a peer that does not read loses its connection
+                self.faults.record("tcp-send", error, f"to {peer.host}:{peer.port}")
+                if self.connections.get(peer) is conn:
+                    del self.connections[peer]
+                _close(conn)
+
+    def _connect_later(self, peer: Peer, data: bytes) -> None:
+        """Queue ``data`` for ``peer`` and connect in a hub thread of its own (never in a loop)."""
+        waiting = self._pending.get(peer)
+        if waiting is not None:
+            waiting.append(data)
+            return
+        self._pending[peer] = [data]
+        try:
+            self.spawn(self._connect, peer)
+        except Exception as error:  # noqa: BLE001
+            self._pending.pop(peer, None)
+            self.faults.record("tcp-connect", error)
+
+    def _connect(self, peer: Peer) -> None:
+        conn: socket.socket | None = None
+        try:
+            family = socket.AF_INET6 if ":" in peer.host else socket.AF_INET
+            conn = self.socket_factory(family, socket.SOCK_STREAM)
+            conn.settimeout(2.0)
+            conn.connect((peer.host, peer.port))
+            conn.settimeout(TCP_SEND_TIMEOUT_S)
+            self.connections[peer] = conn
+            for data in self._pending.pop(peer, []):
+                conn.sendall(data)
+        except Exception as error:  # noqa: BLE001 - the transaction times out
+            self._pending.pop(peer, None)
+            self.faults.record("tcp-connect", error, f"to {peer.host}:{peer.port}")
+            if conn is not None:
+                _close(conn)
+            return
+        self._tcp_reader(conn, peer)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except Exception:  # noqa: BLE001
+        pass

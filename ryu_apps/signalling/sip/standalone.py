@@ -28,8 +28,9 @@ from ryu_apps.core.errors import MamError
 
 from ..call_control import CallControl
 from .errors import ParseError
-from .message import Message
+from .guard import Faults, deliverable, resolve_routes
 from .ids import HashIds
+from .message import Message
 from .proxy import SipProxy
 from .proxy_config import ProxyConfig
 from .routing import RouteError, RouteTable
@@ -42,7 +43,11 @@ LATENCY_SAMPLES = 200_000
 
 
 class SipServer:
-    """Runs one :class:`SipProxy` on the running asyncio loop."""
+    """Runs one :class:`SipProxy` on the running asyncio loop.
+
+    Every entry from the outside (a datagram, a TCP message, a timer, a notification)
+    runs guarded: a failure is counted in :attr:`faults` by kind, logged once per kind
+    (then at most once a minute) and dropped; sockets, timers and the loop go on."""
 
     def __init__(self, proxy: SipProxy, transports: tuple[str, ...] = ("udp", "tcp"),
                  bind_host: str | None = None) -> None:
@@ -52,19 +57,23 @@ class SipServer:
         self.udp: UdpEndpoint | None = None
         self.tcp_server: asyncio.AbstractServer | None = None
         self.tcp_connections: dict[Peer, TcpConnection] = {}
-        self.send_errors = 0
+        self.faults = Faults(log)
         self.invite_latency: list[float] = []      # seconds from INVITE in to its outputs sent
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
 
+    @property
+    def send_errors(self) -> int:
+        return self.faults.total()
+
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
+        resolve_routes(self.proxy)
         port = self.proxy.config.port
         if "udp" in self.transports:
-            _, protocol = await loop.create_datagram_endpoint(lambda: UdpEndpoint(self),
-                                                              local_addr=(self.bind_host, port))
-            self.udp = protocol
+            self.udp = UdpEndpoint.bind(self, self.bind_host, port)
+            self.udp.start(loop)
         if "tcp" in self.transports:
             self.tcp_server = await loop.create_server(lambda: TcpConnection(self), self.bind_host, port,
                                                        reuse_address=True)
@@ -72,31 +81,37 @@ class SipServer:
     async def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self.udp is not None and self.udp.transport is not None:
-            self.udp.transport.close()
+        if self.udp is not None:
+            self.udp.close()
         if self.tcp_server is not None:
             self.tcp_server.close()
         for connection in list(self.tcp_connections.values()):
             if connection.transport is not None:
                 connection.transport.close()
 
-    # --- input ------------------------------------------------------------------------
+    # --- input (each entry guarded) ----------------------------------------------------
 
     def on_datagram(self, data: bytes, host: str, port: int) -> None:
         assert self._loop is not None
-        started = time.perf_counter()
-        out = self.proxy.receive(data, Peer("udp", host, port), self._loop.time())
-        self.send(out)
-        if data[:7] == b"INVITE " and len(self.invite_latency) < LATENCY_SAMPLES:
-            self.invite_latency.append(time.perf_counter() - started)
+        try:
+            started = time.perf_counter()
+            out = self.proxy.receive(data, Peer("udp", host, port), self._loop.time())
+            self.send(out)
+            if data[:7] == b"INVITE " and len(self.invite_latency) < LATENCY_SAMPLES:
+                self.invite_latency.append(time.perf_counter() - started)
+        except Exception as error:  # noqa: BLE001 - one datagram never stops the listener
+            self.faults.record("handler", error, f"UDP datagram from {host}:{port}")
         self._schedule()
 
     def on_tcp_message(self, item: Message | ParseError, peer: Peer) -> None:
         assert self._loop is not None
-        started = time.perf_counter()
-        self.send(self.proxy.receive_message(item, peer, self._loop.time()))
-        if getattr(item, "method", None) == "INVITE" and len(self.invite_latency) < LATENCY_SAMPLES:
-            self.invite_latency.append(time.perf_counter() - started)
+        try:
+            started = time.perf_counter()
+            self.send(self.proxy.receive_message(item, peer, self._loop.time()))
+            if getattr(item, "method", None) == "INVITE" and len(self.invite_latency) < LATENCY_SAMPLES:
+                self.invite_latency.append(time.perf_counter() - started)
+        except Exception as error:  # noqa: BLE001
+            self.faults.record("handler", error, f"TCP message from {peer.host}:{peer.port}")
         self._schedule()
 
     def media_idle(self, call_id: str) -> None:
@@ -109,17 +124,26 @@ class SipServer:
         (preempted, aggregate deleted). Never blocks: it runs under the service's lock."""
         if self._loop is None:
             return
-        for released in getattr(changes, "released", ()):
-            self._loop.call_soon_threadsafe(self._call_ended, released.call_id, released.cause)
+        try:
+            for released in getattr(changes, "released", ()):
+                self._loop.call_soon_threadsafe(self._call_ended, released.call_id, released.cause)
+        except Exception as error:  # noqa: BLE001 - a closed loop at shutdown, say
+            self.faults.record("notification", error)
 
     def _call_ended(self, call_id: str, cause: str) -> None:
         assert self._loop is not None
-        self.send(self.proxy.call_ended(call_id, cause, self._loop.time()))
+        try:
+            self.send(self.proxy.call_ended(call_id, cause, self._loop.time()))
+        except Exception as error:  # noqa: BLE001
+            self.faults.record("notification", error)
         self._schedule()
 
     def _media_idle(self, call_id: str) -> None:
         assert self._loop is not None
-        self.send(self.proxy.media_idle(call_id, self._loop.time()))
+        try:
+            self.send(self.proxy.media_idle(call_id, self._loop.time()))
+        except Exception as error:  # noqa: BLE001
+            self.faults.record("notification", error)
         self._schedule()
 
     # --- output and timers --------------------------------------------------------------
@@ -127,33 +151,45 @@ class SipServer:
     def send(self, out: list[Send]) -> None:
         for item in out:
             peer = item.peer
+            if not deliverable(peer):
+                self.faults.record("undeliverable", None, f"{peer!r}")
+                continue
             if peer.transport == "udp":
                 if self.udp is not None:
                     self.udp.sendto(item.data, peer.host, peer.port)
-            else:
+                continue
+            try:
                 connection = self.tcp_connections.get(peer)
                 if connection is not None:
                     connection.write(item.data)
                 elif self._loop is not None:
                     self._loop.create_task(open_tcp(self, peer, item.data))
+            except Exception as error:  # noqa: BLE001
+                self.faults.record("tcp-send", error, f"to {peer.host}:{peer.port}")
 
     def _schedule(self) -> None:
-        when = self.proxy.next_timer()
-        if when is None or when == self._timer_at:
-            return
-        if self._timer is not None:
-            if self._timer_at is not None and self._timer_at <= when:
-                return                 # an earlier wake-up is set; it reschedules
-            self._timer.cancel()
-        assert self._loop is not None
-        self._timer_at = when
-        self._timer = self._loop.call_at(when, self._on_timer)
+        try:
+            when = self.proxy.next_timer()
+            if when is None or when == self._timer_at:
+                return
+            if self._timer is not None:
+                if self._timer_at is not None and self._timer_at <= when:
+                    return                 # an earlier wake-up is set; it reschedules
+                self._timer.cancel()
+            assert self._loop is not None
+            self._timer_at = when
+            self._timer = self._loop.call_at(when, self._on_timer)
+        except Exception as error:  # noqa: BLE001
+            self.faults.record("timer", error)
 
     def _on_timer(self) -> None:
         assert self._loop is not None
         self._timer = None
         self._timer_at = None
-        self.send(self.proxy.handle_timer(self._loop.time()))
+        try:
+            self.send(self.proxy.handle_timer(self._loop.time()))
+        except Exception as error:  # noqa: BLE001 - the next timer still gets scheduled
+            self.faults.record("timer", error)
         self._schedule()
 
     # --- figures ------------------------------------------------------------------------
@@ -166,7 +202,7 @@ class SipServer:
         stats = asdict(self.proxy.stats)
         stats.update(invite_latency_us={"count": len(samples), "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
                                         "max": pct(1.0)},
-                     send_errors=self.send_errors, active_calls=len(self.proxy.calls),
+                     send_errors=self.send_errors, faults=self.faults.snapshot(), active_calls=len(self.proxy.calls),
                      transactions=self.proxy.transaction_counts())
         return stats
 

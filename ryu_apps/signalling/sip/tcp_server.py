@@ -2,7 +2,8 @@
 
 Connections are known by the peer's address: responses to a request go back on the
 connection it came in on, requests to a next hop use an open connection to it or open one.
-A framing error (oversized head, bad Content-Length) closes the connection.
+A framing error (oversized head, bad Content-Length) closes the connection. Every
+callback is guarded: a failure closes at most this connection, never the listener.
 """
 
 from __future__ import annotations
@@ -27,18 +28,27 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        host, port = transport.get_extra_info("peername")[:2]
-        self.peer = Peer("tcp", host, port)
-        self.server.tcp_connections[self.peer] = self
-        for data in self.pending:
-            self.transport.write(data)  # type: ignore[union-attr]
-        self.pending.clear()
+        try:
+            host, port = transport.get_extra_info("peername")[:2]
+            self.peer = Peer("tcp", host, port)
+            self.server.tcp_connections[self.peer] = self
+            for data in self.pending:
+                transport.write(data)  # type: ignore[attr-defined]
+            self.pending.clear()
+        except Exception as error:  # noqa: BLE001
+            self.server.faults.record("tcp-accept", error)
+            transport.close()
 
     def data_received(self, data: bytes) -> None:
-        assert self.peer is not None
-        for item in self.framer.feed(data):
-            self.server.on_tcp_message(item, self.peer)
-        if self.framer.broken and self.transport is not None:
+        try:
+            assert self.peer is not None
+            for item in self.framer.feed(data):
+                self.server.on_tcp_message(item, self.peer)
+            broken = self.framer.broken
+        except Exception as error:  # noqa: BLE001 - close this connection, nothing else
+            self.server.faults.record("tcp-receive", error)
+            broken = True
+        if broken and self.transport is not None:
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -48,8 +58,12 @@ class TcpConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is None:
             self.pending.append(data)
-        else:
+            return
+        try:
             self.transport.write(data)
+        except Exception as error:  # noqa: BLE001
+            self.server.faults.record("tcp-send", error)
+            self.transport.close()
 
 
 async def open_tcp(server: "SipServer", peer: Peer, first: bytes) -> None:
@@ -60,7 +74,7 @@ async def open_tcp(server: "SipServer", peer: Peer, first: bytes) -> None:
     server.tcp_connections[peer] = connection       # later sends queue until connected
     try:
         await loop.create_connection(lambda: connection, peer.host, peer.port)
-    except OSError:
-        server.send_errors += 1
+    except Exception as error:  # noqa: BLE001 - OSError or worse: the transaction times out either way
+        server.faults.record("tcp-connect", error, f"to {peer.host}:{peer.port}")
         if server.tcp_connections.get(peer) is connection:
             del server.tcp_connections[peer]

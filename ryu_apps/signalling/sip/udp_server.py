@@ -1,4 +1,12 @@
-"""UDP for the asyncio shell: datagrams in, to the proxy core; its outputs out."""
+"""UDP for the asyncio shell: our own non-blocking socket on the loop's reader.
+
+Not an asyncio datagram transport on purpose: a transport closes itself for good when
+``sendto`` raises anything but ``OSError`` (issue 11: one forged address stopped UDP).
+Here every receive and every send is guarded (counted in :class:`~.guard.Faults`,
+dropped), and each wake-up reads a batch of waiting datagrams and hands the proxy the
+ones that are not INVITEs first: responses and in-dialog requests (ACK, BYE, CANCEL)
+finish calls, new INVITEs start them.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +17,72 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from .standalone import SipServer
 
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+BATCH = 64                      # datagrams read per wake-up at most (then the loop runs other work)
 
-class UdpEndpoint(asyncio.DatagramProtocol):
-    def __init__(self, server: "SipServer") -> None:
+
+class UdpEndpoint:
+    def __init__(self, server: "SipServer", sock: socket.socket) -> None:
         self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
+    @classmethod
+    def bind(cls, server: "SipServer", host: str, port: int) -> "UdpEndpoint":
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
             tune_buffers(sock)
+            sock.bind((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(server, sock)
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
-        self.server.on_datagram(data, addr[0], addr[1])
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self._readable)
 
-    def error_received(self, exc: Exception) -> None:   # ICMP unreachable etc.: nothing to do
-        self.server.send_errors += 1
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop = None
+        self.sock.close()
+
+    def _readable(self) -> None:
+        batch: list[tuple[bytes, tuple[str, int]]] = []
+        recvfrom = self.sock.recvfrom
+        for _ in range(BATCH):
+            try:
+                data, addr = recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as error:            # e.g. an ICMP error reported on the socket
+                self.server.faults.record("udp-receive", error)
+                break
+            batch.append((data, addr))
+        if not batch:
+            return
+        handle = self.server.on_datagram
+        invites = []
+        for data, addr in batch:                 # everything but INVITEs first
+            if data[:7] == b"INVITE ":
+                invites.append((data, addr))
+            else:
+                handle(data, addr[0], addr[1])
+        for data, addr in invites:
+            handle(data, addr[0], addr[1])
 
     def sendto(self, data: bytes, host: str, port: int) -> None:
-        if self.transport is not None:
-            self.transport.sendto(data, (host, port))
-
-
-SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+        try:
+            self.sock.sendto(data, (host, port))
+        except BlockingIOError:                  # send buffer full: UDP may drop, retransmission recovers
+            self.server.faults.record("udp-send-full", None, f"to {host}:{port}")
+        except OSError as error:
+            self.server.faults.record("udp-send", error, f"to {host}:{port}")
+        except Exception as error:  # noqa: BLE001 - whatever the address, the socket stays open
+            self.server.faults.record("udp-send", error, f"to {host!r}:{port!r}")
 
 
 def tune_buffers(sock: socket.socket) -> None:
