@@ -70,6 +70,24 @@ class SipConfig:
 
 
 @dataclass(frozen=True)
+class H323Config:
+    """The H.323 gatekeeper (docs/h323.md)."""
+
+    enabled: bool = False
+    ras_host: str = "127.0.0.1"
+    ras_port: int = 1719
+    call_host: str = "127.0.0.1"
+    call_port: int = 1720
+    gatekeeper_id: str = "mam-gk"
+    registration_ttl_s: int = 300
+    irq_interval_s: float = 30.0          # poll endpoints with calls this often (0: never)
+    t303_s: float = 4.0                   # Setup forwarded, nothing heard from the callee
+    t310_s: float = 30.0                  # CallProceeding heard, no Alerting/Connect
+    t301_s: float = 180.0                 # Alerting heard, no Connect
+    max_message_bytes: int = 16384
+
+
+@dataclass(frozen=True)
 class DataplaneConfig:
     discovery: bool = False         # LLDP (ryu.topology) checks the configured links
     port_speeds: str = "limit"      # "limit": a slower port cuts a link's reservable share; "warn"
@@ -94,6 +112,7 @@ class Config:
     dataplane: DataplaneConfig = field(default_factory=DataplaneConfig)
     store_path: str | None = None
     calls: CallsConfig = field(default_factory=CallsConfig)
+    h323: H323Config = field(default_factory=H323Config)
 
 
 # --- the small validation toolkit ------------------------------------------------------
@@ -267,6 +286,7 @@ def _community(value: Any, path: str) -> Community:
         prefixes=node.get("prefixes", _list(_prefix, min_items=1)),
         domains=tuple(d.lower() for d in node.get("domains", _list(_str), ())),
         terminals=node.get("terminals", _list(_terminal), ()),
+        e164_prefixes=node.get("e164_prefixes", _list(_e164_prefix), ()),
     )
     node.done()
     return community
@@ -392,6 +412,40 @@ def _sip(value: Any, path: str) -> SipConfig:
     return sip
 
 
+def _h323(value: Any, path: str) -> H323Config:
+    node = _Node(value, path)
+    ras = node.get("ras_listen", _hostport, "127.0.0.1:1719")
+    call = node.get("call_listen", _hostport, "127.0.0.1:1720")
+    h323 = H323Config(
+        enabled=node.get("enabled", _bool, True),
+        ras_host=ras.rpartition(":")[0].strip("[]"), ras_port=int(ras.rpartition(":")[2]),
+        call_host=call.rpartition(":")[0].strip("[]"), call_port=int(call.rpartition(":")[2]),
+        gatekeeper_id=node.get("gatekeeper_id", _gatekeeper_id, "mam-gk"),
+        registration_ttl_s=node.get("registration_ttl_s", _int(10, 86400), 300),
+        irq_interval_s=node.get("irq_interval_s", _number(0.0, 3600.0), 30.0),
+        t303_s=node.get("t303_s", _number(0.5, 120.0), 4.0),
+        t310_s=node.get("t310_s", _number(1.0, 600.0), 30.0),
+        t301_s=node.get("t301_s", _number(1.0, 3600.0), 180.0),
+        max_message_bytes=node.get("max_message_bytes", _int(512, 65535), 16384),
+    )
+    node.done()
+    return h323
+
+
+def _gatekeeper_id(value: Any, path: str) -> str:
+    text = _str(value, path)
+    if len(text) > 128:
+        raise ConfigError(path, f"at most 128 characters (H.225.0 GatekeeperIdentifier), got {len(text)}")
+    return text
+
+
+def _e164_prefix(value: Any, path: str) -> str:
+    text = _str_or_int(value, path).lstrip("+")
+    if not text.isdigit() or len(text) > 15:
+        raise ConfigError(path, f"expected the leading digits of E.164 numbers (up to 15), got {value!r}")
+    return text
+
+
 def _str_or_int(value: Any, path: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -414,6 +468,7 @@ def parse_config(document: Any) -> Config:
     calls = root.get("calls", _calls, CallsConfig())
     api = root.get("api", _api, ApiConfig())
     sip = root.get("sip", _sip, SipConfig())
+    h323 = root.get("h323", _h323, H323Config())
     store = root.get("store", _str, None)
     root.done()
 
@@ -428,7 +483,7 @@ def parse_config(document: Any) -> Config:
                                reserved_dscps=tuple(sorted({EF} | {a.dscp for a in aggregates})),
                                reroute=dataplane.reroute, timers=timers,
                                port_security=PortSecurity(dataplane.max_terminals_per_port))
-    return Config(topology, settings, aggregates, api, sip, dataplane, store, calls)
+    return Config(topology, settings, aggregates, api, sip, dataplane, store, calls, h323=h323)
 
 
 def _check_references(switches: Iterable[Switch], links: Iterable[Link], communities: Iterable[Community],

@@ -67,6 +67,7 @@ class Community:
     prefixes: tuple[IPNetwork, ...]
     domains: tuple[str, ...] = ()
     terminals: tuple[Terminal, ...] = ()
+    e164_prefixes: tuple[str, ...] = ()   # dialled numbers starting with one of these belong here
 
     def contains(self, address: IPAddress) -> bool:
         return any(address in prefix for prefix in self.prefixes)
@@ -185,6 +186,21 @@ class Topology:
             if len(matches) == 1:
                 return matches[0]
         return None
+
+    def community_of_number(self, number: str | None) -> Community | None:
+        """The community a dialled number (E.164 digits) belongs to: the longest matching
+        ``e164_prefixes`` entry wins; a tie between communities is ambiguous (None)."""
+        digits = (number or "").lstrip("+")
+        best: list[Community] = []
+        best_len = 0
+        for community in self.communities:
+            for prefix in community.e164_prefixes:
+                if digits.startswith(prefix) and len(prefix) >= best_len:
+                    if len(prefix) > best_len:
+                        best, best_len = [], len(prefix)
+                    if community not in best:
+                        best.append(community)
+        return best[0] if len(best) == 1 and digits else None
 
     def communities_at(self, switch: str) -> Iterable[Community]:
         return (c for c in self.communities if c.edge == switch)

@@ -70,3 +70,30 @@ def test_build_manager_keeps_stored_aggregates_and_creates_missing_ones():
     first.resize_aggregate("site-a--site-b", 1500)   # changed at run time (REST)
     again = build_manager(config, ledger)
     assert again.aggregate("site-a--site-b").size_kbps == 1500
+
+
+def test_h323_section_and_e164_prefixes() -> None:
+    from ryu_apps.config import ConfigError, parse_config
+    base = {"topology": {"switches": [{"name": "s1", "dpid": 1}]},
+            "communities": [{"name": "a", "edge": "s1", "access_ports": [1], "prefixes": ["10.0.0.0/8"],
+                             "e164_prefixes": ["+1", 44]}]}
+    config = parse_config({**base, "h323": {"ras_listen": "127.0.0.1:11719", "call_listen": "127.0.0.1:11720",
+                                             "registration_ttl_s": 60}})
+    assert config.h323.enabled and (config.h323.ras_port, config.h323.call_port) == (11719, 11720)
+    assert config.h323.registration_ttl_s == 60 and config.topology.community_of_number("4471").name == "a"
+    assert not parse_config(base).h323.enabled
+    for bad, where in (({"h323": {"ras_listn": "x:1"}}, "h323.ras_listn"),
+                       ({"h323": {"registration_ttl_s": 1}}, "h323.registration_ttl_s"),
+                       ({"h323": {"call_listen": "nope"}}, "h323.call_listen")):
+        try:
+            parse_config({**base, **bad})
+        except ConfigError as error:
+            assert error.path == where, error.path
+        else:
+            raise AssertionError(f"{bad} accepted")
+    try:
+        parse_config({**base, "communities": [{**base["communities"][0], "e164_prefixes": ["12a"]}]})
+    except ConfigError as error:
+        assert error.path == "communities[0].e164_prefixes[0]"
+    else:
+        raise AssertionError("bad prefix accepted")
