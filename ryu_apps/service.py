@@ -128,8 +128,10 @@ class MamService:
 
     # --- calls (this is also the signalling front ends' CallControl) -------------------
 
-    def admit(self, request: AdmissionRequest) -> Decision:
-        return self._mutate(lambda t: self.manager.admit(request, t))
+    def admit(self, request: AdmissionRequest,
+              media: tuple[MediaEndpoint, MediaEndpoint] | None = None) -> Decision:
+        """Admit (and, given both media addresses, plan the flows of) a call in one step."""
+        return self._mutate(lambda t: self.manager.admit(request, t, media))
 
     def attach_media(self, call_id: str, caller: MediaEndpoint, callee: MediaEndpoint) -> Call:
         return self._mutate(lambda t: self.manager.attach_media(call_id, caller, callee, t))

@@ -188,6 +188,10 @@ class MediaAggregationManager:
         """The live or releasing call with this serial."""
         return self._state.by_serial.get(serial)
 
+    def release_pending(self, call_id: str) -> bool:
+        """A release the ledger refused is waiting to be retried."""
+        return call_id in self._retry_releases
+
     def releasing(self) -> list[Call]:
         return sorted(self._state.releasing.values(), key=lambda c: c.serial)
 
@@ -442,18 +446,25 @@ class MediaAggregationManager:
 
     # --- calls ----------------------------------------------------------------------
 
-    def admit(self, request: AdmissionRequest, now: float) -> Decision:
-        """Admit a call onto an aggregate between its communities, or say why not.
+    def admit(self, request: AdmissionRequest, now: float,
+              media: tuple[MediaEndpoint, MediaEndpoint] | None = None) -> Decision:
+        """Admit a call onto an aggregate between its communities, or say why not; with
+        ``media`` (both parties' media addresses) its flows are planned in the same
+        transaction, so a client never sees a call admitted without the flows it asked for.
 
         Idempotent per call id: a retransmitted setup gets the same decision and
         allocates nothing more. A ledger that cannot record the admission refuses it
         (``store-unavailable``) and leaves everything as it was."""
         existing = self._state.calls.get(request.call_id)
         if existing is not None:
+            if media is not None:
+                self.attach_media(request.call_id, *media, now)
             return Admitted(existing.call_id, existing.aggregate_id, existing.kbps, serial=existing.serial)
         try:
             with self._transaction():
                 decision = self._decide(request, now)
+                if media is not None and isinstance(decision, Admitted):
+                    self._attach(self._state.calls[request.call_id], *media, now)
         except StoreUnavailable as error:
             decision = Rejected(request.call_id, RejectReason.STORE_UNAVAILABLE, error.message)
         self.counters.count(decision, request.protocol)
@@ -535,11 +546,14 @@ class MediaAggregationManager:
         if (call.caller_media, call.callee_media) == (caller, callee):
             return call
         with self._transaction():
-            old_entries = self._plans.call(call)
-            updated = call.with_media(caller, callee)
-            self._state.update_call(call, updated)
-            self._state.set_deadline(call.serial, now + self.settings.timers.install_s)
-            self._queue(diff(old_entries, self._plans.call(updated)))
+            return self._attach(call, caller, callee, now)
+
+    def _attach(self, call: Call, caller: MediaEndpoint, callee: MediaEndpoint, now: float) -> Call:
+        old_entries = self._plans.call(call)
+        updated = call.with_media(caller, callee)
+        self._state.update_call(call, updated)
+        self._state.set_deadline(call.serial, now + self.settings.timers.install_s)
+        self._queue(diff(old_entries, self._plans.call(updated)))
         return updated
 
     def save_dialog(self, call_id: str, dialog: Mapping[str, Any]) -> Call:

@@ -31,6 +31,7 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # HTTP clients that can only GET and POST (Kamailio 5.6's http_client) send POST with this header
 METHOD_OVERRIDE = "X-HTTP-Method-Override"
 DSCP_RANGE = (0, 63)
+RETRY_AFTER_S = 1     # the ledger was unavailable: nothing changed, ask again
 
 # How a rejected admission is answered: the call cannot be carried (409) or the request
 # names something the controller cannot carry at all (422), or the call is unknown (404).
@@ -42,6 +43,7 @@ REJECT_STATUS = {
     RejectReason.UNKNOWN_COMMUNITY: 422,
     RejectReason.INVALID_REQUEST: 422,
     RejectReason.UNKNOWN_CALL: 404,
+    RejectReason.STORE_UNAVAILABLE: 503,     # nothing was admitted; try again (Retry-After)
 }
 
 Handler = Callable[[Request, dict[str, str]], Response]
@@ -85,7 +87,8 @@ class RestApi:
         except HttpError as error:
             response = error.response()
         except MamError as error:
-            response = HttpError(error.status, error.message, field=error.field).response()
+            headers = {"Retry-After": str(RETRY_AFTER_S)} if error.status == 503 else None
+            response = HttpError(error.status, error.message, field=error.field, headers=headers).response()
         except UnicodeDecodeError:  # a percent-escaped path or query that is not UTF-8
             response = HttpError(400, "the path or query string is not valid UTF-8").response()
         except Exception:  # never a stack trace on the wire, never a 200 on failure
@@ -269,8 +272,8 @@ class RestApi:
         endpoints = None if caller_media is None else (fields.endpoint(caller_media, "caller_media"),
                                                        fields.endpoint(callee_media, "callee_media"))
         body.done()
-        decision = self.service.admit(AdmissionRequest(call_id, caller, callee, media, level, protocol))
-        return self._admitted(call_id, decision, endpoints)
+        decision = self.service.admit(AdmissionRequest(call_id, caller, callee, media, level, protocol), endpoints)
+        return self._admitted(call_id, decision)
 
     def _admit_parties(self, raw: dict[str, Any]) -> Response:
         """A SIP server's form (docs/kamailio.md): the parties as it sees them and the raw SDP offer."""
@@ -298,13 +301,11 @@ class RestApi:
             return Response(status=204)                 # within one community: nothing to reserve
         decision = self.service.admit(AdmissionRequest(call_id, communities[0], communities[1], media, level,
                                                        protocol))
-        return self._admitted(call_id, decision, None)
+        return self._admitted(call_id, decision)
 
-    def _admitted(self, call_id: str, decision: Decision, endpoints: tuple[Any, Any] | None) -> Response:
+    def _admitted(self, call_id: str, decision: Decision) -> Response:
         if not isinstance(decision, Admitted):
             return self._rejection(decision)
-        if endpoints is not None:
-            self.service.attach_media(call_id, *endpoints)
         call = self.service.read(lambda m: m.call(call_id))
         response = json_response({"call": call_to_dict(call), "preempted": list(decision.preempted)}, 201)
         response.location = f"{PREFIX}/calls/{call_id}"
@@ -346,16 +347,21 @@ class RestApi:
 
     def release_call(self, request: Request, params: dict[str, str]) -> Response:
         cause = (request.GET.get("cause") or "released via REST")[:64]
-        released = self.service.release(params["id"], cause=cause)
-        if released is None:
-            raise HttpError(404, f"no call {params['id']!r}")
-        return Response(status=204)
+        call_id = params["id"]
+        released = self.service.release(call_id, cause=cause)
+        if released is not None:
+            return Response(status=204)
+        if self.service.read(lambda m: m.release_pending(call_id)):
+            return json_response({"call_id": call_id, "message": "the ledger could not record the release yet; "
+                                  "the controller retries it by itself"}, 202)
+        raise HttpError(404, f"no call {call_id!r}")
 
     @staticmethod
     def _rejection(decision: Decision) -> Response:
         assert not isinstance(decision, Admitted)
         status = REJECT_STATUS[decision.reason]
-        return HttpError(status, decision.detail, reason=decision.reason.value).response()
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+        return HttpError(status, decision.detail, reason=decision.reason.value, headers=headers).response()
 
     # statistics
 

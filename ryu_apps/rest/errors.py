@@ -27,7 +27,7 @@ class HttpError(Exception):
 
 _REASONS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
             409: "conflict", 413: "too-large", 415: "unsupported-media-type", 422: "unprocessable",
-            500: "internal-error"}
+            500: "internal-error", 503: "unavailable"}
 
 
 def json_response(body: object, status: int = 200) -> Response:

@@ -889,3 +889,24 @@ def test_post_with_a_method_override_is_that_method(api: Api) -> None:
     assert post("/mam/v1/calls/k1", "DELETE", {})[0] == 204 and api.used() == 0
     status, body = post("/mam/v1/calls", "GET", {})
     assert status == 400 and body["error"]["field"] == "X-HTTP-Method-Override"
+
+
+def test_admission_with_media_is_one_step_and_a_ledger_outage_changes_nothing(api: Api) -> None:
+    from ryu_apps.core.errors import StoreUnavailable
+
+    class Down:
+        durable = True
+
+        def commit(self, writes: Any) -> None:
+            raise StoreUnavailable("disk full (test)")
+
+    media = {"caller_media": {"ip": "10.1.0.1", "port": 4000}, "callee_media": {"ip": "10.2.0.1", "port": 5000}}
+    ledger, api.service.manager.ledger = api.service.manager.ledger, Down()
+    status, body, response = api("POST", "/mam/v1/calls", call("m1", **media))
+    assert (status, body["error"]["reason"], response.headers["Retry-After"]) == (503, "store-unavailable", "1")
+    assert "disk full" in body["error"]["message"]
+    assert api("GET", "/mam/v1/calls")[1]["calls"] == [] and api.used() == 0
+    api.service.manager.ledger = ledger
+    status, body, _ = api("POST", "/mam/v1/calls", call("m1", **media))
+    assert status == 201 and body["call"]["state"] == "installing" and body["call"]["callee_media"]["port"] == 5000
+    assert ledger.calls["m1"].callee_media.port == 5000      # admission and media were recorded together
