@@ -426,5 +426,11 @@ class IncomingCall:
     def read(self, timeout: float = 5.0) -> dict[str, Any] | None:
         return read_tpkt(self.sock, timeout)
 
+    def until(self, message_type: int, timeout: float = 5.0) -> dict[str, Any] | None:
+        while True:
+            message = self.read(timeout)
+            if message is None or message["type"] == message_type:
+                return message
+
     def close(self) -> None:
         self.sock.close()

@@ -1,0 +1,328 @@
+"""The standalone gatekeeper: the sans-IO core on an asyncio loop.
+
+``python -m ryu_apps.signalling.h323 --config site.yaml`` runs admission in this process
+from the configuration file (the manager the controller runs; for tests, benchmarks and
+single-box setups). ``--controller URL --token T`` (or ``MAM_TOKEN``) asks the
+controller's REST API instead: admission is deferred to one worker thread (in order), so
+the loop never blocks on HTTP, and requests still waiting get RequestInProgress.
+
+The shell's only jobs: read the RAS socket and the call-signalling connections, pass
+bytes with ``loop.time()`` to the core, carry out its actions, wake it at
+``next_timer()``. Every callback is guarded: nothing stops the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from ryu_apps.core.errors import MamError
+
+from ..call_control import CallControl, perform
+from .actions import Action, Datagram, Perform, StreamClose, StreamOpen, StreamSend
+from .gatekeeper import Gatekeeper, GatekeeperSettings
+from .hub_server import Faults
+
+log = logging.getLogger(__name__)
+
+
+class _Ras(asyncio.DatagramProtocol):
+    def __init__(self, server: "GatekeeperServer") -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.server.guard("ras", lambda: self.server.gk.receive_ras(data, addr[0], addr[1], self.server.now()))
+
+    def error_received(self, exc: Exception) -> None:
+        self.server.faults.record("ras-receive", exc)
+
+
+class _Stream(asyncio.Protocol):
+    def __init__(self, server: "GatekeeperServer", conn: int | None = None) -> None:
+        self.server = server
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if self.conn is None:
+            peer = transport.get_extra_info("peername") or ("", 0)
+            self.conn = self.server.gk.stream_opened(peer[0], peer[1], self.server.now())
+        self.server.streams[self.conn] = self
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        assert conn is not None
+        self.server.guard("stream", lambda: self.server.gk.stream_data(conn, data, self.server.now()))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        conn = self.conn
+        if conn is not None and self.server.streams.pop(conn, None) is not None:
+            self.server.guard("stream-close", lambda: self.server.gk.stream_closed(conn, self.server.now(),
+                                                                                 exc is not None))
+
+
+class GatekeeperServer:
+    def __init__(self, gk: Gatekeeper, ras_bind: tuple[str, int], call_bind: tuple[str, int]) -> None:
+        self.gk = gk
+        self.ras_bind, self.call_bind = ras_bind, call_bind
+        self.faults = Faults()
+        self.streams: dict[int, _Stream] = {}
+        self.waiting: dict[int, list[bytes]] = {}
+        self.closing: set[int] = set()
+        self.ras: _Ras | None = None
+        self.server: asyncio.AbstractServer | None = None
+        self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="h323-admission")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    def now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    async def start(self) -> None:
+        from .asn1 import load
+        load()
+        loop = self._loop = asyncio.get_running_loop()
+        _, ras = await loop.create_datagram_endpoint(lambda: _Ras(self), local_addr=self.ras_bind)
+        self.ras = ras
+        self.server = await loop.create_server(lambda: _Stream(self), self.call_bind[0], self.call_bind[1],
+                                               reuse_address=True)
+        self._schedule()
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.ras is not None and self.ras.transport is not None:
+            self.ras.transport.close()
+        if self.server is not None:
+            self.server.close()
+        for stream in list(self.streams.values()):
+            if stream.transport is not None:
+                stream.transport.close()
+        self.worker.shutdown(wait=False, cancel_futures=True)
+
+    # --- notifications from other threads -----------------------------------------------------
+
+    def on_changes(self, changes: Any) -> None:
+        """A MamService listener (in-process admission): end the calls it ended. Never blocks."""
+        if self._loop is None:
+            return
+        for released in getattr(changes, "released", ()):
+            call_id, serial, cause = released.call_id, int(getattr(released, "serial", 0)), released.cause
+            self._loop.call_soon_threadsafe(
+                self.guard, "call-ended", lambda c=call_id, s=serial, k=cause: self.gk.call_ended(c, s, k, self.now()))
+
+    def media_idle(self, call_id: str) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.guard, "media-idle", lambda: self.gk.media_idle(call_id, self.now()))
+
+    # --- core calls -----------------------------------------------------------------------------
+
+    def guard(self, kind: str, call: Any) -> None:
+        try:
+            self._act(call())
+        except Exception as error:  # noqa: BLE001 - the loop goes on
+            self.faults.record(kind, error)
+        self._schedule()
+
+    def _act(self, out: list[Action]) -> None:
+        for action in out:
+            try:
+                if isinstance(action, Datagram):
+                    if self.ras is not None and self.ras.transport is not None:
+                        self.ras.transport.sendto(action.data, (action.host, action.port))
+                elif isinstance(action, StreamSend):
+                    stream = self.streams.get(action.conn)
+                    if stream is not None and stream.transport is not None:
+                        stream.transport.write(action.data)
+                    elif action.conn in self.waiting:
+                        self.waiting[action.conn].append(action.data)
+                elif isinstance(action, StreamOpen):
+                    self.waiting[action.conn] = []
+                    assert self._loop is not None
+                    self._loop.create_task(self._open(action))
+                elif isinstance(action, StreamClose):
+                    stream = self.streams.pop(action.conn, None)
+                    if stream is not None and stream.transport is not None:
+                        stream.transport.close()
+                    elif action.conn in self.waiting:
+                        self.closing.add(action.conn)
+                elif isinstance(action, Perform):
+                    self._perform(action)
+            except Exception as error:  # noqa: BLE001
+                self.faults.record(type(action).__name__, error)
+
+    async def _open(self, action: StreamOpen) -> None:
+        assert self._loop is not None
+        try:
+            _, stream = await asyncio.wait_for(self._loop.create_connection(
+                lambda: _Stream(self, action.conn), action.host, action.port), 3.0)
+        except Exception as error:  # noqa: BLE001
+            self.faults.record("connect", error, f"to {action.host}:{action.port}")
+            self.waiting.pop(action.conn, None)
+            self.closing.discard(action.conn)
+            self.guard("connect", lambda: self.gk.stream_closed(action.conn, self.now(), True))
+            return
+        for data in self.waiting.pop(action.conn, []):
+            if stream.transport is not None:
+                stream.transport.write(data)
+        if action.conn in self.closing:
+            self.closing.discard(action.conn)
+            self.streams.pop(action.conn, None)
+            if stream.transport is not None:
+                stream.transport.close()
+
+    def _perform(self, action: Perform) -> None:
+        loop = self._loop
+        assert loop is not None
+
+        def run() -> None:
+            result: Any
+            try:
+                result = perform(self.gk.control, action.op)
+            except Exception as error:  # noqa: BLE001 - an unreachable controller is an answer
+                result = error
+            loop.call_soon_threadsafe(self.guard, "performed",
+                                      lambda: self.gk.performed(action.ticket, result, self.now()))
+        self.worker.submit(run)
+
+    def _schedule(self) -> None:
+        when = self.gk.next_timer()
+        if when is None or when == self._timer_at:
+            return
+        if self._timer is not None:
+            if self._timer_at is not None and self._timer_at <= when:
+                return
+            self._timer.cancel()
+        assert self._loop is not None
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.guard("timer", lambda: self.gk.handle_timer(self.now()))
+
+    def report(self) -> dict[str, Any]:
+        stats = asdict(self.gk.stats)
+        stats.update(registered=len(self.gk.registry), active_calls=len(self.gk.calls),
+                     shell_faults=dict(self.faults.counts))
+        read = getattr(self.gk.control, "read", None)
+        if read is not None:            # in-process admission: each pool's use, for tests and figures
+            stats["pools_kbps"] = read(lambda m: {a.id: m.used_kbps(a.id) for a in m.aggregates()})
+            stats["admitted_calls"] = read(lambda m: len(m.calls()))
+        return stats
+
+
+# --- command line -----------------------------------------------------------------------------
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise argparse.ArgumentTypeError(f"expected host:port, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ryu_apps.signalling.h323",
+                                     description="H.323 gatekeeper (gatekeeper-routed) that admits calls against "
+                                                 "aggregate pools.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="run admission in this process from this configuration file")
+    source.add_argument("--controller", help="controller REST base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--token", default=os.environ.get("MAM_TOKEN") or os.environ.get("MAM_API_TOKEN"),
+                        help="bearer token for the controller's REST API (or MAM_TOKEN)")
+    parser.add_argument("--ras-listen", type=_hostport, help="RAS host:port (default from --config's h323 "
+                        "section, else 127.0.0.1:1719)")
+    parser.add_argument("--call-listen", type=_hostport, help="call-signalling host:port (default 127.0.0.1:1720)")
+    parser.add_argument("--gatekeeper-id", help="GatekeeperIdentifier (default mam-gk)")
+    parser.add_argument("--stats-file", help="write counters as JSON here on exit and on SIGUSR1")
+    parser.add_argument("--log-level", default="WARNING")
+    return parser
+
+
+def build_server(args: argparse.Namespace) -> tuple[GatekeeperServer, CallControl]:
+    from .directory import ControlDirectory, TopologyDirectory
+    control: CallControl
+    if args.config:
+        from ryu_apps.config import build_manager, load_config
+        from ryu_apps.service import MamService
+        site = load_config(args.config)
+        service = MamService(build_manager(site))
+        settings = GatekeeperSettings.from_config(site.h323)
+        control = service
+        directory: Any = TopologyDirectory(lambda: service.manager.topology)
+        defer = False
+    else:
+        from .rest_numbers import RestNumbers
+        from ..sip.rest_client import RestCallControl
+        rest = RestCallControl(args.controller, args.token)
+        control = rest
+        directory = ControlDirectory(rest, RestNumbers(rest))
+        settings = GatekeeperSettings()
+        defer = True
+    overrides: dict[str, Any] = {}
+    if args.ras_listen:
+        overrides["ras"] = args.ras_listen
+    if args.call_listen:
+        overrides["call_signal"] = args.call_listen
+    if args.gatekeeper_id:
+        overrides["gatekeeper_id"] = args.gatekeeper_id
+    settings = GatekeeperSettings(**{**settings.__dict__, **overrides})
+    gk = Gatekeeper(settings, control, directory, defer=defer)
+    server = GatekeeperServer(gk, settings.ras, settings.call_signal)
+    subscribe = getattr(control, "subscribe", None)
+    if subscribe is not None:
+        subscribe(server.on_changes)
+    return server, control
+
+
+async def serve(server: GatekeeperServer, stats_file: str | None) -> None:
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+
+    def dump() -> None:
+        if stats_file:
+            with open(stats_file + ".tmp", "w", encoding="utf-8") as handle:
+                json.dump(server.report(), handle, indent=1)
+            os.replace(stats_file + ".tmp", stats_file)
+
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    loop.add_signal_handler(signal.SIGINT, stopped.set)
+    loop.add_signal_handler(signal.SIGUSR1, dump)
+    print(f"H.323 gatekeeper: RAS on {server.ras_bind[0]}:{server.ras_bind[1]}/udp, call signalling on "
+          f"{server.call_bind[0]}:{server.call_bind[1]}/tcp", flush=True)
+    await stopped.wait()
+    await server.stop()
+    dump()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        server, _ = build_server(args)
+    except (ValueError, MamError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(server, args.stats_file))
+    except OSError as error:                      # the port is taken, and the like
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

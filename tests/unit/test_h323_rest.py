@@ -1,0 +1,49 @@
+"""The REST pieces a standalone gatekeeper uses: lookup by dialled number, and its client."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from h323_harness import SITE
+from webob import Request
+
+from ryu_apps.config import ApiConfig, build_manager, parse_config
+from ryu_apps.metrics import Metrics
+from ryu_apps.rest.api import make_wsgi_app
+from ryu_apps.service import MamService
+from ryu_apps.signalling.h323.rest_numbers import RestNumbers
+
+
+def lookup(query: str) -> tuple[int, Any]:
+    service = MamService(build_manager(parse_config(SITE)))
+    app = make_wsgi_app(service, ApiConfig(), Metrics(service))
+    response = Request.blank(f"/mam/v1/communities/lookup?{query}").get_response(app)
+    return response.status_int, json.loads(response.body)
+
+
+def test_lookup_by_number_uses_e164_prefixes_after_domain_and_address() -> None:
+    assert lookup("number=2001") == (200, {"community": "site-b"})
+    assert lookup("number=%2B1555") == (200, {"community": "site-a"})
+    assert lookup("number=999") == (200, {"community": None})
+    assert lookup("domain=a.example&number=2001") == (200, {"community": "site-a"})
+    status, body = lookup("")
+    assert status == 400 and "number=" in body["error"]["message"]
+
+
+class FakeRest:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def _call(self, method: str, path: str, payload: Any) -> tuple[int, Any]:
+        self.asked.append(path)
+        return 200, {"community": "site-b" if "number=2" in path else None}
+
+
+def test_rest_numbers_asks_once_per_number_then_caches() -> None:
+    rest = FakeRest()
+    numbers = RestNumbers(rest)
+    assert numbers.community_of_number("2001") == "site-b"
+    assert numbers.community_of_number("2001") == "site-b"
+    assert numbers.community_of_number("3001") is None
+    assert rest.asked == ["/mam/v1/communities/lookup?number=2001", "/mam/v1/communities/lookup?number=3001"]
