@@ -75,6 +75,7 @@ class MediaAggregationApp(compat.RyuApp):
         self.threads = [compat.hub.spawn(self._timer_loop)]
         self._start_rest()
         self._start_sip()
+        self._start_h323()
         log.info("media aggregation manager: %d switch(es), %d communities, %d aggregate(s), store %s",
                  len(manager.topology.switches), len(manager.topology.communities), len(manager.aggregates()),
                  self.config.store_path or "in memory")
@@ -102,6 +103,25 @@ class MediaAggregationApp(compat.RyuApp):
         self.service.subscribe(self.sip.on_changes)
         self.sip.start()
         log.info("SIP proxy on %s:%d (%s)", sip.listen_host, sip.listen_port, "/".join(sip.transports))
+
+    def _start_h323(self) -> None:
+        h323 = self.config.h323
+        self.h323: object | None = None
+        if not h323.enabled:
+            return
+        from .signalling.h323.directory import TopologyDirectory
+        from .signalling.h323.gatekeeper import Gatekeeper, GatekeeperSettings
+        from .signalling.h323.hub_server import HubGatekeeper
+        from .signalling.sip.hub_server import hub_event_factory
+        service = self.service
+        gatekeeper = Gatekeeper(GatekeeperSettings.from_config(h323), service,
+                                TopologyDirectory(lambda: service.manager.topology))
+        self.h323 = HubGatekeeper(gatekeeper, spawn=compat.hub.spawn, sleep=compat.hub.sleep,
+                                  socket_factory=socket.socket, event_factory=hub_event_factory(compat.hub))
+        self.service.subscribe(self.h323.on_changes)
+        self.h323.start()
+        log.info("H.323 gatekeeper %s: RAS on %s:%d/udp, call signalling on %s:%d/tcp", h323.gatekeeper_id,
+                 h323.ras_host, h323.ras_port, h323.call_host, h323.call_port)
 
     def _timer_loop(self) -> None:
         """Run the core's timers when they are due, and the data plane's deferred reports
