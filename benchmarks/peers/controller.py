@@ -71,6 +71,10 @@ class Controller:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}/mam/v1"
 
+    def url_with(self, token: str | None) -> str:
+        """The API URL with the token as the password: what Kamailio's http_client sends as Basic auth."""
+        return self.url.replace("http://", f"http://kamailio:{token}@") if token else self.url
+
     def rest(self, method: str, path: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method)

@@ -8,6 +8,7 @@ Mutating requests need ``Authorization: Bearer <api.token>`` when a token is con
 
 from __future__ import annotations
 
+import base64
 import hmac
 import logging
 import re
@@ -28,7 +29,8 @@ from .errors import HttpError, json_response
 log = logging.getLogger(__name__)
 PREFIX = "/mam/v1"
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# HTTP clients that can only GET and POST (Kamailio 5.6's http_client) send POST with this header
+# HTTP clients that can only GET and POST (Kamailio 5.6's http_client) send POST with this header,
+# or with ?_method= where they cannot set headers (its persistent connections, http_connect)
 METHOD_OVERRIDE = "X-HTTP-Method-Override"
 DSCP_RANGE = (0, 63)
 RETRY_AFTER_S = 1     # the ledger was unavailable: nothing changed, ask again
@@ -98,7 +100,8 @@ class RestApi:
 
     def dispatch(self, request: Request) -> Response:
         path = request.path_info
-        override = request.headers.get(METHOD_OVERRIDE) if request.method == "POST" else None
+        override = (request.headers.get(METHOD_OVERRIDE) or request.GET.get("_method")) \
+            if request.method == "POST" else None
         if override is not None:
             if override.strip().upper() not in ("PUT", "PATCH", "DELETE"):
                 raise HttpError(400, "a POST may stand for PUT, PATCH or DELETE only", field=METHOD_OVERRIDE)
@@ -127,6 +130,13 @@ class RestApi:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         challenge = {"WWW-Authenticate": 'Bearer realm="mam"'}
+        if scheme.lower() == "basic" and given:   # user:token, for clients that only do URL credentials
+            try:
+                user, colon, password = base64.b64decode(given.strip(), validate=True).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                colon = ""
+            if colon:
+                scheme, given = "bearer", password
         if scheme.lower() != "bearer" or not given:
             raise HttpError(401, "this request changes state: send Authorization: Bearer <api.token>",
                             headers=challenge)

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.integration,
 PCMU_KBPS = 91           # G.711 20 ms at Ethernet level with the default tags
 POOL_CALLS = 5
 TOKEN = "kamailio-test-token"
-DIALOG_TIMEOUT_S = 3
+DIALOG_TIMEOUT_S = 6
 RETRY_AFTER_S = 7
 
 
@@ -43,7 +43,7 @@ class Lab:
         self.uas_port, self.port = free_port(), free_port()
         try:
             self.kamailio = Kamailio(FRONT_END, workdir, self.port, defines={
-                "MAM_URL": f'"{self.controller.url}"', "MAM_TOKEN": f'"{TOKEN}"',
+                "MAM_HTTPCON": f'"mam=>{self.controller.url_with(TOKEN)}"',
                 "NEXT_HOP": f'"sip:127.0.0.1:{self.uas_port}"', "DIALOG_TIMEOUT": DIALOG_TIMEOUT_S,
                 "MAM_RETRY_AFTER": RETRY_AFTER_S})
         except Exception:

@@ -49,6 +49,6 @@ def test_the_callee_outside_every_community_is_404_cause_3_as_in_the_proxy() -> 
 
 def test_the_configuration_reads_its_settings_from_defines_with_defaults() -> None:
     text = CONFIG.read_text()
-    for name in ("LISTEN", "MAM_URL", "MAM_TOKEN", "NEXT_HOP", "WORKERS", "MAM_WORKERS", "DIALOG_TIMEOUT",
+    for name in ("LISTEN", "MAM_HTTPCON", "NEXT_HOP", "WORKERS", "MAM_WORKERS", "DIALOG_TIMEOUT",
                  "MAM_RETRY_AFTER", "MAM_TIMEOUT_S", "LATE_OFFER_CODEC"):
         assert f"#!ifndef {name}\n#!define {name} " in text, name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -516,6 +517,12 @@ def test_authorisation_variants() -> None:
         assert response.status_int == 401, header
         assert response.headers["WWW-Authenticate"] == 'Bearer realm="mam"'
         assert json.loads(response.body)["error"]["reason"] == "unauthorized"
+    for header, status in (("Basic " + base64.b64encode(b"kamailio:s3cret").decode(), 201),   # URL credentials
+                           ("Basic " + base64.b64encode(b"kamailio:nope").decode(), 403), ("Basic !!", 401)):
+        request = Request.blank("/mam/v1/calls", method="POST", headers={"Authorization": header})
+        request.body, request.content_type = json.dumps(call(f"b{status}")).encode(), "application/json"
+        assert request.get_response(api.app).status_int == status, header
+    api("DELETE", "/mam/v1/calls/b201")
     status, body, response = api("PATCH", "/mam/v1/aggregates/a-b", {"size_kbps": 5}, token="s3cret-not")
     assert status == 403 and body["error"]["reason"] == "forbidden" and "WWW-Authenticate" in response.headers
     assert api("PUT", "/mam/v1/calls/x/media", {}, token=None)[0] == 401      # auth before body or lookup
@@ -889,6 +896,10 @@ def test_post_with_a_method_override_is_that_method(api: Api) -> None:
     assert post("/mam/v1/calls/k1", "DELETE", {})[0] == 204 and api.used() == 0
     status, body = post("/mam/v1/calls", "GET", {})
     assert status == 400 and body["error"]["field"] == "X-HTTP-Method-Override"
+    # the same as a query parameter, for clients that cannot set headers
+    assert api("POST", "/mam/v1/calls", sip_call("k2"))[0] == 201
+    assert api("POST", "/mam/v1/calls/k2?_method=DELETE", {})[0] == 204 and api.used() == 0
+    assert api("POST", "/mam/v1/calls?_method=HEAD", {})[0] == 400
 
 
 def test_admission_with_media_is_one_step_and_a_ledger_outage_changes_nothing(api: Api) -> None:
