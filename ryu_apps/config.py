@@ -339,6 +339,7 @@ def _policy(value: Any, path: str) -> CodecPolicy:
     custom = node.get("custom", _list(_codec), ())
     layer = Layer(node.get("layer", _choice(*(l.value for l in Layer)), "ethernet"))
     tag_bytes = node.get("tag_bytes", _int(0, 64), None)
+    rtcp_packet_bytes = node.get("rtcp_packet_bytes", _int(0, 1500), 128)
     codecs = {c.name: c for c in STANDARD_CODECS} | {c.name: c for c in custom}
     allowed = node.get("allowed", _list(_str, min_items=1), None)
     node.done()
@@ -347,7 +348,7 @@ def _policy(value: Any, path: str) -> CodecPolicy:
             if name.lower() not in codecs:
                 raise ConfigError(f"{node.key('allowed')}[{i}]",
                                   f"unknown codec {name!r} (known: {', '.join(sorted(codecs))})")
-    kwargs: dict[str, Any] = {"codecs": tuple(codecs.values()), "layer": layer,
+    kwargs: dict[str, Any] = {"codecs": tuple(codecs.values()), "layer": layer, "rtcp_packet_bytes": rtcp_packet_bytes,
                               "allowed": None if allowed is None else frozenset(a.lower() for a in allowed)}
     if tag_bytes is not None:
         kwargs["tag_bytes"] = tag_bytes
@@ -370,6 +371,7 @@ def _dataplane(value: Any, path: str) -> tuple[DataplaneConfig, PlanOptions]:
         queue_id=node.get("queue_id", _int(0, 0xFFFFFFFE), 1),
         call_idle_timeout_s=node.get("call_idle_timeout_s", _int(0, 65535), 60),
         meter_burst_ms=node.get("meter_burst_ms", _int(1, 10000), 100),
+        rtcp_match=node.get("rtcp_match", _choice("masked", "exact", "off"), "masked"),
     )
     node.done()
     return config, plan

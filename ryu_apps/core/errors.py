@@ -41,6 +41,12 @@ class CapacityError(Conflict):
     """Not enough reservable capacity to do what was asked."""
 
 
+class Unprocessable(MamError):
+    """Well-formed, but nothing the network can carry (media of two IP versions)."""
+
+    status = 422
+
+
 class StoreUnavailable(MamError):
     """The ledger could not record a change (disk, database or cluster store down).
 

@@ -30,6 +30,7 @@ CLASSIFY = 0
 FORWARD = 1
 
 ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
 ETH_ARP = 0x0806
 ETH_VLAN = 0x8100
 ETH_MPLS = 0x8847
@@ -107,7 +108,7 @@ class SetQueue:
 
 
 Action = Output | SetField | PushVlan | PopVlan | PushMpls | PopMpls | SetQueue
-Match = tuple[tuple[str, int | str | tuple[int, int]], ...]
+Match = tuple[tuple[str, "int | str | tuple[int, int]"], ...]
 
 
 # --- entries -------------------------------------------------------------------------
@@ -201,6 +202,11 @@ class PlanOptions:
     queue_id: int = 1
     call_idle_timeout_s: int = 60
     meter_burst_ms: int = 100
+    #: How a call's RTCP (RTP port + 1) is classified at the ingress edge: "masked" matches an
+    #: even RTP port and the next one with one entry (udp_dst/0xfffe: Open vSwitch accepts the
+    #: mask; OpenFlow 1.3 does not oblige a switch to), "exact" adds an entry for RTCP, "off"
+    #: leaves RTCP to best effort.
+    rtcp_match: str = "masked"
 
 
 # --- builders ------------------------------------------------------------------------
@@ -224,10 +230,11 @@ def base_entries(topology: Topology, reserved_dscps: Iterable[int]) -> set[Entry
     for community in topology.communities:
         for port in community.access_ports:
             for dscp in dscps:
-                entries.add(FlowEntry(
-                    community.edge, CLASSIFY, PRIORITY_DSCP_GUARD,
-                    (("in_port", port), ("eth_type", ETH_IPV4), ("ip_dscp", dscp)),
-                    (SetField("ip_dscp", 0),), base, goto=FORWARD))
+                for eth_type in (ETH_IPV4, ETH_IPV6):
+                    entries.add(FlowEntry(
+                        community.edge, CLASSIFY, PRIORITY_DSCP_GUARD,
+                        (("in_port", port), ("eth_type", eth_type), ("ip_dscp", dscp)),
+                        (SetField("ip_dscp", 0),), base, goto=FORWARD))
     return entries
 
 
@@ -291,10 +298,10 @@ def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: 
         deliver = _rewrite_mac(dst_community, dst.ip) + tuple(Output(p) for p in dst_ports)
         mark = SetField("ip_dscp", aggregate.dscp)
         queue: tuple[Action, ...] = (SetQueue(options.queue_id),) if options.use_set_queue else ()
-        # vlan_vid 0: untagged only, so a terminal cannot smuggle a forged tag in under a call's match.
-        match: Match = ((("in_port", src_port),) if src_port is not None else ()) + (
-            ("vlan_vid", VID_NONE), ("eth_type", ETH_IPV4), ("ip_proto", IPPROTO_UDP),
-            ("ipv4_src", src.ip), ("ipv4_dst", dst.ip), ("udp_dst", dst.port))
+        ipv6 = ":" in src.ip
+        eth_type = ETH_IPV6 if ipv6 else ETH_IPV4
+        addresses = (("ipv6_src", src.ip), ("ipv6_dst", dst.ip)) if ipv6 else (("ipv4_src", src.ip),
+                                                                              ("ipv4_dst", dst.ip))
         if len(path) == 1:  # both communities behind one edge switch: no tags needed
             actions: tuple[Action, ...] = (mark,) + queue + deliver
         else:
@@ -305,11 +312,25 @@ def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: 
                 path[-1], CLASSIFY, PRIORITY_CALL,
                 (("in_port", topology.out_port(path[-1], path[-2])), ("vlan_vid", VID_PRESENT | aggregate.tag),
                  ("eth_type", ETH_MPLS), ("mpls_label", tag)),
-                (PopVlan(), PopMpls(ETH_IPV4)) + deliver, call_cookie))
-        entries.add(FlowEntry(path[0], CLASSIFY, PRIORITY_CALL, match, actions, call_cookie,
-                              meter=meter_id(aggregate, direction),
-                              idle_timeout=options.call_idle_timeout_s, notify_removed=True))
+                (PopVlan(), PopMpls(eth_type)) + deliver, call_cookie))
+        for udp_dst in media_ports(dst.port, options.rtcp_match):
+            # vlan_vid 0: untagged only, so a terminal cannot smuggle a forged tag in under a call's match.
+            match: Match = ((("in_port", src_port),) if src_port is not None else ()) + (
+                ("vlan_vid", VID_NONE), ("eth_type", eth_type), ("ip_proto", IPPROTO_UDP)) + addresses + (
+                ("udp_dst", udp_dst),)
+            entries.add(FlowEntry(path[0], CLASSIFY, PRIORITY_CALL, match, actions, call_cookie,
+                                  meter=meter_id(aggregate, direction),
+                                  idle_timeout=options.call_idle_timeout_s, notify_removed=True))
     return entries
+
+
+def media_ports(port: int, rtcp_match: str) -> tuple[int | tuple[int, int], ...]:
+    """The udp_dst values that classify a stream to ``port`` and its RTCP (``port`` + 1)."""
+    if rtcp_match == "masked" and port % 2 == 0:
+        return ((port, 0xFFFE),)
+    if rtcp_match == "exact" and port < 65535:
+        return (port, port + 1)
+    return (port,)
 
 
 def _terminal_port(community: Community, ip: str) -> int | None:

@@ -23,7 +23,7 @@ from .admission import (AdmissionRequest, Admitted, Decision, Rejected, RejectRe
 from .aggregate import ALL_LEVELS, EF, Aggregate, CapacityBook
 from .calls import Call, CallState, MediaEndpoint
 from .codec import CodecPolicy, MediaSpec
-from .errors import CapacityError, Conflict, InvalidRequest, NotFound, StoreUnavailable
+from .errors import CapacityError, Conflict, InvalidRequest, NotFound, StoreUnavailable, Unprocessable
 from .flowplan import Entry, PlanDiff, PlanOptions, diff
 from .journal import Journal
 from .lifecycle import LifecycleTimers
@@ -549,12 +549,30 @@ class MediaAggregationManager:
             return self._attach(call, caller, callee, now)
 
     def _attach(self, call: Call, caller: MediaEndpoint, callee: MediaEndpoint, now: float) -> Call:
+        version = _ip_version(caller.ip)
+        if version != _ip_version(callee.ip):
+            raise Unprocessable(f"the caller's media address {caller.ip} and the callee's {callee.ip} are of "
+                                "different IP versions: no flow can carry the call between them", field="callee")
+        if version != call.media.ip_version:        # IPv6 headers cost more: the call is re-sized first
+            call = self._resize_for(call, replace(call.media, ip_version=version))
         old_entries = self._plans.call(call)
         updated = call.with_media(caller, callee)
         self._state.update_call(call, updated)
         self._state.set_deadline(call.serial, now + self.settings.timers.install_s)
         self._queue(diff(old_entries, self._plans.call(updated)))
         return updated
+
+    def _resize_for(self, call: Call, media: MediaSpec) -> Call:
+        kbps = self.bandwidth_kbps(media)
+        assert kbps is not None, "the same codec with another IP version has a figure"
+        aggregate = self._state.aggregates[call.aggregate_id]
+        free = aggregate.size_kbps - self._state.used[aggregate.id] + call.kbps
+        if kbps > free:
+            raise CapacityError(f"IPv{media.ip_version} media needs {kbps} kbit/s; aggregate {aggregate.id} has "
+                                f"{free} kbit/s free for this call", field="media")
+        resized = replace(call, media=media, kbps=kbps)
+        self._state.update_call(call, resized)
+        return resized
 
     def save_dialog(self, call_id: str, dialog: Mapping[str, Any]) -> Call:
         """Keep what the call's front end needs to end it after a restart."""
@@ -712,6 +730,10 @@ class MediaAggregationManager:
         book = self._state.book
         hop = min(_hops(path), key=book.residual)
         return f"{hop[0]}->{hop[1]} has {book.residual(hop)} kbit/s free"
+
+
+def _ip_version(address: str) -> int:
+    return 6 if ":" in address else 4
 
 
 def _hops(path: tuple[str, ...]) -> list[Hop]:

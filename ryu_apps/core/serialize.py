@@ -35,14 +35,16 @@ def aggregate_from_dict(data: dict[str, Any]) -> Aggregate:
 
 def media_to_dict(media: MediaSpec) -> dict[str, Any]:
     return {"codec": media.codec, "ptime_ms": media.ptime_ms, "explicit_kbps": media.explicit_kbps,
-            "voice_band_data": media.voice_band_data}
+            "voice_band_data": media.voice_band_data, "ip_version": media.ip_version, "rtcp_bps": media.rtcp_bps}
 
 
 def media_from_dict(data: dict[str, Any]) -> MediaSpec:
     explicit = data.get("explicit_kbps")
     return MediaSpec(codec=str(data["codec"]).lower(), ptime_ms=int(data.get("ptime_ms", 20)),
                      explicit_kbps=None if explicit is None else int(explicit),
-                     voice_band_data=bool(data.get("voice_band_data", False)))
+                     voice_band_data=bool(data.get("voice_band_data", False)),
+                     ip_version=int(data.get("ip_version") or 4),
+                     rtcp_bps=None if data.get("rtcp_bps") is None else int(data["rtcp_bps"]))
 
 
 def _endpoint(data: dict[str, Any] | None) -> MediaEndpoint | None:

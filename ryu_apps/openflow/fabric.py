@@ -366,5 +366,8 @@ def _matches_call_media(call: Any, match: dict[str, Any]) -> bool:
         return False
     legs = {(call.caller_media.ip, call.callee_media.ip, call.callee_media.port),
             (call.callee_media.ip, call.caller_media.ip, call.caller_media.port)}
-    return (match.get("ipv4_src"), match.get("ipv4_dst"), match.get("udp_dst")) in legs
-
+    udp_dst = match.get("udp_dst")
+    port = udp_dst[0] if isinstance(udp_dst, tuple) else udp_dst     # RTP and RTCP under one mask
+    src, dst = (match.get("ipv4_src"), match.get("ipv4_dst")) if "ipv4_src" in match else (
+        match.get("ipv6_src"), match.get("ipv6_dst"))
+    return (src, dst, port) in legs or (src, dst, (port or 0) - 1) in legs     # an exact RTCP entry

@@ -88,7 +88,11 @@ def media(value: Any, path: str) -> MediaSpec:
     spec = MediaSpec(codec=fields.text("codec", max_length=32).lower(),
                      ptime_ms=fields.int("ptime_ms", 1, 1000, 20),
                      explicit_kbps=fields.int("explicit_kbps", 1, 10_000_000, None),
-                     voice_band_data=fields.get("voice_band_data", bool, False))
+                     voice_band_data=fields.get("voice_band_data", bool, False),
+                     ip_version=fields.int("ip_version", 4, 6, 4),
+                     rtcp_bps=fields.int("rtcp_bps", 0, 10_000_000, None))
+    if spec.ip_version not in (4, 6):
+        raise HttpError(400, f"must be 4 or 6, not {spec.ip_version}", field=fields.name("ip_version"))
     fields.done()
     return spec
 

@@ -196,7 +196,8 @@ def test_admitted_call_is_confirmed_and_its_flows_match_the_plan(net: Net) -> No
         assert net.table0(switch) == expected_table0(plan, switch), switch
     s1 = "\n".join(dump_flows(net.bridges["s1"]))
     tag, vid = call["tag_to_callee"], 0x1000 | aggregate_tag(net)
-    ingress = [line for line in s1.split("\n") if "tp_dst=40002" in line]
+    # RTP 40002 and its RTCP 40003 under one mask (dataplane.rtcp_match: masked)
+    ingress = [line for line in s1.split("\n") if f"tp_dst={40002:#x}/0xfffe" in line]
     assert len(ingress) == 1 and "in_port=1," in ingress[0] and "meter:" in ingress[0], ingress  # terminal learned
     assert f"set_field:{tag}->mpls_label" in ingress[0] and f"set_field:{vid}->vlan_vid" in ingress[0]
     assert "set_field:46->ip_dscp" in ingress[0] and ingress[0].endswith("output:10")
@@ -214,11 +215,14 @@ def test_media_is_tagged_on_the_middle_link_and_untagged_at_the_egress(net: Net)
     middle, egress = net.tmp / "middle.pcap", net.tmp / "egress.pcap"
     cap_middle = capture(f"{net.lab.prefix}s2p11", 6, middle)
     cap_egress = capture(net.hosts["h2a"].interface, 6, egress, namespace=net.hosts["h2a"].name)
+    # RTP to 40002 and its RTCP to 40003 (one packet a second here, to be seen)
     report = net.media("h1a", ["10.0.2.1:40002:40000"], "h2a", [40002], seconds=3)
+    rtcp = net.media("h1a", ["10.0.2.1:40003:40001"], "h2a", [40003], pps=2, seconds=2)
     cap_middle.communicate(timeout=20)
     cap_egress.communicate(timeout=20)
     assert report["packets"] >= 140 and report["loss_pct"] <= 1.0, report
     assert report["flows"]["40002"]["dscps"] == {"46": report["packets"]}, report  # marked EF by the edge
+    assert rtcp["packets"] >= 3 and rtcp["flows"]["40003"]["dscps"] == {"46": rtcp["packets"]}, rtcp  # RTCP rides too
     tagged = decode(middle, "udp.dstport == 40002 && !icmp", "vlan.id", "mpls.label", "ip.dsfield.dscp")
     assert len(tagged) >= 140, tagged[:3]
     assert {tuple(row) for row in tagged} == {(str(aggregate["tag"]), str(call["tag_to_callee"]), "46")}

@@ -104,23 +104,27 @@ def test_aggregates_table_follows_the_service(controller: tuple[str, MamService]
     assert [(l["LINK"], l["RESERVED (all pools)"]) for l in links] == [("s1->s2", "1000"), ("s2->s3", "1000")]
 
 
+PCMU_IPV6_KBPS = 99
+
+
 def test_calls_admit_show_release_and_json(controller: tuple[str, MamService]) -> None:
     url, service = controller
     assert mamctl("--url", url, "calls") == (0, "CALL  AGGREGATE  COMMUNITIES  LEVEL  CODEC  KBIT/S  STATE  "
                                                 "CALLER MEDIA  CALLEE MEDIA\n(none)\n", "")
     code, out, _ = mamctl("--url", url, "--token", TOKEN, "call-admit", "sip/abc@pbx", "site-a", "site-b",
-                          "--caller-media", "10.1.0.1:4000", "--callee-media", "[2001:db8::2]:5000")
+                          "--caller-media", "[2001:db8::1]:4000", "--callee-media", "[2001:db8::2]:5000")
     assert code == 0
     row = table(out)[0]
+    # IPv6 media: the call was re-sized for 40-byte headers when its addresses came (91 -> 99 kbit/s)
     assert row == {"CALL": "sip/abc@pbx", "AGGREGATE": "a-b", "COMMUNITIES": "site-a->site-b", "LEVEL": "voice",
-                   "CODEC": "pcmu", "KBIT/S": str(PCMU_KBPS), "STATE": "installing",
-                   "CALLER MEDIA": "10.1.0.1:4000", "CALLEE MEDIA": "2001:db8::2:5000"}
+                   "CODEC": "pcmu", "KBIT/S": str(PCMU_IPV6_KBPS), "STATE": "installing",
+                   "CALLER MEDIA": "2001:db8::1:4000", "CALLEE MEDIA": "2001:db8::2:5000"}
     code, out, _ = mamctl("--url", url, "--json", "calls", "--aggregate", "a-b")
     listed = json.loads(out)["calls"]
     assert code == 0 and [c["call_id"] for c in listed] == ["sip/abc@pbx"]
     assert listed[0]["callee_media"] == {"ip": "2001:db8::2", "port": 5000}
     code, out, _ = mamctl("--url", url, "--json", "call", "sip/abc@pbx")        # '/' in the id survives
-    assert code == 0 and json.loads(out)["kbps"] == PCMU_KBPS
+    assert code == 0 and json.loads(out)["kbps"] == PCMU_IPV6_KBPS
     assert table(mamctl("--url", url, "call", "sip/abc@pbx")[1])[0]["CALL"] == "sip/abc@pbx"
     code, out, _ = mamctl("--url", url, "--token", TOKEN, "--json", "call-admit", "g", "site-a", "site-b",
                           "--codec", "g729", "--level", "emergency", "--ptime", "40")
@@ -131,6 +135,11 @@ def test_calls_admit_show_release_and_json(controller: tuple[str, MamService]) -
     code, out, _ = mamctl("--url", url, "--token", TOKEN, "--json", "call-release", "g")
     assert code == 0 and json.loads(out) == {"released": {"call": "g"}}
     assert service.read(lambda m: (m.used_kbps("a-b"), m.calls())) == (0, [])
+    # media addresses of two IP versions: no flow could carry it, a clear 422
+    code, _, err = mamctl("--url", url, "--token", TOKEN, "call-admit", "mixed", "site-a", "site-b",
+                          "--caller-media", "10.1.0.1:4000", "--callee-media", "[2001:db8::2]:5000")
+    assert code == 1 and "422" in err and "different IP versions" in err
+    assert service.read(lambda m: (m.used_kbps("a-b"), m.calls())) == (0, [])     # one step: nothing admitted
 
 
 def test_communities_topology_and_stats(controller: tuple[str, MamService]) -> None:
