@@ -30,7 +30,8 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 def site(ras: int, call: int, pool_kbps: int = 2000, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "topology": {"switches": [{"name": "s1", "dpid": 1}, {"name": "s2", "dpid": 2}],
-                     "links": [{"a": "s1", "a_port": 10, "b": "s2", "b_port": 10, "capacity_kbps": 10000,
+                     "links": [{"a": "s1", "a_port": 10, "b": "s2", "b_port": 10,
+                                "capacity_kbps": max(10000, 2 * pool_kbps),
                                 "reservable": 0.5}]},
         "communities": [
             {"name": "site-a", "edge": "s1", "access_ports": [1], "prefixes": ["10.0.1.0/24"],

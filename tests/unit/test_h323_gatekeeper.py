@@ -293,3 +293,22 @@ def test_controller_unreachable_gives_arj_not_a_crash() -> None:
     answer = h.ras(PHONE_A, sim.arq(3, a, sim.new_guid(), [("dialledDigits", "2001")]))
     assert answer[0][1]["rejectReason"][0] == "resourceUnavailable"
     assert h.gk.stats.dropped["admission-error"] == 1
+
+
+def test_a_burst_of_expiring_deadlines_is_worked_off_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ryu_apps.signalling.h323 import gatekeeper
+    TIMER_SLICE = 50
+    monkeypatch.setattr(gatekeeper, "TIMER_SLICE", TIMER_SLICE)
+    h = Harness(service=service(size_kbps=5000))
+    a, _ = h.two_phones()
+    for i in range(TIMER_SLICE + 20):
+        h.ras(PHONE_A, sim.arq(i + 1, a, sim.new_guid(), [("dialledDigits", "2001")], bandwidth=2))
+    admitted = len(h.gk.calls)
+    assert admitted > TIMER_SLICE
+    h.now = 31.0
+    h.take(h.gk.handle_timer(h.now))
+    assert admitted - TIMER_SLICE <= len(h.gk.calls) < admitted       # (the IRQ poll is due too)
+    assert h.gk.next_timer() is not None
+    assert h.gk.next_timer() <= h.now                    # the rest is due at once, after the shell's I/O
+    h.take(h.gk.handle_timer(h.now))
+    assert not h.gk.calls and h.calls() == 0

@@ -31,6 +31,9 @@ from .registry import Address, Directory, Registry
 from .timers import Deadlines
 
 log = logging.getLogger(__name__)
+#: Deadlines handled per handle_timer() call: a burst (thousands of registrations or ACFs
+#: expiring together) is worked off in slices, with the shell's I/O served in between.
+TIMER_SLICE = 256
 Result = Any            # a Decision, None, or the Exception admission raised
 
 
@@ -197,7 +200,7 @@ class Gatekeeper:
         return out
 
     def _timers_due(self, now: float) -> None:
-        for key in self.deadlines.due(now):
+        for key in self.deadlines.due(now, TIMER_SLICE):
             assert isinstance(key, tuple)
             try:
                 kind = key[0]

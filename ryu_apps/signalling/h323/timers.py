@@ -39,10 +39,10 @@ class Deadlines:
             heapq.heappop(self._heap)
         return None
 
-    def due(self, now: float) -> list[Hashable]:
-        """Pop every key whose deadline is at or before ``now``, earliest first."""
+    def due(self, now: float, limit: int | None = None) -> list[Hashable]:
+        """Pop the keys whose deadline is at or before ``now``, earliest first (at most ``limit``)."""
         out: list[Hashable] = []
-        while self._heap and self._heap[0][0] <= now:
+        while self._heap and self._heap[0][0] <= now and (limit is None or len(out) < limit):
             when, seq, key = heapq.heappop(self._heap)
             if self._when.get(key) == (when, seq):
                 del self._when[key]
