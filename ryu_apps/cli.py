@@ -116,9 +116,10 @@ def show_calls(body: Any, out: TextIO) -> None:
     def media(endpoint: Any) -> str:
         return "-" if not endpoint else f"{endpoint['ip']}:{endpoint['port']}"
     table([(c["call_id"], c["aggregate_id"], f"{c['caller_community']}->{c['callee_community']}", c["level"],
-            c["media"]["codec"], c["kbps"], c["state"], media(c["caller_media"]), media(c["callee_media"]))
-           for c in items], ("CALL", "AGGREGATE", "COMMUNITIES", "LEVEL", "CODEC", "KBIT/S", "STATE", "CALLER MEDIA",
-                             "CALLEE MEDIA"), out)
+            c.get("protocol", "-"), c["media"]["codec"], c["kbps"], c["state"], media(c["caller_media"]),
+            media(c["callee_media"]))
+           for c in items], ("CALL", "AGGREGATE", "COMMUNITIES", "LEVEL", "PROTOCOL", "CODEC", "KBIT/S", "STATE",
+                             "CALLER MEDIA", "CALLEE MEDIA"), out)
 
 
 def show_communities(body: Any, out: TextIO) -> None:

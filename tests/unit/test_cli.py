@@ -109,15 +109,15 @@ PCMU_IPV6_KBPS = 99
 
 def test_calls_admit_show_release_and_json(controller: tuple[str, MamService]) -> None:
     url, service = controller
-    assert mamctl("--url", url, "calls") == (0, "CALL  AGGREGATE  COMMUNITIES  LEVEL  CODEC  KBIT/S  STATE  "
-                                                "CALLER MEDIA  CALLEE MEDIA\n(none)\n", "")
+    assert mamctl("--url", url, "calls") == (0, "CALL  AGGREGATE  COMMUNITIES  LEVEL  PROTOCOL  CODEC  KBIT/S  "
+                                                "STATE  CALLER MEDIA  CALLEE MEDIA\n(none)\n", "")
     code, out, _ = mamctl("--url", url, "--token", TOKEN, "call-admit", "sip/abc@pbx", "site-a", "site-b",
                           "--caller-media", "[2001:db8::1]:4000", "--callee-media", "[2001:db8::2]:5000")
     assert code == 0
     row = table(out)[0]
     # IPv6 media: the call was re-sized for 40-byte headers when its addresses came (91 -> 99 kbit/s)
     assert row == {"CALL": "sip/abc@pbx", "AGGREGATE": "a-b", "COMMUNITIES": "site-a->site-b", "LEVEL": "voice",
-                   "CODEC": "pcmu", "KBIT/S": str(PCMU_IPV6_KBPS), "STATE": "installing",
+                   "PROTOCOL": "rest", "CODEC": "pcmu", "KBIT/S": str(PCMU_IPV6_KBPS), "STATE": "installing",
                    "CALLER MEDIA": "2001:db8::1:4000", "CALLEE MEDIA": "2001:db8::2:5000"}
     code, out, _ = mamctl("--url", url, "--json", "calls", "--aggregate", "a-b")
     listed = json.loads(out)["calls"]
