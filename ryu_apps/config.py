@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import yaml
 
+from .core import limits
 from .core.admission import ServiceLevel
 from .core.aggregate import ALL_LEVELS, EF
 from .core.codec import STANDARD_CODECS, Codec, CodecPolicy, Layer, MediaClass
@@ -252,12 +253,12 @@ def _switch(value: Any, path: str) -> Switch:
 
 def _link(value: Any, path: str) -> Link:
     node = _Node(value, path)
-    port = _int(1, 0xFFFFFF00)
+    port = _int(*limits.SWITCH_PORT)
     a, a_port = node.get("a", _str), node.get("a_port", port)
     b, b_port = node.get("b", _str), node.get("b_port", port)
-    capacity = node.get("capacity_kbps", _int(1, 10 ** 9))
+    capacity = node.get("capacity_kbps", _int(*limits.LINK_KBPS))
     share = node.get("reservable", _number(0.0, 1.0), None)
-    reservable = node.get("reservable_kbps", _int(0, 10 ** 9), None)
+    reservable = node.get("reservable_kbps", _int(0, limits.LINK_KBPS[1]), None)
     node.done()
     if share is not None and reservable is not None:
         raise ConfigError(node.key("reservable"), "give reservable (a share) or reservable_kbps, not both")
@@ -272,7 +273,7 @@ def _link(value: Any, path: str) -> Link:
 
 def _terminal(value: Any, path: str) -> Terminal:
     node = _Node(value, path)
-    terminal = Terminal(node.get("ip", _ip), node.get("port", _int(1, 0xFFFFFF00)), node.get("mac", _mac, None))
+    terminal = Terminal(node.get("ip", _ip), node.get("port", _int(*limits.SWITCH_PORT)), node.get("mac", _mac, None))
     node.done()
     return terminal
 
@@ -282,7 +283,7 @@ def _community(value: Any, path: str) -> Community:
     community = Community(
         name=node.get("name", _str),
         edge=node.get("edge", _str),
-        access_ports=node.get("access_ports", _list(_int(1, 0xFFFFFF00), min_items=1)),
+        access_ports=node.get("access_ports", _list(_int(*limits.SWITCH_PORT), min_items=1)),
         prefixes=node.get("prefixes", _list(_prefix, min_items=1)),
         domains=tuple(d.lower() for d in node.get("domains", _list(_str), ())),
         terminals=node.get("terminals", _list(_terminal), ()),
@@ -309,9 +310,9 @@ def _aggregate(value: Any, path: str) -> AggregateSpec:
     spec = AggregateSpec(
         id=node.get("id", _str),
         communities=(between[0], between[1]),
-        size_kbps=node.get("size_kbps", _int(1, 10 ** 9)),
-        dscp=node.get("dscp", _int(0, 63), EF),
-        priority=node.get("priority", _int(-1000, 1000), 0),
+        size_kbps=node.get("size_kbps", _int(*limits.SIZE_KBPS)),
+        dscp=node.get("dscp", _int(*limits.DSCP), EF),
+        priority=node.get("priority", _int(*limits.PRIORITY), 0),
         levels=node.get("levels", _levels, ALL_LEVELS),
         preemption=node.get("preemption", _bool, False),
         path=node.get("path", _list(_str, min_items=1), None),
@@ -325,7 +326,7 @@ def _codec(value: Any, path: str) -> Codec:
     codec = Codec(
         name=node.get("name", _str).lower(),
         bitrate_bps=node.get("bitrate_bps", _int(1, 10 ** 8)),
-        default_ptime_ms=node.get("ptime_ms", _int(1, 1000), 20),
+        default_ptime_ms=node.get("ptime_ms", _int(*limits.PTIME_MS), 20),
         payload_type=node.get("payload_type", _int(0, 127), None),
         clock_rate=node.get("clock_rate", _int(1000, 192000), 8000),
         media_class=MediaClass(node.get("media_class", _choice(*(m.value for m in MediaClass)), "voice")),
@@ -366,7 +367,7 @@ def _dataplane(value: Any, path: str) -> tuple[DataplaneConfig, PlanOptions]:
         max_terminals_per_port=node.get("max_terminals_per_port", _int(0, 100_000), 16),
     )
     plan = PlanOptions(
-        pcp=node.get("pcp", _int(0, 7), 5),
+        pcp=node.get("pcp", _int(*limits.PCP), 5),
         use_set_queue=node.get("set_queue", _bool, False),
         queue_id=node.get("queue_id", _int(0, 0xFFFFFFFE), 1),
         call_idle_timeout_s=node.get("call_idle_timeout_s", _int(0, 65535), 60),
@@ -386,7 +387,7 @@ def _calls(value: Any, path: str) -> CallsConfig:
 
 def _api(value: Any, path: str) -> ApiConfig:
     node = _Node(value, path)
-    api = ApiConfig(host=node.get("host", _str, "127.0.0.1"), port=node.get("port", _int(1, 65535), 8080),
+    api = ApiConfig(host=node.get("host", _str, "127.0.0.1"), port=node.get("port", _int(*limits.UDP_PORT), 8080),
                     token=node.get("token", _str, None),
                     max_body_bytes=node.get("max_body_bytes", _int(256, 16 * 2 ** 20), 65536))
     node.done()
@@ -546,21 +547,67 @@ def load_config(path: str) -> Config:
     return parse_config(document)
 
 
-def build_manager(config: Config, ledger: Ledger | None = None, now: float = 0.0) -> MediaAggregationManager:
-    """A manager restored from ``ledger`` with the configured aggregates present.
+def build_manager(config: Config, ledger: Ledger | None = None, now: float = 0.0,
+                  log: Callable[[str], None] | None = None) -> MediaAggregationManager:
+    """A manager restored from ``ledger`` with the configured aggregates as configured.
 
-    A configured aggregate already in the ledger is kept as stored (its calls ride on);
-    a missing one is created. Capacity errors name the aggregate's config entry."""
+    The configuration is the plan of record for the aggregates it lists: one missing from
+    the ledger is created; one the ledger holds with another size, class, priority,
+    levels, preemption or pinned path (changed over REST since) is brought back to the
+    file's values, and ``log`` says so, except a size its calls no longer fit or no path
+    can carry, which stays as stored (said too). One between other communities is an
+    error naming the entry. Aggregates the file does not list (created over REST) stay.
+    Capacity errors name the aggregate's config entry."""
+    say = log or (lambda text: None)
     manager = MediaAggregationManager(config.topology, config.settings, ledger, now)
-    existing = {a.id for a in manager.aggregates()}
     for i, spec in enumerate(config.aggregates):
-        if spec.id in existing:
-            continue
+        where = f"aggregates[{i}]"
         try:
-            manager.create_aggregate(spec.id, *spec.communities, spec.size_kbps, dscp=spec.dscp,
-                                     priority=spec.priority, levels=spec.levels, preemption=spec.preemption,
-                                     path=spec.path)
+            stored = manager.aggregate(spec.id) if spec.id in {a.id for a in manager.aggregates()} else None
+            if stored is None:
+                manager.create_aggregate(spec.id, *spec.communities, spec.size_kbps, dscp=spec.dscp,
+                                         priority=spec.priority, levels=spec.levels, preemption=spec.preemption,
+                                         path=spec.path)
+                continue
+            if set(stored.communities) != set(spec.communities):
+                raise ConfigError(f"{where}.between", f"the ledger holds aggregate {spec.id!r} between "
+                                  f"{stored.communities[0]} and {stored.communities[1]} with "
+                                  f"{len(manager.calls(spec.id))} call(s): delete it (mamctl aggregate delete "
+                                  f"{spec.id} --force) or give this entry another id")
+            _follow_the_file(manager, spec, stored, where, say)
         except MamError as error:
-            raise ConfigError(f"aggregates[{i}]" + (f".{error.field}" if error.field else ""), error.message) from None
+            if isinstance(error, ConfigError):
+                raise
+            raise ConfigError(f"{where}" + (f".{error.field}" if error.field else ""), error.message) from None
     manager.drain()
     return manager
+
+
+def _follow_the_file(manager: MediaAggregationManager, spec: AggregateSpec, stored: Any, where: str,
+                     say: Callable[[str], None]) -> None:
+    """Bring a stored aggregate back to its configuration entry, saying what changed."""
+    differences = {name: (getattr(stored, name), wanted) for name, wanted in (
+        ("dscp", spec.dscp), ("priority", spec.priority), ("levels", spec.levels), ("preemption", spec.preemption))
+        if getattr(stored, name) != wanted}
+    if spec.path is not None and tuple(spec.path) != stored.path:
+        differences["path"] = (stored.path, tuple(spec.path))
+    if differences:
+        manager.reconfigure_aggregate(spec.id, **{name: wanted for name, (_, wanted) in differences.items()})
+        say(f"{where}: aggregate {spec.id}: the configuration wins over the ledger for "
+            + ", ".join(f"{name} ({_shown(had)} -> {_shown(wanted)})" for name, (had, wanted) in differences.items()))
+    if stored.size_kbps != spec.size_kbps:
+        try:
+            manager.resize_aggregate(spec.id, spec.size_kbps)
+            say(f"{where}: aggregate {spec.id}: the configuration wins over the ledger for size_kbps "
+                f"({stored.size_kbps} -> {spec.size_kbps})")
+        except MamError as error:
+            say(f"{where}: aggregate {spec.id} keeps {stored.size_kbps} kbit/s from the ledger, not the configured "
+                f"{spec.size_kbps}: {error.message}")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, frozenset):
+        return ",".join(sorted(level.label for level in value))
+    if isinstance(value, tuple):
+        return "-".join(value)
+    return str(value)

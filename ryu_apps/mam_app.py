@@ -52,7 +52,7 @@ class MediaAggregationApp(compat.RyuApp):
         try:
             self.config: Config = load_config(path)
             ledger = SqliteLedger(self.config.store_path) if self.config.store_path else MemoryLedger()
-            manager = build_manager(self.config, ledger, now=time.time())
+            manager = build_manager(self.config, ledger, now=time.time(), log=log.warning)
         except MamError as error:
             log.error("%s: %s", path, error)
             raise SystemExit(f"{path}: {error}") from None

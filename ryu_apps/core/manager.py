@@ -22,6 +22,7 @@ from .admission import (AdmissionRequest, Admitted, Decision, Rejected, RejectRe
                         SignallingProtocol)
 from .aggregate import ALL_LEVELS, EF, Aggregate, CapacityBook
 from .calls import Call, CallState, MediaEndpoint
+from . import limits
 from .codec import CodecPolicy, MediaSpec
 from .errors import CapacityError, Conflict, InvalidRequest, NotFound, StoreUnavailable, Unprocessable
 from .flowplan import Entry, PlanDiff, PlanOptions, diff
@@ -351,12 +352,11 @@ class MediaAggregationManager:
                          preemption: bool = False, path: Iterable[str] | None = None) -> Aggregate:
         if aggregate_id in self._state.aggregates:
             raise Conflict(f"aggregate {aggregate_id!r} already exists", field="id")
-        if not aggregate_id or len(aggregate_id) > 64:
-            raise InvalidRequest("must be 1 to 64 characters", field="id")
-        if size_kbps <= 0:
-            raise InvalidRequest(f"must be a positive number of kbit/s, not {size_kbps}", field="size_kbps")
-        if not 0 <= dscp <= 63:
-            raise InvalidRequest(f"must be 0..63, not {dscp}", field="dscp")
+        if not aggregate_id or len(aggregate_id) > limits.ID_LENGTH:
+            raise InvalidRequest(f"must be 1 to {limits.ID_LENGTH} characters", field="id")
+        limits.check("size_kbps", size_kbps, limits.SIZE_KBPS)
+        limits.check("dscp", dscp, limits.DSCP)
+        limits.check("priority", priority, limits.PRIORITY)
         levels = frozenset(levels)
         if not levels:
             raise InvalidRequest("must name at least one level of service", field="levels")
@@ -396,8 +396,7 @@ class MediaAggregationManager:
         sought, so growing never counts the pool's bandwidth twice. Shrinking below what
         admitted calls use is refused."""
         old = self.aggregate(aggregate_id)
-        if size_kbps <= 0:
-            raise InvalidRequest(f"must be a positive number of kbit/s, not {size_kbps}", field="size_kbps")
+        limits.check("size_kbps", size_kbps, limits.SIZE_KBPS)
         used = self._state.used[aggregate_id]
         if size_kbps < used:
             raise Conflict(f"aggregate {aggregate_id!r} carries {used} kbit/s of calls; cannot shrink to "
@@ -415,6 +414,36 @@ class MediaAggregationManager:
             new = self._replace_aggregate(old, old.resized(size_kbps, route))
         self._try_reroute(now, report_stuck=False)
         return new
+
+    def reconfigure_aggregate(self, aggregate_id: str, *, dscp: int | None = None, priority: int | None = None,
+                              levels: Iterable[ServiceLevel] | None = None, preemption: bool | None = None,
+                              path: Iterable[str] | None = None) -> Aggregate:
+        """Change a pool's class, priority, levels, preemption or pinned path in place (its
+        tag and calls stay; the calls' flows follow a new DSCP or path)."""
+        old = self.aggregate(aggregate_id)
+        changes: dict[str, Any] = {}
+        if dscp is not None:
+            changes["dscp"] = limits.check("dscp", dscp, limits.DSCP)
+        if priority is not None:
+            changes["priority"] = limits.check("priority", priority, limits.PRIORITY)
+        if levels is not None:
+            changes["levels"] = frozenset(levels)
+            if not changes["levels"]:
+                raise InvalidRequest("must name at least one level of service", field="levels")
+        if preemption is not None:
+            changes["preemption"] = preemption
+        if path is not None and tuple(path) != old.path:
+            route = tuple(path)
+            self._validate_path(route, old.communities)
+            if not self._state.book.fits(_hops(route), old.size_kbps, own=old):
+                raise CapacityError(f"path {'-'.join(route)} cannot reserve {old.size_kbps} kbit/s "
+                                    f"({self._narrowest(route)})", field="path")
+            changes["path"] = route
+        new = replace(old, **changes)
+        if new == old:
+            return old
+        with self._transaction():
+            return self._replace_aggregate(old, new)
 
     def _replace_aggregate(self, old: Aggregate, new: Aggregate, *, shared: bool = True) -> Aggregate:
         """The same pool with a new size and/or path; its calls' flows follow. With

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from webob import Request, Response
 
 from ..config import ApiConfig
+from ..core import limits
 from ..core.admission import AdmissionRequest, Admitted, Decision, RejectReason, ServiceLevel
 from ..core.errors import MamError
 from ..core.manager import MediaAggregationManager
@@ -32,7 +33,6 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # HTTP clients that can only GET and POST (Kamailio 5.6's http_client) send POST with this header,
 # or with ?_method= where they cannot set headers (its persistent connections, http_connect)
 METHOD_OVERRIDE = "X-HTTP-Method-Override"
-DSCP_RANGE = (0, 63)
 RETRY_AFTER_S = 1     # the ledger was unavailable: nothing changed, ask again
 
 # How a rejected admission is answered: the call cannot be carried (409) or the request
@@ -213,15 +213,15 @@ class RestApi:
 
     def create_aggregate(self, request: Request, _: dict[str, str]) -> Response:
         body = fields.Fields(self._body(request))
-        aggregate_id = body.text("id", max_length=64)
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", aggregate_id):
+        aggregate_id = body.text("id", max_length=limits.ID_LENGTH)
+        if not re.fullmatch(limits.ID_PATTERN, aggregate_id):
             raise HttpError(400, "letters, digits, '.', '_' and '-' only", field="id")
         communities = body.get("communities", list)
         if len(communities) != 2 or not all(isinstance(c, str) and c for c in communities):
             raise HttpError(400, "must be a list of two community names", field="communities")
-        size = body.int("size_kbps", 1, 100_000_000)
-        dscp = body.int("dscp", *DSCP_RANGE, 46)
-        priority = body.int("priority", 0, 1000, 0)
+        size = body.int("size_kbps", *limits.SIZE_KBPS)
+        dscp = body.int("dscp", *limits.DSCP, 46)
+        priority = body.int("priority", *limits.PRIORITY, 0)
         levels_raw = body.get("levels", list, None)
         levels = None if levels_raw is None else [fields.level(v, f"levels[{i}]") for i, v in enumerate(levels_raw)]
         if levels is not None and not levels:
@@ -244,7 +244,7 @@ class RestApi:
 
     def resize_aggregate(self, request: Request, params: dict[str, str]) -> Response:
         body = fields.Fields(self._body(request))
-        size = body.int("size_kbps", 1, 100_000_000)
+        size = body.int("size_kbps", *limits.SIZE_KBPS)
         body.done()
         aggregate = self.service.resize_aggregate(params["id"], size)
         return json_response(self.service.read(lambda m: _aggregate(m, aggregate.id, detail=True)))
@@ -273,9 +273,9 @@ class RestApi:
         if {"caller", "callee", "sdp"} & set(raw):
             return self._admit_parties(raw)
         body = fields.Fields(raw)
-        call_id = body.text("call_id", max_length=256)
-        caller = body.text("caller_community", max_length=64)
-        callee = body.text("callee_community", max_length=64)
+        call_id = body.text("call_id", max_length=limits.CALL_ID_LENGTH)
+        caller = body.text("caller_community", max_length=limits.ID_LENGTH)
+        callee = body.text("callee_community", max_length=limits.ID_LENGTH)
         level = fields.level(body.get("level", str, "voice"), "level")
         protocol = fields.protocol(body.get("protocol", str, "rest"), "protocol")
         media = fields.media(body.get("media", dict), "media")
@@ -293,7 +293,7 @@ class RestApi:
     def _admit_parties(self, raw: dict[str, Any]) -> Response:
         """A SIP server's form (docs/kamailio.md): the parties as it sees them and the raw SDP offer."""
         body = fields.Fields(raw)
-        call_id = body.text("call_id", max_length=256)
+        call_id = body.text("call_id", max_length=limits.CALL_ID_LENGTH)
         parties = fields.party(body.get("caller", dict), "caller"), fields.party(body.get("callee", dict), "callee")
         offer_raw, media_raw = body.get("sdp", str, None), body.get("media", dict, None)
         if (offer_raw is None) == (media_raw is None):

@@ -8,6 +8,7 @@ from typing import Any
 
 from webob import Request
 
+from ..core import limits
 from ..core.admission import ServiceLevel, SignallingProtocol
 from ..core.calls import MediaEndpoint
 from ..core.codec import MediaSpec
@@ -85,12 +86,12 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 def media(value: Any, path: str) -> MediaSpec:
     fields = Fields(value, path)
-    spec = MediaSpec(codec=fields.text("codec", max_length=32).lower(),
-                     ptime_ms=fields.int("ptime_ms", 1, 1000, 20),
-                     explicit_kbps=fields.int("explicit_kbps", 1, 10_000_000, None),
+    spec = MediaSpec(codec=fields.text("codec", max_length=limits.CODEC_NAME_LENGTH).lower(),
+                     ptime_ms=fields.int("ptime_ms", *limits.PTIME_MS, 20),
+                     explicit_kbps=fields.int("explicit_kbps", *limits.EXPLICIT_KBPS, None),
                      voice_band_data=fields.get("voice_band_data", bool, False),
                      ip_version=fields.int("ip_version", 4, 6, 4),
-                     rtcp_bps=fields.int("rtcp_bps", 0, 10_000_000, None))
+                     rtcp_bps=fields.int("rtcp_bps", *limits.RTCP_BPS, None))
     if spec.ip_version not in (4, 6):
         raise HttpError(400, f"must be 4 or 6, not {spec.ip_version}", field=fields.name("ip_version"))
     fields.done()
@@ -104,7 +105,7 @@ def endpoint(value: Any, path: str) -> MediaEndpoint:
         ipaddress.ip_address(ip)
     except ValueError:
         raise HttpError(400, f"not an IP address: {ip!r}", field=fields.name("ip")) from None
-    result = MediaEndpoint(ip, fields.int("port", 1, 65535))
+    result = MediaEndpoint(ip, fields.int("port", *limits.UDP_PORT))
     fields.done()
     return result
 

@@ -63,13 +63,58 @@ def test_missing_file_is_a_clear_error(tmp_path):
         load_config(str(tmp_path / "nope.yaml"))
 
 
-def test_build_manager_keeps_stored_aggregates_and_creates_missing_ones():
+def test_the_configuration_wins_over_the_ledger_for_the_aggregates_it_lists_and_says_so():
+    from ryu_apps.core.admission import AdmissionRequest
+    from ryu_apps.core.codec import MediaSpec
     config = parse_config(copy.deepcopy(BASE))
     ledger = MemoryLedger()
     first = build_manager(config, ledger)
-    first.resize_aggregate("site-a--site-b", 1500)   # changed at run time (REST)
-    again = build_manager(config, ledger)
-    assert again.aggregate("site-a--site-b").size_kbps == 1500
+    first.resize_aggregate("site-a--site-b", 1500)                    # changed at run time (REST)
+    first.reconfigure_aggregate("site-a--site-b", priority=7)
+    first.create_aggregate("extra", "site-b", "site-a", 300)          # created over REST, not in the file
+    first.admit(AdmissionRequest("c1", "site-a", "site-b", MediaSpec("pcmu")), 1.0)
+    said: list[str] = []
+    again = build_manager(config, ledger, log=said.append)
+    pool = again.aggregate("site-a--site-b")
+    assert (pool.size_kbps, pool.priority) == (2000, 0) and again.aggregate("extra").size_kbps == 300
+    assert [c.call_id for c in again.calls()] == ["c1"] and ledger.aggregates["site-a--site-b"].size_kbps == 2000
+    assert said == ["aggregates[0]: aggregate site-a--site-b: the configuration wins over the ledger for "
+                    "priority (7 -> 0)",
+                    "aggregates[0]: aggregate site-a--site-b: the configuration wins over the ledger for "
+                    "size_kbps (1500 -> 2000)"]
+    assert build_manager(config, ledger, log=said.append) and len(said) == 2      # agreeing: nothing said
+
+
+def test_a_configured_size_the_calls_no_longer_fit_keeps_the_stored_one():
+    from ryu_apps.core.admission import AdmissionRequest
+    from ryu_apps.core.codec import MediaSpec
+    document = copy.deepcopy(BASE)
+    config = parse_config(document)
+    ledger = MemoryLedger()
+    first = build_manager(config, ledger)
+    for n in range(3):
+        first.admit(AdmissionRequest(f"c{n}", "site-a", "site-b", MediaSpec("pcmu")), 1.0)
+    document["aggregates"][0]["size_kbps"] = 200                      # three calls use 273
+    said: list[str] = []
+    again = build_manager(parse_config(document), ledger, log=said.append)
+    assert again.aggregate("site-a--site-b").size_kbps == 2000 and len(again.calls()) == 3
+    assert said == ["aggregates[0]: aggregate site-a--site-b keeps 2000 kbit/s from the ledger, not the configured "
+                    "200: aggregate 'site-a--site-b' carries 273 kbit/s of calls; cannot shrink to 200"]
+
+
+def test_a_configured_aggregate_the_ledger_holds_between_other_communities_is_an_error():
+    document = copy.deepcopy(BASE)
+    ledger = MemoryLedger()
+    manager = build_manager(parse_config(document), ledger)
+    manager.delete_aggregate("site-a--site-b")
+    manager.create_aggregate("site-a--site-b", "site-b", "site-a", 500)   # same pair, reversed: fine
+    build_manager(parse_config(document), ledger)
+    document["communities"].append({"name": "site-c", "edge": "s3", "access_ports": [7],
+                                    "prefixes": ["10.3.0.0/16"]})
+    document["aggregates"][0]["between"] = ["site-a", "site-c"]
+    with pytest.raises(ConfigError, match=r"ledger holds aggregate 'site-a--site-b' between site-b and site-a") as e:
+        build_manager(parse_config(document), ledger)
+    assert e.value.path == "aggregates[0].between"
 
 
 def test_h323_section_and_e164_prefixes() -> None:

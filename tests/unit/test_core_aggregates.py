@@ -1,7 +1,7 @@
 import pytest
 
 from conftest import line_topology, mesh_topology
-from ryu_apps.core.errors import CapacityError, Conflict, InvalidRequest, NotFound
+from ryu_apps.core.errors import CapacityError, Conflict, InvalidRequest, MamError, NotFound
 from ryu_apps.core.manager import MediaAggregationManager
 
 
@@ -89,3 +89,24 @@ def test_community_of_uses_domain_first_and_refuses_ambiguous_addresses():
     assert topology.community_of(None, "10.2.0.5") is None           # site-b and site-c overlap
     assert topology.community_of("c.example", "10.2.0.5").name == "site-c"
     assert topology.community_of(None, "not-an-ip") is None
+
+
+def test_reconfiguring_a_pool_keeps_its_tag_and_calls_and_re_marks_their_flows(manager):
+    from ryu_apps.core.admission import AdmissionRequest
+    from ryu_apps.core.calls import MediaEndpoint
+    from ryu_apps.core.codec import MediaSpec
+    from ryu_apps.core.flowplan import FlowEntry, SetField
+    manager.create_aggregate("ab", "site-a", "site-b", 300)
+    manager.admit(AdmissionRequest("c1", "site-a", "site-b", MediaSpec("pcmu")), 0.0,
+                  media=(MediaEndpoint("10.1.0.5", 4000), MediaEndpoint("10.2.0.7", 5000)))
+    tag = manager.aggregate("ab").tag
+    manager.drain()
+    changed = manager.reconfigure_aggregate("ab", dscp=34, priority=5, preemption=True)
+    assert (changed.tag, changed.dscp, changed.priority, changed.preemption) == (tag, 34, 5, True)
+    plan = manager.drain().plan
+    marks = {a for e in plan.add if isinstance(e, FlowEntry) and e.meter is not None for a in e.actions
+             if isinstance(a, SetField) and a.field == "ip_dscp"}
+    assert marks == {SetField("ip_dscp", 34)} and [c.call_id for c in manager.calls("ab")] == ["c1"]
+    assert manager.reconfigure_aggregate("ab", dscp=34) is changed and not manager.drain()   # nothing to do
+    with pytest.raises(MamError, match="must be 0..63"):
+        manager.reconfigure_aggregate("ab", dscp=64)

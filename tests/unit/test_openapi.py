@@ -16,6 +16,8 @@ Everything runs in process (WSGI); any socket connection fails the test.
 
 from __future__ import annotations
 
+import json
+
 import re
 import socket
 from pathlib import Path
@@ -341,3 +343,48 @@ def test_rest_md_lists_every_route_reason_and_metric() -> None:
     assert len(families) >= 9
     for family in families:
         assert f"| `{family}` |" in prose, f"metric {family} not in rest.md's table"
+
+
+# --- one source of limits: the document says what ryu_apps/core/limits.py says ----------------
+
+def test_the_document_and_the_controller_share_one_set_of_limits() -> None:
+    from ryu_apps.core import limits
+    schemas = RAW["components"]["schemas"]
+
+    def bounds(schema: str, prop: str) -> tuple[int, int]:
+        node = schemas[schema]["properties"][prop]
+        return node["minimum"], node["maximum"]
+
+    assert bounds("AggregateCreate", "size_kbps") == limits.SIZE_KBPS
+    resize = RAW["paths"]["/mam/v1/aggregates/{id}"]["patch"]["requestBody"]["content"]["application/json"]
+    assert (resize["schema"]["properties"]["size_kbps"]["minimum"],
+            resize["schema"]["properties"]["size_kbps"]["maximum"]) == limits.SIZE_KBPS
+    assert bounds("AggregateCreate", "dscp") == bounds("Aggregate", "dscp") == limits.DSCP
+    assert bounds("AggregateCreate", "priority") == limits.PRIORITY
+    assert schemas["AggregateCreate"]["properties"]["id"]["maxLength"] == limits.ID_LENGTH
+    assert bounds("Media", "ptime_ms") == limits.PTIME_MS
+    assert bounds("Media", "explicit_kbps") == limits.EXPLICIT_KBPS
+    assert bounds("Media", "rtcp_bps") == limits.RTCP_BPS
+    assert schemas["Media"]["properties"]["codec"]["maxLength"] == limits.CODEC_NAME_LENGTH
+    assert bounds("Endpoint", "port") == limits.UDP_PORT
+    for schema in ("CallCreate", "CallCreateSip"):
+        assert schemas[schema]["properties"]["call_id"]["maxLength"] == limits.CALL_ID_LENGTH
+    for prop in ("caller_community", "callee_community"):
+        assert schemas["CallCreate"]["properties"][prop]["maxLength"] == limits.ID_LENGTH
+
+
+def test_what_the_configuration_takes_the_api_takes_too() -> None:
+    """An aggregate at the edge of every limit is accepted by the config file and by REST alike."""
+    from ryu_apps.core import limits
+    document = config(3000)
+    document["aggregates"] = [{"id": "x" * limits.ID_LENGTH, "between": ["site-a", "site-b"], "size_kbps": 100,
+                               "priority": limits.PRIORITY[0], "dscp": limits.DSCP[1]}]
+    app = make_wsgi_app(MamService(build_manager(parse_config(document)), clock=lambda: 0.0), ApiConfig(token=TOKEN))
+    assert app.service.read(lambda m: m.aggregate("x" * limits.ID_LENGTH).priority) == limits.PRIORITY[0]
+    from webob import Request
+    request = Request.blank("/mam/v1/aggregates", method="POST", headers=AUTH, content_type="application/json",
+                            body=json.dumps({"id": "y" * limits.ID_LENGTH, "communities": ["site-a", "site-b"],
+                                             "size_kbps": 100, "priority": limits.PRIORITY[0],
+                                             "dscp": limits.DSCP[1]}).encode())
+    response = request.get_response(app)
+    assert response.status_int == 201, response.text
