@@ -38,6 +38,7 @@ CALLS_OFFERED = 25            # 21 G.711 calls fit in 2 Mbit/s (91 kbit/s each a
 FLOOD_FACTOR = 2.0            # best-effort flood at twice the WAN capacity
 FLOOD_PACKET = 1200           # payload bytes of a flood packet
 CALLER_PORT_BASE, FLOOD_PORT = 20000, 5001
+H323_PORT_BASE = 24000        # H.323 callers' RTP ports (callees' at +1000)
 RTPFLOW = HERE / "rtpflow.py"
 SIPP = HERE / "sipp"
 
@@ -52,8 +53,9 @@ class Progress:
 
 
 def run_demo(workdir: Path, *, seconds: float = 15.0, calls: int = CALLS_OFFERED, pool_kbps: int = POOL_KBPS,
-             say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run both phases and return the figures (see `report`)."""
+             say: Callable[[str], None] = print, h323_calls: int = 0) -> dict[str, Any]:
+    """Run both phases and return the figures (see `report`). ``h323_calls`` H.323 calls
+    (simulated endpoints through the controller's gatekeeper) are placed before the SIP ones."""
     workdir.mkdir(parents=True, exist_ok=True)
     sip_port, uas_port = free_port(), free_port()
     sip = {"enabled": True, "listen": f"127.0.0.1:{sip_port}", "transports": ["udp"],
@@ -61,10 +63,15 @@ def run_demo(workdir: Path, *, seconds: float = 15.0, calls: int = CALLS_OFFERED
     wan = enterprise.SPEC.link("s1", "s2")
     caller, callee = enterprise.SPEC.host("h1a"), enterprise.SPEC.host("h2a")
     flood_src, flood_dst = enterprise.SPEC.host("h1b"), enterprise.SPEC.host("h2b")
-    figures: dict[str, Any] = {"pool_kbps": pool_kbps, "wan_kbps": int(wan.mbit * 1000), "calls_offered": calls,
-                               "seconds": seconds, "flood_kbps": int(wan.mbit * 1000 * FLOOD_FACTOR)}
+    figures: dict[str, Any] = {"pool_kbps": pool_kbps, "wan_kbps": int(wan.mbit * 1000),
+                               "calls_offered": calls + h323_calls, "seconds": seconds,
+                               "flood_kbps": int(wan.mbit * 1000 * FLOOD_FACTOR)}
     uas: subprocess.Popen | None = None
-    with Emulation(enterprise.SPEC, workdir, sip=sip, aggregates=False, log=say) as emu:
+    h323 = None
+    if h323_calls:
+        h323 = {"enabled": True, "ras_listen": f"127.0.0.1:{free_port()}", "call_listen": f"127.0.0.1:{free_port()}"}
+    with Emulation(enterprise.SPEC, workdir, sip=sip, aggregates=False, log=say, h323=h323) as emu, \
+            H323Calls(h323, h323_calls, caller.address, callee.address, say) as h323_held:
         status, body = emu.api("POST", "/aggregates", {"id": AGGREGATE, "communities": ["site-a", "site-b"],
                                                        "size_kbps": pool_kbps})
         if status != 201:
@@ -75,6 +82,8 @@ def run_demo(workdir: Path, *, seconds: float = 15.0, calls: int = CALLS_OFFERED
         if " 0% packet loss" not in ping:
             raise RuntimeError(f"no best-effort connectivity between the sites:\n{ping}")
 
+        h323_held.place()                 # --- H.323 calls through the gatekeeper (if any) ---------
+        figures["h323_admitted"] = h323_held.connected
         # --- calls through the SIP proxy ---------------------------------------------------
         (workdir / "uas.csv").write_text(f"SEQUENTIAL\n{callee.address};\n")
         (workdir / "uac.csv").write_text("SEQUENTIAL\n" + "".join(
@@ -93,7 +102,7 @@ def run_demo(workdir: Path, *, seconds: float = 15.0, calls: int = CALLS_OFFERED
                                cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
         try:
-            stats = wait_for(lambda: _decided(emu, calls), 30, "every call admitted or rejected")
+            stats = wait_for(lambda: _decided(emu, calls + h323_calls), 30, "every call admitted or rejected")
             active = wait_for(lambda: _active_calls(emu, stats["admitted"]), 20, "admitted calls' flows confirmed")
             aggregate = emu.api("GET", f"/aggregates/{AGGREGATE}")[1]
             figures.update(admitted=stats["admitted"], rejected=stats["rejected"].get("pool-full", 0),
@@ -102,12 +111,14 @@ def run_demo(workdir: Path, *, seconds: float = 15.0, calls: int = CALLS_OFFERED
             say(f"admitted {figures['admitted']}, rejected {figures['rejected']} with 503 (pool full): "
                 f"{aggregate['used_kbps']} of {pool_kbps} kbit/s in use ({figures['utilisation_pct']} %)")
             pairs = [(c["caller_media"], c["callee_media"]) for c in active]
+            figures["protocols"] = {p: sum(1 for c in active if c.get("protocol") == p) for p in ("sip", "h323")}
 
             say(f"phase 1: media of {len(pairs)} admitted calls + {figures['flood_kbps'] / 1000:g} Mbit/s "
                 f"best-effort flood, {seconds:g} s")
             figures["reserved"] = media_phase(emu, pairs, seconds, flood_src, flood_dst, figures["flood_kbps"])
             say(_phase_line("with the aggregate", figures["reserved"]))
 
+            h323_held.hang_up()
             say("waiting for the calls to end (SIPp sends BYE)")
             out = uac.communicate(timeout=seconds + 60)[1]
             figures["sipp_exit"] = uac.returncode
@@ -126,6 +137,61 @@ def run_demo(workdir: Path, *, seconds: float = 15.0, calls: int = CALLS_OFFERED
         figures["best_effort"] = media_phase(emu, pairs, seconds, flood_src, flood_dst, figures["flood_kbps"])
         say(_phase_line("without reservation", figures["best_effort"]))
     return figures
+
+
+class H323Calls:
+    """H.323 calls held through the gatekeeper by simulated endpoints (tests/h323sim.py):
+    alice@site-a.example calls bob@site-b.example; RAS and call signalling on loopback,
+    media addresses (fastStart) on the Mininet hosts."""
+
+    def __init__(self, h323: dict[str, Any] | None, count: int, caller_ip: str, callee_ip: str,
+                 say: Callable[[str], None]) -> None:
+        self.count = count if h323 else 0
+        self.ras = ("127.0.0.1", int(h323["ras_listen"].rsplit(":", 1)[1])) if h323 else ("", 0)
+        self.caller_ip, self.callee_ip, self.say = caller_ip, callee_ip, say
+        self.phones: list[Any] = []
+        self.held: list[tuple[Any, Any]] = []
+        self.connected = 0
+
+    def __enter__(self) -> "H323Calls":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for out, incoming in self.held:
+            out.close()
+            incoming.close()
+        for phone in self.phones:
+            phone.close()
+
+    def place(self) -> None:
+        if not self.count:
+            return
+        sys.path.insert(0, str(ROOT / "tests"))
+        import h323sim as sim
+        a = sim.Phone("alice@site-a.example", self.ras, alias_kind="h323-ID", media_host=self.caller_ip)
+        b = sim.Phone("bob@site-b.example", self.ras, alias_kind="h323-ID", media_host=self.callee_ip)
+        self.phones = [a, b]
+        for phone in self.phones:
+            if phone.register()[0] != "registrationConfirm":
+                raise RuntimeError(f"{phone.alias} could not register with the gatekeeper")
+        for i in range(self.count):
+            a.rtp_port, b.rtp_port = H323_PORT_BASE + 2 * i, H323_PORT_BASE + 1000 + 2 * i
+            out = a.place("bob@site-b.example", kind="h323-ID")
+            if out.admission[0] != "admissionConfirm":
+                raise RuntimeError(f"H.323 call refused: {out.admission}")
+            incoming = b.accept()
+            incoming.admit()
+            incoming.answer()
+            self.held.append((out, incoming))
+            if out.until(sim.CONNECT) is None:
+                raise RuntimeError("H.323 call not connected")
+            self.connected += 1
+        self.say(f"{self.connected} H.323 call(s) connected through the gatekeeper (fastStart G.711)")
+
+    def hang_up(self) -> None:
+        for out, incoming in self.held:
+            out.hang_up()
+            incoming.until(0x5A)
 
 
 def media_phase(emu: Emulation, pairs: list[tuple[dict, dict]], seconds: float, flood_src: Any, flood_dst: Any,

@@ -61,11 +61,12 @@ def run(*argv: str, timeout: float = 30, check: bool = True) -> subprocess.Compl
 class Emulation:
     def __init__(self, spec: NetworkSpec, workdir: Path, *, token: str = "demo-token",
                  sip: dict[str, Any] | None = None, dataplane: dict[str, Any] | None = None,
-                 aggregates: bool = True, log: Any = None) -> None:
+                 aggregates: bool = True, log: Any = None, h323: dict[str, Any] | None = None) -> None:
         self.spec = spec
         self.workdir = Path(workdir)
         self.token = token
         self.sip = sip
+        self.h323 = h323
         self.dataplane = dataplane
         self.aggregates = aggregates
         self.prefix = "m" + uuid.uuid4().hex[:3]     # short: interface names stay under 16 bytes
@@ -112,7 +113,7 @@ class Emulation:
         config = self.workdir / "mam.yaml"
         config.write_text(json.dumps(self.spec.controller_config(
             api_port=self.api_port, token=self.token, sip=self.sip, dataplane=self.dataplane,
-            aggregates=self.aggregates), indent=2))
+            aggregates=self.aggregates, h323=self.h323), indent=2))
         self.say(f"starting ryu-manager ryu_apps.mam_app (OpenFlow :{self.of_port}, REST :{self.api_port})")
         env = dict(os.environ, MAM_CONFIG=str(config), PYTHONUNBUFFERED="1")
         log = open(self.workdir / "controller.log", "w")

@@ -260,6 +260,8 @@ class Phone:
     gk_ras: tuple[str, int]
     host: str = "127.0.0.1"
     rtp_port: int = 40000
+    alias_kind: str = "dialledDigits"          # or h323-ID (user@domain), url-ID, email-ID
+    media_host: str | None = None              # where its RTP is (default: host)
     seq: int = 0
     endpoint_id: str | None = None
     ras: socket.socket = field(init=False)
@@ -331,28 +333,32 @@ class Phone:
 
     def register(self, ttl: int | None = None) -> tuple[str, dict[str, Any]]:
         answer = self.request(rrq(self.next_seq(), self.ras_address, self.signal_address,
-                                  [("dialledDigits", self.alias)], ttl))
+                                  [(self.alias_kind, self.alias)], ttl))
         if answer[0] == "registrationConfirm":
             self.endpoint_id = answer[1]["endpointIdentifier"]
         return answer
 
+    @property
+    def rtp_host(self) -> str:
+        return self.media_host or self.host
+
     def place(self, number: str, codec: str = "g711Ulaw64k", frames: int = 20,
-              bandwidth: int = 1280) -> "OutgoingCall":
+              bandwidth: int = 1280, kind: str = "dialledDigits") -> "OutgoingCall":
         guid = new_guid()
         assert self.endpoint_id is not None
-        answer = self.request(arq(self.next_seq(), self.endpoint_id, guid, [("dialledDigits", number)], bandwidth))
+        answer = self.request(arq(self.next_seq(), self.endpoint_id, guid, [(kind, number)], bandwidth))
         call = OutgoingCall(self, guid, answer)
         if answer[0] != "admissionConfirm":
             return call
         address = answer[1]["destCallSignalAddress"][1]
         sock = socket.create_connection((socket.inet_ntoa(address["ip"]), address["port"]), timeout=3)
         call.sock = sock
-        fast = [olc_audio(1, codec, frames, reverse=False, media=None, rtcp=(self.host, self.rtp_port + 1)),
-                olc_audio(2, codec, frames, reverse=True, media=(self.host, self.rtp_port),
-                          rtcp=(self.host, self.rtp_port + 1))]
-        sock.sendall(q931(SETUP, call.crv, False, setup_body(guid, [("dialledDigits", number)],
-                                                             [("dialledDigits", self.alias)], fast,
-                                                             self.signal_address), called=number))
+        rtp = self.rtp_host
+        fast = [olc_audio(1, codec, frames, reverse=False, media=None, rtcp=(rtp, self.rtp_port + 1)),
+                olc_audio(2, codec, frames, reverse=True, media=(rtp, self.rtp_port), rtcp=(rtp, self.rtp_port + 1))]
+        sock.sendall(q931(SETUP, call.crv, False, setup_body(guid, [(kind, number)], [(self.alias_kind, self.alias)],
+                                                             fast, self.signal_address),
+                          called=number if kind == "dialledDigits" else None))
         return call
 
     def accept(self, timeout: float = 5.0) -> "IncomingCall":
@@ -413,7 +419,7 @@ class IncomingCall:
 
     def answer(self, codec: str = "g711Ulaw64k", frames: int = 20, alert: bool = True) -> None:
         """Alerting, then Connect with the accepted fastStart channels (our RTP address)."""
-        host, port = self.phone.host, self.phone.rtp_port
+        host, port = self.phone.rtp_host, self.phone.rtp_port
         fast = [olc_audio(1, codec, frames, reverse=False, media=(host, port), rtcp=(host, port + 1)),
                 olc_audio(2, codec, frames, reverse=True, media=None, rtcp=(host, port + 1))]
         if alert:

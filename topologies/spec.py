@@ -77,7 +77,7 @@ class NetworkSpec:
 
     def controller_config(self, *, api_port: int = 8080, token: str | None = None, sip: dict[str, Any] | None = None,
                           dataplane: dict[str, Any] | None = None, store: str | None = None,
-                          aggregates: bool = True) -> dict[str, Any]:
+                          aggregates: bool = True, h323: dict[str, Any] | None = None) -> dict[str, Any]:
         """The YAML document (as a dict) for `ryu_apps.mam_app` that matches this network."""
         config: dict[str, Any] = {
             "topology": {
@@ -99,6 +99,8 @@ class NetworkSpec:
             config["aggregates"] = [dict(a) for a in self.aggregates]
         if store:
             config["store"] = store
+        if h323:
+            config["h323"] = dict(h323)
         return config
 
 

@@ -62,12 +62,14 @@ def admit(emu: Any, call_id: str, caller: str, callee: str, caller_media: tuple[
 
 def test_admitted_media_keeps_its_quality_under_a_flood_and_loses_it_without_the_aggregate(tmp_path: Path) -> None:
     from demo import run_demo
-    figures = run_demo(tmp_path / "demo", seconds=8, calls=25, say=print)
+    figures = run_demo(tmp_path / "demo", seconds=8, calls=25, say=print, h323_calls=1)
     with_loss = figures["reserved"]["media_loss_pct"]
     without_loss = figures["best_effort"]["media_loss_pct"]
     print(f"\nadmitted-call media loss under a {figures['flood_kbps']} kbit/s flood: "
           f"{with_loss} % with the aggregate, {without_loss} % without")
     assert figures["admitted"] == figures["pool_kbps"] // 91           # G.711 at 91 kbit/s with tags
+    # one H.323 call (fastStart G.711 through the gatekeeper) rides the same pool, its flows confirmed
+    assert figures["h323_admitted"] == 1 and figures["protocols"] == {"h323": 1, "sip": figures["admitted"] - 1}
     assert figures["rejected"] == figures["calls_offered"] - figures["admitted"]
     assert figures["sipp_exit"] == 0                                     # every call as the scenario expects
     assert figures["used_kbps"] <= figures["pool_kbps"]
