@@ -96,6 +96,8 @@ class DataplaneConfig:
     class_mode: str = "tc"          # "tc" (userspace OVS), "ovsdb" (set_queue honoured), "none"
     barrier_timeout_s: float = 5.0  # a call's flows (or their removal) not confirmed in this time: released
     max_terminals_per_port: int = 16
+    media_idle: str = "both"        # idle media releases a call when "both" directions, "either", or "off"
+    ovsdb: str = "unix:/var/run/openvswitch/db.sock"   # class_mode ovsdb: unix:PATH or tcp:HOST:PORT
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,24 @@ def _hostport(value: Any, path: str) -> str:
     return text
 
 
+def _ovsdb_address(value: Any, path: str) -> str:
+    """An OVSDB server as ovsdb-client names it: unix:/path/to/db.sock or tcp:HOST:PORT."""
+    text = _str(value, path)
+    kind, _, rest = text.partition(":")
+    if kind == "unix" and rest.startswith("/"):
+        return text
+    if kind == "tcp":
+        host, sep, port = rest.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if sep and port.isdigit() and 0 < int(port) < 65536:
+            try:
+                ipaddress.ip_address(host)
+                return text
+            except ValueError:
+                pass
+    raise ConfigError(path, f"expected unix:/path/to/db.sock or tcp:IP:PORT (e.g. tcp:192.0.2.10:6640), got {value!r}")
+
+
 # --- sections ---------------------------------------------------------------------------
 
 def _switch(value: Any, path: str) -> Switch:
@@ -365,12 +385,15 @@ def _dataplane(value: Any, path: str) -> tuple[DataplaneConfig, PlanOptions]:
         class_mode=node.get("class_mode", _choice("tc", "ovsdb", "none"), "tc"),
         barrier_timeout_s=node.get("barrier_timeout_s", _number(0.1, 60.0), 5.0),
         max_terminals_per_port=node.get("max_terminals_per_port", _int(0, 100_000), 16),
+        media_idle=node.get("media_idle", _choice("both", "either", "off"), "both"),
+        ovsdb=node.get("ovsdb", _ovsdb_address, DataplaneConfig.ovsdb),
     )
     plan = PlanOptions(
         pcp=node.get("pcp", _int(*limits.PCP), 5),
         use_set_queue=node.get("set_queue", _bool, False),
         queue_id=node.get("queue_id", _int(0, 0xFFFFFFFE), 1),
-        call_idle_timeout_s=node.get("call_idle_timeout_s", _int(0, 65535), 60),
+        call_idle_timeout_s=(0 if config.media_idle == "off"
+                             else node.get("call_idle_timeout_s", _int(0, 65535), 60)),
         meter_burst_ms=node.get("meter_burst_ms", _int(1, 10000), 100),
         rtcp_match=node.get("rtcp_match", _choice("masked", "exact", "off"), "masked"),
     )

@@ -3,8 +3,9 @@
     MAM_CONFIG=site.yaml ryu-manager ryu_apps.mam_app
     MAM_CONFIG=site.yaml mam-osken ryu_apps.mam_app
 
-A thin shell: each OpenFlow event goes to the `Fabric` (which asks the service, with the
-clock, and sends the resulting messages); the REST API and the SIP proxy talk to the
+A thin shell: each OpenFlow event is decoded into a value and handed to the data-plane
+valve (``openflow/valve.py``, pure) through ``openflow/shell.py``, which sends the
+messages it returns and performs its reports; the REST API and the SIP proxy talk to the
 same `MamService`. The configuration file may also be named in a ``--config-file``
 given to the manager, as ``[mam] config = site.yaml``.
 """
@@ -20,9 +21,13 @@ from . import compat
 from .config import Config, ConfigError, build_manager, load_config
 from .core.errors import MamError
 from .core.store import MemoryLedger
-from .core.survey import PortInfo, Survey
+from .core.survey import Survey
+from .dataplane.classes import class_applier
 from .metrics import Metrics
-from .openflow.fabric import Fabric
+from .openflow import decode, events
+from .openflow.idle import MediaIdle
+from .openflow.shell import Shell
+from .openflow.valve import Valve
 from .service import MamService
 from .store import SqliteLedger
 
@@ -67,9 +72,12 @@ class MediaAggregationApp(compat.RyuApp):
             compat.cfg.CONF.set_override("observe_links", True)
         self.metrics = Metrics(self.service)
         self.wakeup = compat.Wakeup()
-        self.fabric = Fabric(self.service, class_mode=self.config.dataplane.class_mode, clock=time.monotonic,
-                             observe_install=self.metrics.observe_flow_install, wake=self.wakeup.wake)
-        self.service.subscribe(self.fabric.on_changes)
+        valve = Valve(manager.topology, media_idle=MediaIdle(dataplane.media_idle),
+                      idle_timeout_s=self.config.settings.plan.call_idle_timeout_s)
+        self.shell = Shell(valve, self.service, classes=class_applier(dataplane), clock=time.monotonic,
+                           observe_install=self.metrics.observe_flow_install, wake=self.wakeup.wake)
+        self.metrics.shell = self.shell
+        self.shell.start()
         self.service.on_timer_change(self.wakeup.wake)
         self.sip = None
         self.threads = [compat.hub.spawn(self._timer_loop)]
@@ -130,83 +138,76 @@ class MediaAggregationApp(compat.RyuApp):
             try:
                 when = self.service.next_timer()
                 delay = LONGEST_SLEEP_S if when is None else min(LONGEST_SLEEP_S, when - time.time())
-                if delay > 0:
+                if delay > 0 and not self.shell.pending():
                     self.wakeup.sleep(delay)
-                self.fabric.tick()
+                self.shell.drain()         # class updates and data-plane reports, outside the service's lock
                 self.service.handle_timer()
             except Exception:  # the loop must survive anything one round meets
                 log.exception("timer loop round failed")
                 compat.hub.sleep(0.1)
 
-    # --- OpenFlow events --------------------------------------------------------------------
+    # --- OpenFlow events: decode, hand to the valve through the shell (which performs) -----
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPSwitchFeatures, compat.CONFIG_DISPATCHER)
     def switch_features(self, ev) -> None:
         datapath = ev.msg.datapath
-        if self.fabric.switch_connected(datapath) is not None:
-            parser = datapath.ofproto_parser
-            datapath.send_msg(parser.OFPPortDescStatsRequest(datapath, 0))
+        self.shell.event("switch-features", lambda: events.SwitchConnected(self.shell.conn_of(datapath, new=True),
+                                                                           int(datapath.id)))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPStateChange, compat.DEAD_DISPATCHER)
     def switch_state(self, ev) -> None:
-        if ev.datapath is not None and ev.datapath.id is not None:
-            self.fabric.switch_gone(ev.datapath)
+        datapath = ev.datapath
+        if datapath is not None and getattr(datapath, "mam_conn", None) is not None:
+            self.shell.event("switch-gone", lambda: events.SwitchGone(self.shell.conn_of(datapath)))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPPortDescStatsReply, compat.MAIN_DISPATCHER)
     def port_desc(self, ev) -> None:
-        ofp = ev.msg.datapath.ofproto
-        ports = {p.port_no: _port_info(ofp, p) for p in ev.msg.body if p.port_no < ofp.OFPP_MAX}
-        self.fabric.ports_described(ev.msg.datapath, ports)
+        self.shell.event("port-desc", lambda: decode.ports_described(self.shell.conn_of(ev.msg.datapath), ev.msg))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPPortStatus, compat.MAIN_DISPATCHER)
     def port_status(self, ev) -> None:
-        msg = ev.msg
-        ofp = msg.datapath.ofproto
-        if msg.desc.port_no >= ofp.OFPP_MAX:
-            return
-        info = None if msg.reason == ofp.OFPPR_DELETE else _port_info(ofp, msg.desc)
-        self.fabric.port_changed(msg.datapath, msg.desc.port_no, info,
-                                 added=msg.reason in (ofp.OFPPR_ADD, ofp.OFPPR_MODIFY))
+        self.shell.event("port-status", lambda: decode.port_changed(self.shell.conn_of(ev.msg.datapath), ev.msg))
+
+    @compat.set_ev_cls(compat.ofp_event.EventOFPFlowStatsReply, compat.MAIN_DISPATCHER)
+    def flow_stats(self, ev) -> None:
+        datapath = ev.msg.datapath
+        self.shell.event("flow-stats", lambda: decode.flow_stats_reply(
+            self.shell.conn_of(datapath), self.shell.valve.switch_of(self.shell.conn_of(datapath)) or "", ev.msg))
+
+    @compat.set_ev_cls(compat.ofp_event.EventOFPMeterConfigStatsReply, compat.MAIN_DISPATCHER)
+    def meter_config(self, ev) -> None:
+        datapath = ev.msg.datapath
+        self.shell.event("meter-config", lambda: decode.meter_config_reply(
+            self.shell.conn_of(datapath), self.shell.valve.switch_of(self.shell.conn_of(datapath)) or "", ev.msg))
 
     # --- LLDP, from ryu.topology (os_ken.topology) when dataplane.discovery is on ----------
 
     @compat.set_ev_cls(compat.topology_event.EventLinkAdd)
     def link_add(self, ev) -> None:
         link = ev.link
-        self.fabric.link_heard(link.src.dpid, link.src.port_no, link.dst.dpid, link.dst.port_no)
+        self.shell.event("link-add", lambda: events.LinkHeard(link.src.dpid, link.src.port_no, link.dst.dpid,
+                                                              link.dst.port_no, up=True))
 
     @compat.set_ev_cls(compat.topology_event.EventLinkDelete)
     def link_delete(self, ev) -> None:
         link = ev.link
-        self.fabric.link_lost(link.src.dpid, link.src.port_no, link.dst.dpid, link.dst.port_no)
+        self.shell.event("link-delete", lambda: events.LinkHeard(link.src.dpid, link.src.port_no, link.dst.dpid,
+                                                                 link.dst.port_no, up=False))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPBarrierReply, compat.MAIN_DISPATCHER)
     def barrier_reply(self, ev) -> None:
-        self.fabric.barrier_reply(ev.msg.datapath, ev.msg.xid)
+        self.shell.event("barrier", lambda: events.BarrierReply(self.shell.conn_of(ev.msg.datapath), int(ev.msg.xid)))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPErrorMsg, [compat.CONFIG_DISPATCHER, compat.MAIN_DISPATCHER])
     def error(self, ev) -> None:
         msg = ev.msg
-        self.fabric.error(msg.datapath, msg.xid, f"type {msg.type} code {msg.code}")
+        self.shell.event("error", lambda: events.ErrorReply(self.shell.conn_of(msg.datapath), int(msg.xid),
+                                                            int(msg.type), int(msg.code)))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPFlowRemoved, compat.MAIN_DISPATCHER)
     def flow_removed(self, ev) -> None:
-        msg = ev.msg
-        ofp = msg.datapath.ofproto
-        self.fabric.flow_removed(msg.datapath, msg.cookie, msg.reason == ofp.OFPRR_IDLE_TIMEOUT,
-                                 dict(msg.match.items()))
+        self.shell.event("flow-removed", lambda: decode.flow_removed(self.shell.conn_of(ev.msg.datapath), ev.msg))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPPacketIn, compat.MAIN_DISPATCHER)
     def packet_in(self, ev) -> None:
-        from .openflow.packet_in import handle_packet_in
-        handle_packet_in(self.fabric, ev.msg)
-
-
-def _port_info(ofp, port) -> PortInfo:
-    """OpenFlow 1.3 reports speeds in kbit/s (0: not reported)."""
-    live = not (port.config & ofp.OFPPC_PORT_DOWN) and not (port.state & ofp.OFPPS_LINK_DOWN)
-    return PortInfo(_text(port.name), int(port.curr_speed or 0), live)
-
-
-def _text(name) -> str:
-    return name.decode("utf-8", "replace") if isinstance(name, (bytes, bytearray)) else str(name)
+        self.shell.event("packet-in", lambda: decode.packet_in(self.shell.conn_of(ev.msg.datapath), ev.msg, compat))

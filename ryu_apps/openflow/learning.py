@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import networkx as nx
+import networkx as nx  # type: ignore[import-untyped]
 
 from ..core.flowplan import FORWARD, CookieKind, FlowEntry, Output, cookie
 from ..core.network import Topology

@@ -1,20 +1,23 @@
-"""Render the core's plan entries into OpenFlow 1.3 messages for one datapath.
+"""Render the valve's messages (``messages.py``) into OpenFlow 1.3 message objects.
 
-Pure apart from the message classes: takes the datapath's ``ofproto`` / ``ofproto_parser``
-(ryu's or os-ken's) and returns message objects; it sends nothing.
+Takes the datapath's ``ofproto`` / ``ofproto_parser`` (ryu's or os-ken's) and returns
+message objects with the valve's xid set; it sends nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..core.flowplan import (COOKIE_PREFIX, COOKIE_PREFIX_MASK, Action, FlowEntry, MeterEntry, Output, PopMpls,
-                             PopVlan, PushMpls, PushVlan, SetField, SetQueue)
+from ..core.flowplan import (Action, FlowEntry, Match, MeterEntry, Output, PopMpls, PopVlan, PushMpls, PushVlan,
+                             SetField, SetQueue)
+from . import messages as m
 
 ALL_ONES_64 = 0xFFFF_FFFF_FFFF_FFFF
+ROLES = {"nochange": "OFPCR_ROLE_NOCHANGE", "equal": "OFPCR_ROLE_EQUAL", "master": "OFPCR_ROLE_MASTER",
+         "slave": "OFPCR_ROLE_SLAVE"}
 
 
-def match(parser: Any, fields) -> Any:
+def match(parser: Any, fields: Match) -> Any:
     return parser.OFPMatch(**dict(fields))
 
 
@@ -66,22 +69,50 @@ def flow_delete(datapath: Any, entry: FlowEntry) -> Any:
         out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=match(parser, entry.match))
 
 
-def meter_mod(datapath: Any, entry: MeterEntry, *, add: bool = True, modify: bool = False) -> Any:
+def meter_mod(datapath: Any, entry: MeterEntry, *, modify: bool = False) -> Any:
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
-    if not add:
-        return parser.OFPMeterMod(datapath, command=ofp.OFPMC_DELETE, flags=0, meter_id=entry.meter_id)
     band = parser.OFPMeterBandDrop(rate=entry.rate_kbps, burst_size=entry.burst_kbits)
     return parser.OFPMeterMod(datapath, command=ofp.OFPMC_MODIFY if modify else ofp.OFPMC_ADD,
                               flags=ofp.OFPMF_KBPS | ofp.OFPMF_BURST, meter_id=entry.meter_id, bands=[band])
 
 
-def delete_ours(datapath: Any) -> list[Any]:
-    """Remove every flow carrying our cookie prefix and every meter: the clean slate a
-    (re)connecting switch gets before its expected state."""
+def meter_delete(datapath: Any, meter_id: int) -> Any:
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
-    return [
-        parser.OFPFlowMod(datapath=datapath, cookie=COOKIE_PREFIX, cookie_mask=COOKIE_PREFIX_MASK,
-                          table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE, buffer_id=ofp.OFP_NO_BUFFER,
-                          out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=parser.OFPMatch()),
-        parser.OFPMeterMod(datapath, command=ofp.OFPMC_DELETE, flags=0, meter_id=ofp.OFPM_ALL),
-    ]
+    return parser.OFPMeterMod(datapath, command=ofp.OFPMC_DELETE, flags=0, meter_id=meter_id)
+
+
+def render(datapath: Any, message: m.Message) -> Any:
+    """One valve message as the framework's message object (xid not yet set)."""
+    ofp, parser = datapath.ofproto, datapath.ofproto_parser
+    if isinstance(message, m.FlowAdd):
+        return flow_add(datapath, message.entry)
+    if isinstance(message, m.FlowDelete):
+        return flow_delete(datapath, message.entry)
+    if isinstance(message, m.MeterAdd):
+        return meter_mod(datapath, message.entry, modify=message.modify)
+    if isinstance(message, m.MeterDelete):
+        return meter_delete(datapath, message.meter_id)
+    if isinstance(message, m.Barrier):
+        return parser.OFPBarrierRequest(datapath)
+    if isinstance(message, m.FlowStatsRequest):
+        table = ofp.OFPTT_ALL if message.table is None else message.table
+        return parser.OFPFlowStatsRequest(datapath, 0, table, ofp.OFPP_ANY, ofp.OFPG_ANY, message.cookie,
+                                          message.cookie_mask, match(parser, message.match))
+    if isinstance(message, m.MeterConfigRequest):
+        return parser.OFPMeterConfigStatsRequest(datapath, 0, ofp.OFPM_ALL)
+    if isinstance(message, m.PortDescRequest):
+        return parser.OFPPortDescStatsRequest(datapath, 0)
+    if isinstance(message, m.PacketOut):
+        buffer_id = ofp.OFP_NO_BUFFER if message.buffer_id is None else message.buffer_id
+        return parser.OFPPacketOut(datapath=datapath, buffer_id=buffer_id, in_port=message.in_port,
+                                   actions=[parser.OFPActionOutput(port) for port in message.ports],
+                                   data=message.data if message.buffer_id is None else None)
+    if isinstance(message, m.RoleRequest):
+        return parser.OFPRoleRequest(datapath, getattr(ofp, ROLES[message.role]), message.generation_id)
+    raise TypeError(f"no OpenFlow rendering for {message!r}")
+
+
+def render_with_xid(datapath: Any, message: m.Message, xid: int) -> Any:
+    msg = render(datapath, message)
+    msg.set_xid(xid)
+    return msg

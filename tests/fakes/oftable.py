@@ -1,9 +1,13 @@
-"""A fake OpenFlow 1.3 network that real rendered messages are applied to.
+"""A fake OpenFlow 1.3 network that the valve's messages (as data) are applied to.
 
 It answers "where does this packet go, with which tags, DSCP, meters and queue?" by
 running the packet through each switch's tables (priorities, masks, goto, meters,
-set-queue, VLAN/MPLS push and pop, set-field) and following the configured links.
-Messages are ryu's own OFPFlowMod / OFPMeterMod objects, as the app sends them.
+set-queue, VLAN/MPLS push and pop, set-field) and following the configured links. It
+speaks the protocol back: barrier replies, flow and meter statistics, port descriptions,
+errors for messages a test makes a switch refuse, flow-removed when a flow idles out.
+No framework: it runs under ryu's and os-ken's venvs alike. (FAUCET's fakeoftable
+skips meters; this one adds, modifies, deletes and applies them, and deleting a meter
+deletes the flows that use it, as OpenFlow says.)
 """
 
 from __future__ import annotations
@@ -11,15 +15,19 @@ from __future__ import annotations
 import copy
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from ryu.ofproto import ofproto_v1_3 as ofp
-from ryu.ofproto import ofproto_v1_3_parser as parser
-
+from ryu_apps.core.flowplan import (FlowEntry, MeterEntry, Output, PopMpls, PopVlan, PushMpls, PushVlan, SetField,
+                                    SetQueue)
 from ryu_apps.core.network import Topology
+from ryu_apps.core.survey import PortInfo
+from ryu_apps.openflow import events as ev
+from ryu_apps.openflow import messages as m
+from ryu_apps.openflow.actions import Send
+from ryu_apps.openflow.reconcile import canonical
 
 ETH_IPV4, ETH_MPLS, VID_PRESENT = 0x0800, 0x8847, 0x1000
-CONTROLLER = ofp.OFPP_CONTROLLER
+CONTROLLER = 0xFFFFFFFD
 
 
 @dataclass
@@ -62,13 +70,12 @@ class Packet:
 
 @dataclass
 class Flow:
-    table: int
-    priority: int
-    match: dict[str, Any]
-    instructions: list[Any]
-    cookie: int
-    idle_timeout: int
-    flags: int
+    entry: FlowEntry
+    packets: int = 0
+
+    @property
+    def key(self) -> tuple[int, int, Any]:
+        return self.entry.table, self.entry.priority, canonical(self.entry.match)
 
 
 @dataclass
@@ -81,91 +88,75 @@ class Hop:
     meters: list[int]
     queue: int | None
     packet: Packet
-    dropped_by_meter: bool = False
-
-
-class FakeDatapath:
-    """Stands in for a connected datapath: ``send_msg`` applies the message."""
-
-    ofproto = ofp
-    ofproto_parser = parser
-
-    def __init__(self, switch: "FakeSwitch", dpid: int) -> None:
-        self.switch = switch
-        self.id = dpid
-        self._xid = 0
-        self.barriers: list[int] = []
-        self.sent: list[Any] = []
-
-    def set_xid(self, msg: Any) -> None:
-        self._xid += 1
-        msg.set_xid(self._xid)
-
-    def send_msg(self, msg: Any) -> None:
-        if msg.xid is None:
-            self.set_xid(msg)
-        self.sent.append(msg)
-        if isinstance(msg, parser.OFPBarrierRequest):
-            self.barriers.append(msg.xid)
-        else:
-            self.switch.apply(msg)
 
 
 class FakeSwitch:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, dpid: int, ports: dict[int, PortInfo]) -> None:
         self.name = name
-        self.flows: list[Flow] = []
-        self.meters: dict[int, tuple[int, int]] = {}   # id -> (rate kbps, burst)
+        self.dpid = dpid
+        self.ports = ports
+        self.flows: dict[tuple[int, int, Any], Flow] = {}
+        self.meters: dict[int, MeterEntry] = {}
+        self.conn: int | None = None
+        #: a test makes the switch refuse messages: message -> (type, code) or None
+        self.refuse: Callable[[m.Message], tuple[int, int] | None] = lambda message: None
+        self.packet_outs: list[m.PacketOut] = []
+        self.received: list[m.Message] = []
 
     # --- messages -----------------------------------------------------------------
 
-    def apply(self, msg: Any) -> None:
-        if isinstance(msg, parser.OFPFlowMod):
-            self._flow_mod(msg)
-        elif isinstance(msg, parser.OFPMeterMod):
-            self._meter_mod(msg)
-        elif isinstance(msg, (parser.OFPPacketOut, parser.OFPPortDescStatsRequest)):
-            pass
+    def apply(self, send: Send) -> list[ev.Event]:
+        """Apply one message; the events the switch sends back."""
+        message, conn = send.message, send.conn
+        self.received.append(message)
+        refused = self.refuse(message)
+        if refused is not None:
+            return [ev.ErrorReply(conn, send.xid, *refused)]
+        if isinstance(message, m.FlowAdd):
+            entry = message.entry
+            if entry.meter is not None and entry.meter not in self.meters:
+                return [ev.ErrorReply(conn, send.xid, 12, 1)]        # meter-mod failed: unknown meter
+            flow = Flow(entry)
+            self.flows[flow.key] = flow
+        elif isinstance(message, m.FlowDelete):
+            flow = Flow(message.entry)
+            held = self.flows.get(flow.key)
+            if held is not None and held.entry.cookie == message.entry.cookie:
+                del self.flows[flow.key]
+        elif isinstance(message, m.MeterAdd):
+            meter_id = message.entry.meter_id
+            if message.modify and meter_id not in self.meters:
+                return [ev.ErrorReply(conn, send.xid, 12, 7)]        # unknown meter
+            if not message.modify and meter_id in self.meters:
+                return [ev.ErrorReply(conn, send.xid, 12, 0)]        # meter exists
+            self.meters[meter_id] = message.entry
+        elif isinstance(message, m.MeterDelete):
+            self.meters.pop(message.meter_id, None)
+            # OpenFlow: deleting a meter deletes the flows that use it.
+            self.flows = {k: f for k, f in self.flows.items() if f.entry.meter != message.meter_id}
+        elif isinstance(message, m.Barrier):
+            return [ev.BarrierReply(conn, send.xid)]
+        elif isinstance(message, m.FlowStatsRequest):
+            return [ev.FlowStatsReply(conn, send.xid, tuple(
+                m.FlowStat(f.entry, f.packets) for f in self.flows.values() if _selected(f.entry, message)))]
+        elif isinstance(message, m.MeterConfigRequest):
+            return [ev.MeterConfigReply(conn, send.xid, tuple(self.meters.values()))]
+        elif isinstance(message, m.PortDescRequest):
+            return [ev.PortsDescribed(conn, dict(self.ports))]
+        elif isinstance(message, m.PacketOut):
+            self.packet_outs.append(message)
         else:
-            raise AssertionError(f"fake switch cannot apply {type(msg).__name__}")
+            raise AssertionError(f"fake switch cannot apply {message!r}")
+        return []
 
-    def _flow_mod(self, msg: Any) -> None:
-        match = dict(msg.match.items())
-        if msg.command == ofp.OFPFC_ADD:
-            for inst in msg.instructions:
-                if isinstance(inst, parser.OFPInstructionMeter) and inst.meter_id not in self.meters:
-                    raise AssertionError(f"{self.name}: flow uses meter {inst.meter_id} that does not exist")
-            self.flows = [f for f in self.flows
-                          if not (f.table == msg.table_id and f.priority == msg.priority and f.match == match)]
-            self.flows.append(Flow(msg.table_id, msg.priority, match, list(msg.instructions), msg.cookie,
-                                   msg.idle_timeout, msg.flags))
-        elif msg.command == ofp.OFPFC_DELETE_STRICT:
-            self.flows = [f for f in self.flows if not (
-                f.table == msg.table_id and f.priority == msg.priority and f.match == match
-                and (f.cookie & msg.cookie_mask) == (msg.cookie & msg.cookie_mask))]
-        elif msg.command == ofp.OFPFC_DELETE:
-            assert not match, "the fake supports only match-all deletes"
-            self.flows = [f for f in self.flows if not (
-                (msg.table_id in (ofp.OFPTT_ALL, f.table))
-                and (f.cookie & msg.cookie_mask) == (msg.cookie & msg.cookie_mask))]
-        else:
-            raise AssertionError(f"unsupported flow-mod command {msg.command}")
-
-    def _meter_mod(self, msg: Any) -> None:
-        if msg.command == ofp.OFPMC_DELETE:
-            ids = list(self.meters) if msg.meter_id == ofp.OFPM_ALL else [msg.meter_id]
-            for meter_id in ids:
-                self.meters.pop(meter_id, None)
-                # OpenFlow: deleting a meter deletes the flows that use it.
-                self.flows = [f for f in self.flows if meter_id not in _meters_of(f)]
-            return
-        assert msg.flags & ofp.OFPMF_KBPS, "meters are in kbit/s"
-        band = msg.bands[0]
-        if msg.command == ofp.OFPMC_ADD:
-            assert msg.meter_id not in self.meters, f"{self.name}: meter {msg.meter_id} added twice"
-        elif msg.command == ofp.OFPMC_MODIFY:
-            assert msg.meter_id in self.meters, f"{self.name}: modify of missing meter {msg.meter_id}"
-        self.meters[msg.meter_id] = (band.rate, band.burst_size)
+    def idle_out(self, key: tuple[int, int, Any]) -> list[ev.Event]:
+        """The flow idles out: removed, and a flow-removed if it asked for one."""
+        flow = self.flows.pop(key)
+        if not flow.entry.notify_removed or self.conn is None:
+            return []
+        entry = flow.entry
+        return [ev.FlowRemoved(self.conn, entry.cookie, entry.table, entry.priority, entry.match,
+                               ev.RemovedReason.IDLE, flow.packets)]
 
     # --- forwarding ---------------------------------------------------------------
 
@@ -177,73 +168,81 @@ class FakeSwitch:
             flow = self.lookup(table, packet)
             if flow is None:
                 return hop   # table miss: dropped (OpenFlow 1.3 default)
-            goto = None
-            for inst in flow.instructions:
-                if isinstance(inst, parser.OFPInstructionMeter):
-                    hop.meters.append(inst.meter_id)
-                elif isinstance(inst, parser.OFPInstructionActions):
-                    for action in inst.actions:
-                        self._act(action, packet, hop)
-                elif isinstance(inst, parser.OFPInstructionGotoTable):
-                    goto = inst.table_id
-            if goto is None:
+            flow.packets += 1
+            entry = flow.entry
+            if entry.meter is not None:
+                assert entry.meter in self.meters, f"{self.name}: flow uses meter {entry.meter} that does not exist"
+                hop.meters.append(entry.meter)
+            for action in entry.actions:
+                self._act(action, packet, hop)
+            if entry.goto is None:
                 return hop
-            table = goto
+            table = entry.goto
 
     def lookup(self, table: int, packet: Packet) -> Flow | None:
-        candidates = [f for f in self.flows if f.table == table and _matches(f.match, packet)]
+        candidates = [f for f in self.flows.values() if f.entry.table == table and _matches(f.entry.match, packet)]
         if not candidates:
             return None
-        top = max(f.priority for f in candidates)
-        best = [f for f in candidates if f.priority == top]
+        top = max(f.entry.priority for f in candidates)
+        best = [f for f in candidates if f.entry.priority == top]
         assert len(best) == 1, f"{self.name}: {len(best)} overlapping flows at priority {top}"
         return best[0]
 
     def _act(self, action: Any, packet: Packet, hop: Hop) -> None:
-        if isinstance(action, parser.OFPActionOutput):
+        if isinstance(action, Output):
             hop.out_ports.append(action.port)
             hop.packet = copy.deepcopy(packet)
-        elif isinstance(action, parser.OFPActionSetQueue):
+        elif isinstance(action, SetQueue):
             hop.queue = action.queue_id
-        elif isinstance(action, parser.OFPActionPushVlan):
+        elif isinstance(action, PushVlan):
             packet.vlans.insert(0, (0, 0))
-        elif isinstance(action, parser.OFPActionPopVlan):
+        elif isinstance(action, PopVlan):
             assert packet.vlans, "pop_vlan on an untagged packet"
             packet.vlans.pop(0)
-        elif isinstance(action, parser.OFPActionPushMpls):
+        elif isinstance(action, PushMpls):
             if not packet.labels:
                 assert packet.eth_type == ETH_IPV4
             packet.labels.insert(0, 0)
-        elif isinstance(action, parser.OFPActionPopMpls):
+        elif isinstance(action, PopMpls):
             assert packet.labels, "pop_mpls on a packet without a label"
             packet.labels.pop(0)
             if not packet.labels:
                 packet.eth_type = action.ethertype
-        elif isinstance(action, parser.OFPActionSetField):
-            name, value = action.key, action.value
+        elif isinstance(action, SetField):
+            name, value = action.field, action.value
             if name == "vlan_vid":
                 assert packet.vlans, "set vlan_vid without a VLAN tag"
-                packet.vlans[0] = (value & 0xFFF, packet.vlans[0][1])
+                packet.vlans[0] = (int(value) & 0xFFF, packet.vlans[0][1])
             elif name == "vlan_pcp":
-                packet.vlans[0] = (packet.vlans[0][0], value)
+                packet.vlans[0] = (packet.vlans[0][0], int(value))
             elif name == "mpls_label":
                 assert packet.labels, "set mpls_label without a label"
-                packet.labels[0] = value
+                packet.labels[0] = int(value)
             elif name == "ip_dscp":
                 assert not packet.labels and packet.eth_type == ETH_IPV4, "set ip_dscp on a non-IP packet"
-                packet.ip_dscp = value
+                packet.ip_dscp = int(value)
             else:
                 setattr(packet, name, value)
         else:
-            raise AssertionError(f"fake switch cannot do {type(action).__name__}")
+            raise AssertionError(f"fake switch cannot do {action!r}")
+
+    # --- what it holds, comparable with a plan -------------------------------------
+
+    def entries(self) -> set[FlowEntry]:
+        return {f.entry for f in self.flows.values()}
 
 
-def _meters_of(flow: Flow) -> list[int]:
-    return [i.meter_id for i in flow.instructions if isinstance(i, parser.OFPInstructionMeter)]
+def _selected(entry: FlowEntry, request: m.FlowStatsRequest) -> bool:
+    if request.table is not None and entry.table != request.table:
+        return False
+    if entry.cookie & request.cookie_mask != request.cookie & request.cookie_mask:
+        return False
+    held = dict(canonical(entry.match))
+    return all(held.get(name) == value for name, value in canonical(request.match))
 
 
-def _matches(match: dict[str, Any], packet: Packet) -> bool:
-    for name, wanted in match.items():
+def _matches(match: Any, packet: Packet) -> bool:
+    for name, wanted in match:
         value = packet.field(name)
         if isinstance(wanted, tuple):
             wanted_value, mask = wanted
@@ -262,16 +261,62 @@ def _matches(match: dict[str, Any], packet: Packet) -> bool:
 
 
 class FakeNetwork:
-    """Fake switches wired as the topology says; ``trace`` follows a packet across them."""
+    """Fake switches wired as the topology says; ``trace`` follows a packet across them.
 
-    def __init__(self, topology: Topology) -> None:
+    Messages the valve sends go through :meth:`transmit` (the shell's ``transmit``); what
+    the switches answer waits in :attr:`inbox` until the test delivers it, in order or not.
+    """
+
+    def __init__(self, topology: Topology, extra_ports: int = 4) -> None:
         self.topology = topology
-        self.switches = {s.name: FakeSwitch(s.name) for s in topology.switches}
-        self.datapaths = {s.name: FakeDatapath(self.switches[s.name], s.dpid) for s in topology.switches}
+        self.switches: dict[str, FakeSwitch] = {}
+        for switch in topology.switches:
+            ports = {p: PortInfo(f"{switch.name}-eth{p}") for p in range(1, extra_ports + 1)}
+            for link in topology.links:
+                for end, port in ((link.a, link.a_port), (link.b, link.b_port)):
+                    if end == switch.name:
+                        ports[port] = PortInfo(f"{switch.name}-eth{port}")
+            for community in topology.communities:
+                if community.edge == switch.name:
+                    for port in community.access_ports:
+                        ports[port] = PortInfo(f"{switch.name}-eth{port}")
+            self.switches[switch.name] = FakeSwitch(switch.name, switch.dpid, ports)
+        self._by_conn: dict[int, FakeSwitch] = {}
+        self._next_conn = 100
+        self.inbox: list[ev.Event] = []
         self._peer: dict[tuple[str, int], tuple[str, int]] = {}
         for link in topology.links:
             self._peer[(link.a, link.a_port)] = (link.b, link.b_port)
             self._peer[(link.b, link.b_port)] = (link.a, link.a_port)
+
+    # --- the control channel ---------------------------------------------------------
+
+    def connect(self, name: str) -> ev.SwitchConnected:
+        switch = self.switches[name]
+        if switch.conn is not None:
+            self._by_conn.pop(switch.conn, None)
+        self._next_conn += 1
+        switch.conn = self._next_conn
+        self._by_conn[switch.conn] = switch
+        return ev.SwitchConnected(switch.conn, switch.dpid)
+
+    def disconnect(self, name: str) -> ev.SwitchGone:
+        switch = self.switches[name]
+        assert switch.conn is not None
+        conn = switch.conn
+        self._by_conn.pop(conn, None)
+        switch.conn = None
+        self.inbox = [e for e in self.inbox if getattr(e, "conn", None) != conn]   # lost with the connection
+        return ev.SwitchGone(conn)
+
+    def transmit(self, send: Send) -> bool:
+        switch = self._by_conn.get(send.conn)
+        if switch is None:
+            return False
+        self.inbox.extend(switch.apply(send))
+        return True
+
+    # --- the data plane ------------------------------------------------------------------
 
     def trace(self, switch: str, packet: Packet, max_hops: int = 16) -> list[Hop]:
         hops = []
@@ -298,7 +343,7 @@ class FakeNetwork:
         return result
 
     def flow_count(self, switch: str, cookie_kind: int | None = None) -> int:
-        flows = self.switches[switch].flows
+        flows = self.switches[switch].flows.values()
         if cookie_kind is None:
             return len(flows)
-        return sum(1 for f in flows if (f.cookie >> 40) & 0xFF == cookie_kind)
+        return sum(1 for f in flows if (f.entry.cookie >> 40) & 0xFF == cookie_kind)

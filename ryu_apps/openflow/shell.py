@@ -1,0 +1,221 @@
+"""Perform what the valve decides, with the framework's datapaths and the service.
+
+The app (``mam_app.py``) decodes each event (``decode.py``) and calls :meth:`Shell.event`;
+the service calls :meth:`Shell.on_changes` with each committed plan change (under its
+lock). Either way the valve runs under the shell's lock and its OpenFlow messages are
+rendered and sent at once, in order; everything else is performed after the valve's lock
+is released:
+
+* reports and observations from a switch event go to the service right away;
+* from a plan change (the service's lock is held) they are queued, like every per-port
+  class update, and performed by :meth:`drain` on the app's timer loop, outside the
+  service's lock (a slow ``tc`` or OVSDB transaction never delays an admission).
+
+Every boundary is guarded: an exception while handling one event or action is logged
+and counted in :attr:`failures`, and the next one is handled as usual.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Any, Callable, Protocol
+
+from ..core.flowplan import PortClass
+from ..service import MamService
+from . import actions as act
+from . import events as ev
+from .render import render_with_xid
+from .valve import Valve
+
+log = logging.getLogger(__name__)
+
+
+class ClassApplier(Protocol):
+    def apply(self, interface: str, port_class: PortClass | None) -> list[str]:
+        """Give ``interface`` the class (None: remove ours); the errors, if any."""
+
+
+class Shell:
+    def __init__(self, valve: Valve, service: MamService, *, classes: ClassApplier | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 observe_install: Callable[[float], None] = lambda seconds: None,
+                 wake: Callable[[], None] = lambda: None,
+                 transmit: Callable[[act.Send], bool] | None = None) -> None:
+        self.valve = valve
+        self.service = service
+        self.classes = classes
+        self.clock = clock
+        self.observe_install = observe_install
+        self.wake = wake                      # asks the timer loop to run drain() soon
+        self.lock = threading.RLock()
+        self.datapaths: dict[int, Any] = {}   # conn -> datapath
+        self._next_conn = 0
+        self._deferred: collections.deque[act.Action] = collections.deque()
+        self.failures: collections.Counter[str] = collections.Counter()
+        self.sent = 0
+        self.transmit = transmit or self._to_datapath
+
+    def start(self) -> None:
+        """Give the valve the whole plan (call once, before switches connect)."""
+        with self.service.lock:
+            plan = self.service.manager.expected_plan()
+            with self.lock:
+                self.valve.load(plan)
+            self.service.subscribe(self.on_changes)
+
+    # --- connections -----------------------------------------------------------------------------
+
+    def conn_of(self, datapath: Any, new: bool = False) -> int:
+        """The connection number of a datapath object (a new one for a new connection)."""
+        with self.lock:
+            conn = getattr(datapath, "mam_conn", None)
+            if conn is None or new:
+                self._next_conn += 1
+                conn = self._next_conn
+                datapath.mam_conn = conn
+                self.datapaths[conn] = datapath
+            return int(conn)
+
+    # --- in ------------------------------------------------------------------------------------
+
+    def event(self, kind: str, decode: Callable[[], ev.Event | None]) -> None:
+        """Decode one framework event, run the valve, perform what it says. Never raises."""
+        try:
+            event = decode()
+            if event is None:
+                return
+            with self.lock:
+                actions = self.valve.handle(event, self.clock())
+                rest = self._send_all(actions)
+                if isinstance(event, ev.SwitchGone):
+                    self.datapaths.pop(event.conn, None)
+            self._perform(rest)
+        except Exception:
+            self.failures[kind] += 1
+            log.exception("OpenFlow event %s failed; carrying on", kind)
+
+    def on_changes(self, changes: Any) -> None:
+        """Service listener (under the service's lock): plan changes and released calls."""
+        try:
+            with self.lock:
+                actions = self.valve.plan_changed(changes, self.clock())
+                rest = self._send_all(actions)
+                self._deferred.extend(rest)
+            if rest:
+                self.wake()
+        except Exception:
+            self.failures["plan-change"] += 1
+            log.exception("plan change failed in the data-plane shell; carrying on")
+
+    def drain(self) -> None:
+        """Perform what was queued (on the timer loop, outside the service's lock)."""
+        while True:
+            with self.lock:
+                if not self._deferred:
+                    return
+                batch = list(self._deferred)
+                self._deferred.clear()
+            self._perform(batch)
+
+    def pending(self) -> bool:
+        with self.lock:
+            return bool(self._deferred)
+
+    # --- out -----------------------------------------------------------------------------------
+
+    def _send_all(self, actions: list[act.Action]) -> list[act.Action]:
+        """Send the OpenFlow messages (in order, under the lock); return the other actions.
+        Class updates are always queued for :meth:`drain`."""
+        rest: list[act.Action] = []
+        for action in actions:
+            if isinstance(action, act.Send):
+                try:
+                    if self.transmit(action):
+                        self.sent += 1
+                except Exception:
+                    self.failures["send"] += 1
+                    log.exception("sending %r to %s failed", action.message, action.switch)
+            elif isinstance(action, act.ApplyClass):
+                self._deferred.append(action)
+                self.wake()
+            else:
+                rest.append(action)
+        return rest
+
+    def _to_datapath(self, send: act.Send) -> bool:
+        datapath = self.datapaths.get(send.conn)
+        if datapath is None:
+            return False        # that connection is gone
+        datapath.send_msg(render_with_xid(datapath, send.message, send.xid))
+        return True
+
+    def _perform(self, actions: list[act.Action]) -> None:
+        for action in actions:
+            try:
+                self._perform_one(action)
+            except Exception:
+                self.failures[type(action).__name__] += 1
+                log.exception("performing %r failed; carrying on", action)
+
+    def _perform_one(self, action: act.Action) -> None:
+        service = self.service
+        if isinstance(action, act.Installed):
+            service.flows_installed(action.serial)
+            self.observe_install(action.seconds)
+        elif isinstance(action, act.Failed):
+            released = service.flows_failed(action.serial, action.reason)
+            if released is not None:
+                log.warning("call %s released: %s", released.call_id, action.reason)
+        elif isinstance(action, act.Removed):
+            service.flows_removed(action.serial)
+        elif isinstance(action, act.Release):
+            released = service.release_by_serial(action.serial, action.cause)
+            if released is not None:
+                log.info("call %s released: %s", released.call_id, action.cause)
+        elif isinstance(action, act.LearnTerminal):
+            verdict = service.learn_terminal(action.community, action.ip, action.port)
+            if verdict.refused:
+                with self.lock:
+                    self.valve.heard_refused(action.community, action.ip, action.port)
+        elif isinstance(action, act.ApplyClass):
+            self._apply_class(action)
+        elif isinstance(action, (act.ObservePorts, act.ObservePort, act.ObserveSwitchGone, act.ObserveLink)):
+            self._observe(action)
+        elif isinstance(action, act.Send):
+            raise AssertionError("messages are sent under the lock")
+        else:
+            raise TypeError(f"no way to perform {action!r}")
+
+    def _apply_class(self, action: act.ApplyClass) -> None:
+        if self.classes is None:
+            return
+        started = self.clock()
+        errors = self.classes.apply(action.interface, action.port_class)
+        for error in errors:
+            log.warning("class on %s:%d (%s): %s", action.switch, action.port, action.interface, error)
+        log.debug("class on %s (%s) in %.1f ms", action.interface, action.port_class,
+                  (self.clock() - started) * 1000)
+
+    def _observe(self, action: act.Observation) -> None:
+        from ..core.survey import Survey, Transition
+
+        def update(survey: Survey) -> list[Transition]:
+            if isinstance(action, act.ObservePorts):
+                return survey.ports_described(action.switch, dict(action.ports))
+            if isinstance(action, act.ObservePort):
+                return survey.port_changed(action.switch, action.port, action.info)
+            if isinstance(action, act.ObserveSwitchGone):
+                return survey.switch_gone(action.switch)
+            if action.up:
+                return survey.link_heard(action.src, action.dst)
+            return survey.link_lost(action.src, action.dst)
+
+        transitions = self.service.observe(update)
+        for transition in transitions:
+            (log.warning if transition.worse else log.info)("%s", transition)
+        if transitions:
+            ports = self.service.read(lambda manager: frozenset(self.service.survey.link_ports()))
+            self.event("link-ports", lambda: ev.LinkPortsChanged(ports))
