@@ -10,6 +10,7 @@ a reconnect (no wipe-and-reinstall).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Callable, Iterable, Mapping
 
 from ..core.flowplan import Action, FlowEntry, Match, MeterEntry, SetField
@@ -29,7 +30,15 @@ def flow_key(entry: FlowEntry) -> FlowKey:
 
 
 def _value(value: int | str | tuple[int, int]) -> int | str | tuple[int, int]:
-    return value.lower() if isinstance(value, str) else value
+    if isinstance(value, str):
+        text = value.lower()
+        if ":" in text and "." not in text and len(text) != 17:      # IPv6 (a MAC has 17 characters)
+            try:
+                return ipaddress.IPv6Address(text).compressed
+            except ValueError:
+                return text
+        return text
+    return value
 
 
 def _actions(actions: tuple[Action, ...]) -> tuple[Action, ...]:

@@ -122,7 +122,8 @@ class Valve:
         self._conns: dict[int, SwitchState] = {}
         self.pending: dict[int, Pending] = {}
         self._ingress: dict[int, set[IngressRef]] = {}
-        self._idle: dict[int, set[IngressRef]] = {}
+        self._idle: dict[int, set[IngressRef]] = {}      # ingress entries that idled out (and were put back)
+        self._checks: dict[int, set[IngressRef]] = {}     # counters asked for before releasing
         self._heard: dict[tuple[str, str], int] = {}
         self.reconciled: list[Reconciled] = []
         self.counters: dict[str, int] = {"flow_mods": 0, "meter_mods": 0, "barriers": 0, "errors": 0,
@@ -203,6 +204,7 @@ class Valve:
             if not refs:
                 del self._ingress[serial]
                 self._idle.pop(serial, None)
+                self._checks.pop(serial, None)
         idle = self._idle.get(serial)
         if idle is not None:
             idle.discard((name, key))
@@ -430,35 +432,47 @@ class Valve:
                 ref = (switch.name, key)
                 idle = self._idle.setdefault(serial, set())
                 idle.add(ref)
-                for other in sorted(self._ingress.get(serial, set()) - {ref}):
-                    if other in idle:
-                        self._query_idle(serial, other, actions)
+                if self._ingress.get(serial, set()) <= idle:     # every ingress entry has idled at least once
+                    self._check_idle(serial, ref, actions)
         if switch.writable:       # the plan still wants it: put it back
             self._send(switch, FlowAdd(entry), actions)
         return actions
 
-    def _query_idle(self, serial: int, ref: IngressRef, actions: list[Action]) -> None:
-        """Did the other direction carry media since its flow was put back?"""
-        name, key = ref
-        switch = self.switches.get(name)
-        entry = self.flows[name].get(key)
-        if switch is None or entry is None:
-            return
-        xid = self._send(switch, FlowStatsRequest(entry.cookie, ALL_ONES_64, entry.table, entry.match), actions)
-        switch.idle_queries[xid] = (serial, key)
+    def _check_idle(self, serial: int, fresh: IngressRef, actions: list[Action]) -> None:
+        """Did any of the call's other ingress entries carry media since it was put back?
+        Ask each switch for their counters; the call goes only if every one says zero."""
+        asked: set[IngressRef] = set()
+        for ref in sorted(self._ingress.get(serial, set()) - {fresh}):
+            name, key = ref
+            switch = self.switches.get(name)
+            entry = self.flows[name].get(key)
+            if switch is None or entry is None or not switch.role.writes:
+                continue          # not readable now: counted as idle
+            xid = self._send(switch, FlowStatsRequest(entry.cookie, ALL_ONES_64, entry.table, entry.match), actions)
+            switch.idle_queries[xid] = (serial, key)
+            asked.add(ref)
+        self._checks[serial] = asked
+        if not asked:
+            actions.append(self._idle_release(serial))
 
     def _idle_answer(self, switch: SwitchState, event: ev.FlowStatsReply) -> list[Action]:
         serial, key = switch.idle_queries.pop(event.xid)
         ref = (switch.name, key)
-        idle = self._idle.get(serial)
-        if idle is None or ref not in idle:
+        checks = self._checks.get(serial)
+        if checks is None or ref not in checks:
             return []
         if any(flow_key(stat.entry) == key and stat.packet_count > 0 for stat in event.flows):
-            idle.discard(ref)     # that direction came back
+            self._idle.get(serial, set()).discard(ref)     # that one came back: the call lives on
+            del self._checks[serial]
             return []
-        if self._ingress.get(serial, set()) <= idle:
-            return [Release(serial, f"media-idle: no media in either direction for {self.idle_timeout_s} s")]
-        return []
+        checks.discard(ref)
+        if checks or not self._ingress.get(serial, set()) <= self._idle.get(serial, set()):
+            return []
+        del self._checks[serial]
+        return [self._idle_release(serial)]
+
+    def _idle_release(self, serial: int) -> Release:
+        return Release(serial, f"media-idle: no media in either direction for {self.idle_timeout_s} s")
 
     # --- ports, links, classes --------------------------------------------------------------------
 

@@ -37,6 +37,8 @@ def plan_entries() -> list[FlowEntry]:
         *CONFIG["communities"][1:]]}))
     manager.admit(AdmissionRequest("c", "a", "b", MediaSpec("pcmu")), 0.0)
     manager.attach_media("c", MediaEndpoint("10.0.0.3", 4000), MediaEndpoint("10.0.0.2", 5000), 0.0)
+    manager.admit(AdmissionRequest("v6", "a", "b", MediaSpec("pcmu")), 0.0)
+    manager.attach_media("v6", MediaEndpoint("FD00:0:0::0001", 4002), MediaEndpoint("fd00::2", 5003), 0.0)
     return [e for e in manager.expected_plan() if isinstance(e, FlowEntry)]
 
 
@@ -60,6 +62,8 @@ def as_switch_reports(flow_mod: Any) -> Any:
 def test_every_planned_entry_survives_render_wire_and_decode() -> None:
     entries = plan_entries()
     assert any(e.meter is not None for e in entries) and any(e.goto is not None for e in entries)
+    assert any(isinstance(v, tuple) for e in entries for _, v in e.match)          # a masked field (RTP + RTCP)
+    assert any(name == "ipv6_src" for e in entries for name, _ in e.match)          # an IPv6 call
     for entry in entries:
         flow_mod = render_with_xid(datapath(), m.FlowAdd(entry), 42)
         assert flow_mod.xid == 42

@@ -277,6 +277,27 @@ def test_a_direction_that_resumed_is_not_counted_idle() -> None:
     assert rig.state("call-1") == "active"
 
 
+def test_with_exact_rtcp_entries_the_call_goes_only_when_all_four_idled() -> None:
+    rig = Rig({**CONFIG, "dataplane": {**CONFIG["dataplane"], "rtcp_match": "exact"}})
+    rig.connect()
+    rig.admit("call-1", "a", "b")
+    fakes = [rig.network.switches["s1"], rig.network.switches["s3"]]
+    ingress = [(fake, key) for fake in fakes for key, f in fake.flows.items() if f.entry.notify_removed]
+    assert len(ingress) == 4                                      # RTP and RTCP, each direction
+    for fake, key in ingress[:3]:
+        rig.network.inbox += fake.idle_out(key)
+        rig.deliver()
+    rtcp_back = ingress[0]
+    rtcp_back[0].flows[rtcp_back[1]].packets += 1                 # one of them carried a packet since
+    fake, key = ingress[3]
+    rig.network.inbox += fake.idle_out(key)
+    rig.deliver()
+    assert rig.state("call-1") == "active"
+    rig.network.inbox += rtcp_back[0].idle_out(rtcp_back[1])      # and idles again: now all are silent
+    rig.deliver()
+    assert rig.state("call-1") is None
+
+
 def test_policy_either_releases_on_the_first_idle_direction() -> None:
     rig = make("either")
     rig.admit("call-1", "a", "b")
