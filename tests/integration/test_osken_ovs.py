@@ -85,7 +85,8 @@ def test_osken_runs_the_app_lldp_best_effort_and_a_confirmed_call(net: dict[str,
     assert status == 201, body
     until("the call confirmed by barrier", lambda: api(net, "GET", "/calls/osken/1")[1]["state"] == "active")
     ingress = [line for line in dump_flows(net["bridges"]["s1"]) if "priority=3000" in line and "in_port=1," in line]
-    assert len(ingress) == 1 and "nw_dst=10.0.2.1" in ingress[0] and "tp_dst=41002" in ingress[0], ingress
+    # RTP 41002 and its RTCP under one mask (dataplane.rtcp_match: masked)
+    assert len(ingress) == 1 and "nw_dst=10.0.2.1" in ingress[0] and f"tp_dst={41002:#x}/0xfffe" in ingress[0], ingress
     assert api(net, "DELETE", "/calls/osken/1")[0] == 204
     until("the call's flows removed", lambda: not [
         line for line in dump_flows(net["bridges"]["s1"]) if "priority=3000" in line and "in_port=1," in line])
