@@ -137,7 +137,7 @@ def test_setup_without_arq_is_admitted_at_setup() -> None:
 
 
 @pytest.mark.parametrize("path", ["callee-release", "drq", "tcp-close", "tcp-reset", "media-idle", "rest-release",
-                                  "aggregate-deleted"])
+                                  "aggregate-deleted", "data-plane-idle", "preempted"])
 def test_every_release_path_returns_the_pool_to_zero(path: str) -> None:
     h = Harness()
     a, b = h.two_phones()
@@ -162,11 +162,15 @@ def test_every_release_path_returns_the_pool_to_zero(path: str) -> None:
         h.service.subscribe(lambda changes: released.extend(changes.released))
         if path == "rest-release":
             h.service.release(call_id, "released")
+        elif path == "data-plane-idle":           # the fabric's flow idle timeout releases it in the controller
+            h.service.release(call_id, "media-idle")
+        elif path == "preempted":
+            h.service.release(call_id, "preempted by emergency call")
         else:
             h.service.delete_aggregate("a-b", force=True)
         for r in released:
             h.take(h.gk.call_ended(r.call_id, r.serial, r.cause, h.now))
-        expected = 16 if path == "rest-release" else 47
+        expected = {"rest-release": 16, "data-plane-idle": 102, "preempted": 8, "aggregate-deleted": 47}[path]
         assert h.messages(c["caller"])[-1]["cause"] == expected
         assert h.messages(c["callee"])[-1]["cause"] == expected
     if path != "aggregate-deleted":
