@@ -32,7 +32,7 @@ from h323lab import GatekeeperProcess  # noqa: E402
 
 WINDOW = 16
 WORKERS = 4
-BIG_POOL = 400_000_000
+BIG_POOL = 50_000_000          # 549,450 G.711 calls: never full during the run
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -40,60 +40,68 @@ def pct(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
 
 
-def _arqs(gk: GatekeeperProcess, count: int, rate: float | None) -> tuple[float, list[float]]:
+def _arqs(gk: GatekeeperProcess, count: int, rate: float | None) -> tuple[float, list[float], int]:
     """Send ``count`` ARQs: with ``WINDOW`` outstanding (rate None) or paced at ``rate`` per
-    second (open loop). Returns (seconds taken, latency of each)."""
+    second (open loop). Returns (seconds taken, latency of each answered one, how many got
+    no answer within 2 s: a datagram the loaded machine dropped)."""
     caller, callee = sim.Phone(f"1{int(rate or 0)}", gk.ras), sim.Phone(f"2{int(rate or 0)}", gk.ras)
     assert caller.register()[0] == callee.register()[0] == "registrationConfirm"
     assert caller.endpoint_id
-    requests = [sim.enc("ras", sim.arq(i % 65535 + 1, caller.endpoint_id, sim.new_guid(),
+    count = min(count, 65535)                       # requestSeqNum identifies each answer
+    requests = [sim.enc("ras", sim.arq(i + 1, caller.endpoint_id, sim.new_guid(),
                                        [("dialledDigits", f"2{int(rate or 0)}")])) for i in range(count)]
     sock = caller.ras
     sock.setblocking(False)
     sent_at: list[float] = []
     answers: list[tuple[float, bytes]] = []
-    started = time.perf_counter()
+    started = last_answer = time.perf_counter()
     while len(answers) < count:
         now = time.perf_counter()
+        if len(sent_at) == count and now - last_answer > 2.0:
+            break                                   # the rest is lost
         if rate is None:
             while len(sent_at) < count and len(sent_at) - len(answers) < WINDOW:
                 sent_at.append(time.perf_counter())
                 sock.sendto(requests[len(sent_at) - 1], gk.ras)
-            wait = 2.0
+            wait = 0.5
         else:
             while len(sent_at) < count and started + len(sent_at) / rate <= now:
                 sent_at.append(time.perf_counter())
                 sock.sendto(requests[len(sent_at) - 1], gk.ras)
             # wake at the next send time, but at least 0.5 ms later: a client spinning on
             # select() would take the CPU the gatekeeper needs on this 2-core machine
-            wait = max(0.0005, started + len(sent_at) / rate - time.perf_counter()) if len(sent_at) < count else 2.0
+            wait = max(0.0005, started + len(sent_at) / rate - time.perf_counter()) if len(sent_at) < count else 0.5
         ready, _, _ = select.select([sock], [], [], wait)
-        if not ready and wait >= 2.0 and len(sent_at) == count:
-            raise TimeoutError(f"no answer after {len(answers)} of {count} ARQs")
+        if not ready and rate is None and time.perf_counter() - last_answer > 2.0:
+            break                                   # a lost datagram stalled the window
         while True:
             try:
                 data, _ = sock.recvfrom(65535)
             except BlockingIOError:
                 break
-            answers.append((time.perf_counter(), data))
-    took = time.perf_counter() - started
-    for i, (_, data) in enumerate(answers):
+            last_answer = time.perf_counter()
+            answers.append((last_answer, data))
+    took = (answers[-1][0] if answers else time.perf_counter()) - started
+    latency = []
+    for received, data in answers:
         kind, fields = sim.dec("ras", data)
-        assert kind == "admissionConfirm" and fields["requestSeqNum"] == i % 65535 + 1, (i, kind, fields)
+        assert kind == "admissionConfirm", (kind, fields)
+        latency.append(received - sent_at[fields["requestSeqNum"] - 1])
     caller.close()
     callee.close()
-    return took, [answers[i][0] - sent_at[i] for i in range(count)]
+    return took, latency, count - len(answers)
 
 
 def arq_rate(gk: GatekeeperProcess, count: int) -> None:
-    took, latency = _arqs(gk, count, None)
-    print(f"ARQ -> ACF, saturated ({WINDOW} outstanding): {count:,} in {took:.2f} s = {count / took:,.0f} ARQ/s; "
-          f"latency p50 {pct(latency, .5):.2f} ms, p99 {pct(latency, .99):.2f} ms (queueing behind the window)")
-    for rate in (1000.0, 2000.0):
-        took, latency = _arqs(gk, count // 2, rate)
-        print(f"ARQ -> ACF, paced at {rate:,.0f}/s: {count // 2:,} answered at {count // 2 / took:,.0f} ARQ/s; "
-              f"latency p50 {pct(latency, .5):.2f} ms, p90 {pct(latency, .9):.2f} ms, p99 {pct(latency, .99):.2f} ms, "
-              f"max {pct(latency, 1):.2f} ms  [goal >= 2,000 ARQ/s with p99 < 2 ms]")
+    took, latency, lost = _arqs(gk, count, None)
+    print(f"ARQ -> ACF, saturated ({WINDOW} outstanding): {len(latency):,} in {took:.2f} s = "
+          f"{len(latency) / took:,.0f} ARQ/s ({lost} unanswered); latency p50 {pct(latency, .5):.2f} ms, "
+          f"p99 {pct(latency, .99):.2f} ms (queueing behind the window)")
+    for rate in (1000.0, 2000.0, 3000.0):
+        took, latency, lost = _arqs(gk, count // 2, rate)
+        print(f"ARQ -> ACF, paced at {rate:,.0f}/s: {len(latency):,} answered at {len(latency) / took:,.0f} ARQ/s "
+              f"({lost} unanswered); latency p50 {pct(latency, .5):.2f} ms, p90 {pct(latency, .9):.2f} ms, "
+              f"p99 {pct(latency, .99):.2f} ms, max {pct(latency, 1):.2f} ms  [goal >= 2,000 ARQ/s, p99 < 2 ms]")
 
 
 def one_call(caller: sim.Phone, callee: sim.Phone, number: str) -> float:
@@ -160,6 +168,10 @@ def main(argv: list[str] | None = None) -> None:
                       f"Alerting + Connect relayed, ReleaseComplete); ARQ -> Connect p50 {pct(latency, .5):.2f} ms, "
                       f"p99 {pct(latency, .99):.2f} ms")
             stats = gk.stats()
+            own, cpu = stats["ras_latency_us"], stats["ras_cpu_us"]
+            print(f"the gatekeeper's own time per RAS datagram (arrival -> answer sent, in its loop): "
+                  f"p50 {own['p50']} us, p99 {own['p99']} us, max {own['max']} us over {own['count']:,}; of which "
+                  f"on CPU p50 {cpu['p50']} us, p99 {cpu['p99']} us, max {cpu['max']} us (the rest: preempted)")
             print(f"gatekeeper: {stats['admitted']:,} admitted, {stats['relayed']:,} messages relayed, dropped "
                   f"{stats['dropped'] or 'nothing'}, shell faults {stats['shell_faults'] or 'none'}")
         finally:

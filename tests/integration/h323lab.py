@@ -61,8 +61,9 @@ class GatekeeperProcess:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()             # the "listening" line (or EOF on failure)
         if "H.323 gatekeeper" not in line:
+            text = self.log_text()
             self.stop()
-            raise RuntimeError(f"gatekeeper did not start: {line!r} {self.log_text()}")
+            raise RuntimeError(f"gatekeeper did not start: {line!r} {text}")
 
     @property
     def ras(self) -> tuple[str, int]:

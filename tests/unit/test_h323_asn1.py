@@ -93,3 +93,22 @@ def test_t38_and_building_offers_round_trip() -> None:
     offer = media.olc(1, "g729", 20, reverse=False, media=MediaEndpoint("10.1.1.1", 5000), control=None)
     channel = media.channel_of(decode_olc(encode_olc(offer)))
     assert (channel.codec, channel.ptime_ms, channel.media) == ("g729", 20, MediaEndpoint("10.1.1.1", 5000))
+
+
+def test_templated_ras_encoding_equals_pycrate_for_every_sequence_number() -> None:
+    import random
+
+    from ryu_apps.signalling.h323.asn1 import _templates, encode_ras_fast
+    rng = random.Random(5)
+    shapes = [("admissionConfirm", {"bandWidth": bw, "callModel": ("gatekeeperRouted", 0),
+                                    "destCallSignalAddress": ("ipAddress", {"ip": b"\x7f\0\0\1", "port": 1720}),
+                                    "willRespondToIRR": False}) for bw in (160, 1280, 100000)]
+    shapes += [("admissionReject", {"rejectReason": ("resourceUnavailable", 0)}),
+               ("gatekeeperConfirm", {"protocolIdentifier": sim.PID, "gatekeeperIdentifier": "gk",
+                                      "rasAddress": ("ipAddress", {"ip": b"\x7f\0\0\1", "port": 1719})}),
+               ("disengageConfirm", {}), ("requestInProgress", {"delay": 3000})]
+    for kind, fields in shapes:
+        for seq in [1, 2, 255, 256, 65535] + [rng.randint(1, 65535) for _ in range(20)]:
+            value = (kind, {"requestSeqNum": seq, **fields})
+            assert encode_ras_fast(value) == encode_ras(value), (kind, seq)
+    assert any(t is not None for t in _templates.values())

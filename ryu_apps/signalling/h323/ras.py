@@ -20,7 +20,7 @@ from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, Signal
 
 from ..call_control import Admit, Modify
 from .actions import Datagram
-from .asn1 import Asn1Error, decode_ras, encode_ras
+from .asn1 import Asn1Error, decode_ras, encode_ras_fast
 from .media import spec_from_bandwidth
 from .reasons import CALLED_PARTY_NOT_REGISTERED, CALLER_NOT_REGISTERED, REJECTIONS, TIMER_EXPIRY
 from .registry import (Address, Endpoint, aliases_of, asn_alias, asn_transport, community_of,
@@ -408,7 +408,7 @@ class RasHandler:
 
     def _send(self, dest: Address, message: Answer) -> bytes | None:
         try:
-            data = encode_ras(message)
+            data = encode_ras_fast(message)
         except Asn1Error as error:
             self.gk.drop("ras-encode", f"{message[0]}: {error}")
             return None

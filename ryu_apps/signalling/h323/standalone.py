@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -33,6 +34,8 @@ from .gatekeeper import Gatekeeper, GatekeeperSettings
 from .hub_server import Faults
 
 log = logging.getLogger(__name__)
+LATENCY_SAMPLES = 200_000
+PCTS = (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
 
 
 class _Ras(asyncio.DatagramProtocol):
@@ -44,7 +47,11 @@ class _Ras(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        started, cpu = time.perf_counter(), time.thread_time()
         self.server.guard("ras", lambda: self.server.gk.receive_ras(data, addr[0], addr[1], self.server.now()))
+        if len(self.server.ras_latency) < LATENCY_SAMPLES:
+            self.server.ras_latency.append(time.perf_counter() - started)
+            self.server.ras_cpu.append(time.thread_time() - cpu)
 
     def error_received(self, exc: Exception) -> None:
         self.server.faults.record("ras-receive", exc)
@@ -83,6 +90,8 @@ class GatekeeperServer:
         self.streams: dict[int, _Stream] = {}
         self.waiting: dict[int, list[bytes]] = {}
         self.closing: set[int] = set()
+        self.ras_latency: list[float] = []        # seconds from a datagram's arrival to its answers sent
+        self.ras_cpu: list[float] = []            # of which this thread ran (the rest: it was preempted)
         self.ras: _Ras | None = None
         self.server: asyncio.AbstractServer | None = None
         self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="h323-admission")
@@ -220,8 +229,13 @@ class GatekeeperServer:
 
     def report(self) -> dict[str, Any]:
         stats = asdict(self.gk.stats)
+        def pct(values: list[float], p: float) -> float | None:
+            samples = sorted(values)
+            return None if not samples else round(samples[min(len(samples) - 1, int(p * len(samples)))] * 1e6, 1)
         stats.update(registered=len(self.gk.registry), active_calls=len(self.gk.calls),
-                     shell_faults=dict(self.faults.counts))
+                     shell_faults=dict(self.faults.counts),
+                     ras_latency_us={"count": len(self.ras_latency), **{k: pct(self.ras_latency, p) for k, p in PCTS}},
+                     ras_cpu_us={k: pct(self.ras_cpu, p) for k, p in PCTS})
         read = getattr(self.gk.control, "read", None)
         if read is not None:            # in-process admission: each pool's use, for tests and figures
             stats["pools_kbps"] = read(lambda m: {a.id: m.used_kbps(a.id) for a in m.aggregates()})
