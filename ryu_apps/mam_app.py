@@ -101,13 +101,13 @@ class MediaAggregationApp(compat.RyuApp):
         sip = self.config.sip
         if not sip.enabled:
             return
-        from .signalling.sip.hub_server import HubSipServer, hub_event_factory
+        from .signalling.sip.hub_server import HubSipServer
         from .signalling.sip.ids import HashIds
         from .signalling.sip.proxy import SipProxy
         from .signalling.sip.proxy_config import ProxyConfig
         proxy = SipProxy(ProxyConfig.from_sip_config(sip), self.service, HashIds(os.urandom(16)))
         self.sip = HubSipServer(proxy, spawn=compat.hub.spawn, sleep=compat.hub.sleep, socket_factory=socket.socket,
-                                transports=sip.transports, event_factory=hub_event_factory(compat.hub))
+                                transports=sip.transports, wakeup_factory=compat.Wakeup)
         self.service.subscribe(self.sip.on_changes)
         self.sip.start()
         log.info("SIP proxy on %s:%d (%s)", sip.listen_host, sip.listen_port, "/".join(sip.transports))

@@ -31,7 +31,7 @@ import yaml  # noqa: E402
 from fakes.sip_peer import FaultInjector, free_port, site  # noqa: E402
 from ryu_apps.config import build_manager, parse_config  # noqa: E402
 from ryu_apps.service import MamService  # noqa: E402
-from ryu_apps.signalling.sip.hub_server import HubSipServer, hub_event_factory  # noqa: E402
+from ryu_apps.signalling.sip.hub_server import HubSipServer  # noqa: E402
 from ryu_apps.signalling.sip.ids import HashIds  # noqa: E402
 from ryu_apps.signalling.sip.proxy import SipProxy  # noqa: E402
 from ryu_apps.signalling.sip.proxy_config import ProxyConfig  # noqa: E402
@@ -53,7 +53,7 @@ def main() -> int:
     proxy = SipProxy(ProxyConfig.from_sip_config(config.sip), service, HashIds(os.urandom(16)))
     injector = FaultInjector(proxy)
     server = HubSipServer(proxy, spawn=hub.spawn, sleep=hub.sleep, socket_factory=socket.socket,
-                          transports=config.sip.transports, event_factory=hub_event_factory(hub))
+                          transports=config.sip.transports, wakeup_factory=compat.Wakeup)
     service.subscribe(server.on_changes)
     server.start()
     control = socket.socket()

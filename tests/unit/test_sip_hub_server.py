@@ -81,3 +81,45 @@ def test_call_through_the_hub_server_and_release_by_admission() -> None:
         time.sleep(0.05)
         for sock in (caller, callee):
             sock.close()
+
+
+def test_the_timer_loop_sleeps_until_the_next_timer_and_wakes_early_for_an_earlier_one() -> None:
+    from ryu_apps.signalling.sip.transaction import TimerSettings
+    callee = _udp()
+    probe = _udp()
+    port = probe.getsockname()[1]
+    probe.close()
+    config = parse_config({
+        "topology": {"switches": [{"name": "s1", "dpid": 1}, {"name": "s2", "dpid": 2}],
+                     "links": [{"a": "s1", "a_port": 1, "b": "s2", "b_port": 1, "capacity_kbps": 10000}]},
+        "communities": [
+            {"name": "a", "edge": "s1", "access_ports": [2], "prefixes": ["10.1.0.0/16"], "domains": ["site-a.example"]},
+            {"name": "b", "edge": "s2", "access_ports": [2], "prefixes": ["10.2.0.0/16"], "domains": ["site-b.example"]}],
+        "aggregates": [{"id": "a-b", "between": ["a", "b"], "size_kbps": 500}]})
+    service = MamService(build_manager(config))
+    routes = RouteTable.from_specs([f"site-b.example=127.0.0.1:{callee.getsockname()[1]}"])
+    proxy = SipProxy(ProxyConfig(host="127.0.0.1", port=port, routes=routes, timers=TimerSettings(t1=0.2)),
+                     service, HashIds(b"hub"))
+    server = HubSipServer(proxy, spawn=lambda fn, *args: threading.Thread(target=fn, args=args, daemon=True).start(),
+                          transports=("udp",))
+    server.start()
+    try:
+        time.sleep(1.0)
+        assert server.timer_wakeups <= 2          # idle: no polling (a 20 ms tick woke 50 times)
+        caller = _udp()
+        cport = caller.getsockname()[1]
+        sdp = "v=0\r\no=- 1 1 IN IP4 10.1.0.10\r\ns=-\r\nc=IN IP4 10.1.0.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+        invite = (f"INVITE sip:bob@site-b.example SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bKw1\r\n"
+                  f"From: <sip:alice@site-a.example>;tag=a\r\nTo: <sip:bob@site-b.example>\r\nCall-ID: w1\r\n"
+                  f"CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
+        caller.sendto(invite.encode(), ("127.0.0.1", port))
+        first = callee.recv(65535)
+        sent = time.monotonic()
+        again = callee.recv(65535)                 # timer A (T1 = 0.2 s): the loop woke early for it
+        waited = time.monotonic() - sent
+        assert again == first and 0.1 < waited < 0.6, waited
+        assert server.timer_wakeups < 10
+        caller.close()
+    finally:
+        server.stop()
+        callee.close()

@@ -2,8 +2,8 @@
 
 The controller app passes in how to run things: ``spawn`` (``hub.spawn``: greenlets on
 ryu's eventlet hub, threads on os-ken's native hub), ``sleep`` (``hub.sleep``), a
-``socket_factory`` (``socket.socket``: green once eventlet has patched it) and an
-``event_factory`` (:func:`hub_event_factory`). No asyncio, no threads of its own. One
+``socket_factory`` (``socket.socket``: green once eventlet has patched it) and a
+``wakeup_factory`` (``compat.Wakeup``). No asyncio, no threads of its own. One
 lock serialises the proxy core between the UDP loop, TCP readers, the timer loop and
 data-plane notifications.
 
@@ -18,7 +18,7 @@ guarded: a failure is counted in :attr:`HubSipServer.faults` by kind, logged onc
 (then at most once a minute) and dropped. No input stops a loop.
 
 Wiring (the app): ``server = HubSipServer(SipProxy(config, service, HashIds(os.urandom(16))),
-spawn=hub.spawn, sleep=hub.sleep, event_factory=hub_event_factory(hub));
+spawn=hub.spawn, sleep=hub.sleep, wakeup_factory=compat.Wakeup);
 service.subscribe(server.on_changes); server.start()``.
 """
 
@@ -43,28 +43,34 @@ SOCKET_POLL_S = 0.5            # blocking socket calls return this often (to not
 TCP_SEND_TIMEOUT_S = 0.5       # a peer that does not read for this long loses its connection
 
 
-class Waker(Protocol):
-    def set(self) -> Any: ...
+class Wakeup(Protocol):
+    """A sleep another thread or greenlet can cut short (``ryu_apps.compat.Wakeup``)."""
 
-    def clear(self) -> Any: ...
+    def sleep(self, seconds: float) -> bool: ...
 
-    def wait(self, timeout: float | None = None) -> Any: ...
+    def wake(self) -> None: ...
 
 
-def hub_event_factory(hub: Any) -> Callable[[], Waker]:
-    """The event type that sleeps on ``hub``: its own Event under eventlet (ryu; os-ken with
-    OSKEN_HUB_TYPE=eventlet), ``threading.Event`` under os-ken's native threads (whose
-    ``hub.Event.wait(timeout)`` does not time out)."""
-    if getattr(hub, "HUB_TYPE", "eventlet") == "eventlet":
-        return hub.Event  # type: ignore[no-any-return]
-    return threading.Event
+class ThreadWakeup:
+    """:class:`Wakeup` for native threads (the default; the app passes ``compat.Wakeup``)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def sleep(self, seconds: float) -> bool:
+        woken = self._event.wait(max(0.0, seconds))
+        self._event.clear()
+        return woken
+
+    def wake(self) -> None:
+        self._event.set()
 
 
 class HubSipServer:
     def __init__(self, proxy: SipProxy, *, spawn: Callable[..., Any], sleep: Callable[[float], Any] = time.sleep,
                  socket_factory: Callable[..., socket.socket] = socket.socket,
                  clock: Callable[[], float] = time.monotonic, transports: tuple[str, ...] = ("udp", "tcp"),
-                 bind_host: str | None = None, event_factory: Callable[[], Waker] = threading.Event) -> None:
+                 bind_host: str | None = None, wakeup_factory: Callable[[], Wakeup] = ThreadWakeup) -> None:
         self.proxy = proxy
         self.spawn, self.sleep, self.socket_factory, self.clock = spawn, sleep, socket_factory, clock
         self.transports = transports
@@ -79,7 +85,7 @@ class HubSipServer:
         self._pending: dict[Peer, list[bytes]] = {}        # TCP data waiting for a connect
         self._ended: collections.deque[tuple[str, str]] = collections.deque()
         self._idle: collections.deque[str] = collections.deque()
-        self._wake = event_factory()
+        self._wakeup = wakeup_factory()
         self._sleeping_until: float | None = None          # None: asleep without a timer
 
     # --- life cycle ---------------------------------------------------------------------
@@ -106,7 +112,7 @@ class HubSipServer:
 
     def stop(self) -> None:
         self.running = False
-        self._wake.set()
+        self._wakeup.wake()
         for sock in [self.udp, self.tcp, *self.connections.values()]:
             if sock is not None:
                 try:
@@ -121,14 +127,14 @@ class HubSipServer:
         try:
             for released in getattr(changes, "released", ()):
                 self._ended.append((released.call_id, released.cause))
-            self._wake.set()
+            self._wakeup.wake()
         except Exception as error:  # noqa: BLE001 - never raise into the service
             self.faults.record("notification", error)
 
     def media_idle(self, call_id: str) -> None:
         """The data plane saw the call's media stop (flow idle timeout)."""
         self._idle.append(call_id)
-        self._wake.set()
+        self._wakeup.wake()
 
     # --- loops ----------------------------------------------------------------------------
 
@@ -159,7 +165,7 @@ class HubSipServer:
                 when = self.proxy.next_timer()
             self._send(out)
             if when is not None and (self._sleeping_until is None or when < self._sleeping_until):
-                self._wake.set()                      # an earlier timer than the loop sleeps for
+                self._wakeup.wake()                      # an earlier timer than the loop sleeps for
         except Exception as error:  # noqa: BLE001
             self.faults.record("handler", error, f"{kind} from {peer.host}:{peer.port}")
 
@@ -213,7 +219,6 @@ class HubSipServer:
         while self.running:
             timeout = MAX_SLEEP_S
             try:
-                self._wake.clear()
                 self.timer_wakeups += 1
                 now = self.clock()
                 out: list[Send] = []
@@ -235,7 +240,7 @@ class HubSipServer:
                 self.faults.record("timer", error)
                 timeout = 0.1
             if timeout > 0 and self.running:
-                self._wake.wait(timeout)
+                self._wakeup.sleep(timeout)
 
     # --- output -----------------------------------------------------------------------------
 
