@@ -30,11 +30,13 @@ class RecordingControl:
     capacity: int = 200
     used: dict[str, int] = field(default_factory=dict)
     log: list[tuple] = field(default_factory=list)
+    serials: dict[str, int] = field(default_factory=dict)
+    next_serial: int = 1
 
     def admit(self, request: AdmissionRequest) -> Decision:
         self.log.append(("admit", request))
         if request.call_id in self.used:
-            return Admitted(request.call_id, "a-b", self.used[request.call_id])
+            return Admitted(request.call_id, "a-b", self.used[request.call_id], serial=self.serials[request.call_id])
         return self._fit(request.call_id, request.media, 0)
 
     def _fit(self, call_id: str, media: MediaSpec, current: int) -> Decision:
@@ -44,7 +46,10 @@ class RecordingControl:
         if sum(self.used.values()) - current + kbps > self.capacity:
             return Rejected(call_id, RejectReason.POOL_FULL, f"{sum(self.used.values())} of {self.capacity} in use")
         self.used[call_id] = kbps
-        return Admitted(call_id, "a-b", kbps)
+        if call_id not in self.serials:
+            self.serials[call_id] = self.next_serial
+            self.next_serial += 1
+        return Admitted(call_id, "a-b", kbps, serial=self.serials[call_id])
 
     def attach_media(self, call_id: str, caller: MediaEndpoint, callee: MediaEndpoint) -> None:
         self.log.append(("attach", call_id, caller, callee))
@@ -58,6 +63,7 @@ class RecordingControl:
     def release(self, call_id: str, cause: str) -> None:
         self.log.append(("release", call_id, cause))
         self.used.pop(call_id, None)
+        self.serials.pop(call_id, None)
 
     def community_of(self, domain: str | None, address: str | None) -> str | None:
         by_domain = {"site-a.example": "a", "site-b.example": "b"}
@@ -529,14 +535,22 @@ def test_a_response_that_lost_every_via_is_sent_upstream_with_the_request_vias()
 
 
 def test_echo_of_our_own_release_does_not_end_a_newer_call_with_the_same_call_id() -> None:
-    """A service listener reports every release, ours included, a moment later."""
+    """A service listener reports every release, ours included, a moment later: the serial
+    tells the first admission of the Call-ID from the second."""
     h = Harness()
     _, raw = only_request(h.send(invite(), CALLER), CALLEE, "INVITE")
+    first = h.proxy.calls["c1"].serial
     h.send(answer(raw, 407, "Proxy Authentication Required"), CALLEE)       # released: sip-407
     h.send(request("ACK", "c1", "z9hG4bKa1", 1, to_tag="bt", uri="sip:bob@site-b.example"), CALLER)
-    h.send(invite(branch="z9hG4bKa2", cseq=2), CALLER)                      # retried with credentials
+    out = h.send(invite(branch="z9hG4bKa2", cseq=2), CALLER)                # retried with credentials
     assert "c1" in h.proxy.calls and h.control.used == {"c1": 91}
-    assert h.proxy.call_ended("c1", "sip-407", h.now) == []                 # the echo of the first release
+    second = h.proxy.calls["c1"].serial
+    assert second != first
+    assert h.proxy.call_ended("c1", "sip-407", h.now, serial=first) == []  # the echo of the first release
     assert "c1" in h.proxy.calls
-    establish_reply = h.proxy.call_ended("c1", "preempted by e1", h.now)    # admission really ended it
-    assert establish_reply == [] and "c1" not in h.proxy.calls              # early call: no BYE to send
+    _, raw = only_request(out, CALLEE, "INVITE")
+    h.send(answer(raw, 180, "Ringing"), CALLEE)
+    out = h.proxy.call_ended("c1", "preempted by e1", h.now, serial=second)  # admission really ended it
+    assert "c1" not in h.proxy.calls
+    cancel, _ = only_request(out, CALLEE, "CANCEL")                         # ringing: CANCEL downstream
+    assert h.proxy.stats.controller_ended == 1 and not h.control.calls_of("release")[1:]

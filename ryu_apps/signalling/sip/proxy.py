@@ -5,37 +5,40 @@ come out. Timers: :meth:`SipProxy.next_timer` / :meth:`SipProxy.handle_timer`. N
 clocks, threads or randomness: branches and tags come from the :class:`IdSource` the
 shell passes in (a keyed hash, so equal inputs give equal ids).
 
-Per call (see docs/sip.md):
+This module holds transactions and routing; the call flow (admission, media, release,
+ending calls) is :mod:`.calls`. Per call (see docs/sip.md):
 
 * initial INVITE: SDP offer -> :class:`MediaSpec` + caller media address; caller community
   from the From domain, else the source address; callee community from the Request-URI;
-  level of service from Resource-Priority / emergency numbers / fax hints; ``admit()``.
+  level of service from Resource-Priority / emergency numbers / fax hints; admission.
   Admitted: forward with Record-Route. Rejected: 503 / 488 / 580 / 403 with a Reason header.
-* 18x/2xx with SDP: the answerer's media address -> ``attach_media()`` once both are known.
-* release on BYE (either side), CANCEL, any final >= 300, timer B/C, :meth:`SipProxy.media_idle`.
-* re-INVITE with different media: ``modify()``; refused -> 488/503 and the old allocation stays.
+* 18x/2xx with SDP: the answerer's media address -> media attached once both are known.
+* release on BYE (either side), CANCEL, any final >= 300, timer B/C, ACK/session/lifetime
+  timeouts, :meth:`SipProxy.media_idle`; BYEs when the controller ends a call.
+* re-INVITE with different media: modify; refused -> 488/503 and the old allocation stays.
+
+Call control is asked through :mod:`.control_jobs`: at once (in-process admission), or,
+with ``deferred=True``, by the shell off its loop (``take_jobs`` / ``job_done``).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any, Callable
-
-from ryu_apps.core.admission import (AdmissionRequest, Admitted, Rejected, RejectReason, ServiceLevel,
-                                     SignallingProtocol)
+from typing import Any, Callable, Iterable, Mapping
 
 from ..call_control import CallControl
-from .call_state import CallPhase, CallRecord, InviteContext, Leg
+from .call_state import CallPhase, CallRecord, InviteContext
+from .calls import REJECTIONS, CallFlow, _Pending, _required, reason_header
+from .control_jobs import JobResult
 from .errors import ParseError
 from .ids import IdSource
 from .message import (Message, NameAddr, Partial, Request, Response, SipUri, Via, build_response,
-                      check_addresses, parse_message, parse_name_addr, parse_uri, parse_via, pop_first_value, prepend_header,
-                      render_params, serialize, set_header)
+                      check_addresses, parse_message, parse_name_addr, parse_uri, parse_via, pop_first_value,
+                      prepend_header, render_params, serialize, set_header)
 from .proxy_config import ProxyConfig
 from .proxy_stats import ProxyStats
-from .routing import is_ip
-from .sdp import CallMedia, media_of, parse_sdp
+from .sdp import CallMedia
 from .transaction import ClientTransaction, Event, Peer, Send, ServerTransaction, State, Timers, server_key
 
 log = logging.getLogger(__name__)
@@ -43,32 +46,19 @@ log = logging.getLogger(__name__)
 REASON_PHRASES = {100: "Trying", 200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
                   405: "Method Not Allowed", 408: "Request Timeout", 413: "Request Entity Too Large",
                   416: "Unsupported URI Scheme", 420: "Bad Extension", 481: "Call/Transaction Does Not Exist",
-                  482: "Loop Detected", 483: "Too Many Hops", 488: "Not Acceptable Here",
-                  500: "Server Internal Error", 503: "Service Unavailable", 505: "Version Not Supported",
-                  580: "Precondition Failure"}
+                  482: "Loop Detected", 483: "Too Many Hops", 487: "Request Terminated",
+                  488: "Not Acceptable Here", 500: "Server Internal Error", 503: "Service Unavailable",
+                  505: "Version Not Supported", 580: "Precondition Failure"}
 
-#: Admission refusals as SIP answers: (status, Q.850 cause) per reason.
-REJECTIONS: dict[RejectReason, tuple[int, int]] = {
-    RejectReason.POOL_FULL: (503, 34),            # no circuit/channel available
-    RejectReason.NO_AGGREGATE: (503, 47),         # resource unavailable, unspecified
-    RejectReason.PATH_DOWN: (503, 38),            # network out of order
-    RejectReason.CODEC_NOT_ALLOWED: (488, 65),    # bearer capability not implemented
-    RejectReason.UNKNOWN_COMMUNITY: (403, 21),    # call rejected
-    RejectReason.UNKNOWN_CALL: (481, 41),         # temporary failure
-    RejectReason.INVALID_REQUEST: (400, 100),     # invalid information element contents
-}
+__all__ = ["REASON_PHRASES", "REJECTIONS", "SipProxy", "reason_header"]
 
 
-def reason_header(cause: int, text: str) -> str:
-    clean = text.replace("\\", "/").replace('"', "'").replace("\r", " ").replace("\n", " ")
-    return f'Q.850;cause={cause};text="{clean[:200]}"'
-
-
-class SipProxy:
-    def __init__(self, config: ProxyConfig, control: CallControl, ids: IdSource) -> None:
+class SipProxy(CallFlow):
+    def __init__(self, config: ProxyConfig, control: CallControl, ids: IdSource, *, deferred: bool = False) -> None:
         self.config = config
         self.control = control
         self.ids = ids
+        self.deferred = deferred
         self.stats = ProxyStats()
         self.calls: dict[str, CallRecord] = {}
         self._servers: dict[tuple[str, str, str], ServerTransaction] = {}
@@ -76,9 +66,7 @@ class SipProxy:
         self._timers = Timers()
         self._out: list[Send] = []
         self._own_sent_by = f"{config.host}:{config.port}"
-        # releases we asked for ourselves, so their echo through call_ended() (a service
-        # listener) is not mistaken for the end of a newer call with the same Call-ID
-        self._own_releases: dict[str, int] = {}
+        self._init_calls()
 
     # --- entry points (never raise) ---------------------------------------------------
 
@@ -107,16 +95,31 @@ class SipProxy:
 
     def media_idle(self, call_id: str, now: float) -> list[Send]:
         """The data plane saw no media for the call: release it and BYE both parties."""
-        return self._run(self._end_call, call_id, now, "media-idle", True)
+        self.stats.media_idle += 1
+        return self._run(self._end_call, call_id, now, "media-idle", release=True)
 
-    def call_ended(self, call_id: str, cause: str, now: float) -> list[Send]:
-        """Admission ended the call itself (preempted, aggregate deleted): BYE both parties."""
-        return self._run(self._end_call, call_id, now, cause, False)
+    def call_ended(self, call_id: str, cause: str, now: float, serial: int | None = None) -> list[Send]:
+        """Admission ended the call itself (preempted, released over REST, aggregate deleted):
+        BYE both parties, if it is the admission we hold (``serial``; None: any)."""
+        return self._run(self._controller_ended, call_id, cause, serial, now)
 
-    def _run(self, handler: Callable[..., None], *args: Any) -> list[Send]:
+    def reconcile(self, held: Mapping[str, int], as_of: float, now: float) -> list[Send]:
+        """The controller's SIP calls (call id -> serial) as they stood at ``as_of``: calls we
+        hold from before then that it no longer holds get BYEs (REST mode's view)."""
+        return self._run(self._reconcile, held, as_of, now)
+
+    def restore(self, dialogs: Iterable[Mapping[str, Any]], now: float) -> list[Send]:
+        """Calls set up before a restart, from their saved dialogs (:meth:`CallRecord.to_dialog`)."""
+        return self._run(self._restore, dialogs, now)
+
+    def job_done(self, ticket: int, result: JobResult, now: float) -> list[Send]:
+        """Deferred mode: the answer to a job from :meth:`take_jobs`."""
+        return self._run(self._job_done, ticket, result, now)
+
+    def _run(self, handler: Callable[..., None], *args: Any, **kwargs: Any) -> list[Send]:
         self._out = []
         try:
-            handler(*args)
+            handler(*args, **kwargs)
         except Exception:  # noqa: BLE001 - the proxy must outlive its own bugs
             self.stats.internal_errors += 1
             log.exception("SIP proxy failed in %s", getattr(handler, "__name__", handler))
@@ -184,8 +187,7 @@ class SipProxy:
             return
         server = ServerTransaction(key, request, source, self._timers, self.config.timers)
         self._servers[key] = server
-        if request.method == "CANCEL":
-            self._on_cancel(server, now)
+        if request.method == "CANCEL" and self._on_cancel(server, now):
             return
         if request.method == "INVITE":
             self._respond(server, 100, now, to_tag=None)
@@ -216,30 +218,23 @@ class SipProxy:
         if hop is None:
             self._respond(server, 404, now, reason=(3, f"no route to {uri.host or uri.user}"))
             return
-        context: InviteContext | None = None
-        call_id = request.call_id
         if request.method == "INVITE":
-            verdict = (self._admit(request, uri, sender, number, source, now) if to.tag is None
-                       else self._reinvite(request, sender, number, now))
-            if isinstance(verdict, Response):
-                self._out.extend(server.respond(verdict, now))
-                return
-            context = verdict
             if to.tag is None:
-                request = self._record_route(request, source.transport, hop.transport)
-        else:
-            record = self.calls.get(call_id)
-            if record is not None:
-                leg = record.caller if record.is_caller(sender.tag) else record.callee
-                leg.cseq = max(leg.cseq, number)
-                if request.method == "BYE":
-                    self._release(call_id, now, "bye-from-caller" if record.is_caller(sender.tag) else
-                                  "bye-from-callee")
-        branch = self._forward(server, request, hop, context, now)
-        if context is not None and context.initial:
-            record = self.calls.get(call_id)
-            if record is not None:
-                record.upstream, record.invite_branch = source, branch
+                self._initial_invite(server, request, uri, sender, number, source, hop, now)
+            else:
+                self._reinvite(server, request, sender, number, hop, now)
+            return
+        call_id = request.call_id
+        record = self.calls.get(call_id)
+        if record is not None:
+            leg = record.caller if record.is_caller(sender.tag) else record.callee
+            leg.cseq = max(leg.cseq, number)
+        if request.method == "BYE":            # a call we do not hold (a restart, say) is released too
+            self._release(call_id, now, "bye" if record is None else
+                          "bye-from-caller" if record.is_caller(sender.tag) else "bye-from-callee")
+        elif request.method == "CANCEL":       # a CANCEL matching no INVITE of ours (RFC 3261 16.10)
+            self._release(call_id, now, "cancel")
+        self._forward(server, request, hop, None, now)
 
     def _forward(self, server: ServerTransaction | None, request: Request, hop: Peer,
                  context: InviteContext | None, now: float) -> str:
@@ -271,34 +266,41 @@ class SipProxy:
             self.stats.dropped += 1
             return
         record = self.calls.get(request.call_id)
-        if record is not None and request.body:
-            answer = self._sdp(request)            # late offer: the caller answers in the ACK
-            if isinstance(answer, CallMedia) and answer.endpoint is not None:
-                if record.is_caller(sender.tag):
-                    record.caller_media = answer.endpoint
-                else:
-                    record.callee_media = answer.endpoint
-                self._attach(record, now)
+        if record is not None:
+            self._timers.cancel(record, "ack")
+            if request.body:
+                answer = self._sdp(request)            # late offer: the caller answers in the ACK
+                if isinstance(answer, CallMedia) and answer.endpoint is not None:
+                    if record.is_caller(sender.tag):
+                        record.caller_media = answer.endpoint
+                    else:
+                        record.callee_media = answer.endpoint
+                    self._attach(record, now)
         branch = "z9hG4bK" + self.ids("ack", *key)
         request = prepend_header(request, "via", f"SIP/2.0/{hop.transport.upper()} {self._own_sent_by};branch={branch}")
         self.stats.requests_forwarded += 1
         self._out.append(Send(serialize(request), hop))
 
-    def _on_cancel(self, server: ServerTransaction, now: float) -> None:
+    def _on_cancel(self, server: ServerTransaction, now: float) -> bool:
+        """A CANCEL of an INVITE we hold: answered here, cancelled downstream. False when it
+        matches no INVITE of ours (then it is routed like any request)."""
         invite = self._servers.get((server.key[0], server.key[1], "INVITE"))
         if invite is None:
-            self._respond(server, 481, now)
-            return
+            return False
         self._respond(server, 200, now)
         if invite.final_sent:
-            return
+            return True
         client = invite.client
-        if client is not None and not client.cancelled:
+        if client is None:                             # still waiting for admission: answer it now
+            self._respond(invite, 487, now)
+        elif not client.cancelled:
             if client.state is State.PROCEEDING:
                 self._send_cancel(client, now)
             else:
                 client.cancel_pending = True           # CANCEL only after a provisional (9.1)
-        self._release(invite.request.call_id, now, "cancel")
+        if invite.request.call_id in self.calls:
+            self._release(invite.request.call_id, now, "cancel")
+        return True
 
     def _send_cancel(self, client: ClientTransaction, now: float) -> None:
         cancel = ClientTransaction((client.key[0], "CANCEL"), client.cancel_request(), client.peer, None,
@@ -306,228 +308,6 @@ class SipProxy:
         self._clients[cancel.key] = cancel
         client.cancel_sent(now)
         self._out.extend(cancel.start(now))
-
-    # --- admission ----------------------------------------------------------------------
-
-    def _admit(self, request: Request, uri: SipUri, sender: NameAddr, number: int, source: Peer,
-               now: float) -> Response | InviteContext | None:
-        call_id = request.call_id
-        offer = self._sdp(request)
-        if isinstance(offer, Response):
-            return offer
-        try:
-            caller_domain = parse_uri(sender.uri).host or None
-        except ParseError:
-            caller_domain = None
-        caller = self._control("community_of", caller_domain, source.host)
-        if caller is None:
-            self.stats.forbidden += 1
-            return self._reply(request, 403, reason=(21, "caller outside every community"))
-        callee = self._control("community_of", uri.host or None, uri.host.strip("[]") if is_ip(uri.host) else None)
-        if callee is None:
-            self.stats.rejected["unknown-callee"] = self.stats.rejected.get("unknown-callee", 0) + 1
-            return self._reply(request, 404, reason=(3, f"callee {uri.host or uri.user} outside every community"))
-        if callee == caller:
-            self.stats.unmanaged += 1
-            return None
-        media = offer.spec if offer is not None else self.config.late_offer_media
-        level = self._level(request, uri, offer)
-        decision = self._control("admit", AdmissionRequest(call_id, caller, callee, media, level,
-                                                               SignallingProtocol.SIP))
-        if decision is None:
-            return self._reply(request, 503, reason=(41, "admission-unavailable: call control failed"))
-        if isinstance(decision, Rejected):
-            return self._rejection(request, decision, offer is not None and offer.preconditions)
-        self.stats.admitted += 1
-        for victim in getattr(decision, "preempted", ()):
-            self._end_call(victim, now, f"preempted by {call_id}", False)
-        record = self.calls.get(call_id)
-        if record is None:
-            record = CallRecord(
-                call_id, caller, callee, level, media, caller_tag=sender.tag or "",
-                caller=Leg(_required(request, "from"), _contact(request), tuple(request.header_values("record-route")),
-                           number),
-                callee=Leg(_required(request, "to")),
-                caller_media=offer.endpoint if offer is not None else None, transport=source.transport,
-                admitted_at=now, aggregate_id=getattr(decision, "aggregate_id", ""))
-            self.calls[call_id] = record
-        return InviteContext(call_id, True, True, offer.endpoint if offer is not None else None)
-
-    def _reinvite(self, request: Request, sender: NameAddr, number: int, now: float) -> Response | InviteContext | None:
-        record = self.calls.get(request.call_id)
-        if record is None:
-            return None
-        offer = self._sdp(request)
-        if isinstance(offer, Response):
-            return offer
-        by_caller = record.is_caller(sender.tag)
-        leg = record.caller if by_caller else record.callee
-        leg.cseq = max(leg.cseq, number)
-        context = InviteContext(record.call_id, False, by_caller, offer.endpoint if offer is not None else None)
-        if offer is not None and offer.spec != record.media:
-            decision = self._control("modify", record.call_id, offer.spec)
-            if decision is None:
-                return self._reply(request, 503, reason=(41, "admission-unavailable: call control failed"))
-            if isinstance(decision, Rejected):
-                self.stats.modify_refused += 1
-                return self._rejection(request, decision, offer.preconditions)
-            self.stats.modified += 1
-            context.previous_media, record.media = record.media, offer.spec
-        return context
-
-    def _invite_response(self, client: ClientTransaction, response: Response, now: float) -> None:
-        context = client.context
-        if not isinstance(context, InviteContext):
-            return
-        record = self.calls.get(context.call_id)
-        if record is None:
-            return
-        status = response.status
-        if status >= 300:
-            if context.initial:
-                self._release(record.call_id, now, f"sip-{status}")
-            elif context.previous_media is not None:       # failed re-INVITE: back to the old media
-                if isinstance(self._control("modify", record.call_id, context.previous_media), Admitted):
-                    record.media = context.previous_media
-                context.previous_media = None
-            return
-        if 200 <= status < 300:
-            if context.initial and record.phase is CallPhase.EARLY:
-                record.phase = CallPhase.CONFIRMED
-                record.callee.header = response.header("to") or record.callee.header
-                record.callee.contact = _contact(response)
-                record_routes = response.header_values("record-route")
-                own = next((i for i, value in enumerate(record_routes) if self._is_own_route(value)), len(record_routes))
-                record.callee.route = tuple(reversed(record_routes[:own]))
-        if not response.body:
-            return
-        answer = self._sdp(response)
-        if not isinstance(answer, CallMedia):
-            return
-        if context.offerer_is_caller:
-            if context.offer_endpoint is not None:
-                record.caller_media = context.offer_endpoint
-            if answer.endpoint is not None:
-                record.callee_media = answer.endpoint
-        else:
-            if context.offer_endpoint is not None:
-                record.callee_media = context.offer_endpoint
-            if answer.endpoint is not None:
-                record.caller_media = answer.endpoint
-        if context.initial and answer.spec.codec != record.media.codec:
-            # the answer chose another of the offered codecs (or answered a late offer)
-            decision = self._control("modify", record.call_id, answer.spec)
-            if isinstance(decision, Admitted):
-                record.media = answer.spec
-                self.stats.modified += 1
-            else:
-                self.stats.modify_refused += 1
-        self._attach(record, now)
-
-    def _attach(self, record: CallRecord, now: float) -> None:
-        pair = record.media_pair()
-        if pair is not None:
-            record.attached = pair
-            self._control("attach_media", record.call_id, pair[0], pair[1])
-            self.stats.attached += 1
-
-    def _release(self, call_id: str, now: float, cause: str) -> CallRecord | None:
-        record = self.calls.pop(call_id, None)
-        if record is None:
-            return None
-        record.phase = CallPhase.ENDED
-        self.stats.released += 1
-        self._own_releases[call_id] = self._own_releases.get(call_id, 0) + 1
-        if len(self._own_releases) > 50_000:          # echoes come within a tick; forget old ones
-            del self._own_releases[next(iter(self._own_releases))]
-        self._control("release", call_id, cause)
-        return record
-
-    def _end_call(self, call_id: str, now: float, cause: str, release: bool) -> None:
-        if release:
-            self.stats.media_idle += 1
-            record = self.calls.get(call_id)
-            confirmed = record is not None and record.phase is CallPhase.CONFIRMED
-            record = self._release(call_id, now, cause)
-        else:
-            echoes = self._own_releases.get(call_id, 0)
-            if echoes:                                   # our own release coming back: nothing to do
-                if echoes == 1:
-                    del self._own_releases[call_id]
-                else:
-                    self._own_releases[call_id] = echoes - 1
-                return
-            record = self.calls.pop(call_id, None)
-            confirmed = record is not None and record.phase is CallPhase.CONFIRMED
-        if record is None or not confirmed or not self.config.bye_on_media_idle:
-            return
-        for toward_callee in (True, False):
-            self._bye(record, toward_callee, cause, now)
-
-    def _bye(self, record: CallRecord, toward_callee: bool, cause: str, now: float) -> None:
-        leg, other = (record.callee, record.caller) if toward_callee else (record.caller, record.callee)
-        if not leg.contact:
-            return
-        try:
-            first = parse_uri(parse_name_addr(leg.route[0]).uri) if leg.route else parse_uri(leg.contact)
-        except ParseError:
-            return
-        hop = self.config.routes.lookup(first)
-        if hop is None:
-            return
-        other.cseq += 1
-        headers = [("max-forwards", "70")] + [("route", value) for value in leg.route] + [
-            ("from", other.header), ("to", leg.header), ("call-id", record.call_id),
-            ("cseq", f"{other.cseq} BYE"), ("reason", reason_header(102, cause))]
-        request = Request("BYE", leg.contact, tuple(headers))
-        branch = "z9hG4bK" + self.ids("bye", record.call_id, "callee" if toward_callee else "caller", str(other.cseq))
-        request = prepend_header(request, "via", f"SIP/2.0/{hop.transport.upper()} {self._own_sent_by};branch={branch}")
-        client = ClientTransaction((branch, "BYE"), request, hop, None, self._timers, self.config.timers)
-        self._clients[client.key] = client
-        self._out.extend(client.start(now))
-
-    def _level(self, request: Request, uri: SipUri, offer: CallMedia | None) -> ServiceLevel:
-        for value in request.header_values("resource-priority"):
-            if value.split(".", 1)[0].strip().lower() in self.config.emergency_namespaces:
-                return ServiceLevel.EMERGENCY
-        dialled = (uri.user or "").split(";", 1)[0]
-        dialled = "".join(ch for ch in dialled if ch not in "-.() ")
-        if dialled in self.config.emergency_numbers:
-            return ServiceLevel.EMERGENCY
-        if offer is not None and offer.voice_band_data:
-            return ServiceLevel.VOICE_BAND_DATA
-        return ServiceLevel.VOICE
-
-    def _sdp(self, message: Message) -> CallMedia | Response | None:
-        """The media of a message's SDP body; for a bad offer in a request, a 488 to send."""
-        if not message.body:
-            return None
-        content_type = (message.header("content-type") or "application/sdp").lower()
-        if "application/sdp" not in content_type:
-            return None
-        try:
-            return media_of(parse_sdp(message.body))
-        except ParseError as error:
-            self.stats.malformed += 1
-            if isinstance(message, Request):
-                return self._reply(message, 488, reason=(88, f"invalid-sdp: {error.message}"))
-            return None
-
-    def _rejection(self, request: Request, decision: Rejected, preconditions: bool) -> Response:
-        reason = decision.reason
-        self.stats.rejected[reason.value] = self.stats.rejected.get(reason.value, 0) + 1
-        status, cause = REJECTIONS.get(reason, (503, 47))
-        if preconditions and reason in (RejectReason.POOL_FULL, RejectReason.NO_AGGREGATE, RejectReason.PATH_DOWN):
-            status = 580
-        return self._reply(request, status, reason=(cause, f"{reason.value}: {decision.detail}"))
-
-    def _control(self, method: str, *args: Any) -> Any:
-        try:
-            return getattr(self.control, method)(*args)
-        except Exception:  # noqa: BLE001 - a failing controller must not take the proxy down
-            self.stats.control_errors += 1
-            log.exception("call control %s failed", method)
-            return None
 
     # --- responses --------------------------------------------------------------------
 
@@ -555,10 +335,15 @@ class SipProxy:
         if not forward:
             self.stats.retransmissions += 1
             return
+        context = client.context
         if client.invite:
             if response.status < 200 and client.cancel_pending:
                 self._send_cancel(client, now)
             self._invite_response(client, response, now)
+        elif method == "UPDATE" and 200 <= response.status < 300:
+            record = self.calls.get(response.header("call-id") or "")
+            if record is not None:
+                self._session_refresh(record, response, now)      # RFC 4028 refresh by UPDATE
         if client.server is None or response.status == 100:
             return                                          # ours, or hop-by-hop
         upstream = pop_first_value(response, "via")
@@ -567,6 +352,9 @@ class SipProxy:
                 (k, v) for k, v in client.server.request.headers if k == "via") + upstream.headers)
         self.stats.responses_forwarded += 1
         self._out.extend(client.server.respond(upstream, now))
+        if (isinstance(context, InviteContext) and context.record is not None
+                and context.record.extra.pop("bye_after_2xx", False)):   # ended while it rang: end it now
+            self._bye_both(context.record, context.record.ended_cause, now)
 
     def _stray_response(self, response: Response, via: Via, method: str, now: float) -> None:
         """No transaction matches (RFC 6026 drops every such response). Forwarded, statelessly,
@@ -604,12 +392,20 @@ class SipProxy:
         for owner, name in self._timers.due(now):
             sends, event = owner.on_timer(name, now)  # type: ignore[attr-defined]
             self._out.extend(sends)
+            if event is None:
+                continue
             if event is Event.TERMINATED:
                 self._forget(owner)
             elif event is Event.TIMEOUT:
                 self._client_timeout(owner, now)  # type: ignore[arg-type]
             elif event is Event.TIMER_C:
                 self._timer_c(owner, now)  # type: ignore[arg-type]
+            elif event is Event.CONTROL_TIMEOUT:
+                assert isinstance(owner, _Pending)
+                self._control_timeout(owner, now)
+            else:
+                assert isinstance(owner, CallRecord)
+                self._call_timer(owner, event, now)
 
     def _forget(self, owner: object) -> None:
         """Drop a finished transaction (and break the server<->client cycle, so reference
@@ -635,17 +431,20 @@ class SipProxy:
         self.stats.timeouts += 1
         context = client.context
         if isinstance(context, InviteContext):
+            record = context.record if context.initial else self.calls.get(context.call_id)
             if context.initial:
-                self._release(context.call_id, now, "timeout")
-            elif context.previous_media is not None:
-                self._control("modify", context.call_id, context.previous_media)
+                if record is not None and record.phase is not CallPhase.ENDED:
+                    self._release(context.call_id, now, "timeout")
+            elif record is not None and context.previous_media is not None:
+                self._revert(record, context.previous_media, now)
         if not client.server.final_sent:
             self._respond(client.server, 408, now)
 
     def _timer_c(self, client: ClientTransaction, now: float) -> None:
         self.stats.timer_c += 1
         context = client.context
-        if isinstance(context, InviteContext) and context.initial:
+        if (isinstance(context, InviteContext) and context.initial and context.record is not None
+                and context.record.phase is not CallPhase.ENDED):
             self._release(context.call_id, now, "timer-c")
         if client.state is State.PROCEEDING:
             self._send_cancel(client, now)            # the callee's 487 goes upstream
@@ -707,23 +506,6 @@ class SipProxy:
 
     def transaction_counts(self) -> tuple[int, int]:
         return len(self._servers), len(self._clients)
-
-
-def _required(message: Message, name: str) -> str:
-    value = message.header(name)
-    if not value:
-        raise ParseError(f"missing {name} header")
-    return value
-
-
-def _contact(message: Message) -> str | None:
-    values = message.header_values("contact")
-    if not values:
-        return None
-    try:
-        return parse_name_addr(values[0]).uri
-    except ParseError:
-        return None
 
 
 def _max_forwards(request: Request) -> int:

@@ -22,7 +22,9 @@ class ProxyConfig:
     emergency_namespaces: frozenset[str] = frozenset({"esnet", "wps", "ets"})
     max_message_bytes: int = MAX_MESSAGE_BYTES
     late_offer_media: MediaSpec = MediaSpec("pcmu")   # admitted for an INVITE without SDP
-    bye_on_media_idle: bool = True
+    bye_on_media_idle: bool = True                # BYE both parties of a call the proxy ends itself
+    max_call_s: float = 14400.0                   # a call without RFC 4028 session timers ends after this
+    control_timeout_s: float = 5.0                # REST mode: an INVITE waits this long for admission
 
     @classmethod
     def from_sip_config(cls, sip: Any, **overrides: Any) -> "ProxyConfig":

@@ -25,12 +25,18 @@ class ProxyStats:
     forbidden: int = 0             # caller outside every community
     unmanaged: int = 0             # caller and callee in one community: no aggregate involved
     released: int = 0
+    released_unknown: int = 0      # BYE/CANCEL for a call we do not hold: released anyway (idempotent)
     attached: int = 0
     modified: int = 0
     modify_refused: int = 0
     timeouts: int = 0
     timer_c: int = 0
     media_idle: int = 0
+    ack_timeouts: int = 0          # a 2xx never ACKed: call ended
+    session_expired: int = 0       # RFC 4028 session not refreshed: call ended
+    lifetime_ended: int = 0        # longer than max_call_s: call ended
+    controller_ended: int = 0      # the controller ended it (preempted, REST, media idle): BYEs sent
+    restored: int = 0              # dialogs rebuilt after a restart
     control_errors: int = 0        # CallControl raised (e.g. controller unreachable)
     internal_errors: int = 0       # a bug here; counted, never raised
 

@@ -71,6 +71,10 @@ class Event(str, enum.Enum):
     TERMINATED = "terminated"      # forget the transaction
     TIMEOUT = "timeout"            # timer B/F: no final response; answer 408 upstream
     TIMER_C = "timer-c"            # INVITE rang too long: CANCEL (or 408 when nothing came back)
+    ACK_TIMEOUT = "ack-timeout"    # a call's 2xx was never ACKed: end it
+    SESSION_EXPIRED = "session-expired"   # RFC 4028: no session refresh in time: end it
+    LIFETIME = "max-call-duration"        # the call outlived its bound: end it
+    CONTROL_TIMEOUT = "control-timeout"   # call control did not answer in time
 
 
 class Timers:
