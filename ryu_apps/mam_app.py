@@ -109,6 +109,8 @@ class MediaAggregationApp(compat.RyuApp):
         self.sip = HubSipServer(proxy, spawn=compat.hub.spawn, sleep=compat.hub.sleep, socket_factory=socket.socket,
                                 transports=sip.transports, wakeup_factory=compat.Wakeup)
         self.service.subscribe(self.sip.on_changes)
+        self.sip.restore(self.service.read(lambda m: [c.dialog for c in m.calls()
+                                                      if c.dialog and c.dialog.get("protocol") == "sip"]))
         self.sip.start()
         log.info("SIP proxy on %s:%d (%s)", sip.listen_host, sip.listen_port, "/".join(sip.transports))
 

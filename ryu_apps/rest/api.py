@@ -258,11 +258,13 @@ class RestApi:
 
     def list_calls(self, request: Request, _: dict[str, str]) -> Response:
         aggregate = request.GET.get("aggregate") or None
+        protocol_text = request.GET.get("protocol")               # e.g. a SIP proxy's own calls
+        protocol = None if protocol_text is None else fields.protocol(protocol_text, "protocol")
 
         def query(manager: MediaAggregationManager) -> list[dict[str, Any]]:
             if aggregate is not None:
                 manager.aggregate(aggregate)  # 404 for an unknown pool rather than an empty list
-            return [call_to_dict(c) for c in manager.calls(aggregate)]
+            return [call_to_dict(c) for c in manager.calls(aggregate) if protocol in (None, c.protocol)]
         return json_response({"calls": self.service.read(query)})
 
     def get_call(self, request: Request, params: dict[str, str]) -> Response:

@@ -131,6 +131,30 @@ def clean_call(proxy_port: int, caller: socket.socket, callee: socket.socket, ca
                check: Callable[[], None] | None = None) -> None:
     """INVITE -> 200 -> ACK -> BYE -> 200 through the proxy (callee reached by the route
     ``site-b.example``). ``check`` runs while the call is up."""
+    route = establish_call(proxy_port, caller, callee, call_id)
+    cport, eport = caller.getsockname()[1], callee.getsockname()[1]
+    for method, cseq, branch in (("BYE", 2, "b"),):
+        request = (f"{method} sip:bob@127.0.0.1:{eport} SIP/2.0\r\n"
+                   f"Via: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bK{call_id}{branch}\r\nMax-Forwards: 70\r\n"
+                   f"Route: {route}\r\nFrom: <sip:alice@site-a.example>;tag=a{call_id}\r\n"
+                   f"To: <sip:bob@site-b.example>;tag=b{call_id}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
+                   f"Content-Length: 0\r\n\r\n")
+        if check is not None:
+            check()
+        caller.sendto(request.encode(), ("127.0.0.1", proxy_port))
+        received = recv_skip_100(callee)
+        assert isinstance(received, Request) and received.method == method, received
+    bye = received
+    lines = [f"Via: {v}" for v in bye.header_values("via")]
+    ok_bye = ("SIP/2.0 200 OK\r\n" + "\r\n".join(lines) + f"\r\nFrom: {bye.header('from')}\r\nTo: {bye.header('to')}\r\n"
+              f"Call-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
+    callee.sendto(ok_bye.encode(), ("127.0.0.1", proxy_port))
+    final = recv_skip_100(caller)
+    assert isinstance(final, Response) and final.status == 200, final
+
+
+def establish_call(proxy_port: int, caller: socket.socket, callee: socket.socket, call_id: str) -> str:
+    """INVITE -> 200 -> ACK through the proxy; returns the caller's route set (Route value)."""
     cport, eport = caller.getsockname()[1], callee.getsockname()[1]
     offer = SDP.format(ip="10.1.0.10", port=4000)
     invite = (f"INVITE sip:bob@site-b.example SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bK{call_id}i\r\n"
@@ -151,24 +175,15 @@ def clean_call(proxy_port: int, caller: socket.socket, callee: socket.socket, ca
     response = recv_skip_100(caller)
     assert isinstance(response, Response) and response.status == 200, response
     route = ", ".join(reversed(response.header_values("record-route")))
-    for method, cseq, branch in (("ACK", 1, "a"), ("BYE", 2, "b")):
-        request = (f"{method} sip:bob@127.0.0.1:{eport} SIP/2.0\r\n"
-                   f"Via: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bK{call_id}{branch}\r\nMax-Forwards: 70\r\n"
-                   f"Route: {route}\r\nFrom: <sip:alice@site-a.example>;tag=a{call_id}\r\n"
-                   f"To: <sip:bob@site-b.example>;tag=b{call_id}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
-                   f"Content-Length: 0\r\n\r\n")
-        if method == "BYE" and check is not None:
-            check()
-        caller.sendto(request.encode(), ("127.0.0.1", proxy_port))
-        received = recv_skip_100(callee)
-        assert isinstance(received, Request) and received.method == method, received
-    bye = received
-    lines = [f"Via: {v}" for v in bye.header_values("via")]
-    ok_bye = ("SIP/2.0 200 OK\r\n" + "\r\n".join(lines) + f"\r\nFrom: {bye.header('from')}\r\nTo: {bye.header('to')}\r\n"
-              f"Call-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
-    callee.sendto(ok_bye.encode(), ("127.0.0.1", proxy_port))
-    final = recv_skip_100(caller)
-    assert isinstance(final, Response) and final.status == 200, final
+    ack = (f"ACK sip:bob@127.0.0.1:{eport} SIP/2.0\r\n"
+           f"Via: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bK{call_id}a\r\nMax-Forwards: 70\r\n"
+           f"Route: {route}\r\nFrom: <sip:alice@site-a.example>;tag=a{call_id}\r\n"
+           f"To: <sip:bob@site-b.example>;tag=b{call_id}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\n"
+           f"Content-Length: 0\r\n\r\n")
+    caller.sendto(ack.encode(), ("127.0.0.1", proxy_port))
+    received = recv_skip_100(callee)
+    assert isinstance(received, Request) and received.method == "ACK", received
+    return route
 
 
 class ThreadedLoop:

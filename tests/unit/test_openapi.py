@@ -178,6 +178,8 @@ WALK: list[tuple[str, str, int, dict[str, Any]]] = [
     ("/mam/v1/aggregates/{id}", "PATCH", 415, {"path": {"id": "site-a--site-b"}, **NOT_JSON}),
     ("/mam/v1/calls", "GET", 200, {"query": {"aggregate": "a-b"}}),
     ("/mam/v1/calls", "GET", 404, {"query": {"aggregate": "nope"}}),
+    ("/mam/v1/calls", "GET", 200, {"query": {"protocol": "sip"}}),
+    ("/mam/v1/calls", "GET", 400, {"query": {"protocol": "smtp"}}),
     ("/mam/v1/calls", "POST", 201, {"body": example("/mam/v1/calls", "post")}),
     ("/mam/v1/calls", "POST", 201, {"body": CALL}),
     ("/mam/v1/calls", "POST", 201, {"body": SIP_CALL}),

@@ -123,3 +123,49 @@ def test_the_timer_loop_sleeps_until_the_next_timer_and_wakes_early_for_an_earli
     finally:
         server.stop()
         callee.close()
+
+
+def test_after_a_restart_the_proxy_still_ends_a_call_admission_releases() -> None:
+    """Issue 12e: the dialog is kept with the call (MamService.save_dialog); a new proxy
+    rebuilds it and BYEs both parties when the call is released over REST."""
+    caller, callee = _udp(), _udp()
+    config = parse_config({
+        "topology": {"switches": [{"name": "s1", "dpid": 1}, {"name": "s2", "dpid": 2}],
+                     "links": [{"a": "s1", "a_port": 1, "b": "s2", "b_port": 1, "capacity_kbps": 10000}]},
+        "communities": [
+            {"name": "a", "edge": "s1", "access_ports": [2], "prefixes": ["10.1.0.0/16"], "domains": ["site-a.example"]},
+            {"name": "b", "edge": "s2", "access_ports": [2], "prefixes": ["10.2.0.0/16"], "domains": ["site-b.example"]}],
+        "aggregates": [{"id": "a-b", "between": ["a", "b"], "size_kbps": 500}]})
+    service = MamService(build_manager(config))
+    routes = RouteTable.from_specs([f"site-b.example=127.0.0.1:{callee.getsockname()[1]}"])
+
+    def server_on(port: int) -> HubSipServer:
+        proxy = SipProxy(ProxyConfig(host="127.0.0.1", port=port, routes=routes), service, HashIds(b"r"))
+        server = HubSipServer(proxy, spawn=lambda fn, *a: threading.Thread(target=fn, args=a, daemon=True).start(),
+                              transports=("udp",))
+        service.subscribe(server.on_changes)
+        server.restore(service.read(lambda m: [c.dialog for c in m.calls() if c.dialog]))
+        server.start()
+        return server
+
+    from fakes.sip_peer import establish_call, free_port
+    first = server_on(free_port())
+    try:
+        establish_call(first.proxy.config.port, caller, callee, "kept")
+        dialog = service.read(lambda m: m.call("kept").dialog)
+        assert dialog and dialog["call_id"] == "kept" and dialog["protocol"] == "sip"
+    finally:
+        first.stop()
+        first.running = False
+    second = server_on(free_port())                   # the controller restarted: a new proxy
+    try:
+        assert second.proxy.stats.restored == 1 and "kept" in second.proxy.calls
+        service.release("kept", cause="operator")
+        for sock in (caller, callee):
+            bye = _recv(sock)
+            assert isinstance(bye, Request) and bye.method == "BYE" and bye.call_id == "kept"
+        assert service.read(lambda m: m.used_kbps("a-b")) == 0
+    finally:
+        second.stop()
+        caller.close()
+        callee.close()

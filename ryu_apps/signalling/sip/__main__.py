@@ -1,7 +1,7 @@
-"""``python -m ryu_apps.signalling.sip``: the standalone proxy (see :mod:`.standalone`)."""
+"""``python -m ryu_apps.signalling.sip``: the standalone proxy (see :mod:`.command`)."""
 
 import sys
 
-from .standalone import main
+from .command import main
 
 sys.exit(main())

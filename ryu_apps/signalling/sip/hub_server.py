@@ -83,7 +83,7 @@ class HubSipServer:
         self.faults = Faults(log)
         self.timer_wakeups = 0
         self._pending: dict[Peer, list[bytes]] = {}        # TCP data waiting for a connect
-        self._ended: collections.deque[tuple[str, str]] = collections.deque()
+        self._ended: collections.deque[tuple[str, str, int | None]] = collections.deque()
         self._idle: collections.deque[str] = collections.deque()
         self._wakeup = wakeup_factory()
         self._sleeping_until: float | None = None          # None: asleep without a timer
@@ -126,9 +126,17 @@ class HubSipServer:
         """A :class:`~ryu_apps.service.MamService` listener: queue the calls admission ended."""
         try:
             for released in getattr(changes, "released", ()):
-                self._ended.append((released.call_id, released.cause))
+                self._ended.append((released.call_id, released.cause, getattr(released, "serial", None)))
             self._wakeup.wake()
         except Exception as error:  # noqa: BLE001 - never raise into the service
+            self.faults.record("notification", error)
+
+    def restore(self, dialogs: Any) -> None:
+        """Calls set up before a restart (their saved dialogs): the proxy can end them again."""
+        try:
+            with self.lock:
+                self._send(self.proxy.restore(dialogs, self.clock()))
+        except Exception as error:  # noqa: BLE001
             self.faults.record("notification", error)
 
     def media_idle(self, call_id: str) -> None:
@@ -224,8 +232,8 @@ class HubSipServer:
                 out: list[Send] = []
                 with self.lock:
                     while self._ended:
-                        call_id, cause = self._ended.popleft()
-                        out += self.proxy.call_ended(call_id, cause, now)
+                        call_id, cause, serial = self._ended.popleft()
+                        out += self.proxy.call_ended(call_id, cause, now, serial)
                     while self._idle:
                         out += self.proxy.media_idle(self._idle.popleft(), now)
                     when = self.proxy.next_timer()

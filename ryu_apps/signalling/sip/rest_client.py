@@ -13,6 +13,8 @@ request                                body                                     
 ``PUT /mam/v1/calls/{id}/media``       {caller: {ip, port}, callee: {ip, port}}       200
 ``DELETE /mam/v1/calls/{id}?cause=c``  -                                              204; 404 unknown
 ``GET /mam/v1/communities/lookup``     ?domain=&address=                              {community: name|null}
+``GET /mam/v1/calls?protocol=sip``     -                                             {calls: [{call_id,
+                                                                                      serial, ...}]}
 =====================================  ============================================  =====================
 
 Rejections come back as 409 with ``reason`` (a RejectReason value) and ``detail``.
@@ -44,6 +46,7 @@ class RestCallControl:
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"controller URL must be http(s)://host:port, got {base_url!r}")
+        self.url = base_url
         self._scheme, self._host = parsed.scheme, parsed.hostname
         self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
         self._prefix = parsed.path.rstrip("/")
@@ -91,6 +94,13 @@ class RestCallControl:
             self._cache.clear()
         self._cache[key] = (time.monotonic() + self._cache_s, community)
         return community
+
+    def sip_calls(self) -> dict[str, int]:
+        """The controller's live SIP calls: call id -> serial (for :mod:`.call_watch`)."""
+        status, body = self._call("GET", "/mam/v1/calls?protocol=sip", None)
+        if status != 200 or not isinstance(body, dict) or not isinstance(body.get("calls"), list):
+            raise ControllerError(f"list calls: HTTP {status} {str(body)[:200]}")
+        return {str(call["call_id"]): int(call.get("serial", 0)) for call in body["calls"] if isinstance(call, dict)}
 
     # --- HTTP -----------------------------------------------------------------------------
 

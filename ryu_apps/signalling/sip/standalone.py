@@ -1,41 +1,31 @@
-"""The standalone proxy: the sans-IO core on an asyncio loop, over UDP and TCP.
-
-``python -m ryu_apps.signalling.sip --listen 127.0.0.1:5060 --route site-b.example=10.2.0.5:5060
---controller http://127.0.0.1:8080 --token T`` asks the controller over REST for every call;
-``--config site.yaml`` instead runs admission in this process from the configuration file
-(the same manager the controller runs; for tests, benchmarks and single-box setups).
+"""The standalone proxy's shell: the sans-IO core on an asyncio loop, over UDP and TCP.
 
 The shell's only jobs: read sockets, pass bytes with the source and ``loop.time()`` to
-the core, write the core's outputs, wake the core at ``next_timer()``. It also measures
-how long the core takes from an INVITE's arrival to its forwarding (latency the proxy adds).
+the core, write the core's outputs, wake the core at ``next_timer()``, and, in REST mode
+(a core made with ``deferred=True``), run the core's call-control jobs off the loop
+(:class:`~.control_runner.JobRunner`) and feed it what the controller ended
+(:class:`~.call_watch.CallWatch`). It also measures how long the core takes from an
+INVITE's arrival to its forwarding (latency the proxy adds). The command line is
+:mod:`.command` (``python -m ryu_apps.signalling.sip``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import gc
-import json
 import logging
-import os
-import signal
-import sys
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Mapping
 
-from ryu_apps.core.errors import MamError
-
-from ..call_control import CallControl
+from .call_watch import CallWatch
+from .control_jobs import JobResult
+from .control_runner import JobRunner
 from .errors import ParseError
 from .guard import Faults, deliverable, resolve_routes
-from .ids import HashIds
 from .message import Message
 from .proxy import SipProxy
-from .proxy_config import ProxyConfig
-from .routing import RouteError, RouteTable
 from .tcp_server import TcpConnection, open_tcp
-from .transaction import Peer, Send, TimerSettings
+from .transaction import Peer, Send
 from .udp_server import UdpEndpoint
 
 log = logging.getLogger(__name__)
@@ -50,8 +40,11 @@ class SipServer:
     (then at most once a minute) and dropped; sockets, timers and the loop go on."""
 
     def __init__(self, proxy: SipProxy, transports: tuple[str, ...] = ("udp", "tcp"),
-                 bind_host: str | None = None) -> None:
+                 bind_host: str | None = None, *, watch: CallWatch | None = None, control_workers: int = 8) -> None:
         self.proxy = proxy
+        self.watch = watch
+        self.runner: JobRunner | None = None
+        self._control_workers = control_workers
         self.transports = transports
         self.bind_host = bind_host or proxy.config.host
         self.udp: UdpEndpoint | None = None
@@ -70,6 +63,10 @@ class SipServer:
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         resolve_routes(self.proxy)
+        if self.proxy.deferred:
+            self.runner = JobRunner(self.proxy.control, loop, self._job_done, self._control_workers)
+        if self.watch is not None:
+            self.watch.start(loop, self)
         port = self.proxy.config.port
         if "udp" in self.transports:
             self.udp = UdpEndpoint.bind(self, self.bind_host, port)
@@ -81,6 +78,10 @@ class SipServer:
     async def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self.watch is not None:
+            self.watch.stop()
+        if self.runner is not None:
+            self.runner.close()
         if self.udp is not None:
             self.udp.close()
         if self.tcp_server is not None:
@@ -95,24 +96,21 @@ class SipServer:
         assert self._loop is not None
         try:
             started = time.perf_counter()
-            out = self.proxy.receive(data, Peer("udp", host, port), self._loop.time())
-            self.send(out)
+            self._after(self.proxy.receive(data, Peer("udp", host, port), self._loop.time()))
             if data[:7] == b"INVITE " and len(self.invite_latency) < LATENCY_SAMPLES:
                 self.invite_latency.append(time.perf_counter() - started)
         except Exception as error:  # noqa: BLE001 - one datagram never stops the listener
             self.faults.record("handler", error, f"UDP datagram from {host}:{port}")
-        self._schedule()
 
     def on_tcp_message(self, item: Message | ParseError, peer: Peer) -> None:
         assert self._loop is not None
         try:
             started = time.perf_counter()
-            self.send(self.proxy.receive_message(item, peer, self._loop.time()))
+            self._after(self.proxy.receive_message(item, peer, self._loop.time()))
             if getattr(item, "method", None) == "INVITE" and len(self.invite_latency) < LATENCY_SAMPLES:
                 self.invite_latency.append(time.perf_counter() - started)
         except Exception as error:  # noqa: BLE001
             self.faults.record("handler", error, f"TCP message from {peer.host}:{peer.port}")
-        self._schedule()
 
     def media_idle(self, call_id: str) -> None:
         """For a data-plane feed in this process (thread-safe: hops onto the loop)."""
@@ -126,27 +124,41 @@ class SipServer:
             return
         try:
             for released in getattr(changes, "released", ()):
-                self._loop.call_soon_threadsafe(self._call_ended, released.call_id, released.cause)
+                self._loop.call_soon_threadsafe(self.ended, released.call_id, released.serial, released.cause)
         except Exception as error:  # noqa: BLE001 - a closed loop at shutdown, say
             self.faults.record("notification", error)
 
-    def _call_ended(self, call_id: str, cause: str) -> None:
-        assert self._loop is not None
-        try:
-            self.send(self.proxy.call_ended(call_id, cause, self._loop.time()))
-        except Exception as error:  # noqa: BLE001
-            self.faults.record("notification", error)
-        self._schedule()
+    # CallSink: what the controller ended (a REST poll, or in-process notifications)
+
+    def held(self, calls: Mapping[str, int], as_of: float) -> None:
+        self._entry("notification", lambda now: self.proxy.reconcile(calls, as_of, now))
+
+    def ended(self, call_id: str, serial: int | None, cause: str) -> None:
+        self._entry("notification", lambda now: self.proxy.call_ended(call_id, cause, now, serial))
 
     def _media_idle(self, call_id: str) -> None:
+        self._entry("notification", lambda now: self.proxy.media_idle(call_id, now))
+
+    def _job_done(self, ticket: int, result: JobResult) -> None:
+        self._entry("control", lambda now: self.proxy.job_done(ticket, result, now))
+
+    def _entry(self, kind: str, step: Any) -> None:
         assert self._loop is not None
         try:
-            self.send(self.proxy.media_idle(call_id, self._loop.time()))
+            self._after(step(self._loop.time()))
         except Exception as error:  # noqa: BLE001
-            self.faults.record("notification", error)
-        self._schedule()
+            self.faults.record(kind, error)
 
     # --- output and timers --------------------------------------------------------------
+
+    def _after(self, out: list[Send]) -> None:
+        """After each step of the core: its outputs out, its jobs to the runner, its next wake-up."""
+        self.send(out)
+        if self.runner is not None:
+            jobs = self.proxy.take_jobs()
+            if jobs:
+                self.runner.submit(jobs)
+        self._schedule()
 
     def send(self, out: list[Send]) -> None:
         for item in out:
@@ -187,10 +199,10 @@ class SipServer:
         self._timer = None
         self._timer_at = None
         try:
-            self.send(self.proxy.handle_timer(self._loop.time()))
+            self._after(self.proxy.handle_timer(self._loop.time()))
         except Exception as error:  # noqa: BLE001 - the next timer still gets scheduled
             self.faults.record("timer", error)
-        self._schedule()
+            self._schedule()
 
     # --- figures ------------------------------------------------------------------------
 
@@ -203,107 +215,18 @@ class SipServer:
         stats.update(invite_latency_us={"count": len(samples), "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
                                         "max": pct(1.0)},
                      send_errors=self.send_errors, faults=self.faults.snapshot(), active_calls=len(self.proxy.calls),
-                     transactions=self.proxy.transaction_counts())
+                     transactions=self.proxy.transaction_counts(),
+                     control_in_flight=self.runner.in_flight if self.runner is not None else 0)
+        read = getattr(self.proxy.control, "read", None)
+        if read is not None:               # in-process admission: what the pools hold now
+            stats["pool_used_kbps"] = read(lambda m: sum(m.used_kbps(a.id) for a in m.aggregates()))
+            stats["admitted_calls"] = read(lambda m: len(m.calls()))
         return stats
 
 
-# --- command line -------------------------------------------------------------------------
-
-def _hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected host:port, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ryu_apps.signalling.sip",
-                                     description="Stateful SIP proxy that admits calls against aggregate pools.")
-    parser.add_argument("--listen", type=_hostport, help="host:port to listen on (UDP and TCP); default from "
-                        "--config, else 127.0.0.1:5060")
-    parser.add_argument("--advertise", help="host to put in Via/Record-Route (default: the listen host)")
-    parser.add_argument("--route", action="append", default=[], metavar="KEY=HOST:PORT",
-                        help="next hop for a request-URI domain, user@domain or * (repeatable); "
-                             "tcp:HOST:PORT for TCP")
-    parser.add_argument("--transports", default=None, help="udp,tcp (default both)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--controller", help="controller REST base URL, e.g. http://127.0.0.1:8080")
-    source.add_argument("--config", help="run admission in this process from this configuration file")
-    parser.add_argument("--token", default=os.environ.get("MAM_API_TOKEN"),
-                        help="bearer token for the controller's REST API (or MAM_API_TOKEN)")
-    parser.add_argument("--timer-c", type=float, default=None, help="seconds an INVITE may ring (default 180)")
-    parser.add_argument("--stats-file", help="write counters and INVITE latency as JSON here on exit and SIGUSR1")
-    parser.add_argument("--log-level", default="WARNING")
-    return parser
-
-
-def build_server(args: argparse.Namespace) -> tuple[SipServer, CallControl]:
-    overrides: dict[str, Any] = {}
-    control: CallControl
-    sip = None
-    if args.config:
-        from ryu_apps.config import build_manager, load_config
-        from ryu_apps.service import MamService
-        site = load_config(args.config)
-        sip = site.sip
-        control = MamService(build_manager(site))
-    else:
-        from .rest_client import RestCallControl
-        control = RestCallControl(args.controller, args.token)
-    base = ProxyConfig.from_sip_config(sip) if sip is not None else ProxyConfig()
-    host, port = args.listen if args.listen else (base.host, base.port)
-    routes = RouteTable(base.routes.routes + RouteTable.from_specs(args.route).routes)
-    timers = base.timers if args.timer_c is None else TimerSettings(timer_c=args.timer_c)
-    config = ProxyConfig(**{**base.__dict__, "host": args.advertise or host, "port": port, "routes": routes,
-                            "timers": timers, **overrides})
-    transports = tuple(t.strip() for t in (args.transports or ",".join(sip.transports if sip else ("udp", "tcp"))).split(","))
-    proxy = SipProxy(config, control, HashIds(os.urandom(16)))
-    server = SipServer(proxy, transports, bind_host=host)
-    subscribe = getattr(control, "subscribe", None)
-    if subscribe is not None:           # in-process admission tells us about calls it ended
-        subscribe(server.on_changes)
-    return server, control
-
-
-async def serve(server: SipServer, stats_file: str | None) -> None:
-    await server.start()
-    loop = asyncio.get_running_loop()
-    stopped = asyncio.Event()
-
-    def dump() -> None:
-        if stats_file:
-            with open(stats_file + ".tmp", "w", encoding="utf-8") as handle:
-                json.dump(server.report(), handle, indent=1)
-            os.replace(stats_file + ".tmp", stats_file)
-
-    loop.add_signal_handler(signal.SIGTERM, stopped.set)
-    loop.add_signal_handler(signal.SIGINT, stopped.set)
-    loop.add_signal_handler(signal.SIGUSR1, dump)
-    print(f"SIP proxy listening on {server.bind_host}:{server.proxy.config.port} "
-          f"({', '.join(server.transports)})", flush=True)
-    await stopped.wait()
-    await server.stop()
-    dump()
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        server, _ = build_server(args)
-    except (RouteError, ValueError, MamError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        import uvloop  # type: ignore[import-not-found]
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
-    # Call state is short-lived and (nearly) acyclic: move start-up objects out of the
-    # collector's way and collect young generations less often, so a full collection over
-    # tens of thousands of live transactions does not stall the loop (UDP drops follow).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-    asyncio.run(serve(server, args.stats_file))
-    return 0
+    """``python -m ryu_apps.signalling.sip`` (kept here for callers of the old location)."""
+    from .command import main as command_main
+    return command_main(argv)
+
+

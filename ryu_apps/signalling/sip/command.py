@@ -1,0 +1,141 @@
+"""``python -m ryu_apps.signalling.sip``: the standalone proxy's command line.
+
+``python -m ryu_apps.signalling.sip --listen 127.0.0.1:5060 --route site-b.example=10.2.0.5:5060
+--controller http://127.0.0.1:8080`` (token from ``--token`` or ``$MAM_TOKEN``) asks the
+controller over REST for every call, off the loop, and polls the controller's SIP calls
+every ``--poll-interval`` seconds to BYE those it ended; ``--config site.yaml`` instead
+runs admission in this process from the configuration file (the same manager the
+controller runs; for tests, benchmarks and single-box setups), whose ``sip:`` section
+then configures the proxy too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import gc
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from ryu_apps.core.errors import MamError
+
+from ..call_control import CallControl
+from .call_watch import DEFAULT_POLL_S, CallWatch, RestCallPoller
+from .ids import HashIds
+from .proxy import SipProxy
+from .proxy_config import ProxyConfig
+from .routing import RouteError, RouteTable
+from .standalone import SipServer
+
+log = logging.getLogger(__name__)
+TOKEN_VARIABLE = "MAM_TOKEN"           # the same variable mamctl reads
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected host:port, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ryu_apps.signalling.sip",
+                                     description="Stateful SIP proxy that admits calls against aggregate pools.")
+    parser.add_argument("--listen", type=_hostport, help="host:port to listen on (UDP and TCP); default from "
+                        "--config, else 127.0.0.1:5060")
+    parser.add_argument("--advertise", help="host to put in Via/Record-Route (default: the listen host)")
+    parser.add_argument("--route", action="append", default=[], metavar="KEY=HOST:PORT",
+                        help="next hop for a request-URI domain, user@domain or * (repeatable); "
+                             "tcp:HOST:PORT for TCP")
+    parser.add_argument("--transports", default=None, help="udp,tcp (default both)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--controller", help="controller REST base URL, e.g. http://127.0.0.1:8080")
+    source.add_argument("--config", help="run admission in this process from this configuration file")
+    parser.add_argument("--token", default=os.environ.get(TOKEN_VARIABLE) or None,
+                        help=f"bearer token for the controller's REST API (default: ${TOKEN_VARIABLE})")
+    parser.add_argument("--poll-interval", type=float, default=None, metavar="S",
+                        help=f"REST mode: seconds between polls of the controller's SIP calls (default "
+                             f"{DEFAULT_POLL_S:g}, or sip.controller_poll_s)")
+    parser.add_argument("--timer-c", type=float, default=None, help="seconds an INVITE may ring (default 180)")
+    parser.add_argument("--stats-file", help="write counters and INVITE latency as JSON here on exit and SIGUSR1")
+    parser.add_argument("--log-level", default="WARNING")
+    return parser
+
+
+def build_server(args: argparse.Namespace) -> tuple[SipServer, CallControl]:
+    control: CallControl
+    sip = None
+    watch: CallWatch | None = None
+    if args.config:
+        from ryu_apps.config import build_manager, load_config
+        from ryu_apps.service import MamService
+        site = load_config(args.config)
+        sip = site.sip
+        control = MamService(build_manager(site))
+    else:
+        from .rest_client import RestCallControl
+        rest = RestCallControl(args.controller, args.token)
+        control = rest
+        interval = args.poll_interval if args.poll_interval is not None else DEFAULT_POLL_S
+        watch = RestCallPoller(rest.sip_calls, interval, on_error=lambda e: log.warning("polling calls: %s", e))
+    base = ProxyConfig.from_sip_config(sip) if sip is not None else ProxyConfig()
+    host, port = args.listen if args.listen else (base.host, base.port)
+    routes = RouteTable(base.routes.routes + RouteTable.from_specs(args.route).routes)
+    timers = base.timers if args.timer_c is None else dataclasses.replace(base.timers, timer_c=args.timer_c)
+    config = dataclasses.replace(base, host=args.advertise or host, port=port, routes=routes, timers=timers)
+    transports = tuple(t.strip() for t in (args.transports or ",".join(sip.transports if sip else ("udp", "tcp"))).split(","))
+    proxy = SipProxy(config, control, HashIds(os.urandom(16)), deferred=watch is not None)
+    server = SipServer(proxy, transports, bind_host=host, watch=watch)
+    subscribe = getattr(control, "subscribe", None)
+    if subscribe is not None:           # in-process admission tells us about calls it ended
+        subscribe(server.on_changes)
+    return server, control
+
+
+async def serve(server: SipServer, stats_file: str | None) -> None:
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+
+    def dump() -> None:
+        if stats_file:
+            with open(stats_file + ".tmp", "w", encoding="utf-8") as handle:
+                json.dump(server.report(), handle, indent=1)
+            os.replace(stats_file + ".tmp", stats_file)
+
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    loop.add_signal_handler(signal.SIGINT, stopped.set)
+    loop.add_signal_handler(signal.SIGUSR1, dump)
+    print(f"SIP proxy listening on {server.bind_host}:{server.proxy.config.port} "
+          f"({', '.join(server.transports)})", flush=True)
+    await stopped.wait()
+    await server.stop()
+    dump()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        server, _ = build_server(args)
+    except (RouteError, ValueError, MamError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop  # type: ignore[import-not-found]
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    # Call state is short-lived and (nearly) acyclic: move start-up objects out of the
+    # collector's way and collect young generations less often, so a full collection over
+    # tens of thousands of live transactions does not stall the loop (UDP drops follow).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    asyncio.run(serve(server, args.stats_file))
+    return 0
