@@ -438,16 +438,28 @@ def check_addresses(message: "Message") -> None:
     """Every address a message gives the proxy to send to later: Route and Record-Route
     values (SIP URIs with valid hosts) and Contact values (SIP URIs checked likewise;
     ``*`` and other schemes are never sent to). Raises :class:`ParseError`."""
-    for name in ("route", "record-route"):
-        for value in message.header_values(name):
-            uri = parse_uri(parse_name_addr(value).uri)
-            if uri.scheme == "tel":
-                raise ParseError(f"{name} must be a SIP URI, got {value[:80]!r}")
-    for value in message.header_values("contact"):
-        if value.strip() != "*":
-            uri_text = parse_name_addr(value).uri
-            if uri_text[:4].lower() in ("sip:", "sips"):
-                parse_uri(uri_text)
+    for name, value in message.headers:
+        if name == "route" or name == "record-route":
+            for item in split_list(value) if "," in value else (value,):
+                _check_route(name, item)
+        elif name == "contact":
+            for item in split_list(value) if "," in value else (value,):
+                _check_contact(item)
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_route(name: str, value: str) -> None:
+    uri = parse_uri(parse_name_addr(value).uri)
+    if uri.scheme == "tel":
+        raise ParseError(f"{name} must be a SIP URI, got {value[:80]!r}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_contact(value: str) -> None:
+    if value.strip() != "*":
+        uri_text = parse_name_addr(value).uri
+        if uri_text[:4].lower() in ("sip:", "sips"):
+            parse_uri(uri_text)
 
 
 @dataclass(frozen=True, slots=True)
