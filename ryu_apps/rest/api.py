@@ -164,9 +164,7 @@ class RestApi:
         domain = request.GET.get("domain") or None
         address = request.GET.get("address") or None
         number = request.GET.get("number") or None
-        if domain is None and address is None and number is None:
-            raise HttpError(400, "give domain=, address= and/or number=", field="domain")
-        found = self.service.community_of(domain, address) if domain or address else None
+        found = self.service.community_of(domain, address) if domain or address else None   # none asked: null
         if found is None and number is not None:      # a dialled E.164 number (H.323): e164_prefixes
             community = self.service.read(lambda m: m.topology.community_of_number(number))
             found = None if community is None else community.name

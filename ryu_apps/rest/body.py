@@ -98,13 +98,20 @@ def media(value: Any, path: str) -> MediaSpec:
     return spec
 
 
+def ip_address(text: str, path: str) -> str:
+    """An IPv4 or IPv6 address (no zone), as the document's ``format: ipv4/ipv6`` says."""
+    try:
+        if "%" in text:
+            raise ValueError(text)
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise HttpError(400, f"not an IP address: {text!r}", field=path) from None
+    return text
+
+
 def endpoint(value: Any, path: str) -> MediaEndpoint:
     fields = Fields(value, path)
-    ip = fields.text("ip", max_length=64)
-    try:
-        ipaddress.ip_address(ip)
-    except ValueError:
-        raise HttpError(400, f"not an IP address: {ip!r}", field=fields.name("ip")) from None
+    ip = ip_address(fields.text("ip", max_length=64), fields.name("ip"))
     result = MediaEndpoint(ip, fields.int("port", *limits.UDP_PORT))
     fields.done()
     return result
@@ -135,11 +142,7 @@ def party(value: Any, path: str) -> tuple[str | None, str | None]:
     if domain is None and address is None:
         raise HttpError(400, "give domain and/or address", field=path)
     if address is not None:
-        try:
-            ipaddress.ip_address(address.strip("[]"))
-        except ValueError:
-            raise HttpError(400, f"not an IP address: {address!r}", field=f"{path}.address") from None
-        address = address.strip("[]")
+        address = ip_address(address.strip("[]"), f"{path}.address")
     elif domain is not None:                    # sip:bob@10.2.0.5: the host is an address
         try:
             address = str(ipaddress.ip_address(domain.strip("[]")))
