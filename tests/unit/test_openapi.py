@@ -203,6 +203,9 @@ WALK: list[tuple[str, str, int, dict[str, Any]]] = [
     ("/mam/v1/calls/{id}/media", "PUT", 401, {"path": {"id": "a/b@pbx"}, "auth": None, "body": ENDPOINTS}),
     ("/mam/v1/calls/{id}/media", "PUT", 403, {"path": {"id": "a/b@pbx"}, "auth": "wrong", "body": ENDPOINTS}),
     ("/mam/v1/calls/{id}/media", "PUT", 404, {"path": {"id": "nobody"}, "body": ENDPOINTS}),
+    ("/mam/v1/calls/{id}/media", "PUT", 422, {"path": {"id": "a/b@pbx"},     # IPv4 caller, IPv6 callee
+                                              "body": {"caller": {"ip": "10.0.1.1", "port": 20000},
+                                                       "callee": {"ip": "2001:db8::1", "port": 30000}}}),
     ("/mam/v1/calls/{id}/media", "PUT", 413, {"path": {"id": "a/b@pbx"}, "body": TOO_LARGE}),
     ("/mam/v1/calls/{id}/media", "PUT", 415, {"path": {"id": "a/b@pbx"}, **NOT_JSON}),
     ("/mam/v1/calls/{id}", "GET", 200, {"path": {"id": "a/b@pbx"}}),
