@@ -168,10 +168,10 @@ class HubGatekeeper:
                 if not data:
                     break
                 self._core("stream", lambda: self.gk.stream_data(conn, data, self.clock()))
-        except OSError:
+        except Exception as error:  # noqa: BLE001 - OSError, or eventlet's IOClosed when we closed it
             reset = True
-        except Exception as error:  # noqa: BLE001
-            self.faults.record("stream-receive", error)
+            if conn in self.streams and not isinstance(error, OSError):
+                self.faults.record("stream-receive", error)
         finally:
             with self.lock:
                 known = self.streams.pop(conn, None) is not None

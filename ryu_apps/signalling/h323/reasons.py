@@ -43,7 +43,7 @@ def cause_of_release(cause: str) -> int:
     text = cause.lower()
     if text.startswith("preempted"):
         return PREEMPTION
-    if text.startswith("aggregate-deleted"):
+    if text.startswith(("aggregate-deleted", "flow-install-failed")):
         return RESOURCE_UNAVAILABLE
     if text.startswith(("path-down", "link")):
         return NETWORK_OUT_OF_ORDER
