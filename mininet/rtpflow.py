@@ -78,11 +78,16 @@ class FlowStats:
         self.jitter = 0.0         # in RTP clock units
         self.transit: float | None = None
         self.dscps: dict[int, int] = {}
+        self.last_arrival: float | None = None
+        self.max_gap = 0.0        # the longest time between two packets (s)
 
     def add(self, data: bytes, arrival: float, tos: int | None, samples_per_second: float) -> None:
         _, _, seq, timestamp, _ = RTP.unpack_from(data)
         self.packets += 1
         self.bytes += len(data)
+        if self.last_arrival is not None:
+            self.max_gap = max(self.max_gap, arrival - self.last_arrival)
+        self.last_arrival = arrival
         if tos is not None:
             self.dscps[tos >> 2] = self.dscps.get(tos >> 2, 0) + 1
         if self.first_seq is None:
@@ -104,6 +109,7 @@ class FlowStats:
         return {"packets": self.packets, "bytes": self.bytes, "expected": expected, "lost": lost,
                 "loss_pct": round(100.0 * lost / expected, 3) if expected else None,
                 "jitter_ms": round(1000.0 * self.jitter / samples_per_second, 3),
+                "max_gap_ms": round(1000.0 * self.max_gap, 1),
                 "dscps": {str(k): v for k, v in sorted(self.dscps.items())}}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from typing import Any
 
 from .core.admission import RejectReason, SignallingProtocol
 from .core.locations import Verdict
@@ -46,6 +47,7 @@ class Metrics:
     def __init__(self, service: MamService) -> None:
         self.service = service
         self.flow_install = Histogram()
+        self.shell: Any = None          # the OpenFlow shell (openflow/shell.py), when the app has one
 
     def observe_flow_install(self, seconds: float) -> None:
         self.flow_install.observe(seconds)
@@ -103,8 +105,41 @@ class Metrics:
             "# HELP mam_flow_install_seconds Time from sending a call's flows to every switch's barrier reply.",
             "# TYPE mam_flow_install_seconds histogram",
             *self.flow_install.lines("mam_flow_install_seconds"),
+            *self._dataplane_lines(),
         ]
         return "\n".join(out) + "\n"
+
+
+    def _dataplane_lines(self) -> list[str]:
+        if self.shell is None:
+            return []
+        snap = self.shell.snapshot()
+        last = snap["last"]
+        return [
+            "# HELP mam_switch_reconciles_total Times a switch was read and sent only the difference from the plan.",
+            "# TYPE mam_switch_reconciles_total counter",
+            *(f'mam_switch_reconciles_total{{switch="{_label(s)}"}} {n}' for s, n in sorted(snap["reconciles"].items())),
+            "# HELP mam_switch_reconcile_seconds The last reconcile: from connection to the difference sent.",
+            "# TYPE mam_switch_reconcile_seconds gauge",
+            *(f'mam_switch_reconcile_seconds{{switch="{_label(s)}"}} {r.seconds:.6f}' for s, r in sorted(last.items())),
+            "# HELP mam_switch_reconcile_entries The last reconcile's flow entries: unchanged, added (or replaced), "
+            "deleted; meter changes.",
+            "# TYPE mam_switch_reconcile_entries gauge",
+            *(f'mam_switch_reconcile_entries{{switch="{_label(s)}",change="{change}"}} {value}'
+              for s, r in sorted(last.items())
+              for change, value in (("unchanged", r.unchanged), ("added", r.flows_added),
+                                    ("deleted", r.flows_deleted), ("meters", r.meters_changed))),
+            "# HELP mam_openflow_messages_total OpenFlow messages the valve sent, by kind.",
+            "# TYPE mam_openflow_messages_total counter",
+            *(f'mam_openflow_messages_total{{kind="{k}"}} {snap["counters"].get(k, 0)}'
+              for k in ("flow_mods", "meter_mods", "barriers")),
+            "# HELP mam_openflow_errors_total OpenFlow error messages the switches sent.",
+            "# TYPE mam_openflow_errors_total counter",
+            f'mam_openflow_errors_total {snap["counters"].get("errors", 0)}',
+            "# HELP mam_shell_failures_total Events or actions whose handling raised (logged; the app carried on).",
+            "# TYPE mam_shell_failures_total counter",
+            *(f'mam_shell_failures_total{{event="{_label(k)}"}} {n}' for k, n in sorted(snap["failures"].items())),
+        ]
 
 
 def _label(value: str) -> str:

@@ -120,6 +120,13 @@ class Shell:
                 self._deferred.clear()
             self._perform(batch)
 
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for metrics: failures by event, the valve's counters, the last reconcile per switch."""
+        with self.lock:
+            last = {r.switch: r for r in self.valve.reconciled}
+            return {"failures": dict(self.failures), "counters": dict(self.valve.counters), "last": last,
+                    "reconciles": dict(self.valve.reconcile_counts)}
+
     def pending(self) -> bool:
         with self.lock:
             return bool(self._deferred)

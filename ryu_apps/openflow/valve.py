@@ -125,7 +125,9 @@ class Valve:
         self._idle: dict[int, set[IngressRef]] = {}      # ingress entries that idled out (and were put back)
         self._checks: dict[int, set[IngressRef]] = {}     # counters asked for before releasing
         self._heard: dict[tuple[str, str], int] = {}
-        self.reconciled: list[Reconciled] = []
+        self._pins: dict[tuple[str, str], dict[int, int]] = {}   # (switch, terminal IP) -> its calls' ports
+        self.reconciled: list[Reconciled] = []            # the last 64
+        self.reconcile_counts: dict[str, int] = {}        # reconciles so far, by switch name
         self.counters: dict[str, int] = {"flow_mods": 0, "meter_mods": 0, "barriers": 0, "errors": 0,
                                          "packet_ins": 0, "restored": 0}
         for switch in topology.switches:
@@ -184,6 +186,7 @@ class Valve:
                 kind = parse_cookie(entry.cookie)
                 if kind is not None and kind[0] is CookieKind.CALL:
                     self._ingress.setdefault(kind[1], set()).add((name, key))
+                    self._pin(name, entry, +1)
         for meter in batch.meter_removes:
             meters.pop(meter.meter_id, None)
         for meter in batch.meter_adds + batch.meter_modifies:
@@ -193,10 +196,25 @@ class Valve:
         for port_class in batch.classes:
             self.classes[(name, port_class.port)] = port_class
 
+    def _pin(self, name: str, entry: FlowEntry, delta: int) -> None:
+        """A call's ingress entry pins its terminal (source address) to the entry's in_port."""
+        fields = dict(entry.match)
+        port, ip = fields.get("in_port"), fields.get("ipv4_src", fields.get("ipv6_src"))
+        if not isinstance(port, int) or not isinstance(ip, str):
+            return
+        ports = self._pins.setdefault((name, ip), {})
+        ports[port] = ports.get(port, 0) + delta
+        if ports[port] <= 0:
+            del ports[port]
+            if not ports:
+                del self._pins[(name, ip)]
+
     def _forget_ingress(self, name: str, key: FlowKey, entry: FlowEntry) -> None:
         kind = parse_cookie(entry.cookie)
         if kind is None or kind[0] is not CookieKind.CALL:
             return
+        if entry.notify_removed:
+            self._pin(name, entry, -1)
         serial = kind[1]
         refs = self._ingress.get(serial)
         if refs is not None:
@@ -399,6 +417,7 @@ class Valve:
                             len(batch.meter_adds) + len(batch.meter_modifies) + len(batch.meter_removes))
         self.reconciled.append(result)
         del self.reconciled[:-64]
+        self.reconcile_counts[name] = self.reconcile_counts.get(name, 0) + 1
         log.info("switch %s reconciled: %d of ours held, %d flows added or replaced, %d deleted, %d meter changes",
                  name, held, result.flows_added, result.flows_deleted, result.meters_changed)
         for (class_switch, port) in sorted(self.classes):
@@ -528,7 +547,6 @@ class Valve:
         self.counters["packet_ins"] += 1
         name = switch.name
         actions: list[Action] = []
-        self.best_effort.learn(name, event.in_port, event.eth_src)
         # Every time, not only when the MAC is news: a host's first frame is often IPv6
         # neighbour discovery, and its IPv4 address shows only in a later ARP.
         if event.ip and event.ip != "0.0.0.0":
@@ -539,6 +557,14 @@ class Valve:
                         self._heard[heard] = event.in_port
                         actions.append(LearnTerminal(community.name, event.ip, event.in_port))
                     break
+            pinned = self._pins.get((name, event.ip))
+            if pinned and event.in_port not in pinned:
+                # A call pins this address to another port: a frame claiming it from here is a
+                # spoof until the core says the terminal moved. Neither flooded (its ARP would
+                # poison the far end's cache) nor learned; the core hears of it (and counts it).
+                self.counters["spoofed"] = self.counters.get("spoofed", 0) + 1
+                return actions
+        self.best_effort.learn(name, event.in_port, event.eth_src)
         if not switch.role.writes:
             return actions
         entries = self.best_effort.route(name, event.eth_dst)

@@ -352,7 +352,10 @@ def test_a_spoofed_frame_from_another_access_port_moves_nothing_during_a_call(ri
     learn(rig, "s1", 1, "10.0.0.1", "02:00:00:00:00:01")
     rig.admit("call-1", "a", "b")
     before = {name: rig.network.switches[name].entries() for name in rig.network.switches}
+    outs = len(rig.network.switches["s1"].packet_outs)
     learn(rig, "s1", 4, "10.0.0.1", "02:00:00:00:00:66")     # the attacker's ARP claims the phone's address
+    assert len(rig.network.switches["s1"].packet_outs) == outs   # not flooded: no far-end ARP cache poisoned
+    assert "02:00:00:00:00:66" not in rig.valve.best_effort.hosts
     after = {name: rig.network.switches[name].entries() for name in rig.network.switches}
     assert {n: {e for e in v if e.table == 0} for n, v in after.items()} == \
         {n: {e for e in v if e.table == 0} for n, v in before.items()}
@@ -411,3 +414,15 @@ def test_late_events_from_an_old_connection_are_ignored(rig: Rig) -> None:
     rig.event(ev.SwitchGone(old))
     assert "s1" in rig.valve.switches
     assert COOKIE_PREFIX                                        # (the cookie prefix names what is ours)
+
+
+def test_metrics_show_reconciles_messages_and_failures(rig: Rig) -> None:
+    from ryu_apps.metrics import Metrics
+    metrics = Metrics(rig.service)
+    metrics.shell = rig.shell
+    rig.shell.event("broken", lambda: 1 / 0)  # type: ignore[arg-type,return-value]
+    text = metrics.render()
+    assert 'mam_switch_reconciles_total{switch="s1"} 1' in text
+    assert 'mam_switch_reconcile_entries{switch="s2",change="added"}' in text
+    assert 'mam_shell_failures_total{event="broken"} 1' in text
+    assert 'mam_openflow_messages_total{kind="barriers"}' in text
