@@ -27,23 +27,26 @@ PID = (0, 0, 8, 2250, 0, 4)
 SETUP, CALL_PROCEEDING, ALERTING, CONNECT, RELEASE_COMPLETE, FACILITY = 0x05, 0x02, 0x01, 0x07, 0x5A, 0x62
 
 
-def _types() -> tuple[Any, Any, Any]:
+def _types() -> tuple[Any, Any, Any, Any]:
     per_fix.install()
     from pycrate_asn1dir import H225, H245
-    m = H225.H323_MESSAGES
-    return m.RasMessage, m.H323_UserInformation, H245.MULTIMEDIA_SYSTEM_CONTROL.OpenLogicalChannel
+    m, control = H225.H323_MESSAGES, H245.MULTIMEDIA_SYSTEM_CONTROL
+    return m.RasMessage, m.H323_UserInformation, control.OpenLogicalChannel, control.MultimediaSystemControlMessage
+
+
+KINDS = ("ras", "uu", "olc", "h245")
 
 
 def enc(kind: str, value: Any) -> bytes:
     with per_fix.LOCK:
-        asn = dict(zip(("ras", "uu", "olc"), _types()))[kind]
+        asn = dict(zip(KINDS, _types()))[kind]
         asn.set_val(value)
         return bytes(asn.to_aper())
 
 
 def dec(kind: str, data: bytes) -> Any:
     with per_fix.LOCK:
-        asn = dict(zip(("ras", "uu", "olc"), _types()))[kind]
+        asn = dict(zip(KINDS, _types()))[kind]
         asn.from_aper(data)
         return asn.get_val()
 
@@ -146,6 +149,20 @@ def olc_audio(number: int, codec: str, frames: int, *, reverse: bool, media: tup
     else:
         value = {"forwardLogicalChannelNumber": number, "forwardLogicalChannelParameters": params}
     return enc("olc", value)
+
+
+def h245_olc(number: int, codec: str, frames: int, rtcp: tuple[str, int]) -> bytes:
+    """A tunnelled H.245 request: OpenLogicalChannel (the sender's transmit channel)."""
+    olc = dec("olc", olc_audio(number, codec, frames, reverse=False, media=None, rtcp=rtcp))
+    return enc("h245", ("request", ("openLogicalChannel", olc)))
+
+
+def h245_olc_ack(number: int, media: tuple[str, int], rtcp: tuple[str, int]) -> bytes:
+    """A tunnelled H.245 response: OpenLogicalChannelAck with the acker's receive address."""
+    return enc("h245", ("response", ("openLogicalChannelAck", {
+        "forwardLogicalChannelNumber": number,
+        "forwardMultiplexAckParameters": ("h2250LogicalChannelAckParameters", {
+            "mediaChannel": h245addr(*media), "mediaControlChannel": h245addr(*rtcp)})})))
 
 
 def q931(message_type: int, crv: int, from_destination: bool, uu_body: tuple[str, dict[str, Any]] | None,

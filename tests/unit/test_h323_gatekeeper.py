@@ -316,3 +316,54 @@ def test_a_burst_of_expiring_deadlines_is_worked_off_in_slices(monkeypatch: pyte
     assert h.gk.next_timer() <= h.now                    # the rest is due at once, after the shell's I/O
     h.take(h.gk.handle_timer(h.now))
     assert not h.gk.calls and h.calls() == 0
+
+
+def test_tunnelled_h245_without_faststart_gives_codec_and_media() -> None:
+    h = Harness()
+    a, _ = h.two_phones()
+    guid = sim.new_guid()
+    h.ras(PHONE_A, sim.arq(3, a, guid, [("dialledDigits", "2001")]))
+    caller = h.connect(SIGNAL_A)
+    tunnel = {"h245Tunnelling": True}
+    h.stream(caller, sim.q931(sim.SETUP, 7, False, sim.setup_body(guid, [("dialledDigits", "2001")],
+                                                                   [("dialledDigits", "1001")], [], SIGNAL_A),
+                              extra_pdu=tunnel))
+    callee = max(h.opened)
+    crv = h.messages(callee)[0]["crv"]
+    h.stream(callee, sim.q931(sim.CONNECT, crv, True, sim.answer_body("connect", guid), extra_pdu=tunnel))
+    facility = lambda control: ("facility", {"protocolIdentifier": sim.PID, "reason": ("transportedInformation", 0),  # noqa: E731
+                                             "callIdentifier": {"guid": guid}})
+    # caller opens G.729 toward the callee; the callee acks with where it receives; and back
+    h.stream(caller, sim.q931(sim.FACILITY, 7, False, facility(None), extra_pdu={
+        **tunnel, "h245Control": [sim.h245_olc(1, "g729AnnexA", 2, ("10.0.1.5", 4001))]}))
+    h.stream(callee, sim.q931(sim.FACILITY, crv, True, facility(None), extra_pdu={
+        **tunnel, "h245Control": [sim.h245_olc_ack(1, ("10.0.2.5", 5000), ("10.0.2.5", 5001))]}))
+    assert [m["type"] for m in h.messages(callee)] == [sim.FACILITY]            # relayed unchanged
+    h.stream(caller, sim.q931(sim.FACILITY, 7, False, facility(None), extra_pdu={
+        **tunnel, "h245Control": [sim.h245_olc_ack(2, ("10.0.1.5", 4000), ("10.0.1.5", 4001))]}))
+    relayed = h.messages(callee)[-1]["uu"]["h323-uu-pdu"]
+    assert relayed["h245Tunnelling"] is True and len(relayed["h245Control"]) == 1
+    (call,) = h.service.read(lambda m: m.calls())
+    assert call.media.codec == "g729"
+    assert (call.caller_media.ip, call.caller_media.port) == ("10.0.1.5", 4000)
+    assert (call.callee_media.ip, call.callee_media.port) == ("10.0.2.5", 5000)
+
+
+def test_separate_h245_address_passes_unchanged() -> None:
+    h = Harness()
+    a, _ = h.two_phones()
+    guid = sim.new_guid()
+    h.ras(PHONE_A, sim.arq(3, a, guid, [("dialledDigits", "2001")]))
+    caller = h.connect(SIGNAL_A)
+    name, body = sim.setup_body(guid, [("dialledDigits", "2001")], [("dialledDigits", "1001")], [], SIGNAL_A)
+    body["h245Address"] = sim.taddr("10.0.1.5", 1800)
+    h.stream(caller, sim.q931(sim.SETUP, 7, False, (name, body)))
+    callee = max(h.opened)
+    (setup,) = h.messages(callee)
+    assert sim.body_of(setup)[1]["h245Address"] == sim.taddr("10.0.1.5", 1800)
+    answer = sim.answer_body("connect", guid)
+    answer[1]["h245Address"] = sim.taddr("10.0.2.5", 1801)
+    h.stream(callee, sim.q931(sim.CONNECT, setup["crv"], True, answer))
+    connect = h.messages(caller)[-1]
+    assert connect["type"] == sim.CONNECT and sim.body_of(connect)[1]["h245Address"] == sim.taddr("10.0.2.5", 1801)
+    assert h.calls() == 1

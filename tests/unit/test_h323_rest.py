@@ -46,3 +46,21 @@ def test_rest_numbers_asks_once_per_number_then_caches() -> None:
     assert numbers.community_of_number("2001") == "site-b"
     assert numbers.community_of_number("3001") is None
     assert rest.asked == ["/mam/v1/communities/lookup?number=2001", "/mam/v1/communities/lookup?number=3001"]
+
+
+def test_mamctl_check_config_validates_the_h323_section(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    import yaml
+
+    from ryu_apps.cli import main
+    good = {**SITE, "h323": {"enabled": True, "ras_listen": "127.0.0.1:11719", "call_listen": "127.0.0.1:11720"}}
+    bad = {**SITE, "h323": {"enabled": True, "ras_listn": "127.0.0.1:11719"}}
+    results = []
+    for name, document in (("good", good), ("bad", bad)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(document))
+        out, err = io.StringIO(), io.StringIO()
+        results.append((main(["check-config", str(path)], out, err), out.getvalue() + err.getvalue()))
+    assert results[0][0] == 0 and "OK" in results[0][1]
+    assert results[1][0] != 0 and "h323.ras_listn: unknown key; did you mean 'ras_listen'?" in results[1][1]
