@@ -63,4 +63,5 @@ def test_mamctl_check_config_validates_the_h323_section(tmp_path) -> None:  # ty
         out, err = io.StringIO(), io.StringIO()
         results.append((main(["check-config", str(path)], out, err), out.getvalue() + err.getvalue()))
     assert results[0][0] == 0 and "OK" in results[0][1]
-    assert results[1][0] != 0 and "h323.ras_listn: unknown key; did you mean 'ras_listen'?" in results[1][1]
+    assert results[1][0] != 0 and "bad.yaml: h323.ras_listn: unknown key" in results[1][1]
+    assert "ras_listen" in results[1][1]
