@@ -392,8 +392,8 @@ def _dataplane(value: Any, path: str) -> tuple[DataplaneConfig, PlanOptions]:
         pcp=node.get("pcp", _int(*limits.PCP), 5),
         use_set_queue=node.get("set_queue", _bool, False),
         queue_id=node.get("queue_id", _int(0, 0xFFFFFFFE), 1),
-        call_idle_timeout_s=(0 if config.media_idle == "off"
-                             else node.get("call_idle_timeout_s", _int(0, 65535), 60)),
+        call_idle_timeout_s=(node.get("call_idle_timeout_s", _int(0, 65535), 60)
+                             * (config.media_idle != "off")),      # off: call flows never idle out
         meter_burst_ms=node.get("meter_burst_ms", _int(1, 10000), 100),
         rtcp_match=node.get("rtcp_match", _choice("masked", "exact", "off"), "masked"),
     )

@@ -185,6 +185,15 @@ class Hitless:
             held[name] = lines
         return held
 
+    def classes(self) -> dict[str, str]:
+        """tc qdiscs and classes on the switch-to-switch ports (class_mode tc)."""
+        out = {}
+        for interface in (f"{self.lab.prefix}s1p10", f"{self.lab.prefix}s2p11", f"{self.lab.prefix}s3p10"):
+            out[interface] = (sh("tc", "qdisc", "show", "dev", interface).stdout
+                              + sh("tc", "class", "show", "dev", interface).stdout
+                              + sh("tc", "filter", "show", "dev", interface).stdout)
+        return out
+
     # --- media -----------------------------------------------------------------------------------
 
     def stream(self, seconds: float, pps: int = 100) -> list[subprocess.Popen]:

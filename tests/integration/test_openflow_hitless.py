@@ -35,6 +35,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hitless]:
         scenario.close()
 
 
+def test_classes_land_on_the_aggregates_ports(lab: Hitless) -> None:
+    size = lab.api("GET", "/aggregates/a-b")[1]["size_kbps"]
+    for interface, text in lab.classes().items():
+        assert "qdisc htb 1: root" in text and text.count("flowid 1:10") == 2, (interface, text)
+        assert f"class htb 1:10 parent 1:1 leaf 10: prio 0 rate {size // 1000}" in text, (interface, text)
+
+
 def check(scenario: Hitless, before: dict, event: str) -> None:
     assert scenario.active_calls() == CALLS, f"after {event}"
     diff = compare(before, scenario.entries())
@@ -45,12 +52,13 @@ def check(scenario: Hitless, before: dict, event: str) -> None:
 
 
 def test_controller_kill_and_restart_loses_no_media_and_no_entry(lab: Hitless) -> None:
-    before = lab.entries()
+    before, classes = lab.entries(), lab.classes()
     receivers = lab.stream(seconds=14)
     timings = lab.kill_and_restart()
     summary = media_summary(lab.report(receivers, timeout=40))
     print(f"\nkill -9 + restart with {CALLS} calls: {timings}, media {summary}")
     check(lab, before, "restart")
+    assert lab.classes() == classes          # applied again on connect: rates only, nothing set up anew
     assert summary["packets"] > 2000 and summary["lost"] == 0 and summary["not_ef"] == 0, summary
 
 

@@ -97,3 +97,35 @@ def test_tc_classes_land_are_updated_in_place_and_removed(lab: Lab) -> None:
         assert "htb" not in tc("qdisc", "show", "dev", left)
     finally:
         classes.close()
+
+
+def test_the_app_under_ryu_manager_sets_ovsdb_queues_on_the_aggregates_ports(lab: Lab, tmp_path) -> None:
+    """class_mode ovsdb in the running app (eventlet hub): ovsdbapp's connection works there and
+    each port an aggregate leaves by gets a QoS of ours with the aggregate's rate as min-rate."""
+    import json
+
+    from netlab import free_port, start_controller, until
+    left, right = lab.link("q1", 5, "q2", 5)
+    of_port, api_port = free_port(), free_port()
+    config = tmp_path / "mam.yaml"
+    config.write_text(json.dumps({
+        "topology": {"switches": [{"name": "q1", "dpid": 0xC1}, {"name": "q2", "dpid": 0xC2}],
+                     "links": [{"a": "q1", "a_port": 5, "b": "q2", "b_port": 5, "capacity_kbps": 10000}]},
+        "communities": [{"name": "a", "edge": "q1", "access_ports": [1], "prefixes": ["10.0.1.0/24"]},
+                        {"name": "b", "edge": "q2", "access_ports": [1], "prefixes": ["10.0.2.0/24"]}],
+        "aggregates": [{"id": "a-b", "between": ["a", "b"], "size_kbps": 1500}],
+        "dataplane": {"class_mode": "ovsdb", "set_queue": True, "ovsdb": "unix:/var/run/openvswitch/db.sock"},
+        "api": {"port": api_port, "token": "t"}, "sip": {"enabled": False}}))
+    for bridge in lab.bridges:
+        sh("ovs-vsctl", "--timeout=10", "set-controller", bridge, f"tcp:127.0.0.1:{of_port}")
+    start_controller(lab, config, of_port, api_port, tmp_path / "controller.log")
+
+    def min_rate(port: str) -> str | None:
+        qos = sh("ovs-vsctl", "--timeout=10", "get", "port", port, "qos").stdout.strip()
+        if qos in ("", "[]"):
+            return None
+        return get("queue", get("qos", qos, "queues:1"), "other-config:min-rate")
+
+    until("both ends of the link have the aggregate's queue", lambda: min_rate(left) == min_rate(right) == "1500000",
+          timeout=30, explain=lambda: f"({min_rate(left)}, {min_rate(right)}; "
+                                      f"{(tmp_path / 'controller.log').read_text()[-1500:]})")
