@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import ipaddress
+import secrets
 import json
 import os
 import re
@@ -41,7 +42,7 @@ from ryu_apps.core.flowplan import CookieKind, FlowEntry, parse_cookie  # noqa: 
 PAIRS = 10
 LINE = ("e1", "c1", "c2", "c3", "c4", "e2")
 CORE = LINE[1:-1]
-TOKEN = "bench"
+TOKEN = "bench-" + secrets.token_hex(8)   # a strong token: the controller refuses weak ones
 
 
 def config(api_port: int = 8080) -> dict:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import secrets
 import shutil
 import statistics
 import sys
@@ -88,7 +89,7 @@ def start(peer: str, workdir: Path, uas_port: int, workers: int) -> Running:
         kam = Kamailio(REFERENCE, workdir, port, workers=workers, defines={"NEXT_HOP": f'"{next_hop}"'})
         return Running(port, lambda: {"kamailio": kam.cpu_seconds()}, kam.stop)
     if peer == "front-end":
-        controller = Controller(workdir, 100_000_000, token="bench")
+        controller = Controller(workdir, 100_000_000, token="bench-" + secrets.token_hex(8))
         try:
             kam = Kamailio(FRONT_END, workdir, port, workers=workers, defines={
                 "NEXT_HOP": f'"{next_hop}"', "MAM_HTTPCON": f'"mam=>{controller.url_with("bench")}"'})

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -59,12 +60,12 @@ def run(*argv: str, timeout: float = 30, check: bool = True) -> subprocess.Compl
 
 
 class Emulation:
-    def __init__(self, spec: NetworkSpec, workdir: Path, *, token: str = "demo-token",
+    def __init__(self, spec: NetworkSpec, workdir: Path, *, token: str | None = None,
                  sip: dict[str, Any] | None = None, dataplane: dict[str, Any] | None = None,
                  aggregates: bool = True, log: Any = None, h323: dict[str, Any] | None = None) -> None:
         self.spec = spec
         self.workdir = Path(workdir)
-        self.token = token
+        self.token = token or "emulation-" + secrets.token_hex(8)   # the controller refuses weak tokens
         self.sip = sip
         self.h323 = h323
         self.dataplane = dataplane

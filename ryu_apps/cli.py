@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -36,11 +37,15 @@ class ConfigInvalid(CliError):
 
 
 class Client:
-    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+    def __init__(self, url: str, token: str | None, timeout: float, cacert: str | None = None) -> None:
         self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
         parts = urllib.parse.urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise CliError(f"--url must look like http://HOST:PORT, got {url!r}", code=2)
+        try:     # https: the system's CAs, or the controller's own CA (api.tls)
+            self.context = ssl.create_default_context(cafile=cacert) if parts.scheme == "https" else None
+        except OSError as error:
+            raise CliError(f"--cacert {cacert}: {error.strerror or error}", code=2) from None
 
     def exchange(self, method: str, path: str, body: Any = None,
                  query: dict[str, str | None] | None = None) -> tuple[int, Any]:
@@ -56,7 +61,7 @@ class Client:
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as response:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as error:
             status, raw = error.code, error.read() if error.fp is not None else b""
@@ -203,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="\n".join(__doc__.splitlines()[2:]))
     parser.add_argument("--url", default=os.environ.get("MAM_URL") or DEFAULT_URL,
                         help="the controller's REST API (default: $MAM_URL or %(default)s)")
+    parser.add_argument("--cacert", default=os.environ.get("MAM_CACERT") or None,
+                        help="CA certificate (PEM) that signed the controller's api.tls certificate "
+                             "(default: $MAM_CACERT, else the system's CAs)")
     parser.add_argument("--token", default=os.environ.get("MAM_TOKEN") or None,
                         help="bearer token for changes (default: $MAM_TOKEN)")
     parser.add_argument("--json", action="store_true", help="print the API's JSON, for scripts")
@@ -266,7 +274,7 @@ def _endpoint(text: str | None, name: str) -> dict[str, Any] | None:
 def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.command == "check-config":
         return check_config(args, out)
-    client = Client(args.url, args.token, args.timeout)
+    client = Client(args.url, args.token, args.timeout, args.cacert)
     show: Callable[[Any, TextIO], None] | None = None
     if args.command == "communities":
         body, show = client.request("GET", "/communities"), show_communities

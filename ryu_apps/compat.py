@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import ssl
 import threading
 from typing import Any, Callable
 
@@ -99,14 +100,38 @@ class Wakeup:
             self._event.set()
 
 
-def serve_wsgi(app: Callable, host: str, port: int) -> Any:
+def server_tls_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext:
+    """TLS 1.2+ for a server; with ``ca``, clients must present a certificate it signed.
+    A green context under eventlet, so handshakes never block the hub."""
+    if green():
+        import eventlet.green.ssl
+        context: ssl.SSLContext = eventlet.green.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(ca)
+    return context
+
+
+def serve_wsgi(app: Callable, host: str, port: int, tls: ssl.SSLContext | None = None) -> Any:
     """Serve a plain WSGI callable on the framework's hub; returns the hub thread.
 
     Under ryu (eventlet) this is eventlet's WSGI server on a green thread; under os-ken's
-    native hub it is wsgiref with a thread per request."""
+    native hub it is wsgiref with a thread per request. With ``tls`` the listening socket
+    is wrapped (ryu's own WSGIServer ignores its ssl arguments)."""
     if green():
-        server = hub.WSGIServer((host, port), app)
-        return hub.spawn(server.serve_forever)
+        import eventlet
+        import eventlet.wsgi
+        listener = eventlet.listen((host, port))
+        if tls is not None:
+            listener = tls.wrap_socket(listener, server_side=True)
+
+        def serve() -> None:
+            eventlet.wsgi.server(listener, app, log=_QuietLog(), log_output=False)
+        return hub.spawn(serve)
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -118,6 +143,56 @@ def serve_wsgi(app: Callable, host: str, port: int) -> Any:
         daemon_threads = True
 
     server = make_server(host, port, app, server_class=_Threading, handler_class=_Quiet)
+    if tls is not None:      # the handshake happens in the request's thread, not in accept()
+        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     thread = threading.Thread(target=server.serve_forever, name="mam-wsgi", daemon=True)
     thread.start()
     return thread
+
+
+class _QuietLog:
+    """eventlet.wsgi's access log, at debug level (one line per request costs at high rates)."""
+
+    def write(self, text: str) -> None:
+        log.debug("%s", text.rstrip())
+
+    def info(self, text: str, *args: Any) -> None:
+        log.debug(text, *args)
+
+    error = warning = debug = info
+
+
+def fix_ryu_tls_listener() -> None:
+    """ryu 4.34's StreamServer pops the certificate arguments out of its ssl_args on the
+    first TLS connection, so the second switch (or a reconnect) fails its handshake. Build
+    the context once, as os-ken does. Idempotent; nothing to do under os-ken."""
+    if FRAMEWORK != "ryu" or getattr(hub.StreamServer, "_mam_fixed", False):
+        return
+    original = hub.StreamServer.__init__
+
+    def __init__(self: Any, listen_info: Any, handle: Any = None, backlog: Any = None, spawn: str = "default",
+                 **ssl_args: Any) -> None:
+        context = ssl_args.pop("ssl_ctx", None)
+        original(self, listen_info, handle, backlog, spawn)
+        if context is None:
+            if ssl_args:
+                raise ValueError("TLS without an SSLContext is not supported here")
+            return
+        context.load_cert_chain(ssl_args.pop("certfile"), ssl_args.pop("keyfile"))
+        if "cert_reqs" in ssl_args:
+            context.verify_mode = ssl_args.pop("cert_reqs")
+        if "ca_certs" in ssl_args:
+            context.load_verify_locations(ssl_args.pop("ca_certs"))
+
+        def wrap_and_handle(sock: Any, addr: Any) -> None:
+            try:
+                wrapped = context.wrap_socket(sock, server_side=True)
+            except (OSError, ssl.SSLError) as error:
+                log.warning("OpenFlow TLS handshake from %s failed: %s", addr, error)
+                sock.close()
+                return
+            handle(wrapped, addr)
+        self.handle = wrap_and_handle
+
+    hub.StreamServer.__init__ = __init__
+    hub.StreamServer._mam_fixed = True

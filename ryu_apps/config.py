@@ -51,11 +51,27 @@ class AggregateSpec:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    cert: str                      # PEM certificate (chain) this side presents
+    key: str                       # its private key
+    ca: str | None = None          # require the peer's certificate to be signed by this CA
+
+
+@dataclass(frozen=True)
 class ApiConfig:
     host: str = "127.0.0.1"
     port: int = 8080
-    token: str | None = None
+    token: str | None = None       # from api.token, api.token_file, or $MAM_TOKEN (see ryu_apps/security.py)
     max_body_bytes: int = 65536
+    allow_insecure: bool = False   # start even with a weak token, or none on a non-loopback address
+    tls: TlsConfig | None = None
+
+
+@dataclass(frozen=True)
+class OpenFlowConfig:
+    listen_host: str | None = None   # None: 127.0.0.1, unless the command line names a host
+    listen_port: int | None = None   # None: the framework's (--ofp-tcp-listen-port, 6653)
+    tls: TlsConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +132,7 @@ class Config:
     store_path: str | None = None
     calls: CallsConfig = field(default_factory=CallsConfig)
     h323: H323Config = field(default_factory=H323Config)
+    openflow: OpenFlowConfig = field(default_factory=OpenFlowConfig)
 
 
 # --- the small validation toolkit ------------------------------------------------------
@@ -408,13 +425,55 @@ def _calls(value: Any, path: str) -> CallsConfig:
     return calls
 
 
+def _readable(value: Any, path: str) -> str:
+    text = _str(value, path)
+    try:
+        with open(text, "rb"):
+            pass
+    except OSError as error:
+        raise ConfigError(path, f"cannot read {text}: {error.strerror}") from None
+    return text
+
+
+def _tls(value: Any, path: str) -> TlsConfig:
+    node = _Node(value, path)
+    tls = TlsConfig(cert=node.get("cert", _readable), key=node.get("key", _readable), ca=node.get("ca", _readable, None))
+    node.done()
+    return tls
+
+
+def _token_file(value: Any, path: str) -> str:
+    name = _readable(value, path)
+    with open(name, encoding="utf-8") as handle:
+        token = handle.read().strip()
+    if not token:
+        raise ConfigError(path, f"{name} is empty")
+    return token
+
+
 def _api(value: Any, path: str) -> ApiConfig:
     node = _Node(value, path)
+    token = node.get("token", _str, None)
+    from_file = node.get("token_file", _token_file, None)
+    if token is not None and from_file is not None:
+        raise ConfigError(node.key("token_file"), "give token or token_file, not both")
     api = ApiConfig(host=node.get("host", _str, "127.0.0.1"), port=node.get("port", _int(*limits.UDP_PORT), 8080),
-                    token=node.get("token", _str, None),
-                    max_body_bytes=node.get("max_body_bytes", _int(256, 16 * 2 ** 20), 65536))
+                    token=token if token is not None else from_file,
+                    max_body_bytes=node.get("max_body_bytes", _int(256, 16 * 2 ** 20), 65536),
+                    allow_insecure=node.get("allow_insecure", _bool, False),
+                    tls=node.get("tls", _tls, None))
     node.done()
     return api
+
+
+def _openflow(value: Any, path: str) -> OpenFlowConfig:
+    node = _Node(value, path)
+    listen = node.get("listen", _hostport, None)
+    host, port = (None, None) if listen is None else (listen.rpartition(":")[0].strip("[]"),
+                                                      int(listen.rpartition(":")[2]))
+    openflow = OpenFlowConfig(listen_host=host, listen_port=port, tls=node.get("tls", _tls, None))
+    node.done()
+    return openflow
 
 
 def _sip(value: Any, path: str) -> SipConfig:
@@ -493,6 +552,7 @@ def parse_config(document: Any) -> Config:
     dataplane, plan = root.get("dataplane", _dataplane, (DataplaneConfig(), PlanOptions()))
     calls = root.get("calls", _calls, CallsConfig())
     api = root.get("api", _api, ApiConfig())
+    openflow = root.get("openflow", _openflow, OpenFlowConfig())
     sip = root.get("sip", _sip, SipConfig())
     h323 = root.get("h323", _h323, H323Config())
     store = root.get("store", _str, None)
@@ -509,7 +569,7 @@ def parse_config(document: Any) -> Config:
                                reserved_dscps=tuple(sorted({EF} | {a.dscp for a in aggregates})),
                                reroute=dataplane.reroute, timers=timers,
                                port_security=PortSecurity(dataplane.max_terminals_per_port))
-    return Config(topology, settings, aggregates, api, sip, dataplane, store, calls, h323=h323)
+    return Config(topology, settings, aggregates, api, sip, dataplane, store, calls, h323=h323, openflow=openflow)
 
 
 def _check_references(switches: Iterable[Switch], links: Iterable[Link], communities: Iterable[Community],

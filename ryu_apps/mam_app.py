@@ -16,8 +16,9 @@ import logging
 import os
 import socket
 import time
+from dataclasses import replace
 
-from . import compat
+from . import compat, security
 from .config import Config, ConfigError, build_manager, load_config
 from .core.errors import MamError
 from .core.store import MemoryLedger
@@ -55,7 +56,11 @@ class MediaAggregationApp(compat.RyuApp):
         super().__init__(*args, **kwargs)
         path = config_path()
         try:
-            self.config: Config = load_config(path)
+            config = load_config(path)
+            self.config: Config = replace(config, api=security.api_with_token(config.api, os.environ))
+            for warning in security.check(self.config.api):
+                log.warning("%s", warning)
+            self._listen_openflow()
             ledger = SqliteLedger(self.config.store_path) if self.config.store_path else MemoryLedger()
             manager = build_manager(self.config, ledger, now=time.time(), log=log.warning)
         except MamError as error:
@@ -90,12 +95,35 @@ class MediaAggregationApp(compat.RyuApp):
 
     # --- shells ---------------------------------------------------------------------------
 
+    def _listen_openflow(self) -> None:
+        """Bind the OpenFlow listener where the configuration says (loopback unless told
+        otherwise), with TLS when ``openflow.tls`` is set. ryu's listener starts after every
+        app's __init__, and reads these then."""
+        conf = compat.cfg.CONF
+        openflow = self.config.openflow
+        host = openflow.listen_host or conf.ofp_listen_host or "127.0.0.1"
+        conf.set_override("ofp_listen_host", host)
+        port = openflow.listen_port or conf.ofp_tcp_listen_port or 6653   # one port, not also the old 6633
+        tls = openflow.tls
+        if tls is None:
+            conf.set_override("ofp_tcp_listen_port", port)
+        else:
+            compat.fix_ryu_tls_listener()
+            conf.set_override("ofp_ssl_listen_port", openflow.listen_port or conf.ofp_ssl_listen_port or port)
+            conf.set_override("ctl_privkey", tls.key)
+            conf.set_override("ctl_cert", tls.cert)
+            conf.set_override("ca_certs", tls.ca)
+        if not security.is_loopback(host) and tls is None:
+            log.warning("OpenFlow listens on %s without TLS: anyone who reaches it can pose as a switch "
+                        "(set openflow.tls)", host)
+
     def _start_rest(self) -> None:
         from .rest.api import make_wsgi_app
         api = self.config.api
         app = make_wsgi_app(self.service, api, self.metrics)
-        self.threads.append(compat.serve_wsgi(app, api.host, api.port))
-        log.info("REST API on http://%s:%d/mam/v1", api.host, api.port)
+        tls = None if api.tls is None else compat.server_tls_context(api.tls.cert, api.tls.key, api.tls.ca)
+        self.threads.append(compat.serve_wsgi(app, api.host, api.port, tls))
+        log.info("REST API on %s://%s:%d/mam/v1", "https" if tls else "http", api.host, api.port)
 
     def _start_sip(self) -> None:
         sip = self.config.sip

@@ -26,7 +26,8 @@ def broken(path, value):
 def test_the_documented_example_loads():
     config = load_config(str(EXAMPLE))
     assert [c.name for c in config.topology.communities] == ["site-a", "site-b"]
-    assert config.aggregates[0].size_kbps == 2000 and config.api.token == "change-me"
+    assert config.aggregates[0].size_kbps == 2000 and config.api.token is None       # from $MAM_TOKEN
+    assert (config.openflow.listen_host, config.openflow.listen_port) == ("127.0.0.1", 6653)
     assert config.topology.link("s1", "s2").reservable_kbps == 5000
 
 

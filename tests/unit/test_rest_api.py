@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -294,10 +295,13 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "enterpris
 
 
 class ExampleApi(Api):
-    """The REST app over docs/examples/enterprise.yaml (token, pool and codec policy from the file)."""
+    """The REST app over docs/examples/enterprise.yaml (pool and codec policy from the file; the
+    token from $MAM_TOKEN, as the controller takes it)."""
 
     def __init__(self) -> None:  # noqa: super() builds a different network
-        self.config = load_config(str(EXAMPLE))
+        from ryu_apps import security
+        config = load_config(str(EXAMPLE))
+        self.config = replace(config, api=security.api_with_token(config.api, {"MAM_TOKEN": "example-token-0123"}))
         self.service = MamService(build_manager(self.config, MemoryLedger()), clock=lambda: 1.0)
         self.metrics = Metrics(self.service)
         self.app = make_wsgi_app(self.service, self.config.api, self.metrics)
@@ -314,7 +318,7 @@ def site_call(call_id: str, codec: str = "pcmu", **extra: Any) -> dict[str, Any]
 def test_example_config_admits_21_calls_then_pool_full_and_release_restores_zero() -> None:
     api = ExampleApi()
     token = api.config.api.token
-    assert token == "change-me"
+    assert token == "example-token-0123"
     assert api("POST", "/mam/v1/calls", site_call("c0"), token=None)[0] == 401
     kbps = []
     for n in range(21):
