@@ -100,6 +100,23 @@ class Wakeup:
             self._event.set()
 
 
+class WakeupEvent:
+    """:class:`Wakeup` with ``threading.Event``'s words (set / clear / wait), for loops
+    written against them. A set() before clear() is not lost: the next wait returns at once."""
+
+    def __init__(self) -> None:
+        self._wakeup = Wakeup()
+
+    def set(self) -> None:
+        self._wakeup.wake()
+
+    def clear(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._wakeup.sleep(30.0 if timeout is None else timeout)
+
+
 def server_tls_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext:
     """TLS 1.2+ for a server; with ``ca``, clients must present a certificate it signed.
     A green context under eventlet, so handshakes never block the hub."""

@@ -101,7 +101,9 @@ class MediaAggregationApp(compat.RyuApp):
         app's __init__, and reads these then."""
         conf = compat.cfg.CONF
         openflow = self.config.openflow
-        host = openflow.listen_host or conf.ofp_listen_host or "127.0.0.1"
+        # the framework's own default is every address: only a host named on the command line counts
+        named = conf.ofp_listen_host if conf.ofp_listen_host not in ("", "0.0.0.0", "::") else None
+        host = openflow.listen_host or named or "127.0.0.1"
         conf.set_override("ofp_listen_host", host)
         port = openflow.listen_port or conf.ofp_tcp_listen_port or 6653   # one port, not also the old 6633
         tls = openflow.tls
@@ -150,12 +152,11 @@ class MediaAggregationApp(compat.RyuApp):
         from .signalling.h323.directory import TopologyDirectory
         from .signalling.h323.gatekeeper import Gatekeeper, GatekeeperSettings
         from .signalling.h323.hub_server import HubGatekeeper
-        from .signalling.sip.hub_server import hub_event_factory
         service = self.service
         gatekeeper = Gatekeeper(GatekeeperSettings.from_config(h323), service,
                                 TopologyDirectory(lambda: service.manager.topology))
         self.h323 = HubGatekeeper(gatekeeper, spawn=compat.hub.spawn, sleep=compat.hub.sleep,
-                                  socket_factory=socket.socket, event_factory=hub_event_factory(compat.hub))
+                                  socket_factory=socket.socket, event_factory=compat.WakeupEvent)
         self.service.subscribe(self.h323.on_changes)
         self.h323.start()
         log.info("H.323 gatekeeper %s: RAS on %s:%d/udp, call signalling on %s:%d/tcp", h323.gatekeeper_id,

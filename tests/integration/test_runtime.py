@@ -81,3 +81,44 @@ def test_osken_launcher_runs_the_same_app():
     port = free_port()
     output = run_app([str(tool("mam-osken")), "--ofp-tcp-listen-port", str(port), str(HELLO)], port, "os_ken")
     assert "hello-app started under os_ken" in output
+
+
+@pytest.mark.osken
+def test_the_controller_starts_with_every_front_end_and_listener(tmp_path: Path):
+    """mam_app under its framework with SIP, H.323, REST (TLS-less) and a SQLite store all on:
+    every start-up path that imports lazily runs, each listener answers, and the start-up
+    checks pass a strong token. (Under os-ken: mam-osken.)"""
+    import json
+    framework = os.environ.get("MAM_FRAMEWORK", "ryu")
+    command = tool("mam-osken" if framework == "os_ken" else "ryu-manager")
+    of_port, api_port, sip_port, ras_port, call_port = (free_port() for _ in range(5))
+    config = tmp_path / "mam.yaml"
+    config.write_text(json.dumps({
+        "topology": {"switches": [{"name": "s1", "dpid": 1}, {"name": "s2", "dpid": 2}],
+                     "links": [{"a": "s1", "a_port": 10, "b": "s2", "b_port": 10, "capacity_kbps": 20000}]},
+        "communities": [
+            {"name": "site-a", "edge": "s1", "access_ports": [1], "prefixes": ["10.0.1.0/24"]},
+            {"name": "site-b", "edge": "s2", "access_ports": [1], "prefixes": ["10.0.2.0/24"], "e164_prefixes": ["2"]}],
+        "aggregates": [{"id": "a-b", "between": ["site-a", "site-b"], "size_kbps": 2000}],
+        "dataplane": {"class_mode": "none"},
+        "openflow": {"listen": f"127.0.0.1:{of_port}"},
+        "api": {"port": api_port, "token": "runtime-test-token-77"},
+        "sip": {"enabled": True, "listen": f"127.0.0.1:{sip_port}", "transports": ["udp", "tcp"]},
+        "h323": {"enabled": True, "ras_listen": f"127.0.0.1:{ras_port}", "call_listen": f"127.0.0.1:{call_port}"},
+        "store": str(tmp_path / "ledger.sqlite"),
+    }))
+    env = dict(os.environ, MAM_CONFIG=str(config), MAM_FRAMEWORK=framework, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([str(command), "ryu_apps.mam_app"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        for port in (api_port, of_port, sip_port, call_port):       # TCP listeners: REST, OpenFlow, SIP, H.225
+            assert wait_listening(port, process, timeout=40), f"nothing on {port}"
+    finally:
+        process.terminate()
+        try:
+            output, _ = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate(timeout=10)
+    assert "Traceback" not in output, output[-3000:]
+    assert "H.323 gatekeeper" in output and "SIP proxy on" in output and "REST API on http://" in output, output
