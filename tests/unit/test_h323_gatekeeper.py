@@ -367,3 +367,30 @@ def test_separate_h245_address_passes_unchanged() -> None:
     connect = h.messages(caller)[-1]
     assert connect["type"] == sim.CONNECT and sim.body_of(connect)[1]["h245Address"] == sim.taddr("10.0.2.5", 1801)
     assert h.calls() == 1
+
+
+def test_deferred_setup_admission_whose_caller_left_is_released() -> None:
+    h = Harness(defer=True)
+    h.two_phones()
+    caller = h.connect(("10.0.1.6", 30000))
+    h.stream(caller, sim.q931(sim.SETUP, 9, False, sim.setup_body(sim.new_guid(), [("dialledDigits", "2001")],
+                                                                   [("dialledDigits", "1002")], [], SIGNAL_A)))
+    (admit,) = h.performs
+    h.take(h.gk.stream_closed(caller, h.now, reset=True))       # gone before the controller answers
+    h.take(h.gk.performed(admit.ticket, perform(h.service, admit.op), h.now))
+    assert h.calls() == 1 and not h.gk.calls                   # admitted by the controller, not kept here ...
+    (release,) = h.performs[1:]
+    h.take(h.gk.performed(release.ticket, perform(h.service, release.op), h.now))
+    assert h.calls() == 0 and SIGNAL_B not in h.opened.values()  # ... released at once, nothing routed
+
+
+def test_an_endpoint_whose_calls_ended_is_not_counted_as_silent_later() -> None:
+    h = Harness()
+    a, _ = h.two_phones()
+    first = h.call(a)
+    h.advance(31)                                                # IRQ sent; nobody answers
+    h.stream(first["caller"], sim.q931(RC, 7, False, sim.release_body(first["guid"]), cause=16))
+    h.advance(30)                                                # no calls: the pending IRQ is forgotten
+    h.call(a, seq=50)
+    h.advance(60)                                                # two polls for the new call: one miss so far
+    assert h.calls() == 1

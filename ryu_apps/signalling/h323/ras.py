@@ -354,6 +354,9 @@ class RasHandler:
     def _poll(self, now: float) -> None:
         gk = self.gk
         busy = {ep for c in gk.calls.values() for ep in (c.caller_ep, c.callee_ep) if ep is not None}
+        for idle in [ep for ep in self.irq_sent if ep not in busy]:    # its calls ended: nothing to ask
+            del self.irq_sent[idle]
+            self.irq_missed.pop(idle, None)
         for endpoint_id in busy:
             endpoint = gk.registry.get(endpoint_id)
             if endpoint is None:

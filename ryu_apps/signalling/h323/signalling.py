@@ -183,6 +183,9 @@ class CallSignalling:
 
         def decided(result: "Result") -> None:
             from .gatekeeper import H323Call
+            if isinstance(result, Admitted) and conn.conn not in self.conns:   # the caller left meanwhile
+                gk.ask(Release(call_id, "h323: caller left before admission answered"))
+                return
             if isinstance(result, Admitted):
                 record = H323Call(call_id, guid, conference, caller_community, callee_community, 1280, spec,
                                   result.serial, now)
