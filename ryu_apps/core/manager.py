@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from .admission import (AdmissionRequest, Admitted, Decision, Rejected, RejectReason, ServiceLevel,
                         SignallingProtocol)
@@ -32,8 +32,11 @@ from .locations import Location, PortSecurity, Verdict, judge
 from .network import Hop, Link, Topology
 from .paths import constrained_path
 from .planner import Planner
+from .replica import Replica
 from .reservations import Reservations
-from .store import Ledger, MemoryLedger
+from .store import Ledger, LedgerConflict, MemoryLedger, Write
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class ManagerSettings:
     reroute: bool = True     # move an aggregate off a link that goes down, when another path fits
     timers: LifecycleTimers = field(default_factory=LifecycleTimers)
     port_security: PortSecurity = field(default_factory=PortSecurity)
+    conflict_retries: int = 8  # a shared ledger refused a commit (another controller came first): decide again
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class MediaAggregationManager:
         self._pending_notes: list[str] = []
         self._faults: dict[Link, str] = {}
         self._retry_releases: dict[str, str] = {}       # call id -> cause, for releases the ledger refused
+        self._now = now                                   # the latest time heard (for others' changes)
         self._restore(now)
 
     # --- state restored from the ledger ------------------------------------------------
@@ -152,11 +157,32 @@ class MediaAggregationManager:
             writes = journal.writes()
             if writes:
                 self.ledger.commit(writes)
-        except BaseException:
+        except BaseException as error:
             journal.rollback()
             del self._pending_plan[marks[0]:], self._pending_released[marks[1]:], self._pending_notes[marks[2]:]
+            if isinstance(error, LedgerConflict):     # memory catches up with the ledger at once
+                Replica(self).apply(error.fresh, self._now)
             raise
         journal.committed()
+
+    def _retrying(self, now: float, attempt: Callable[[], T]) -> T:
+        """Run a mutation; when a shared ledger refuses it because another controller
+        changed what it relied on, catch up with that change and run it again (a bounded
+        number of times: then the conflict is the caller's StoreUnavailable)."""
+        self._now = max(self._now, now)
+        for _ in range(self.settings.conflict_retries):
+            try:
+                return attempt()
+            except LedgerConflict:
+                continue
+        return attempt()
+
+    def apply_remote(self, writes: Sequence[Write], now: float) -> None:
+        """Changes other controllers committed to a shared ledger, in commit order (see
+        :mod:`.replica`); plan changes and releases are drained like the manager's own."""
+        assert not self._journal.active, "remote changes arrive between mutations"
+        self._now = max(self._now, now)
+        Replica(self).apply(writes, now)
 
     # --- queries --------------------------------------------------------------------
 
@@ -482,21 +508,26 @@ class MediaAggregationManager:
         transaction, so a client never sees a call admitted without the flows it asked for.
 
         Idempotent per call id: a retransmitted setup gets the same decision and
-        allocates nothing more. A ledger that cannot record the admission refuses it
-        (``store-unavailable``) and leaves everything as it was."""
-        existing = self._state.calls.get(request.call_id)
-        if existing is not None:
-            if media is not None:
-                self.attach_media(request.call_id, *media, now)
-            return Admitted(existing.call_id, existing.aggregate_id, existing.kbps, serial=existing.serial)
-        try:
+        allocates nothing more (on any controller sharing the ledger). A ledger that
+        cannot record the admission refuses it (``store-unavailable``) and leaves
+        everything as it was."""
+        def attempt() -> tuple[Decision, bool]:
+            existing = self._state.calls.get(request.call_id)
+            if existing is not None:
+                if media is not None:
+                    self.attach_media(request.call_id, *media, now)
+                return Admitted(existing.call_id, existing.aggregate_id, existing.kbps, serial=existing.serial), False
             with self._transaction():
                 decision = self._decide(request, now)
                 if media is not None and isinstance(decision, Admitted):
                     self._attach(self._state.calls[request.call_id], *media, now)
+            return decision, True
+        try:
+            decision, decided = self._retrying(now, attempt)
         except StoreUnavailable as error:
-            decision = Rejected(request.call_id, RejectReason.STORE_UNAVAILABLE, error.message)
-        self.counters.count(decision, request.protocol)
+            decision, decided = Rejected(request.call_id, RejectReason.STORE_UNAVAILABLE, error.message), True
+        if decided:
+            self.counters.count(decision, request.protocol)
         return decision
 
     def _decide(self, request: AdmissionRequest, now: float) -> Decision:
@@ -624,27 +655,36 @@ class MediaAggregationManager:
         if kbps is None:
             return Rejected(call_id, RejectReason.CODEC_NOT_ALLOWED,
                             f"unknown codec {media.codec!r} with no declared bandwidth")
-        aggregate = self._state.aggregates[call.aggregate_id]
-        free = aggregate.size_kbps - self._state.used[aggregate.id] + call.kbps
-        if kbps > free:
-            return Rejected(call_id, RejectReason.POOL_FULL,
-                            f"aggregate {aggregate.id}: {free} kbit/s free for this call, new media needs {kbps}")
-        try:
+        def attempt() -> Decision:
+            call = self._state.calls.get(call_id)
+            if call is None:
+                return Rejected(call_id, RejectReason.UNKNOWN_CALL, f"no call {call_id!r}")
+            aggregate = self._state.aggregates[call.aggregate_id]
+            free = aggregate.size_kbps - self._state.used[aggregate.id] + call.kbps
+            if kbps > free:
+                return Rejected(call_id, RejectReason.POOL_FULL,
+                                f"aggregate {aggregate.id}: {free} kbit/s free for this call, new media needs {kbps}")
             with self._transaction():
                 self._state.update_call(call, replace(call, media=media, kbps=kbps))
+            return Admitted(call_id, aggregate.id, kbps, serial=call.serial)
+        try:
+            return self._retrying(now, attempt)
         except StoreUnavailable as error:
             return Rejected(call_id, RejectReason.STORE_UNAVAILABLE, error.message)
-        return Admitted(call_id, aggregate.id, kbps, serial=call.serial)
 
     def release(self, call_id: str, now: float, cause: str = "released") -> ReleasedCall | None:
         """Give a call's bandwidth back. Unknown ids are ignored (None). When the ledger
         cannot record it, the call keeps its bandwidth and the release is retried."""
-        call = self._state.calls.get(call_id)
-        if call is None:
-            return None
-        try:
+        def attempt() -> ReleasedCall | None:
+            call = self._state.calls.get(call_id)
+            if call is None:
+                return None
             with self._transaction():
                 return self._release(call, cause, now)
+        if call_id not in self._state.calls:
+            return None
+        try:
+            return self._retrying(now, attempt)
         except StoreUnavailable as error:
             self._retry_releases[call_id] = cause
             self._pending_notes.append(f"release of call {call_id} ({cause}) not recorded yet: {error.message}; "
@@ -720,7 +760,7 @@ class MediaAggregationManager:
 
     # --- internals ------------------------------------------------------------------
 
-    def _release(self, call: Call, cause: str, now: float) -> ReleasedCall:
+    def _release(self, call: Call, cause: str, now: float, count: bool = True) -> ReleasedCall:
         """live -> releasing (bandwidth returned); ended at once when no flow was ever planned."""
         entries = self._plans.call(call)
         state = self._state
@@ -733,7 +773,8 @@ class MediaAggregationManager:
             state.set_deadline(call.serial, None)
         released = ReleasedCall(call.call_id, call.aggregate_id, call.kbps, cause, call.serial)
         self._pending_released.append(released)
-        self._journal.after(self._count_released)
+        if count:
+            self._journal.after(self._count_released)
         return released
 
     def _count_released(self) -> None:

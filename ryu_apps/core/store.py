@@ -15,6 +15,7 @@ from typing import Protocol, Sequence, Union
 
 from .aggregate import Aggregate
 from .calls import Call
+from .errors import StoreUnavailable
 from .locations import Location
 
 
@@ -71,6 +72,17 @@ class LedgerState:
     aggregates: tuple[Aggregate, ...] = ()
     calls: tuple[Call, ...] = ()
     locations: tuple[Location, ...] = ()
+
+
+class LedgerConflict(StoreUnavailable):
+    """A shared ledger refused a commit because another controller changed what the
+    mutation relied on (a pool's use, a call, a claimed tag). ``fresh`` holds the
+    changes that bring this manager up to date, in commit order; the manager applies
+    them (:meth:`~.manager.MediaAggregationManager.apply_remote`) and decides again."""
+
+    def __init__(self, message: str, fresh: Sequence["Write"] = ()) -> None:
+        super().__init__(message)
+        self.fresh = tuple(fresh)
 
 
 class Ledger(Protocol):
