@@ -1,0 +1,471 @@
+"""A ledger several controllers share: the core's writes as compare-and-swap transactions
+on an etcd-like key-value store (revisions, versions, watches).
+
+Key layout under the prefix (values are JSON of the core's plain-data forms)::
+
+    aggregates/<id>            the pool                 used/<id>        kbit/s its live calls use
+    calls/<call id>            a live call              serials/<n>      claim: call id
+    tags/<edge>/<label>        claim: call id           aggtags/<vid>    claim: aggregate id
+    locations/<community>/<ip> access port              aggregates-rev   bumped by every pool change
+    sync/<member>              written when a commit is refused (a mark the watch returns)
+
+One manager mutation is one transaction. It compares what the decision relied on, as
+this ledger last saw it: every call it changes or deletes (mod revision), every pool
+whose calls change (``used/<id>``: mod revision; and the pool itself when use grows),
+``aggregates-rev`` when pools are created, resized, moved or deleted (links are shared by
+all pools), and create-only claims (version 0) of a new call's id, serial and two tags
+and of a new pool's tag. If every compare holds it puts the new values; if one fails
+nothing is written except ``sync/<member>``, whose revision R the answer carries: once
+the watch has delivered everything up to R, this manager knows what the other
+controller did, the refusal is raised as :class:`~ryu_apps.core.store.LedgerConflict`
+carrying those changes, and the manager decides again.
+
+What this ledger "last saw" (its mirror: mod revisions, pools' use) moves only together
+with the manager's memory: by its own commits, and by :meth:`SharedLedger.take_remote`,
+which turns the watched events into core writes under the same lock that serialises the
+manager. A watched event older than what the mirror holds for its key is dropped, and
+events of this ledger's own commits are skipped (their revision is known).
+
+A commit the store cannot answer raises StoreUnavailable. When the answer was lost
+after the store applied it, the change arrives through the watch as another
+controller's would: the call exists, a retried setup is answered from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Protocol, Sequence, Union
+
+from ..core.aggregate import Aggregate
+from ..core.calls import Call
+from ..core.errors import StoreUnavailable
+from ..core.locations import Location
+from ..core.serialize import aggregate_from_dict, aggregate_to_dict, call_from_dict, call_to_dict
+from ..core.store import (DeleteAggregate, DeleteCall, LedgerConflict, LedgerState, PutAggregate, PutCall,
+                          PutLocation, Write)
+
+log = logging.getLogger(__name__)
+
+#: How long a refused commit waits for the watch to deliver what refused it.
+CATCH_UP_S = 2.0
+
+
+# --- the key-value interface (etcd v3's data model) -----------------------------------
+
+@dataclass(frozen=True)
+class Compare:
+    """``key``'s ``target`` ("version", "mod" or "value") equals ``expected``."""
+
+    key: str
+    target: str
+    expected: int | str
+
+
+@dataclass(frozen=True)
+class Put:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: str
+
+
+Op = Union[Put, Delete]
+
+
+@dataclass(frozen=True)
+class TxnResult:
+    succeeded: bool
+    revision: int     # the store's revision after the transaction
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    key: str
+    value: str | None    # None: deleted
+    revision: int        # mod revision (of the deletion for a delete)
+
+
+class KV(Protocol):
+    def txn(self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]) -> TxnResult:
+        """All of ``success`` if every compare holds, else all of ``failure``; raise
+        StoreUnavailable when the store cannot answer."""
+
+    def snapshot(self, prefix: str) -> tuple[int, list[KeyValue]]:
+        """Every key under ``prefix`` at one revision, and that revision."""
+
+    def catch_up(self, revision: int, timeout: float) -> bool:
+        """Block until the watch has fed the ledger every event up to ``revision``."""
+
+
+class Waiter(Protocol):
+    """A sleep another thread (or greenlet) can cut short: compat.Wakeup under a framework."""
+
+    def sleep(self, seconds: float) -> bool: ...
+
+    def wake(self) -> None: ...
+
+
+class ThreadWaiter:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def sleep(self, seconds: float) -> bool:
+        woken = self._event.wait(max(0.0, seconds))
+        self._event.clear()
+        return woken
+
+    def wake(self) -> None:
+        self._event.set()
+
+
+# --- the ledger -----------------------------------------------------------------------
+
+class SharedLedger:
+    durable = True
+
+    def __init__(self, kv: KV, prefix: str, member: str, edge_of: Callable[[str], str],
+                 waiter: Waiter | None = None) -> None:
+        self.kv = kv
+        self.prefix = prefix.rstrip("/") + "/"
+        self.member = member
+        self.edge_of = edge_of
+        self.waiter: Waiter = waiter or ThreadWaiter()
+        self.on_events: Callable[[], None] = lambda: None   # the shell applies what arrived
+        self._events: deque[KeyValue] = deque()             # watched, not yet taken (any thread)
+        self._events_lock = threading.Lock()
+        self.watched = 0                                     # highest event revision fed
+        self.revision = 0                                    # the snapshot the watch continues from
+        self._reset()
+
+    def _reset(self) -> None:
+        self._calls: dict[str, tuple[Call, int]] = {}
+        self._aggregates: dict[str, tuple[Aggregate, int]] = {}
+        self._used: dict[str, tuple[int, int]] = {}
+        self._locations: dict[str, int] = {}                  # key -> mod revision
+        self._aggregates_rev = (0, 0)                        # (value, mod revision)
+        self._seen: dict[str, int] = {}                       # deleted key -> revision of the deletion
+        self._own: set[int] = set()                           # revisions of this ledger's commits
+        self._own_claims: dict[str, int] = {}                 # claim key -> revision of the own commit taking it
+        self._applied = 0
+        self._syncs = 0
+
+    # --- keys ---------------------------------------------------------------------------
+
+    def key(self, *parts: object) -> str:
+        return self.prefix + "/".join(str(p) for p in parts)
+
+    def _claims(self, call: Call) -> list[str]:
+        return [self.key("serials", call.serial),
+                self.key("tags", self.edge_of(call.caller_community), call.tag_to_caller),
+                self.key("tags", self.edge_of(call.callee_community), call.tag_to_callee)]
+
+    # --- Ledger -------------------------------------------------------------------------
+
+    def load(self) -> LedgerState:
+        revision, kvs = self.kv.snapshot(self.prefix)
+        self._reset()
+        with self._events_lock:
+            while self._events and self._events[0].revision <= revision:
+                self._events.popleft()
+        self.revision = self._applied = revision
+        self.watched = max(self.watched, revision)
+        calls, aggregates, locations = [], [], []
+        for item in kvs:
+            if item.value is None:
+                continue
+            write = self._write_of(item)
+            if isinstance(write, PutCall):
+                calls.append(write.call)
+            elif isinstance(write, PutAggregate):
+                aggregates.append(write.aggregate)
+            elif isinstance(write, PutLocation):
+                locations.append(write.location)
+            self._mirror(item, write)
+        for aggregate in aggregates:
+            stored = self._used.get(aggregate.id, (0, 0))[0]
+            actual = sum(c.kbps for c in calls if c.aggregate_id == aggregate.id)
+            if stored != actual:
+                log.error("shared ledger %s: used/%s says %d kbit/s, its calls use %d", self.prefix, aggregate.id,
+                          stored, actual)
+        return LedgerState(tuple(sorted(aggregates, key=lambda a: a.id)),
+                           tuple(sorted(calls, key=lambda c: c.call_id)), tuple(locations))
+
+    def commit(self, writes: Sequence[Write]) -> None:
+        compares: list[Compare] = []
+        ops: list[Op] = []
+        deltas: dict[str, int] = {}
+        growing: set[str] = set()
+        pools_changed = False
+        created: set[str] = set()
+        deleted: set[str] = set()
+        for write in writes:
+            if isinstance(write, PutCall):
+                self._put_call(write.call, compares, ops, deltas, growing)
+            elif isinstance(write, DeleteCall):
+                self._delete_call(write.call_id, compares, ops, deltas)
+            elif isinstance(write, PutAggregate):
+                pools_changed = True
+                aggregate = write.aggregate
+                key = self.key("aggregates", aggregate.id)
+                known = self._aggregates.get(aggregate.id)
+                if known is None:
+                    created.add(aggregate.id)
+                    compares += [Compare(key, "version", 0), Compare(self.key("aggtags", aggregate.tag), "version", 0),
+                                 Compare(self.key("used", aggregate.id), "version", 0)]
+                    ops += [Put(self.key("aggtags", aggregate.tag), aggregate.id),
+                            Put(self.key("used", aggregate.id), "0")]
+                else:
+                    compares += [Compare(key, "mod", known[1]),
+                                 Compare(self.key("used", aggregate.id), "mod", self._used_of(aggregate.id)[1])]
+                ops.append(Put(key, _dump(aggregate_to_dict(aggregate))))
+            elif isinstance(write, DeleteAggregate):
+                known = self._aggregates.get(write.aggregate_id)
+                if known is None:
+                    continue
+                pools_changed = True
+                deleted.add(write.aggregate_id)
+                aggregate, revision = known
+                compares += [Compare(self.key("aggregates", aggregate.id), "mod", revision),
+                             Compare(self.key("used", aggregate.id), "mod", self._used_of(aggregate.id)[1])]
+                ops += [Delete(self.key("aggregates", aggregate.id)), Delete(self.key("aggtags", aggregate.tag)),
+                        Delete(self.key("used", aggregate.id))]
+            else:
+                location = write.location
+                key = self.key("locations", location.community, location.ip)
+                compares.append(Compare(key, "mod", self._locations[key]) if key in self._locations
+                                else Compare(key, "version", 0))
+                ops.append(Put(key, str(location.port)))
+        for aggregate_id, delta in deltas.items():
+            if aggregate_id in deleted:
+                continue
+            if aggregate_id in created:
+                used = (0, 0)
+            else:
+                used = self._used_of(aggregate_id)
+                compares.append(Compare(self.key("used", aggregate_id), "mod", used[1]))
+                if aggregate_id in growing and aggregate_id in self._aggregates:
+                    compares.append(Compare(self.key("aggregates", aggregate_id), "mod",
+                                            self._aggregates[aggregate_id][1]))
+            ops = [op for op in ops if not (isinstance(op, Put) and op.key == self.key("used", aggregate_id))]
+            ops.append(Put(self.key("used", aggregate_id), str(used[0] + delta)))
+        if pools_changed:
+            value, revision = self._aggregates_rev
+            compares.append(Compare(self.key("aggregates-rev"), "mod", revision) if revision
+                            else Compare(self.key("aggregates-rev"), "version", 0))
+            ops.append(Put(self.key("aggregates-rev"), str(value + 1)))
+        if not ops:
+            return
+        compares, ops = _handovers(compares, ops)
+        self._syncs += 1
+        result = self.kv.txn(compares, ops, [Put(self.key("sync", self.member), str(self._syncs))])
+        if result.succeeded:
+            self._own.add(result.revision)
+            self._mirror_own(writes, ops, result.revision)
+            return
+        if not self.kv.catch_up(result.revision, CATCH_UP_S):
+            raise StoreUnavailable(f"the shared ledger refused the change and its watch did not bring what "
+                                   f"changed within {CATCH_UP_S:g} s")
+        raise LedgerConflict("another controller changed what this decision relied on", self.take_remote())
+
+    def _mirror_own(self, writes: Sequence[Write], ops: Sequence[Op], revision: int) -> None:
+        claims = (self.key("serials", ""), self.key("tags", ""), self.key("aggtags", ""))
+        for op in ops:
+            if isinstance(op, Delete):
+                self._seen[op.key] = revision
+            elif op.key.startswith(claims):
+                self._own_claims[op.key] = revision
+        for write in writes:
+            if isinstance(write, PutCall):
+                self._calls[write.call.call_id] = (write.call, revision)
+            elif isinstance(write, DeleteCall):
+                self._calls.pop(write.call_id, None)
+            elif isinstance(write, PutAggregate):
+                self._aggregates[write.aggregate.id] = (write.aggregate, revision)
+            elif isinstance(write, DeleteAggregate):
+                self._aggregates.pop(write.aggregate_id, None)
+                self._used.pop(write.aggregate_id, None)
+            else:
+                self._locations[self.key("locations", write.location.community, write.location.ip)] = revision
+        used, rev = self.key("used", ""), self.key("aggregates-rev")
+        for op in ops:
+            if isinstance(op, Put) and op.key.startswith(used):
+                self._used[op.key[len(used):]] = (int(op.value), revision)
+            elif isinstance(op, Put) and op.key == rev:
+                self._aggregates_rev = (int(op.value), revision)
+
+    def _used_of(self, aggregate_id: str) -> tuple[int, int]:
+        return self._used.get(aggregate_id, (0, 0))
+
+    def _put_call(self, call: Call, compares: list[Compare], ops: list[Op], deltas: dict[str, int],
+                  growing: set[str]) -> None:
+        key = self.key("calls", call.call_id)
+        known = self._calls.get(call.call_id)
+        if known is None or (known[0].serial, known[0].aggregate_id) != (call.serial, call.aggregate_id):
+            if known is not None:
+                self._delete_call(call.call_id, compares, ops, deltas)
+                ops.remove(Delete(key))
+            else:
+                compares.append(Compare(key, "version", 0))
+            for claim in self._claims(call):
+                compares.append(Compare(claim, "version", 0))
+                ops.append(Put(claim, call.call_id))
+            delta = call.kbps
+        else:
+            compares.append(Compare(key, "mod", known[1]))
+            delta = call.kbps - known[0].kbps
+        ops.append(Put(key, _dump(call_to_dict(call))))
+        deltas[call.aggregate_id] = deltas.get(call.aggregate_id, 0) + delta
+        if delta > 0:
+            growing.add(call.aggregate_id)
+
+    def _delete_call(self, call_id: str, compares: list[Compare], ops: list[Op], deltas: dict[str, int]) -> None:
+        known = self._calls.get(call_id)
+        if known is None:
+            return
+        call, revision = known
+        compares.append(Compare(self.key("calls", call_id), "mod", revision))
+        ops.append(Delete(self.key("calls", call_id)))
+        ops.extend(Delete(claim) for claim in self._claims(call))
+        deltas[call.aggregate_id] = deltas.get(call.aggregate_id, 0) - call.kbps
+
+    # --- what other controllers commit ------------------------------------------------------
+
+    def feed(self, events: Iterable[KeyValue]) -> None:
+        """Watched events in revision order (from the watch's thread or greenlet)."""
+        added = False
+        with self._events_lock:
+            for event in events:
+                if event.revision <= self.revision:      # already in the snapshot
+                    continue
+                self._events.append(event)
+                self.watched = max(self.watched, event.revision)
+                added = True
+        if added:
+            self.waiter.wake()
+            self.on_events()
+
+    def pending(self) -> bool:
+        return bool(self._events)
+
+    def take_remote(self) -> list[Write]:
+        """What other controllers committed since the last call, as core writes, with the
+        mirror moved to match. Call it where the manager is serialised (under its lock)
+        and hand the writes to ``manager.apply_remote`` at once."""
+        with self._events_lock:
+            events = list(self._events)
+            self._events.clear()
+        writes: list[Write] = []
+        for event in events:
+            self._applied = max(self._applied, event.revision)
+            if event.revision in self._own:
+                continue
+            if event.revision <= self._seen_revision(event.key):
+                continue
+            write = self._write_of(event)
+            if self._superseded(write, event.revision):
+                continue
+            self._mirror(event, write)
+            if write is not None:
+                writes.append(write)
+        self._own = {r for r in self._own if r > self._applied}
+        self._seen = {k: r for k, r in self._seen.items() if r > self._applied}
+        self._own_claims = {k: r for k, r in self._own_claims.items() if r > self._applied}
+        return writes
+
+    def _superseded(self, write: Write | None, revision: int) -> bool:
+        """A call (or pool) created before one of this ledger's own commits that claimed
+        the same serial or tag: the store let that claim through, so this one had ended
+        by then; its end follows in the watch. Applying it would meet the newer holder."""
+        if isinstance(write, PutCall) and write.call.call_id not in self._calls:
+            keys = self._claims(write.call)
+        elif isinstance(write, PutAggregate) and write.aggregate.id not in self._aggregates:
+            keys = [self.key("aggtags", write.aggregate.tag)]
+        else:
+            return False
+        return any(self._own_claims.get(key, 0) > revision for key in keys)
+
+    def _seen_revision(self, key: str) -> int:
+        rest = key[len(self.prefix):]
+        kind, _, name = rest.partition("/")
+        if kind == "calls" and name in self._calls:
+            return self._calls[name][1]
+        if kind == "aggregates" and name in self._aggregates:
+            return self._aggregates[name][1]
+        if kind == "used" and name in self._used:
+            return self._used[name][1]
+        if kind == "locations" and key in self._locations:
+            return self._locations[key]
+        if rest == "aggregates-rev":
+            return self._aggregates_rev[1]
+        return self._seen.get(key, 0)
+
+    def _write_of(self, item: KeyValue) -> Write | None:
+        rest = item.key[len(self.prefix):]
+        kind, _, name = rest.partition("/")
+        try:
+            if kind == "calls":
+                return DeleteCall(name) if item.value is None else PutCall(call_from_dict(json.loads(item.value)))
+            if kind == "aggregates":
+                return (DeleteAggregate(name) if item.value is None
+                        else PutAggregate(aggregate_from_dict(json.loads(item.value))))
+            if kind == "locations" and item.value is not None:
+                community, _, ip = name.partition("/")
+                return PutLocation(Location(community, ip, int(item.value)))
+        except (ValueError, KeyError, TypeError) as error:
+            log.error("shared ledger: cannot read %s: %s", item.key, error)
+        return None
+
+    def _mirror(self, item: KeyValue, write: Write | None) -> None:
+        rest = item.key[len(self.prefix):]
+        kind, _, name = rest.partition("/")
+        if item.value is None:
+            self._seen[item.key] = item.revision
+        if kind == "calls":
+            if isinstance(write, PutCall):
+                self._calls[name] = (write.call, item.revision)
+            else:
+                self._calls.pop(name, None)
+        elif kind == "aggregates":
+            if isinstance(write, PutAggregate):
+                self._aggregates[name] = (write.aggregate, item.revision)
+            else:
+                self._aggregates.pop(name, None)
+        elif kind == "used":
+            if item.value is None:
+                self._used.pop(name, None)
+            else:
+                self._used[name] = (int(item.value), item.revision)
+        elif kind == "locations":
+            if item.value is None:
+                self._locations.pop(item.key, None)
+            else:
+                self._locations[item.key] = item.revision
+        elif rest == "aggregates-rev":
+            self._aggregates_rev = (0, 0) if item.value is None else (int(item.value), item.revision)
+
+
+def _handovers(compares: list[Compare], ops: list[Op]) -> tuple[list[Compare], list[Op]]:
+    """A claim deleted and created in one transaction (a preempted call that never had
+    flows gives its serial to the call that pushed it out) is handed over: one put,
+    guarded by the compare on the call that held it."""
+    deleted = {op.key for op in ops if isinstance(op, Delete)}
+    handed = {op.key for op in ops if isinstance(op, Put) and op.key in deleted}
+    seen: set[Compare] = set()
+    kept_compares = []
+    for compare in compares:
+        if compare in seen or (compare.key in handed and compare.target == "version"):
+            continue
+        seen.add(compare)
+        kept_compares.append(compare)
+    return kept_compares, [op for op in ops if not (isinstance(op, Delete) and op.key in handed)]
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)

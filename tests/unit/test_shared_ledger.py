@@ -1,0 +1,186 @@
+"""The shared ledger (ryu_apps.store.shared) on the in-memory etcd model: what one
+admission's transaction compares and writes, and how managers that decide on a stale
+view are corrected by the store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason, ServiceLevel
+from ryu_apps.core.calls import CallState, MediaEndpoint
+from ryu_apps.core.codec import MediaSpec
+from ryu_apps.core.manager import MediaAggregationManager
+from ryu_apps.core.replica import RELEASED_ELSEWHERE
+from ryu_apps.store.memkv import MemoryKV, MemoryStore
+from ryu_apps.store.shared import Compare, SharedLedger
+
+PREFIX = "/mam/"
+PCMU = MediaSpec("pcmu")       # 91 kbit/s at Ethernet level with the tags
+
+
+class Node:
+    """One controller: a manager on its own connection to the shared store."""
+
+    def __init__(self, store: MemoryStore, topology, name: str) -> None:
+        self.kv = MemoryKV(store, PREFIX)
+        self.ledger = SharedLedger(self.kv, PREFIX, name, lambda c: topology.community(c).edge)
+        self.kv.feed = self.ledger.feed
+        self.manager = MediaAggregationManager(topology, ledger=self.ledger)
+
+    def sync(self, now: float = 0.0) -> None:
+        self.kv.deliver()
+        self.manager.apply_remote(self.ledger.take_remote(), now)
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+def pair(store, line):
+    a, b = Node(store, line, "a"), Node(store, line, "b")
+    a.manager.create_aggregate("ab", "site-a", "site-b", 182)     # room for two pcmu calls
+    b.sync()
+    a.manager.drain(), b.manager.drain()
+    return a, b
+
+
+def call(i: int) -> AdmissionRequest:
+    return AdmissionRequest(f"c{i}", "site-a", "site-b", PCMU)
+
+
+def test_an_admission_is_one_transaction_comparing_what_it_relied_on(store, line):
+    a, _ = pair(store, line)
+    seen = []
+    txn = store.txn
+    store.txn = lambda compares, success, failure: seen.append((compares, success, failure)) or txn(
+        compares, success, failure)
+    assert isinstance(a.manager.admit(call(1), 1.0), Admitted)
+    (compares, success, failure), = seen
+    created = {c.key for c in compares if c.target == "version" and c.expected == 0}
+    assert created == {PREFIX + "calls/c1", PREFIX + "serials/1", PREFIX + "tags/s1/16", PREFIX + "tags/s3/16"}
+    assert {c.key for c in compares if c.target == "mod"} == {PREFIX + "used/ab", PREFIX + "aggregates/ab"}
+    assert sorted(op.key for op in success) == sorted(created | {PREFIX + "used/ab"})
+    assert store.data[PREFIX + "used/ab"].value == "91"
+    assert [op.key for op in failure] == [PREFIX + "sync/a"]
+
+
+def test_two_controllers_deciding_at_once_never_exceed_the_pool(store, line):
+    a, b = pair(store, line)
+    # both see an empty pool of 182 kbit/s; each admits two calls before hearing of the other's
+    assert isinstance(a.manager.admit(call(1), 1.0), Admitted)
+    assert isinstance(a.manager.admit(call(2), 1.0), Admitted)
+    third = b.manager.admit(call(3), 1.0)           # b's view is stale: the store refuses, b catches up
+    assert isinstance(third, Rejected) and third.reason is RejectReason.POOL_FULL
+    assert b.manager.used_kbps("ab") == 182 and {c.call_id for c in b.manager.calls()} == {"c1", "c2"}
+    assert store.data[PREFIX + "used/ab"].value == "182"
+
+
+def test_a_retried_setup_on_another_controller_is_the_same_admission(store, line):
+    a, b = pair(store, line)
+    first = a.manager.admit(call(1), 1.0)
+    again = b.manager.admit(call(1), 2.0)              # b has not heard of it: its create-only compare fails
+    assert again == first
+    assert b.manager.counters.admitted == 0 and b.manager.used_kbps("ab") == 91
+
+
+def test_stale_tags_and_serials_are_not_handed_out_twice(store, line):
+    a, b = pair(store, line)
+    wide = Node(store, line, "c")
+    for node in (a, b, wide):
+        node.sync()
+    a.manager.resize_aggregate("ab", 1000)
+    for i in range(5):                                 # both allocate the lowest free numbers
+        for node in (a, b):
+            assert isinstance(node.manager.admit(AdmissionRequest(f"{node.ledger.member}{i}", "site-a", "site-b",
+                                                                  PCMU), 1.0), Admitted)
+    wide.sync()
+    calls = wide.manager.calls()
+    assert len(calls) == 10
+    assert len({c.serial for c in calls}) == len({c.tag_to_caller for c in calls}) == 10
+
+
+def test_a_release_elsewhere_frees_the_pool_and_removes_the_flows_here(store, line):
+    a, b = pair(store, line)
+    a.manager.admit(call(1), 1.0)
+    a.manager.attach_media("c1", MediaEndpoint("10.1.0.1", 4000), MediaEndpoint("10.2.0.1", 5000), 2.0)
+    b.sync(2.0)
+    added = b.manager.drain().plan.add
+    assert b.manager.call("c1").state is CallState.ACTIVE and added     # b's switches get the call's flows
+    assert set(added) <= b.manager.expected_plan()
+    a.manager.release("c1", 3.0)
+    b.sync(3.0)
+    changes = b.manager.drain()
+    assert set(changes.plan.remove) == set(added)
+    assert [(r.call_id, r.cause) for r in changes.released] == [("c1", RELEASED_ELSEWHERE)]
+    assert b.manager.used_kbps("ab") == 0 and b.manager.counters.released == 0   # not this controller's release
+    b.manager.flows_removed(changes.released[0].serial, 3.5)
+    assert not b.manager.releasing()
+
+
+def test_a_call_admitted_elsewhere_keeps_its_attach_deadline_here(store, line):
+    a, b = pair(store, line)
+    a.manager.admit(call(1), 100.0)
+    b.sync(100.0)
+    assert b.manager.call("c1").state is CallState.ADMITTED
+    deadline = b.manager.next_timer()
+    assert deadline == 100.0 + b.manager.settings.timers.attach_s
+    b.manager.handle_timer(deadline)                  # b reclaims it first; a hears of it
+    a.sync(deadline)
+    assert a.manager.calls() == [] and a.manager.used_kbps("ab") == 0
+    a.manager.handle_timer(deadline)                  # a's own timer finds it gone: nothing more
+    assert store.data[PREFIX + "used/ab"].value == "0"
+
+
+def test_preemption_hands_a_flowless_victims_serial_over_in_one_transaction(store, line):
+    a = Node(store, line, "a")
+    a.manager.create_aggregate("ab", "site-a", "site-b", 91, preemption=True)
+    a.manager.admit(AdmissionRequest("low", "site-a", "site-b", PCMU, ServiceLevel.VOICE), 1.0)
+    decision = a.manager.admit(AdmissionRequest("sos", "site-a", "site-b", PCMU, ServiceLevel.EMERGENCY), 2.0)
+    assert isinstance(decision, Admitted) and decision.preempted == ("low",) and decision.serial == 1
+    assert json.loads(store.data[PREFIX + "calls/sos"].value)["serial"] == 1
+    assert store.data[PREFIX + "serials/1"].value == "sos" and PREFIX + "calls/low" not in store.data
+
+
+def test_a_store_that_is_down_refuses_and_changes_nothing(store, line):
+    a, _ = pair(store, line)
+    a.manager.admit(call(1), 1.0)
+    a.manager.drain()
+    before = a.manager.snapshot()
+    store.down = True
+    refused = a.manager.admit(call(2), 2.0)
+    assert isinstance(refused, Rejected) and refused.reason is RejectReason.STORE_UNAVAILABLE
+    assert a.manager.release("c1", 2.0) is None          # kept, retried every second
+    snapshot = a.manager.snapshot()
+    assert snapshot.pop("retry_releases") == {"c1": "released"}
+    assert {k: v for k, v in snapshot.items() if k not in ("deadlines", "pending")} == {
+        k: v for k, v in before.items() if k not in ("retry_releases", "deadlines", "pending")}
+    store.down = False                                   # back: the retry goes through, admission works again
+    a.manager.handle_timer(a.manager.next_timer())
+    assert a.manager.calls() == [] and isinstance(a.manager.admit(call(3), 4.0), Admitted)
+
+
+def test_a_restart_rebuilds_from_the_store_and_continues_the_watch(store, line):
+    a, b = pair(store, line)
+    a.manager.admit(call(1), 1.0)
+    restarted = Node(store, line, "b")
+    assert [c.call_id for c in restarted.manager.calls()] == ["c1"] and restarted.manager.used_kbps("ab") == 91
+    restarted.sync()                                      # events up to its snapshot are not applied twice
+    assert restarted.manager.used_kbps("ab") == 91
+    a.manager.admit(call(2), 2.0)
+    restarted.sync()
+    assert restarted.manager.used_kbps("ab") == 182
+
+
+def test_the_memory_model_follows_etcd_rules(store):
+    kv = MemoryKV(store, PREFIX)
+    from ryu_apps.store.shared import Delete, Put
+    assert kv.txn([Compare("/mam/x", "version", 0)], [Put("/mam/x", "1")], []).succeeded
+    assert not kv.txn([Compare("/mam/x", "version", 0)], [Put("/mam/x", "2")], []).succeeded
+    assert not kv.txn([Compare("/mam/y", "value", "")], [], []).succeeded     # a missing key has no value
+    with pytest.raises(ValueError, match="duplicate key"):
+        kv.txn([], [Put("/mam/x", "3"), Delete("/mam/x")], [])
+    revision, items = kv.snapshot(PREFIX)
+    assert revision == 2 and [(i.key, i.value, i.revision) for i in items] == [("/mam/x", "1", 2)]
