@@ -48,6 +48,7 @@ class ManagerSettings:
     timers: LifecycleTimers = field(default_factory=LifecycleTimers)
     port_security: PortSecurity = field(default_factory=PortSecurity)
     conflict_retries: int = 8  # a shared ledger refused a commit (another controller came first): decide again
+    tag_lane: tuple[int, int] = (0, 1)   # (index, count): where this controller's serials and tags start
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class MediaAggregationManager:
         self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
         self.counters = Counters()
         self._journal = Journal()
-        self._state = Reservations(topology, self._journal)
+        self._state = Reservations(topology, self._journal, self.settings.tag_lane)
         self._plans = Planner(topology, self.settings.plan, self.settings.reserved_dscps, self._state)
         self._bandwidth_cache: dict[MediaSpec, int | None] = {}
         self._pending_plan: list[PlanDiff] = []

@@ -26,6 +26,13 @@ CALL_TAGS = (16, 1_048_575)       # MPLS labels (0-15 are reserved)
 CALL_SERIALS = (1, 0xFF_FFFF_FFFF)
 
 
+def _lane_start(span: tuple[int, int], lane: tuple[int, int]) -> int:
+    """Where lane ``index`` of ``count`` starts in ``span`` (see :mod:`.tags`)."""
+    index, count = lane
+    low, high = span
+    return low + index * ((high - low + 1) // max(1, count))
+
+
 @dataclass(frozen=True)
 class CallTags:
     serial: int
@@ -34,7 +41,7 @@ class CallTags:
 
 
 class Reservations:
-    def __init__(self, topology: Topology, journal: Journal) -> None:
+    def __init__(self, topology: Topology, journal: Journal, lane: tuple[int, int] = (0, 1)) -> None:
         self.topology = topology
         self.journal = journal
         self.book = CapacityBook(topology)
@@ -47,9 +54,10 @@ class Reservations:
         self.releasing: dict[int, Call] = {}
         self.locations: dict[tuple[str, str], int] = {}     # (community, ip) -> access port
         self.deadlines = Deadlines()
-        self.aggregate_tags = TagAllocator(*AGGREGATE_TAGS)
-        self.call_tags = {s.name: TagAllocator(*CALL_TAGS) for s in topology.switches}
-        self.serials = TagAllocator(*CALL_SERIALS)
+        self.aggregate_tags = TagAllocator(*AGGREGATE_TAGS, start=_lane_start(AGGREGATE_TAGS, lane))
+        self.call_tags = {s.name: TagAllocator(*CALL_TAGS, start=_lane_start(CALL_TAGS, lane))
+                          for s in topology.switches}
+        self.serials = TagAllocator(*CALL_SERIALS, start=_lane_start(CALL_SERIALS, lane))
 
     def _undo(self, inverse: Callable[[], Any]) -> None:
         self.journal.undo(inverse)

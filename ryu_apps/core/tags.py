@@ -1,4 +1,10 @@
-"""Tag allocation: the lowest free number in a range, reused after release."""
+"""Tag allocation: the lowest free number in a range, reused after release.
+
+``start`` rotates what "lowest" means: numbers from ``start`` up are handed out first,
+then those below it. Controllers sharing a ledger start in different lanes of a range
+so that two of them deciding at the same instant seldom pick the same number (the
+ledger's create-only claims make a collision a retry, never a duplicate).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,13 @@ from .errors import Conflict
 class TagAllocator:
     """Hands out unique integers in [low, high]; never the same one to two holders."""
 
-    def __init__(self, low: int, high: int) -> None:
+    def __init__(self, low: int, high: int, start: int | None = None) -> None:
         if low > high:
             raise ValueError(f"empty tag range {low}..{high}")
         self.low, self.high = low, high
-        self._next = low          # every number >= _next has never been handed out
-        self._free: list[int] = []  # released numbers below _next (a heap)
+        self.start = low if start is None else low + (start - low) % (high - low + 1)
+        self._next = 0            # no rank >= _next was handed out here (some may be claimed)
+        self._free: list[int] = []  # released ranks (a heap; entries now live again are skipped)
         self._live: set[int] = set()
 
     def __contains__(self, tag: int) -> bool:
@@ -28,19 +35,30 @@ class TagAllocator:
     def capacity(self) -> int:
         return self.high - self.low + 1
 
+    def _rank(self, tag: int) -> int:
+        return (tag - self.start) % self.capacity
+
+    def _tag(self, rank: int) -> int:
+        return self.low + (self.start - self.low + rank) % self.capacity
+
     def allocate(self) -> int | None:
-        while self._free:
-            tag = heapq.heappop(self._free)
-            if tag not in self._live:
-                self._live.add(tag)
-                return tag
-        while self._next <= self.high:
-            tag = self._next
+        """The free tag of lowest rank: released ones below the frontier are in the heap,
+        the frontier itself is the lowest never handed out (claims do not move it: a
+        claimed tag far up the range costs nothing until the frontier reaches it)."""
+        free, live = self._free, self._live
+        while free and self._tag(free[0]) in live:
+            heapq.heappop(free)
+        while self._next < self.capacity and self._tag(self._next) in live:
             self._next += 1
-            if tag not in self._live:
-                self._live.add(tag)
-                return tag
-        return None
+        if free and (self._next >= self.capacity or free[0] < self._next):
+            tag = self._tag(heapq.heappop(free))
+        elif self._next < self.capacity:
+            tag = self._tag(self._next)
+            self._next += 1
+        else:
+            return None
+        live.add(tag)
+        return tag
 
     def claim(self, tag: int) -> None:
         """Mark a tag in use (restoring state from the store)."""
@@ -49,12 +67,8 @@ class TagAllocator:
         if tag in self._live:
             raise Conflict(f"tag {tag} is already in use")
         self._live.add(tag)
-        while self._next <= tag:
-            if self._next not in self._live:
-                heapq.heappush(self._free, self._next)
-            self._next += 1
 
     def release(self, tag: int) -> None:
         if tag in self._live:
             self._live.remove(tag)
-            heapq.heappush(self._free, tag)
+            heapq.heappush(self._free, self._rank(tag))
