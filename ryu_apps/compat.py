@@ -117,6 +117,16 @@ class WakeupEvent:
         return self._wakeup.sleep(30.0 if timeout is None else timeout)
 
 
+def rlock() -> Any:
+    """A reentrant lock for state shared between hub threads: eventlet's green RLock under
+    ryu (a ``threading.RLock`` is owned by the one OS thread every green thread runs on,
+    so it lets them all in), ``threading.RLock`` on native threads."""
+    if green():
+        from eventlet.green import threading as green_threading
+        return green_threading.RLock()
+    return threading.RLock()
+
+
 def server_tls_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext:
     """TLS 1.2+ for a server; with ``ca``, clients must present a certificate it signed.
     A green context under eventlet, so handshakes never block the hub."""

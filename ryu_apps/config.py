@@ -25,7 +25,8 @@ from .core.lifecycle import LifecycleTimers
 from .core.locations import PortSecurity
 from .core.manager import ManagerSettings, MediaAggregationManager
 from .core.network import Community, Link, Switch, Terminal, Topology
-from .core.store import Ledger
+from .core.store import Ledger, LedgerConflict
+from .store.url import EtcdUrl
 
 T = TypeVar("T")
 
@@ -122,6 +123,14 @@ class CallsConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Several controllers on one etcd ledger (docs/cluster.md)."""
+
+    name: str | None = None            # this controller's name among them (default: host name and pid)
+    timeout_s: float = 1.0             # one etcd request; no answer within it: store-unavailable
+
+
+@dataclass(frozen=True)
 class Config:
     topology: Topology
     settings: ManagerSettings
@@ -133,6 +142,12 @@ class Config:
     calls: CallsConfig = field(default_factory=CallsConfig)
     h323: H323Config = field(default_factory=H323Config)
     openflow: OpenFlowConfig = field(default_factory=OpenFlowConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    @property
+    def store_url(self) -> EtcdUrl | None:
+        """The shared etcd ledger ``store:`` names, or None (SQLite file or memory)."""
+        return EtcdUrl.parse(self.store_path) if self.store_path and self.store_path.startswith("etcd://") else None
 
 
 # --- the small validation toolkit ------------------------------------------------------
@@ -451,6 +466,23 @@ def _token_file(value: Any, path: str) -> str:
     return token
 
 
+def _store(value: Any, path: str) -> str:
+    text = _str(value, path)
+    if "://" in text:
+        try:
+            EtcdUrl.parse(text)
+        except MamError as error:
+            raise ConfigError(path, error.message) from None
+    return text
+
+
+def _cluster(value: Any, path: str) -> ClusterConfig:
+    node = _Node(value, path)
+    cluster = ClusterConfig(name=node.get("name", _str, None), timeout_s=node.get("timeout_s", _number(0.05, 30.0), 1.0))
+    node.done()
+    return cluster
+
+
 def _api(value: Any, path: str) -> ApiConfig:
     node = _Node(value, path)
     token = node.get("token", _str, None)
@@ -555,7 +587,8 @@ def parse_config(document: Any) -> Config:
     openflow = root.get("openflow", _openflow, OpenFlowConfig())
     sip = root.get("sip", _sip, SipConfig())
     h323 = root.get("h323", _h323, H323Config())
-    store = root.get("store", _str, None)
+    store = root.get("store", _store, None)
+    cluster = root.get("cluster", _cluster, ClusterConfig())
     root.done()
 
     _check_references(switches, links, communities, aggregates)
@@ -569,7 +602,8 @@ def parse_config(document: Any) -> Config:
                                reserved_dscps=tuple(sorted({EF} | {a.dscp for a in aggregates})),
                                reroute=dataplane.reroute, timers=timers,
                                port_security=PortSecurity(dataplane.max_terminals_per_port))
-    return Config(topology, settings, aggregates, api, sip, dataplane, store, calls, h323=h323, openflow=openflow)
+    return Config(topology, settings, aggregates, api, sip, dataplane, store, calls, h323=h323, openflow=openflow,
+                  cluster=cluster)
 
 
 def _check_references(switches: Iterable[Switch], links: Iterable[Link], communities: Iterable[Community],
@@ -645,23 +679,27 @@ def build_manager(config: Config, ledger: Ledger | None = None, now: float = 0.0
     manager = MediaAggregationManager(config.topology, config.settings, ledger, now)
     for i, spec in enumerate(config.aggregates):
         where = f"aggregates[{i}]"
-        try:
-            stored = manager.aggregate(spec.id) if spec.id in {a.id for a in manager.aggregates()} else None
-            if stored is None:
-                manager.create_aggregate(spec.id, *spec.communities, spec.size_kbps, dscp=spec.dscp,
-                                         priority=spec.priority, levels=spec.levels, preemption=spec.preemption,
-                                         path=spec.path)
+        for _ in range(4):      # a LedgerConflict: another controller sharing the ledger changed the pools first
+            try:
+                stored = manager.aggregate(spec.id) if spec.id in {a.id for a in manager.aggregates()} else None
+                if stored is None:
+                    manager.create_aggregate(spec.id, *spec.communities, spec.size_kbps, dscp=spec.dscp,
+                                             priority=spec.priority, levels=spec.levels,
+                                             preemption=spec.preemption, path=spec.path)
+                    break
+                if set(stored.communities) != set(spec.communities):
+                    raise ConfigError(f"{where}.between", f"the ledger holds aggregate {spec.id!r} between "
+                                      f"{stored.communities[0]} and {stored.communities[1]} with "
+                                      f"{len(manager.calls(spec.id))} call(s): delete it (mamctl aggregate delete "
+                                      f"{spec.id} --force) or give this entry another id")
+                _follow_the_file(manager, spec, stored, where, say)
+                break
+            except LedgerConflict:
                 continue
-            if set(stored.communities) != set(spec.communities):
-                raise ConfigError(f"{where}.between", f"the ledger holds aggregate {spec.id!r} between "
-                                  f"{stored.communities[0]} and {stored.communities[1]} with "
-                                  f"{len(manager.calls(spec.id))} call(s): delete it (mamctl aggregate delete "
-                                  f"{spec.id} --force) or give this entry another id")
-            _follow_the_file(manager, spec, stored, where, say)
-        except MamError as error:
-            if isinstance(error, ConfigError):
-                raise
-            raise ConfigError(f"{where}" + (f".{error.field}" if error.field else ""), error.message) from None
+            except MamError as error:
+                if isinstance(error, ConfigError):
+                    raise
+                raise ConfigError(f"{where}" + (f".{error.field}" if error.field else ""), error.message) from None
     manager.drain()
     return manager
 

@@ -21,7 +21,7 @@ from dataclasses import replace
 from . import compat, security
 from .config import Config, ConfigError, build_manager, load_config
 from .core.errors import MamError
-from .core.store import MemoryLedger
+from .core.store import Ledger, MemoryLedger
 from .core.survey import Survey
 from .dataplane.classes import class_applier
 from .metrics import Metrics
@@ -61,7 +61,7 @@ class MediaAggregationApp(compat.RyuApp):
             for warning in security.check(self.config.api):
                 log.warning("%s", warning)
             self._listen_openflow()
-            ledger = SqliteLedger(self.config.store_path) if self.config.store_path else MemoryLedger()
+            ledger = self._open_ledger()
             manager = build_manager(self.config, ledger, now=time.time(), log=log.warning)
         except MamError as error:
             log.error("%s: %s", path, error)
@@ -72,7 +72,7 @@ class MediaAggregationApp(compat.RyuApp):
         dataplane = self.config.dataplane
         survey = Survey(manager.topology, discovery=dataplane.discovery,
                         limit_by_speed=dataplane.port_speeds == "limit")
-        self.service = MamService(manager, clock=time.time, survey=survey)
+        self.service = MamService(manager, clock=time.time, survey=survey, lock=compat.rlock())
         if dataplane.discovery:  # ryu.topology's Switches app is loaded after this one and reads it then
             compat.cfg.CONF.set_override("observe_links", True)
         self.metrics = Metrics(self.service)
@@ -86,6 +86,8 @@ class MediaAggregationApp(compat.RyuApp):
         self.service.on_timer_change(self.wakeup.wake)
         self.sip = None
         self.threads = [compat.hub.spawn(self._timer_loop)]
+        if self.cluster is not None:
+            self.cluster.start(self.service, compat.hub.spawn, compat.hub.sleep)
         self._start_rest()
         self._start_sip()
         self._start_h323()
@@ -94,6 +96,15 @@ class MediaAggregationApp(compat.RyuApp):
                  self.config.store_path or "in memory")
 
     # --- shells ---------------------------------------------------------------------------
+
+    def _open_ledger(self) -> Ledger:
+        self.cluster = None
+        if self.config.store_url is not None:        # several controllers on one etcd (docs/cluster.md)
+            from .cluster.replication import clustered, open_shared_ledger
+            self.config = clustered(self.config)
+            self.cluster = open_shared_ledger(self.config, self.config.topology, compat.Wakeup)
+            return self.cluster.ledger
+        return SqliteLedger(self.config.store_path) if self.config.store_path else MemoryLedger()
 
     def _listen_openflow(self) -> None:
         """Bind the OpenFlow listener where the configuration says (loopback unless told

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from .core.admission import AdmissionRequest, Decision, ServiceLevel
 from .core.aggregate import ALL_LEVELS, EF, Aggregate
@@ -28,6 +28,7 @@ from .core.codec import MediaSpec
 from .core.flowplan import Entry
 from .core.locations import Verdict
 from .core.manager import Changes, MediaAggregationManager, ReleasedCall
+from .core.store import Write
 from .core.survey import Survey, Transition
 
 T = TypeVar("T")
@@ -37,11 +38,13 @@ log = logging.getLogger(__name__)
 
 class MamService:
     def __init__(self, manager: MediaAggregationManager, clock: Callable[[], float] = time.time,
-                 survey: Survey | None = None) -> None:
+                 survey: Survey | None = None, lock: Any = None) -> None:
         self.manager = manager
         self.clock = clock
         self.survey = survey if survey is not None else Survey(manager.topology)
-        self.lock = threading.RLock()
+        # under ryu's eventlet hub a green lock (compat.rlock()): a threading.RLock lets every green
+        # thread in, and a shared ledger's commit yields to the hub while it holds the lock
+        self.lock = lock if lock is not None else threading.RLock()
         self._listeners: list[Listener] = []
         self._timer_listeners: list[Callable[[], None]] = []
         self._next_timer: float | None = manager.next_timer()
@@ -86,6 +89,12 @@ class MamService:
                     wake()
                 except Exception:
                     log.exception("timer listener %r failed", wake)
+
+    def apply_remote(self, take: Callable[[], Sequence[Write]]) -> None:
+        """Changes other controllers committed to a shared ledger: ``take()`` (the
+        ledger's, under this lock) hands them over and the manager applies them; their
+        plan changes and releases reach the listeners like local ones."""
+        self._mutate(lambda now: self.manager.apply_remote(take(), now))
 
     # --- the core's timers ------------------------------------------------------------
 

@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence, Union
@@ -52,6 +54,11 @@ log = logging.getLogger(__name__)
 
 #: How long a refused commit waits for the watch to deliver what refused it.
 CATCH_UP_S = 2.0
+#: After a refused commit, a random pause of up to BACKOFF_S * 2**n (n refusals in a row, at
+#: most BACKOFF_MAX_S) before the manager decides again, so two controllers racing for one
+#: pool do not keep colliding in step.
+BACKOFF_S = 0.0002
+BACKOFF_MAX_S = 0.01
 
 
 # --- the key-value interface (etcd v3's data model) -----------------------------------
@@ -137,7 +144,10 @@ class SharedLedger:
         self.member = member
         self.edge_of = edge_of
         self.waiter: Waiter = waiter or ThreadWaiter()
+        self.backoff: Callable[[float], None] = time.sleep   # monkey-patched (green) under ryu
         self.on_events: Callable[[], None] = lambda: None   # the shell applies what arrived
+        self.on_reload: Callable[[], None] = lambda: None   # the shell rebuilds from a snapshot
+        self.reload_needed = False
         self._events: deque[KeyValue] = deque()             # watched, not yet taken (any thread)
         self._events_lock = threading.Lock()
         self.watched = 0                                     # highest event revision fed
@@ -155,6 +165,7 @@ class SharedLedger:
         self._own_claims: dict[str, int] = {}                 # claim key -> revision of the own commit taking it
         self._applied = 0
         self._syncs = 0
+        self._conflicts = 0                                    # in a row: the backoff before deciding again
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -266,12 +277,15 @@ class SharedLedger:
         self._syncs += 1
         result = self.kv.txn(compares, ops, [Put(self.key("sync", self.member), str(self._syncs))])
         if result.succeeded:
+            self._conflicts = 0
             self._own.add(result.revision)
             self._mirror_own(writes, ops, result.revision)
             return
         if not self.kv.catch_up(result.revision, CATCH_UP_S):
             raise StoreUnavailable(f"the shared ledger refused the change and its watch did not bring what "
                                    f"changed within {CATCH_UP_S:g} s")
+        self._conflicts += 1
+        self.backoff(random.uniform(0.0, min(BACKOFF_MAX_S, BACKOFF_S * 2 ** self._conflicts)))
         raise LedgerConflict("another controller changed what this decision relied on", self.take_remote())
 
     def _mirror_own(self, writes: Sequence[Write], ops: Sequence[Op], revision: int) -> None:
@@ -350,6 +364,14 @@ class SharedLedger:
         if added:
             self.waiter.wake()
             self.on_events()
+
+    def compacted(self, revision: int) -> None:
+        """The store no longer has the history the watch needs (compacted past it):
+        only a new snapshot brings this controller up to date."""
+        log.error("shared ledger %s: etcd compacted its history to revision %d, past what this controller has "
+                  "seen (%d): reloading from a snapshot", self.prefix, revision, self.watched)
+        self.reload_needed = True
+        self.on_reload()
 
     def pending(self) -> bool:
         return bool(self._events)

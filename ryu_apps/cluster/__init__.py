@@ -1,0 +1,1 @@
+"""Several controllers sharing one etcd ledger: replication (watch), and later roles."""

@@ -1,0 +1,97 @@
+"""A controller's manager kept in step with the etcd ledger it shares with others.
+
+``open_shared_ledger`` builds the ledger for ``store: etcd://...``; after the service
+exists, :meth:`Replication.start` runs the watch on a hub thread. Each batch of watched
+events is applied at once under the service's lock (``MamService.apply_remote``): the
+manager's memory, REST and metrics show it, and the plan changes reach this
+controller's OpenFlow shell like its own. The delay from another controller's commit
+to this one's memory is the watch's delivery plus one apply (docs/cluster.md has the
+measured figure).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from ..config import Config
+from ..core.network import Topology
+from ..service import MamService
+from ..store.etcd import EtcdKV
+from ..store.shared import SharedLedger, ThreadWaiter, Waiter
+from ..store.url import EtcdUrl
+
+log = logging.getLogger(__name__)
+
+
+LANES = 64
+
+
+def member_name(config: Config) -> str:
+    return config.cluster.name or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def lane_of(name: str) -> tuple[int, int]:
+    """Where a controller's serials and tags start (core/tags.py): one of 64 lanes by its
+    name, so two controllers seldom reach for the same numbers at once."""
+    return zlib.crc32(name.encode("utf-8")) % LANES, LANES
+
+
+def clustered(config: Config) -> Config:
+    """``config`` with this controller's allocation lane."""
+    return replace(config, settings=replace(config.settings, tag_lane=lane_of(member_name(config))))
+
+
+def open_shared_ledger(config: Config, topology: Topology, waiter: Callable[[], Waiter] = ThreadWaiter) -> "Replication":
+    """``waiter`` makes the sleeps other hub threads cut short (compat.Wakeup under a framework)."""
+    url = config.store_url
+    assert url is not None, "store: is not an etcd:// URL"
+    kv = EtcdKV(url, timeout=config.cluster.timeout_s)
+    ledger = SharedLedger(kv, url.prefix, member_name(config), lambda c: topology.community(c).edge, waiter())
+    kv.ledger = ledger
+    return Replication(url, kv, ledger, waiter())
+
+
+@dataclass
+class Replication:
+    url: EtcdUrl
+    kv: EtcdKV
+    ledger: SharedLedger
+    applier: Waiter
+    service: MamService | None = None
+    threads: list[Any] = field(default_factory=list)
+    stopped: bool = False
+
+    def start(self, service: MamService, spawn: Callable[..., Any], sleep: Callable[[float], None]) -> None:
+        """The watch feeds the ledger on one hub thread and never waits for the service's
+        lock (a refused commit holds it while it waits for the watch); another applies."""
+        self.service = service
+        self.ledger.on_events = self.applier.wake
+        self.threads.append(spawn(self.kv.watch_forever, self.ledger, sleep))
+        self.threads.append(spawn(self._apply_forever))
+        log.info("shared ledger: etcd %s prefix %s as %s, watching from revision %d",
+                 ",".join(f"{h}:{p}" for h, p in self.url.endpoints), self.url.prefix, self.ledger.member,
+                 self.ledger.revision + 1)
+
+    def _apply_forever(self) -> None:
+        while not self.stopped:
+            self.applier.sleep(1.0)
+            if self.ledger.pending():
+                self.apply()
+
+    def apply(self) -> None:
+        service = self.service
+        if service is not None:
+            try:
+                service.apply_remote(self.ledger.take_remote)
+            except Exception:  # a change this controller cannot apply must not stop the loop
+                log.exception("applying changes from the shared ledger failed")
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.applier.wake()
+        self.kv.stop()

@@ -1,0 +1,181 @@
+"""etcd v3 as the shared ledger's key-value store, through its JSON gateway (/v3/...).
+
+    store: etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/mam
+
+The client is etcd3gw (OpenStack's, maintained, typed): plain HTTP through ``requests``.
+Under ryu's eventlet hub the socket module is monkey-patched (threading is not), so a
+request blocks only its green thread; under os-ken's native hub it blocks its thread.
+Its ``Watcher`` is not used: it reads the stream on a thread pool that under ryu (no
+patched ``thread``) is a native thread running green sockets, and calls back from there.
+:meth:`EtcdKV.watch_forever` reads the watch stream instead on a thread the framework's
+hub spawns, so events reach the ledger on the hub like any other event.
+aetcd (gRPC asyncio) would need an asyncio loop on a native thread beside eventlet.
+
+Every request has a timeout; an endpoint that does not answer is skipped for the next
+one; a store that answers on no endpoint is StoreUnavailable. etcd's int64 fields
+arrive as strings and false booleans are omitted (gRPC-gateway JSON).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import requests
+from etcd3gw.client import Etcd3Client
+from etcd3gw.exceptions import Etcd3Exception
+
+from ..core.errors import StoreUnavailable
+from .shared import Compare, KeyValue, Op, Put, SharedLedger, TxnResult
+from .url import EtcdUrl
+
+log = logging.getLogger(__name__)
+
+TARGETS = {"version": ("VERSION", "version"), "mod": ("MOD", "mod_revision"), "value": ("VALUE", "value")}
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def unb64(text: str) -> str:
+    return base64.b64decode(text).decode("utf-8")
+
+
+def prefix_end(prefix: str) -> str:
+    raw = bytearray(prefix.encode("utf-8"))
+    raw[-1] += 1
+    return raw.decode("utf-8")
+
+
+def _op(op: Op) -> dict[str, Any]:
+    if isinstance(op, Put):
+        return {"request_put": {"key": b64(op.key), "value": b64(op.value)}}
+    return {"request_delete_range": {"key": b64(op.key)}}
+
+
+def _compare(compare: Compare) -> dict[str, Any]:
+    target, field = TARGETS[compare.target]
+    value = b64(str(compare.expected)) if compare.target == "value" else str(compare.expected)
+    return {"key": b64(compare.key), "result": "EQUAL", "target": target, field: value}
+
+
+class EtcdKV:
+    def __init__(self, url: EtcdUrl, timeout: float = 1.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._clients = [Etcd3Client(host, port, timeout=timeout, api_path="/v3/") for host, port in url.endpoints]
+        self._current = 0
+        self.ledger: SharedLedger | None = None     # fed by the watch
+        self._stream: requests.Response | None = None
+        self.stopped = False
+
+    # --- requests ------------------------------------------------------------------------
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to the first endpoint that answers (starting with the last one that did)."""
+        errors = []
+        for i in range(len(self._clients)):
+            index = (self._current + i) % len(self._clients)
+            client = self._clients[index]
+            try:
+                result: dict[str, Any] = client.post(client.get_url(path), data=json.dumps(body))
+                self._current = index
+                return result
+            except (Etcd3Exception, requests.RequestException, ValueError) as error:
+                errors.append(f"{client.host}:{client.port}: {type(error).__name__} {str(error)[:200]}")
+        raise StoreUnavailable("etcd did not answer: " + "; ".join(errors))
+
+    def txn(self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]) -> TxnResult:
+        answer = self.post("kv/txn", {"compare": [_compare(c) for c in compares],
+                                      "success": [_op(o) for o in success], "failure": [_op(o) for o in failure]})
+        return TxnResult(bool(answer.get("succeeded", False)), int(answer["header"]["revision"]))
+
+    def snapshot(self, prefix: str) -> tuple[int, list[KeyValue]]:
+        answer = self.post("kv/range", {"key": b64(prefix), "range_end": b64(prefix_end(prefix))})
+        items = [KeyValue(unb64(kv["key"]), unb64(kv.get("value", "")), int(kv["mod_revision"]))
+                 for kv in answer.get("kvs", ())]
+        return int(answer["header"]["revision"]), items
+
+    def catch_up(self, revision: int, timeout: float) -> bool:
+        ledger = self.ledger
+        if ledger is None:
+            return False
+        deadline = time.monotonic() + timeout
+        while ledger.watched < revision:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            ledger.waiter.sleep(min(left, 0.05))
+        return True
+
+    # --- the watch -----------------------------------------------------------------------
+
+    def watch_forever(self, ledger: SharedLedger, sleep: Callable[[float], None]) -> None:
+        """Feed ``ledger`` every change under its prefix after its snapshot, reconnecting
+        (from the next revision) whenever the stream breaks. Run it on a hub thread."""
+        self.ledger = ledger
+        backoff = 0.05
+        while not self.stopped:
+            try:
+                for events in self._stream_events(ledger):
+                    ledger.feed(events)
+                    backoff = 0.05
+            except Exception as error:  # noqa: BLE001 - the loop must outlive anything the network does
+                if not self.stopped:
+                    log.warning("etcd watch on %s broke: %s; reconnecting", ledger.prefix, error)
+            if not self.stopped:
+                sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.interrupt()
+
+    def interrupt(self) -> None:
+        """Break the watch stream (it reconnects): when the store seems gone, or on stop."""
+        stream = self._stream
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _stream_events(self, ledger: SharedLedger) -> Iterable[list[KeyValue]]:
+        client = self._clients[self._current]
+        self._current = (self._current + 1) % len(self._clients)   # the next try goes elsewhere
+        start = max(ledger.watched, ledger.revision) + 1
+        request = {"create_request": {"key": b64(ledger.prefix), "range_end": b64(prefix_end(ledger.prefix)),
+                                      "start_revision": start}}
+        session = requests.Session()
+        response = session.post(client.get_url("watch"), data=json.dumps(request), stream=True,
+                                timeout=(self.timeout, None))
+        self._stream = response
+        try:
+            if response.status_code != 200:
+                raise StoreUnavailable(f"etcd watch answered HTTP {response.status_code}")
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                result = json.loads(line).get("result", {})
+                if "compact_revision" in result and int(result["compact_revision"]) > 0:
+                    ledger.compacted(int(result["compact_revision"]))
+                    return
+                if result.get("canceled"):
+                    raise StoreUnavailable(f"etcd cancelled the watch: {result.get('cancel_reason', '')}")
+                events = [_event(e) for e in result.get("events", ())]
+                if events:
+                    yield events
+        finally:
+            self._stream = None
+            response.close()
+            session.close()
+
+
+def _event(event: dict[str, Any]) -> KeyValue:
+    kv = event["kv"]
+    deleted = event.get("type") == "DELETE"
+    return KeyValue(unb64(kv["key"]), None if deleted else unb64(kv.get("value", "")), int(kv["mod_revision"]))
