@@ -1,0 +1,153 @@
+"""Controllers sharing one etcd ledger: admissions per second through one and through two
+controllers, p99 admission latency, and how long a call admitted on one controller takes
+to show on the other.
+
+    .venv/bin/python benchmarks/bench_cluster.py [calls per phase, default 4000]
+
+A real etcd (Debian etcd-server 3.4, one member, data directory on this machine's disk)
+on free loopback ports. Each controller is its own process running the admission path
+``ryu-manager ryu_apps.mam_app`` builds for ``store: etcd://...`` (MamService, manager,
+SharedLedger, EtcdKV, the watch) on native threads, driven by two threads; no REST or
+OpenFlow in the way. Phases, each on a fresh key prefix:
+
+1. one controller, calls alternating over two pools;
+2. two controllers at once, each on its own pool (site controllers);
+3. two controllers at once on ONE pool (every admission contends for the same key);
+4. visibility: one controller admits a call every 5 ms, the other records when each one
+   reaches its memory (same host clock).
+
+Every phase checks the arithmetic: both controllers' view of every pool equals 91 kbit/s
+times the admitted calls. Goal (issue 15): >= 2,000 admissions/s in total.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from benchmarks.peers.cluster_node import Node  # noqa: E402
+from benchmarks.peers.etcd import Etcd, etcd_available  # noqa: E402
+
+PCMU_KBPS = 91
+GOAL = 2000
+
+
+def config(url: str) -> str:
+    sites = "abcd"
+    return f"""topology:
+  switches: [{{name: core, dpid: 100}}, {', '.join(f'{{name: e{s}, dpid: {i + 1}}}' for i, s in enumerate(sites))}]
+  links: [{', '.join(f'{{a: e{s}, a_port: 1, b: core, b_port: {i + 1}, capacity_kbps: 100000000}}'
+                     for i, s in enumerate(sites))}]
+communities:
+{chr(10).join(f'  - {{name: site-{s}, edge: e{s}, access_ports: [2], prefixes: [10.{i + 1}.0.0/16]}}'
+              for i, s in enumerate(sites))}
+aggregates:
+  - {{id: a-b, between: [site-a, site-b], size_kbps: 40000000}}
+  - {{id: c-d, between: [site-c, site-d], size_kbps: 40000000}}
+store: {url}
+"""
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def check(nodes: list[Node], admitted: int) -> None:
+    views = [node.ask("view") for node in nodes]
+    for view in views:
+        assert sum(view["used"].values()) == PCMU_KBPS * admitted, (view["used"], admitted)
+        assert view["calls"] == admitted and len(set(view["serials"])) == admitted
+    assert all(v["used"] == views[0]["used"] for v in views)
+
+
+def run(nodes: list[Node], pools: list[list[tuple[str, str]]], count: int) -> tuple[float, list[float], dict]:
+    for node, own in zip(nodes, pools):
+        node.conn.send(("admit", {"prefix": f"{node.process.pid}", "count": count, "threads": 2, "pools": own,
+                                  "pace_s": 0.0}))
+    results = []
+    for node in nodes:
+        if not node.conn.poll(900):
+            raise TimeoutError("a controller did not finish its admissions")
+        results.append(node.conn.recv()[1])
+    seconds = max(r["seconds"] for r in results)
+    latencies = [x for r in results for x in r["latencies"]]
+    outcomes: dict[str, int] = {}
+    for r in results:
+        for key, n in r["outcomes"].items():
+            outcomes[key] = outcomes.get(key, 0) + n
+    return seconds, latencies, outcomes
+
+
+def phase(workdir: Path, etcd: Etcd, title: str, names: list[str], pools: list[list[tuple[str, str]]],
+          count: int) -> float:
+    prefix = "bench-" + "".join(c for c in title if c.isalnum())
+    nodes = [Node.start(workdir, config(etcd.url(prefix)), name) for name in names]
+    try:
+        for node in nodes[1:]:          # every controller has heard of the pools the first one created
+            node.ask("view")
+        seconds, latencies, outcomes = run(nodes, pools, count)
+        total = sum(outcomes.values())
+        admitted = outcomes.get("admitted", 0)
+        import time
+        time.sleep(0.5)
+        check(nodes, admitted)
+        rate = total / seconds
+        print(f"{title:<44} {rate:7.0f} admissions/s  p50 {pct(latencies, .5):5.2f} ms  "
+              f"p99 {pct(latencies, .99):6.2f} ms  {admitted}/{total} admitted"
+              + ("" if admitted == total else f" (refused: {dict((k, v) for k, v in outcomes.items() if k != 'admitted')})"),
+              flush=True)
+        return rate
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def visibility(workdir: Path, etcd: Etcd, count: int) -> None:
+    nodes = [Node.start(workdir, config(etcd.url("bench-visibility")), name) for name in ("ctl-a", "ctl-b")]
+    try:
+        nodes[1].ask("view")
+        result = nodes[0].ask("admit", prefix="v", count=count, threads=1, pools=[("site-a", "site-b")],
+                              pace_s=0.005)
+        import time
+        time.sleep(1.0)
+        seen = nodes[1].ask("seen")
+        delays = [max(0.0, seen[c] - t) for c, t in result["stamps"].items() if c in seen]
+        assert len(delays) == len(result["stamps"]), f"{len(result['stamps']) - len(delays)} calls never showed"
+        check(nodes, len(delays))
+        print(f"{'visible on the other controller after':<44} p50 {pct(delays, .5):5.2f} ms  "
+              f"p99 {pct(delays, .99):6.2f} ms  max {max(delays) * 1000:6.2f} ms  ({len(delays)} calls, "
+              f"mean {statistics.mean(delays) * 1000:.2f} ms)", flush=True)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    count = int(argv[0]) if argv else 4000
+    why = etcd_available()
+    if why:
+        print(f"skipped: {why}")
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp, Etcd(Path(tmp)) as etcd:
+        workdir = Path(tmp)
+        print(f"etcd 3.4 one member at {etcd.endpoint}, data on disk; {count} admissions per controller "
+              f"per phase, 2 threads each", flush=True)
+        ab, cd = ("site-a", "site-b"), ("site-c", "site-d")
+        one = phase(workdir, etcd, "one controller, two pools", ["ctl-a"], [[ab, cd]], count)
+        own = phase(workdir, etcd, "two controllers, each on its own pool", ["ctl-a", "ctl-b"], [[ab], [cd]],
+                    count)
+        shared = phase(workdir, etcd, "two controllers on one pool", ["ctl-a", "ctl-b"], [[ab], [ab]], count)
+        visibility(workdir, etcd, min(count, 500))
+        print(f"goal >= {GOAL}/s in total: {'met' if max(own, shared) >= GOAL else 'NOT met'} "
+              f"(one {one:.0f}/s, two on own pools {own:.0f}/s, two on one pool {shared:.0f}/s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""One controller's admission path on a shared etcd ledger, as its own process, driven
+through a pipe (benchmarks and integration tests): the same MamService, manager,
+SharedLedger/EtcdKV and Replication that ``ryu-manager ryu_apps.mam_app`` builds for
+``store: etcd://...``, on native threads, without OpenFlow or REST.
+
+    node = Node.start(workdir, config_text, name)       # a spawned process
+    node.ask("admit", prefix="a", count=1000, threads=2, pool="a-b")
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+
+def _serve(config_path: str, name: str, conn: Connection) -> None:
+    from ryu_apps.cluster.replication import clustered, open_shared_ledger
+    from ryu_apps.config import build_manager, load_config
+    from ryu_apps.core.admission import AdmissionRequest, Admitted
+    from ryu_apps.core.codec import MediaSpec
+    from ryu_apps.core.store import PutCall
+    from ryu_apps.service import MamService
+
+    config = load_config(config_path)
+    config = clustered(replace(config, cluster=replace(config.cluster, name=name)))
+    replication = open_shared_ledger(config, config.topology)
+    service = MamService(build_manager(config, replication.ledger, now=time.time()))
+    seen: dict[str, float] = {}
+    take = replication.ledger.take_remote
+
+    def take_and_stamp() -> Any:
+        writes = take()
+        now = time.time()
+        for write in writes:
+            if isinstance(write, PutCall) and write.call.call_id not in seen:
+                seen[write.call.call_id] = now
+        return writes
+    replication.ledger.take_remote = take_and_stamp    # type: ignore[method-assign]
+
+    def spawn(target: Any, *args: Any) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        return thread
+    replication.start(service, spawn, time.sleep)
+    conn.send(("ready", replication.ledger.revision))
+
+    def admit(prefix: str, count: int, threads: int, pools: list[tuple[str, str]], pace_s: float) -> dict[str, Any]:
+        latencies: list[float] = []
+        stamps: dict[str, float] = {}
+        outcomes: dict[str, int] = {}
+        lock = threading.Lock()
+
+        def run(worker: int) -> None:
+            for i in range(worker, count, threads):
+                a, b = pools[i % len(pools)]
+                call_id = f"{prefix}-{i}"
+                started = time.perf_counter()
+                decision = service.admit(AdmissionRequest(call_id, a, b, MediaSpec("pcmu")))
+                took = time.perf_counter() - started
+                key = "admitted" if isinstance(decision, Admitted) else decision.reason.value
+                with lock:
+                    latencies.append(took)
+                    stamps[call_id] = time.time()
+                    outcomes[key] = outcomes.get(key, 0) + 1
+                if pace_s:
+                    time.sleep(pace_s)
+        started = time.perf_counter()
+        workers = [threading.Thread(target=run, args=(w,)) for w in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return {"seconds": time.perf_counter() - started, "latencies": latencies, "outcomes": outcomes,
+                "stamps": stamps}
+
+    while True:
+        command, args = conn.recv()
+        if command == "stop":
+            replication.stop()
+            conn.send(("ok", None))
+            return
+        if command == "admit":
+            conn.send(("ok", admit(**args)))
+        elif command == "release":
+            released = 0
+            for call in service.read(lambda m: m.calls()):
+                if call.call_id.startswith(args["prefix"]) and service.release(call.call_id) is not None:
+                    released += 1
+            conn.send(("ok", released))
+        elif command == "view":
+            conn.send(("ok", service.read(lambda m: {
+                "used": {a.id: m.used_kbps(a.id) for a in m.aggregates()},
+                "calls": len(m.calls()), "serials": sorted(c.serial for c in m.calls())})))
+        elif command == "seen":
+            conn.send(("ok", dict(seen)))
+
+
+class Node:
+    def __init__(self, process: Any, conn: Connection, revision: int) -> None:
+        self.process, self.conn, self.revision = process, conn, revision
+
+    @staticmethod
+    def start(workdir: Path, config_text: str, name: str) -> "Node":
+        path = workdir / f"{name}.yaml"
+        path.write_text(config_text)
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_serve, args=(str(path), name, theirs), daemon=True)
+        process.start()
+        deadline = time.monotonic() + 60
+        while not ours.poll(0.2):
+            if not process.is_alive() or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"controller {name} did not start (exit code {process.exitcode})")
+        kind, revision = ours.recv()
+        return Node(process, ours, revision)
+
+    def ask(self, command: str, timeout: float = 600, **args: Any) -> Any:
+        self.conn.send((command, args))
+        if not self.conn.poll(timeout):
+            raise TimeoutError(f"{command} took longer than {timeout} s")
+        kind, value = self.conn.recv()
+        return value
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(10)
+
+    def stop(self) -> None:
+        try:
+            if self.process.is_alive():
+                self.ask("stop", timeout=10)
+        except (OSError, EOFError, TimeoutError):
+            pass
+        self.kill()
