@@ -52,7 +52,8 @@ def test_rest_mode_gatekeeper(controller: tuple[str, MamService], tmp_path: Path
     log = open(tmp_path / "gk.log", "w+", encoding="utf-8")
     process = subprocess.Popen(
         [sys.executable, "-m", "ryu_apps.signalling.h323", "--controller", url, "--ras-listen",
-         f"127.0.0.1:{ras_port}", "--call-listen", f"127.0.0.1:{call_port}", "--log-level", "INFO"],
+         f"127.0.0.1:{ras_port}", "--call-listen", f"127.0.0.1:{call_port}", "--log-level", "INFO",
+         "--reconcile-s", "0.3"],
         cwd=ROOT, env=dict(os.environ, MAM_TOKEN=TOKEN), stdout=subprocess.PIPE, stderr=log, text=True)
     a, b = sim.Phone("1001", ("127.0.0.1", ras_port)), sim.Phone("2001", ("127.0.0.1", ras_port))
     used = lambda: service.read(lambda m: m.used_kbps("a-b"))  # noqa: E731
@@ -76,6 +77,14 @@ def test_rest_mode_gatekeeper(controller: tuple[str, MamService], tmp_path: Path
         assert {c.protocol.value for c in admitted} == {"h323"} and all(c.callee_media for c in admitted)
         full = a.place("2001")
         assert full.admission[0] == "admissionReject" and full.admission[1]["rejectReason"][0] == "resourceUnavailable"
+        # the controller ends one call itself (REST release): REST mode hears no notification,
+        # but the next reconcile finds the call gone and clears both sides
+        ended_out, ended_in = calls.pop()
+        service.release("h323-" + ended_in.guid.hex(), "released")
+        assert ended_out.until(sim.RELEASE_COMPLETE) is not None and ended_in.until(sim.RELEASE_COMPLETE) is not None
+        assert used() == 91
+        ended_out.close()
+        ended_in.close()
         for out, incoming in calls:
             out.hang_up()
             assert incoming.until(sim.RELEASE_COMPLETE) is not None

@@ -394,3 +394,16 @@ def test_an_endpoint_whose_calls_ended_is_not_counted_as_silent_later() -> None:
     h.call(a, seq=50)
     h.advance(60)                                                # two polls for the new call: one miss so far
     assert h.calls() == 1
+
+
+def test_reconcile_clears_calls_the_controller_no_longer_holds() -> None:
+    h = Harness()
+    a, _ = h.two_phones()
+    old = h.call(a)
+    asked_at = h.now + 1
+    h.now += 2
+    new = h.call(a, seq=60)                                     # admitted after the list was asked for
+    h.service.release("h323-" + old["guid"].hex(), "released")  # the controller ended it, unheard
+    h.take(h.gk.reconcile(set(), asked_at, h.now))             # the new call is too young to judge
+    assert h.messages(old["caller"])[-1]["type"] == RC and h.messages(old["callee"])[-1]["cause"] == 16
+    assert set(h.gk.calls) == {"h323-" + new["guid"].hex()} and h.calls() == 1

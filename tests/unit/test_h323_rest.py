@@ -12,7 +12,7 @@ from ryu_apps.config import ApiConfig, build_manager, parse_config
 from ryu_apps.metrics import Metrics
 from ryu_apps.rest.api import make_wsgi_app
 from ryu_apps.service import MamService
-from ryu_apps.signalling.h323.rest_numbers import RestNumbers
+from ryu_apps.signalling.h323.rest_queries import RestNumbers
 
 
 def lookup(query: str) -> tuple[int, Any]:

@@ -157,6 +157,11 @@ class Gatekeeper:
         """Admission ended the call itself (preempted, aggregate deleted, REST release)."""
         return self._run("call-ended", self.signalling.controller_ended, call_id, serial, cause, now)
 
+    def reconcile(self, live: set[str], asked_at: float, now: float) -> list[Action]:
+        """The controller's list of live H.323 calls, asked at ``asked_at`` (REST mode, which
+        hears no notifications): calls we hold that it no longer has are cleared on both sides."""
+        return self._run("reconcile", self.signalling.reconcile, live, asked_at, now)
+
     def media_idle(self, call_id: str, now: float) -> list[Action]:
         """The data plane saw the call's media stop: release it and clear both sides."""
         return self._run("media-idle", self.signalling.media_idle, call_id, now)

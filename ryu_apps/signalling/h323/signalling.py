@@ -28,7 +28,7 @@ from .call_relay import PHASE_TIMERS, CallRelay, Leg, Phase
 from .media import Channel, channel_of, endpoint_of
 from .q931 import IE, MessageType, Q931, Q931Error, TpktFramer, cause_ie, parse, serialize, tpkt
 from .ras import PROTOCOL_ID, call_key
-from .reasons import (NO_ANSWER, REJECTIONS, TEMPORARY_FAILURE, TIMER_EXPIRY, UNALLOCATED_NUMBER, cause_of_release,
+from .reasons import (NO_ANSWER, NORMAL, REJECTIONS, TEMPORARY_FAILURE, TIMER_EXPIRY, UNALLOCATED_NUMBER, cause_of_release,
                       release_reason)
 from .registry import Address, aliases_of, community_of, destination_community, transport_address
 
@@ -352,6 +352,11 @@ class CallSignalling:
             return
         self._drq_both(call)
         self.end_call(call, cause_of_release(cause), cause, now, release=False)
+
+    def reconcile(self, live: set[str], asked_at: float, now: float) -> None:
+        for call in [c for c in self.gk.calls.values() if c.call_id not in live and c.created_at < asked_at]:
+            self._drq_both(call)
+            self.end_call(call, NORMAL, "h323: the controller no longer holds the call", now, release=False)
 
     def media_idle(self, call_id: str, now: float) -> None:
         call = self.gk.calls.get(call_id)

@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 from ryu_apps.core.errors import MamError
 
@@ -36,6 +36,7 @@ from .hub_server import Faults
 log = logging.getLogger(__name__)
 LATENCY_SAMPLES = 200_000
 PCTS = (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
+RECONCILE_S = 5.0             # REST mode: how often the controller's live calls are compared with ours
 
 
 class _Ras(asyncio.DatagramProtocol):
@@ -83,8 +84,10 @@ class _Stream(asyncio.Protocol):
 
 
 class GatekeeperServer:
-    def __init__(self, gk: Gatekeeper, ras_bind: tuple[str, int], call_bind: tuple[str, int]) -> None:
+    def __init__(self, gk: Gatekeeper, ras_bind: tuple[str, int], call_bind: tuple[str, int],
+                 live_calls: Callable[[], set[str]] | None = None, reconcile_s: float = RECONCILE_S) -> None:
         self.gk = gk
+        self.live_calls, self.reconcile_s = live_calls, reconcile_s
         self.ras_bind, self.call_bind = ras_bind, call_bind
         self.faults = Faults()
         self.streams: dict[int, _Stream] = {}
@@ -112,6 +115,28 @@ class GatekeeperServer:
         self.server = await loop.create_server(lambda: _Stream(self), self.call_bind[0], self.call_bind[1],
                                                reuse_address=True)
         self._schedule()
+        if self.live_calls is not None:
+            loop.call_later(self.reconcile_s, self._reconcile)
+
+    def _reconcile(self) -> None:
+        """Ask the controller (on the ordered worker, after every op queued before) which
+        H.323 calls it holds; end the others. Then again in ``reconcile_s``."""
+        loop, live_calls = self._loop, self.live_calls
+        assert loop is not None and live_calls is not None
+        asked_at = loop.time()
+
+        def run() -> None:
+            try:
+                live = live_calls()
+            except Exception as error:  # noqa: BLE001 - try again next time
+                loop.call_soon_threadsafe(self.faults.record, "reconcile", error)
+                return
+            loop.call_soon_threadsafe(self.guard, "reconcile", lambda: self.gk.reconcile(live, asked_at, self.now()))
+        try:
+            self.worker.submit(run)
+        except RuntimeError:                       # shutting down
+            return
+        loop.call_later(self.reconcile_s, self._reconcile)
 
     async def stop(self) -> None:
         if self._timer is not None:
@@ -265,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "section, else 127.0.0.1:1719)")
     parser.add_argument("--call-listen", type=_hostport, help="call-signalling host:port (default 127.0.0.1:1720)")
     parser.add_argument("--gatekeeper-id", help="GatekeeperIdentifier (default mam-gk)")
+    parser.add_argument("--reconcile-s", type=float, default=RECONCILE_S,
+                        help="REST mode: how often to ask which calls the controller still holds (default 5)")
     parser.add_argument("--stats-file", help="write counters as JSON here on exit and on SIGUSR1")
     parser.add_argument("--log-level", default="WARNING")
     return parser
@@ -273,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 def build_server(args: argparse.Namespace) -> tuple[GatekeeperServer, CallControl]:
     from .directory import ControlDirectory, TopologyDirectory
     control: CallControl
+    live: Callable[[], set[str]] | None = None
     if args.config:
         from ryu_apps.config import build_manager, load_config
         from ryu_apps.service import MamService
@@ -283,10 +311,11 @@ def build_server(args: argparse.Namespace) -> tuple[GatekeeperServer, CallContro
         directory: Any = TopologyDirectory(lambda: service.manager.topology)
         defer = False
     else:
-        from .rest_numbers import RestNumbers
+        from .rest_queries import RestNumbers, live_calls
         from ..sip.rest_client import RestCallControl
         rest = RestCallControl(args.controller, args.token)
         control = rest
+        live = lambda: live_calls(rest)  # noqa: E731
         directory = ControlDirectory(rest, RestNumbers(rest))
         settings = GatekeeperSettings()
         defer = True
@@ -299,7 +328,8 @@ def build_server(args: argparse.Namespace) -> tuple[GatekeeperServer, CallContro
         overrides["gatekeeper_id"] = args.gatekeeper_id
     settings = GatekeeperSettings(**{**settings.__dict__, **overrides})
     gk = Gatekeeper(settings, control, directory, defer=defer)
-    server = GatekeeperServer(gk, settings.ras, settings.call_signal)
+    server = GatekeeperServer(gk, settings.ras, settings.call_signal, live_calls=live,
+                              reconcile_s=max(0.1, args.reconcile_s))
     subscribe = getattr(control, "subscribe", None)
     if subscribe is not None:
         subscribe(server.on_changes)

@@ -1,5 +1,8 @@
-"""Dialled number -> community over the controller's REST API, for a standalone gatekeeper:
-``GET /mam/v1/communities/lookup?number=DIGITS`` -> ``{"community": name | null}``, cached."""
+"""What a standalone gatekeeper asks the controller's REST API besides CallControl:
+
+* dialled number -> community: ``GET /mam/v1/communities/lookup?number=DIGITS`` (cached);
+* which H.323 calls the controller still holds: ``GET /mam/v1/calls?protocol=h323`` (the
+  gatekeeper ends the ones it no longer has: REST has no notifications)."""
 
 from __future__ import annotations
 
@@ -32,3 +35,11 @@ class RestNumbers:
             self._cache.clear()
         self._cache[number] = (time.monotonic() + self._cache_s, found)
         return found
+
+
+def live_calls(rest: _Rest) -> set[str]:
+    """The ids of the H.323 calls the controller holds now."""
+    status, body = rest._call("GET", "/mam/v1/calls?protocol=h323", None)
+    if status != 200 or not isinstance(body, dict) or not isinstance(body.get("calls"), list):
+        raise RuntimeError(f"listing calls: HTTP {status} {body}")
+    return {str(c["call_id"]) for c in body["calls"] if isinstance(c, dict) and "call_id" in c}
