@@ -14,6 +14,8 @@ ovs: bootstrap
 ## Run every test: unit, property, integration (real OVS, SIPp, ryu-manager), end to end (Mininet),
 ## then the os-ken smoke run. Installs what is missing first.
 test: ovs
+	@echo "== mypy --strict ryu_apps (settings in setup.cfg)"
+	.venv/bin/python -m mypy ryu_apps
 	@echo "== tests under ryu (.venv)"
 	MAM_FRAMEWORK=ryu .venv/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 	@echo "== tests under os-ken (.venv-osken)"
@@ -21,6 +23,7 @@ test: ovs
 
 ## Only the fast tests that need no root, OVS or SIPp.
 unit: bootstrap
+	.venv/bin/python -m mypy ryu_apps
 	.venv/bin/python -m pytest -q -p no:cacheprovider -m "not integration and not e2e" tests
 
 ## The demo: two sites, a reserved aggregate, SIPp calls, a best-effort flood, a report and a plot in out/.

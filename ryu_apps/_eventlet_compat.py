@@ -18,7 +18,7 @@ import importlib.machinery
 import sys
 from types import ModuleType
 
-ALREADY_HANDLED: tuple = ()
+ALREADY_HANDLED: tuple[()] = ()
 
 
 class _Loader(importlib.abc.Loader):

@@ -88,7 +88,7 @@ class Wakeup:
                 import eventlet.event
                 self._event = eventlet.event.Event()
             return woken
-        woken = self._event.wait(max(0.0, seconds))
+        woken = bool(self._event.wait(max(0.0, seconds)))
         self._event.clear()
         return woken
 
@@ -143,7 +143,7 @@ def server_tls_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLCon
     return context
 
 
-def serve_wsgi(app: Callable, host: str, port: int, tls: ssl.SSLContext | None = None) -> Any:
+def serve_wsgi(app: Callable[..., Any], host: str, port: int, tls: ssl.SSLContext | None = None) -> Any:
     """Serve a plain WSGI callable on the framework's hub; returns the hub thread.
 
     Under ryu (eventlet) this is eventlet's WSGI server on a green thread; under os-ken's

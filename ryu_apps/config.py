@@ -158,7 +158,8 @@ class _Node:
     def __init__(self, value: Any, path: str) -> None:
         if not isinstance(value, dict):
             raise ConfigError(path, f"expected a mapping, got {_kind(value)}")
-        self.value, self.path, self.used = value, path, set()
+        self.value, self.path = value, path
+        self.used: set[str] = set()
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
@@ -171,7 +172,7 @@ class _Node:
                 if close:  # a typo is the likelier mistake: point at the key as written
                     raise ConfigError(self.key(close[0]), f"unknown key; did you mean {name!r}?")
                 raise ConfigError(self.key(name), "is required")
-            return default
+            return default  # type: ignore[no-any-return]  # the caller's default, of the caller's type
         return convert(self.value[name], self.key(name))
 
     def done(self) -> None:
@@ -619,13 +620,13 @@ def _check_references(switches: Iterable[Switch], links: Iterable[Link], communi
     used_ports: dict[tuple[str, int], str] = {}
     for i, link in enumerate(links):
         for end, port in (("a", link.a_port), ("b", link.b_port)):
-            switch = link.a if end == "a" else link.b
-            if switch not in names:
-                raise ConfigError(f"topology.links[{i}].{end}", f"unknown switch {switch!r}")
+            name = link.a if end == "a" else link.b
+            if name not in names:
+                raise ConfigError(f"topology.links[{i}].{end}", f"unknown switch {name!r}")
             where = f"topology.links[{i}].{end}_port"
-            if (switch, port) in used_ports:
-                raise ConfigError(where, f"port {port} of {switch} is already used by {used_ports[switch, port]}")
-            used_ports[switch, port] = where
+            if (name, port) in used_ports:
+                raise ConfigError(where, f"port {port} of {name} is already used by {used_ports[name, port]}")
+            used_ports[name, port] = where
     seen: set[str] = set()
     for i, community in enumerate(communities):
         if community.name in seen:
@@ -707,7 +708,7 @@ def build_manager(config: Config, ledger: Ledger | None = None, now: float = 0.0
 def _follow_the_file(manager: MediaAggregationManager, spec: AggregateSpec, stored: Any, where: str,
                      say: Callable[[str], None]) -> None:
     """Bring a stored aggregate back to its configuration entry, saying what changed."""
-    differences = {name: (getattr(stored, name), wanted) for name, wanted in (
+    differences: dict[str, tuple[Any, Any]] = {name: (getattr(stored, name), wanted) for name, wanted in (
         ("dscp", spec.dscp), ("priority", spec.priority), ("levels", spec.levels), ("preemption", spec.preemption))
         if getattr(stored, name) != wanted}
     if spec.path is not None and tuple(spec.path) != stored.path:

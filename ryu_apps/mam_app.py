@@ -17,6 +17,7 @@ import os
 import socket
 import time
 from dataclasses import replace
+from typing import Any
 
 from . import compat, security
 from .config import Config, ConfigError, build_manager, load_config
@@ -52,7 +53,7 @@ def config_path() -> str:
 class MediaAggregationApp(compat.RyuApp):
     OFP_VERSIONS = [compat.ofproto_v1_3.OFP_VERSION]
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         path = config_path()
         try:
@@ -84,7 +85,7 @@ class MediaAggregationApp(compat.RyuApp):
         self.metrics.shell = self.shell
         self.shell.start()
         self.service.on_timer_change(self.wakeup.wake)
-        self.sip = None
+        self.sip: Any = None        # the SIP hub server, when sip.enabled
         self.threads = [compat.hub.spawn(self._timer_loop)]
         if self.cluster is not None:
             self.cluster.start(self.service, compat.hub.spawn, compat.hub.sleep)
@@ -191,33 +192,33 @@ class MediaAggregationApp(compat.RyuApp):
     # --- OpenFlow events: decode, hand to the valve through the shell (which performs) -----
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPSwitchFeatures, compat.CONFIG_DISPATCHER)
-    def switch_features(self, ev) -> None:
+    def switch_features(self, ev: Any) -> None:
         datapath = ev.msg.datapath
         self.shell.event("switch-features", lambda: events.SwitchConnected(self.shell.conn_of(datapath, new=True),
                                                                            int(datapath.id)))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPStateChange, compat.DEAD_DISPATCHER)
-    def switch_state(self, ev) -> None:
+    def switch_state(self, ev: Any) -> None:
         datapath = ev.datapath
         if datapath is not None and getattr(datapath, "mam_conn", None) is not None:
             self.shell.event("switch-gone", lambda: events.SwitchGone(self.shell.conn_of(datapath)))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPPortDescStatsReply, compat.MAIN_DISPATCHER)
-    def port_desc(self, ev) -> None:
+    def port_desc(self, ev: Any) -> None:
         self.shell.event("port-desc", lambda: decode.ports_described(self.shell.conn_of(ev.msg.datapath), ev.msg))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPPortStatus, compat.MAIN_DISPATCHER)
-    def port_status(self, ev) -> None:
+    def port_status(self, ev: Any) -> None:
         self.shell.event("port-status", lambda: decode.port_changed(self.shell.conn_of(ev.msg.datapath), ev.msg))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPFlowStatsReply, compat.MAIN_DISPATCHER)
-    def flow_stats(self, ev) -> None:
+    def flow_stats(self, ev: Any) -> None:
         datapath = ev.msg.datapath
         self.shell.event("flow-stats", lambda: decode.flow_stats_reply(
             self.shell.conn_of(datapath), self.shell.valve.switch_of(self.shell.conn_of(datapath)) or "", ev.msg))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPMeterConfigStatsReply, compat.MAIN_DISPATCHER)
-    def meter_config(self, ev) -> None:
+    def meter_config(self, ev: Any) -> None:
         datapath = ev.msg.datapath
         self.shell.event("meter-config", lambda: decode.meter_config_reply(
             self.shell.conn_of(datapath), self.shell.valve.switch_of(self.shell.conn_of(datapath)) or "", ev.msg))
@@ -225,31 +226,31 @@ class MediaAggregationApp(compat.RyuApp):
     # --- LLDP, from ryu.topology (os_ken.topology) when dataplane.discovery is on ----------
 
     @compat.set_ev_cls(compat.topology_event.EventLinkAdd)
-    def link_add(self, ev) -> None:
+    def link_add(self, ev: Any) -> None:
         link = ev.link
         self.shell.event("link-add", lambda: events.LinkHeard(link.src.dpid, link.src.port_no, link.dst.dpid,
                                                               link.dst.port_no, up=True))
 
     @compat.set_ev_cls(compat.topology_event.EventLinkDelete)
-    def link_delete(self, ev) -> None:
+    def link_delete(self, ev: Any) -> None:
         link = ev.link
         self.shell.event("link-delete", lambda: events.LinkHeard(link.src.dpid, link.src.port_no, link.dst.dpid,
                                                                  link.dst.port_no, up=False))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPBarrierReply, compat.MAIN_DISPATCHER)
-    def barrier_reply(self, ev) -> None:
+    def barrier_reply(self, ev: Any) -> None:
         self.shell.event("barrier", lambda: events.BarrierReply(self.shell.conn_of(ev.msg.datapath), int(ev.msg.xid)))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPErrorMsg, [compat.CONFIG_DISPATCHER, compat.MAIN_DISPATCHER])
-    def error(self, ev) -> None:
+    def error(self, ev: Any) -> None:
         msg = ev.msg
         self.shell.event("error", lambda: events.ErrorReply(self.shell.conn_of(msg.datapath), int(msg.xid),
                                                             int(msg.type), int(msg.code)))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPFlowRemoved, compat.MAIN_DISPATCHER)
-    def flow_removed(self, ev) -> None:
+    def flow_removed(self, ev: Any) -> None:
         self.shell.event("flow-removed", lambda: decode.flow_removed(self.shell.conn_of(ev.msg.datapath), ev.msg))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPPacketIn, compat.MAIN_DISPATCHER)
-    def packet_in(self, ev) -> None:
+    def packet_in(self, ev: Any) -> None:
         self.shell.event("packet-in", lambda: decode.packet_in(self.shell.conn_of(ev.msg.datapath), ev.msg, compat))

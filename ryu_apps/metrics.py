@@ -53,7 +53,7 @@ class Metrics:
         self.flow_install.observe(seconds)
 
     def render(self) -> str:
-        def snapshot(manager):
+        def snapshot(manager: Any) -> Any:
             return ([(a.id, a.size_kbps, manager.used_kbps(a.id), len(manager.calls(a.id)))
                      for a in manager.aggregates()],
                     dict(manager.counters.admitted_by_protocol), dict(manager.counters.rejected_by_protocol),

@@ -187,7 +187,7 @@ def diff(old: Iterable[Entry], new: Iterable[Entry]) -> PlanDiff:
     return PlanDiff(tuple(sorted(after - before, key=_order)), tuple(sorted(before - after, key=_order)))
 
 
-def _order(entry: Entry) -> tuple:
+def _order(entry: Entry) -> tuple[int, str, str]:
     # Meters before the flows that use them; classes first of all.
     rank = {PortClass: 0, MeterEntry: 1, FlowEntry: 2}[type(entry)]
     return rank, entry.switch, repr(entry)

@@ -734,8 +734,9 @@ class MediaAggregationManager:
         key = (community, ip)
         current_port = self._state.locations.get(key)
         current = None if current_port is None else Location(community, ip, current_port)
-        affected = [c for c in self._state.calls.values() if c.media_attached and (
-            (c.caller_community, c.caller_media.ip) == key or (c.callee_community, c.callee_media.ip) == key)]
+        affected = [c for c in self._state.calls.values() if c.caller_media is not None and c.callee_media is not None
+                    and ((c.caller_community, c.caller_media.ip) == key
+                         or (c.callee_community, c.callee_media.ip) == key)]
         static = where.terminal_port_of(ip)
         verdict = judge(port, static_port=static, current=current, in_call=bool(affected),
                         old_port_down=current_port is not None and port_down(where.edge, current_port),

@@ -143,7 +143,8 @@ class Topology:
 
     def link(self, a: str, b: str) -> Link:
         try:
-            return self._graph.edges[a, b]["link"]
+            link: Link = self._graph.edges[a, b]["link"]
+            return link
         except KeyError:
             raise NotFound(f"no link between {a} and {b}") from None
 

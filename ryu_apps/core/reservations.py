@@ -127,7 +127,7 @@ class Reservations:
                 return None
             taken.append((pool, tag))
         for owner, value in taken:
-            self._undo(lambda owner=owner, value=value: owner.release(value))
+            self._undo(_releaser(owner, value))
         return CallTags(taken[0][1], taken[1][1], taken[2][1])
 
     def add_call(self, call: Call, *, durable: bool = True) -> None:
@@ -236,3 +236,7 @@ class Reservations:
             "call_tags": {k: set(v._live) for k, v in self.call_tags.items()},
             "deadlines": {k: self.deadlines.get(k) for k in list(self.deadlines._at)},
         }
+
+
+def _releaser(owner: TagAllocator, tag: int) -> Callable[[], None]:
+    return lambda: owner.release(tag)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import networkx as nx  # type: ignore[import-untyped]
+import networkx as nx
 
 from ..core.flowplan import FORWARD, CookieKind, FlowEntry, Output, cookie
 from ..core.network import Topology

@@ -82,7 +82,7 @@ class RestApi:
 
     # --- WSGI ---------------------------------------------------------------------------
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         request = Request(environ)
         try:
             response = self.dispatch(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import json
 from typing import Any
@@ -42,7 +43,8 @@ class Fields:
     def __init__(self, value: Any, path: str = "") -> None:
         if not isinstance(value, dict):
             raise HttpError(400, "must be an object", field=path or None)
-        self.value, self.path, self.used = value, path, set()
+        self.value, self.path = value, path
+        self.used: set[str] = set()
 
     def name(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -60,13 +62,15 @@ class Fields:
             raise HttpError(400, f"expected {_kind_name(kind)}, got {json.dumps(value)[:40]}", field=self.name(key))
         return value
 
-    def int(self, key: str, low: int, high: int, default: Any = ...) -> int:
-        value = self.get(key, int, default)
+    def int(self, key: str, low: builtins.int, high: builtins.int, default: Any = ...) -> Any:
+        """An integer in [low, high], or ``default`` (of any type) when absent."""
+        value = self.get(key, builtins.int, default)
         if value is not default and not low <= value <= high:
             raise HttpError(400, f"must be between {low} and {high}", field=self.name(key))
         return value
 
-    def text(self, key: str, default: Any = ..., max_length: int = 128) -> str:
+    def text(self, key: str, default: Any = ..., max_length: builtins.int = 128) -> Any:
+        """A non-empty string of at most ``max_length`` characters, or ``default`` when absent."""
         value = self.get(key, str, default)
         if value is not default and (not value.strip() or len(value) > max_length):
             raise HttpError(400, f"must be 1 to {max_length} characters", field=self.name(key))
