@@ -128,6 +128,9 @@ class ClusterConfig:
 
     name: str | None = None            # this controller's name among them (default: host name and pid)
     timeout_s: float = 1.0             # one etcd request; no answer within it: store-unavailable
+    lease_ttl_s: int = 2               # a dead controller's switches are taken over this long after it died
+    #: switch groups: (group, switches, controllers in order of preference); none: one group, any controller
+    roles: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -479,9 +482,23 @@ def _store(value: Any, path: str) -> str:
 
 def _cluster(value: Any, path: str) -> ClusterConfig:
     node = _Node(value, path)
-    cluster = ClusterConfig(name=node.get("name", _str, None), timeout_s=node.get("timeout_s", _number(0.05, 30.0), 1.0))
+    cluster = ClusterConfig(name=node.get("name", _str, None), timeout_s=node.get("timeout_s", _number(0.05, 30.0), 1.0),
+                            lease_ttl_s=node.get("lease_ttl_s", _int(1, 600), 2),
+                            roles=node.get("roles", _roles, ()))
     node.done()
     return cluster
+
+
+def _roles(value: Any, path: str) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]:
+    groups = _Node(value, path)
+    out = []
+    for name in list(value):
+        node = groups.get(str(name), lambda v, p: _Node(v, p))
+        out.append((str(name), node.get("switches", _list(_str, min_items=1)),
+                    node.get("controllers", _list(_str), ())))
+        node.done()
+    groups.done()
+    return tuple(out)
 
 
 def _api(value: Any, path: str) -> ApiConfig:
@@ -593,6 +610,7 @@ def parse_config(document: Any) -> Config:
     root.done()
 
     _check_references(switches, links, communities, aggregates)
+    _check_roles(cluster, {s.name for s in switches})
     try:
         topology = Topology(switches, links, communities)
     except MamError as error:
@@ -605,6 +623,18 @@ def parse_config(document: Any) -> Config:
                                port_security=PortSecurity(dataplane.max_terminals_per_port))
     return Config(topology, settings, aggregates, api, sip, dataplane, store, calls, h323=h323, openflow=openflow,
                   cluster=cluster)
+
+
+def _check_roles(cluster: ClusterConfig, switches: set[str]) -> None:
+    owner: dict[str, str] = {}
+    for group, members, _ in cluster.roles:
+        for i, name in enumerate(members):
+            where = f"cluster.roles.{group}.switches[{i}]"
+            if name not in switches:
+                raise ConfigError(where, f"unknown switch {name!r}")
+            if name in owner:
+                raise ConfigError(where, f"switch {name} is already in group {owner[name]}")
+            owner[name] = group
 
 
 def _check_references(switches: Iterable[Switch], links: Iterable[Link], communities: Iterable[Community],

@@ -89,6 +89,9 @@ class MediaAggregationApp(compat.RyuApp):
         self.threads = [compat.hub.spawn(self._timer_loop)]
         if self.cluster is not None:
             self.cluster.start(self.service, compat.hub.spawn, compat.hub.sleep)
+            valve.responsible = frozenset()          # nothing is written until an election says so
+            self.cluster.start_roles(self.config, self.shell.set_roles, compat.Wakeup(), compat.hub.spawn,
+                                     compat.hub.sleep)
         self._start_rest()
         self._start_sip()
         self._start_h323()
@@ -236,6 +239,15 @@ class MediaAggregationApp(compat.RyuApp):
         link = ev.link
         self.shell.event("link-delete", lambda: events.LinkHeard(link.src.dpid, link.src.port_no, link.dst.dpid,
                                                                  link.dst.port_no, up=False))
+
+    @compat.set_ev_cls(compat.ofp_event.EventOFPRoleReply, compat.MAIN_DISPATCHER)
+    def role_reply(self, ev) -> None:
+        msg = ev.msg
+        ofp = msg.datapath.ofproto
+        role = {ofp.OFPCR_ROLE_MASTER: events.Role.MASTER, ofp.OFPCR_ROLE_SLAVE: events.Role.SLAVE,
+                ofp.OFPCR_ROLE_EQUAL: events.Role.EQUAL}.get(msg.role)
+        if role is not None:
+            self.shell.event("role-reply", lambda: events.RoleChanged(self.shell.conn_of(msg.datapath), role))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPBarrierReply, compat.MAIN_DISPATCHER)
     def barrier_reply(self, ev: Any) -> None:

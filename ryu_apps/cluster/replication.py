@@ -24,6 +24,8 @@ from ..service import MamService
 from ..store.etcd import EtcdKV
 from ..store.shared import SharedLedger, ThreadWaiter, Waiter
 from ..store.url import EtcdUrl
+from ..openflow.events import Role
+from .roles import Group, Roles
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,17 @@ def clustered(config: Config) -> Config:
     return replace(config, settings=replace(config.settings, tag_lane=lane_of(member_name(config))))
 
 
+def groups_of(config: Config) -> tuple[Group, ...]:
+    """The configured switch groups; switches in none form one more that anyone may lead
+    (with no groups at all: every switch, one master: active/standby)."""
+    groups = [Group(name, switches, controllers) for name, switches, controllers in config.cluster.roles]
+    grouped = {s for g in groups for s in g.switches}
+    rest = tuple(s.name for s in config.topology.switches if s.name not in grouped)
+    if rest:
+        groups.append(Group("all" if not groups else "other", rest))
+    return tuple(groups)
+
+
 def open_shared_ledger(config: Config, topology: Topology, waiter: Callable[[], Waiter] = ThreadWaiter) -> "Replication":
     """``waiter`` makes the sleeps other hub threads cut short (compat.Wakeup under a framework)."""
     url = config.store_url
@@ -63,6 +76,7 @@ class Replication:
     ledger: SharedLedger
     applier: Waiter
     service: MamService | None = None
+    roles: Roles | None = None
     threads: list[Any] = field(default_factory=list)
     stopped: bool = False
 
@@ -91,7 +105,18 @@ class Replication:
             except Exception:  # a change this controller cannot apply must not stop the loop
                 log.exception("applying changes from the shared ledger failed")
 
+    def start_roles(self, config: Config, set_roles: Callable[[frozenset[str], dict[str, tuple[Role, int]]], None],
+                    waiter: Waiter, spawn: Callable[..., Any], sleep: Callable[[float], None]) -> Roles:
+        """Elections for the configured switch groups; ``set_roles`` (the OpenFlow shell's)
+        hears which switches this controller masters and the role to ask of each."""
+        self.roles = Roles(self.kv, self.url.prefix, self.ledger.member, groups_of(config), config.cluster.lease_ttl_s,
+                           set_roles, waiter)
+        self.threads += self.roles.start(spawn, sleep)
+        return self.roles
+
     def stop(self) -> None:
         self.stopped = True
         self.applier.wake()
+        if self.roles is not None:
+            self.roles.stop()
         self.kv.stop()

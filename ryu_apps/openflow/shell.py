@@ -120,6 +120,22 @@ class Shell:
                 self._deferred.clear()
             self._perform(batch)
 
+    def set_roles(self, responsible: frozenset[str], wanted: dict[str, tuple[ev.Role, int]]) -> None:
+        """Clusters: the switches this controller masters now, and the role (with its
+        generation id) to ask of every switch; role requests go out at once."""
+        try:
+            with self.lock:
+                self.valve.responsible = responsible
+                actions: list[act.Action] = []
+                for name, (role, generation) in sorted(wanted.items()):
+                    if self.valve.wanted_roles.get(name) != (role, generation):
+                        actions += self.valve.want_role(name, role, generation)
+                rest = self._send_all(actions)
+            self._perform(rest)
+        except Exception:
+            self.failures["roles"] += 1
+            log.exception("applying the cluster's roles failed; carrying on")
+
     def snapshot(self) -> dict[str, Any]:
         """Counters for metrics: failures by event, the valve's counters, the last reconcile per switch."""
         with self.lock:

@@ -23,7 +23,10 @@ committed plan diff) per switch, so that
   discipline: one event in, messages and reports out.
 
 A switch where this controller is a slave (clusters) is kept in the plan but not written
-to; it is reconciled when the role allows writing again.
+to; it is reconciled when the role allows writing again. In a cluster (``responsible`` set,
+docs/cluster.md) a switch another controller masters is that controller's business: a
+call's flows there neither wait for it nor fail for want of it, and connections start as
+slave until the switch confirms the role this controller asked for (``want_role``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from .batch import SwitchBatch, batch_for
 from .idle import MediaIdle
 from .learning import BestEffort
 from .messages import (Barrier, FlowAdd, FlowDelete, FlowStat, FlowStatsRequest, Message, MeterAdd,
-                       MeterConfigRequest, MeterDelete, PacketOut, PortDescRequest)
+                       MeterConfigRequest, MeterDelete, PacketOut, PortDescRequest, RoleRequest)
 from .reconcile import FlowKey, canonical, flow_key, reconcile
 
 log = logging.getLogger(__name__)
@@ -130,6 +133,10 @@ class Valve:
         self.reconcile_counts: dict[str, int] = {}        # reconciles so far, by switch name
         self.counters: dict[str, int] = {"flow_mods": 0, "meter_mods": 0, "barriers": 0, "errors": 0,
                                          "packet_ins": 0, "restored": 0}
+        #: Clusters: the switches this controller masters (None: all of them, no cluster), and
+        #: the role (and generation id) asked of each switch.
+        self.responsible: frozenset[str] | None = None
+        self.wanted_roles: dict[str, tuple[ev.Role, int]] = {}
         for switch in topology.switches:
             for entry in self.best_effort.base_entries(switch.name):
                 self.flows[switch.name][flow_key(entry)] = entry
@@ -147,11 +154,16 @@ class Valve:
             if pending is not None and pending.install:
                 del self.pending[serial]
         switches = sorted({e.switch for e in plan.add} | {e.switch for e in plan.remove})
+        installs: set[int] = set()
         for name in switches:
             batch = batch_for(plan.for_switch(name))
             self._update_view(name, batch)
             calls = _calls_in(batch)
+            installs |= {kind[1] for e in batch.flow_adds
+                         if (kind := parse_cookie(e.cookie)) is not None and kind[0] is CookieKind.CALL} - released
             switch = self.switches.get(name)
+            if self.responsible is not None and name not in self.responsible:
+                continue                     # another controller masters it (it is reconciled on a takeover)
             if switch is None:
                 for serial in sorted(calls - released):
                     actions.append(self._fail(serial, f"flow-install-failed: switch {name} is not connected"))
@@ -167,6 +179,29 @@ class Valve:
         for serial in sorted(released):      # nothing of it was on a connected switch
             if serial not in self.pending:
                 actions.append(Removed(serial))
+        failed = {a.serial for a in actions if isinstance(a, Failed)}
+        for serial in sorted(installs - failed):
+            if serial not in self.pending:   # every switch it needs is another controller's
+                actions.append(Installed(serial, 0.0))
+        return actions
+
+    def want_role(self, name: str, role: ev.Role, generation: int) -> list[Action]:
+        """The cluster decided this controller's role for switch ``name`` (master: it is
+        responsible for it): ask the switch now if it is connected, else when it connects.
+        The valve writes only once the switch's reply says so (RoleChanged)."""
+        self.wanted_roles[name] = (role, generation)
+        switch = self.switches.get(name)
+        actions: list[Action] = []
+        if switch is not None:
+            self._send(switch, RoleRequest(role.value, generation), actions)
+            if not role.writes and switch.role.writes:
+                actions += self._role_changed(switch, role, 0.0)   # stop writing at once, not at the reply
+        if role is ev.Role.MASTER:
+            return actions
+        for serial, pending in list(self.pending.items()):     # no longer this controller's to confirm
+            if pending.waiting.pop(name, None) is not None and not pending.waiting:
+                del self.pending[serial]
+                actions.append(Installed(serial, 0.0) if pending.install else Removed(serial))
         return actions
 
     def plan_changed(self, changes: Changes, now: float) -> list[Action]:
@@ -319,8 +354,13 @@ class Valve:
         if old is not None:
             actions += self._gone(old)
         switch = SwitchState(known.name, event.conn, now)
+        if self.responsible is not None:
+            switch.role = ev.Role.SLAVE      # until the switch confirms what this controller asks
         self.switches[known.name] = switch
         self._conns[event.conn] = switch
+        wanted = self.wanted_roles.get(known.name)
+        if wanted is not None:
+            self._send(switch, RoleRequest(wanted[0].value, wanted[1]), actions)
         self._send(switch, PortDescRequest(), actions)
         self._start_sync(switch, actions)
         return actions

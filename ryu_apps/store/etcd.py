@@ -22,7 +22,7 @@ import base64
 import json
 import logging
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import requests
 from etcd3gw.client import Etcd3Client
@@ -61,7 +61,10 @@ def prefix_end(prefix: str) -> str:
 
 def _op(op: Op) -> dict[str, Any]:
     if isinstance(op, Put):
-        return {"request_put": {"key": b64(op.key), "value": b64(op.value)}}
+        put: dict[str, Any] = {"key": b64(op.key), "value": b64(op.value)}
+        if op.lease:
+            put["lease"] = str(op.lease)
+        return {"request_put": put}
     return {"request_delete_range": {"key": b64(op.key)}}
 
 
@@ -69,6 +72,18 @@ def _compare(compare: Compare) -> dict[str, Any]:
     target, field = TARGETS[compare.target]
     value = b64(str(compare.expected)) if compare.target == "value" else str(compare.expected)
     return {"key": b64(compare.key), "result": "EQUAL", "target": target, field: value}
+
+
+class WatchTarget(Protocol):
+    """What a watch feeds: the ledger, or the cluster's view of roles and members."""
+
+    prefix: str
+    revision: int      # the snapshot it started from
+    watched: int       # the highest event revision fed
+
+    def feed(self, events: Iterable[KeyValue]) -> None: ...
+
+    def compacted(self, revision: int) -> None: ...
 
 
 class EtcdKV:
@@ -79,7 +94,7 @@ class EtcdKV:
                          for host, port in url.endpoints]
         self._current = 0
         self.ledger: SharedLedger | None = None     # fed by the watch
-        self._stream: requests.Response | None = None
+        self._streams: set[requests.Response] = set()
         self.stopped = False
 
     # --- requests ------------------------------------------------------------------------
@@ -123,19 +138,20 @@ class EtcdKV:
 
     # --- the watch -----------------------------------------------------------------------
 
-    def watch_forever(self, ledger: SharedLedger, sleep: Callable[[float], None]) -> None:
-        """Feed ``ledger`` every change under its prefix after its snapshot, reconnecting
+    def watch_forever(self, target: WatchTarget, sleep: Callable[[float], None]) -> None:
+        """Feed ``target`` every change under its prefix after its snapshot, reconnecting
         (from the next revision) whenever the stream breaks. Run it on a hub thread."""
-        self.ledger = ledger
+        if isinstance(target, SharedLedger):
+            self.ledger = target
         backoff = 0.05
         while not self.stopped:
             try:
-                for events in self._stream_events(ledger):
-                    ledger.feed(events)
+                for events in self._stream_events(target):
+                    target.feed(events)
                     backoff = 0.05
             except Exception as error:  # noqa: BLE001 - the loop must outlive anything the network does
                 if not self.stopped:
-                    log.warning("etcd watch on %s broke: %s; reconnecting", ledger.prefix, error)
+                    log.warning("etcd watch on %s broke: %s; reconnecting", target.prefix, error)
             if not self.stopped:
                 sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
@@ -145,24 +161,23 @@ class EtcdKV:
         self.interrupt()
 
     def interrupt(self) -> None:
-        """Break the watch stream (it reconnects): when the store seems gone, or on stop."""
-        stream = self._stream
-        if stream is not None:
+        """Break the watch streams (they reconnect): when the store seems gone, or on stop."""
+        for stream in list(self._streams):
             try:
                 stream.close()
             except Exception:  # noqa: BLE001
                 pass
 
-    def _stream_events(self, ledger: SharedLedger) -> Iterable[list[KeyValue]]:
+    def _stream_events(self, target: WatchTarget) -> Iterable[list[KeyValue]]:
         client = self._clients[self._current]
         self._current = (self._current + 1) % len(self._clients)   # the next try goes elsewhere
-        start = max(ledger.watched, ledger.revision) + 1
-        request = {"create_request": {"key": b64(ledger.prefix), "range_end": b64(prefix_end(ledger.prefix)),
+        start = max(target.watched, target.revision) + 1
+        request = {"create_request": {"key": b64(target.prefix), "range_end": b64(prefix_end(target.prefix)),
                                       "start_revision": start}}
         session = _session()
         response = session.post(client.get_url("watch"), data=json.dumps(request), stream=True,
                                 timeout=(self.timeout, None))
-        self._stream = response
+        self._streams.add(response)
         try:
             if response.status_code != 200:
                 raise StoreUnavailable(f"etcd watch answered HTTP {response.status_code}")
@@ -171,7 +186,7 @@ class EtcdKV:
                     continue
                 result = json.loads(line).get("result", {})
                 if "compact_revision" in result and int(result["compact_revision"]) > 0:
-                    ledger.compacted(int(result["compact_revision"]))
+                    target.compacted(int(result["compact_revision"]))
                     return
                 if result.get("canceled"):
                     raise StoreUnavailable(f"etcd cancelled the watch: {result.get('cancel_reason', '')}")
@@ -179,7 +194,7 @@ class EtcdKV:
                 if events:
                     yield events
         finally:
-            self._stream = None
+            self._streams.discard(response)
             response.close()
             session.close()
 

@@ -76,6 +76,7 @@ class Compare:
 class Put:
     key: str
     value: str
+    lease: int = 0       # etcd lease the key is attached to (deleted when it expires); 0: none
 
 
 @dataclass(frozen=True)

@@ -47,18 +47,20 @@ def etcd(tmp_path: Path) -> Iterator[Etcd]:
 class RyuController:
     """``ryu-manager ryu_apps.mam_app`` with ``store: etcd://...`` and REST on a free port."""
 
-    def __init__(self, workdir: Path, name: str, etcd: Etcd, pool_kbps: int, api_port: int | None = None) -> None:
+    def __init__(self, workdir: Path, name: str, etcd: Etcd, pool_kbps: int, api_port: int | None = None,
+                 of_port: int | None = None, cluster_extra: str = "") -> None:
         self.name, self.workdir = name, workdir
         self.api_port = api_port or free_port()
         self.config = workdir / f"{name}.yaml"
         self.config.write_text(two_sites(pool_kbps, api_port=self.api_port)
-                               + f"store: {etcd.url()}\ncluster: {{name: {name}}}\n")
+                               + f"store: {etcd.url()}\ncluster:\n  name: {name}\n{cluster_extra}")
         self.log = workdir / f"{name}.log"
         env = dict(os.environ, MAM_CONFIG=str(self.config), PYTHONUNBUFFERED="1",
                    PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         with self.log.open("ab") as log:
             self.process = subprocess.Popen([str(Path(sys.executable).parent / "ryu-manager"),
-                                             "--ofp-tcp-listen-port", str(free_port()), "ryu_apps.mam_app"],
+                                             "--ofp-tcp-listen-port", str(of_port or free_port()),
+                                             "ryu_apps.mam_app"],
                                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
         try:

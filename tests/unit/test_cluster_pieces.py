@@ -65,3 +65,30 @@ def test_the_configuration_takes_an_etcd_store_and_cluster_settings():
         parse_config({**BASE, "store": "etcd://127.0.0.1/mam"})
     with pytest.raises(ConfigError, match="cluster.timeout_s"):
         parse_config({**BASE, "cluster": {"timeout_s": 0}})
+
+
+def test_cluster_roles_are_switch_groups_with_preferred_controllers():
+    topo = {"topology": {"switches": [{"name": "s1", "dpid": 1}, {"name": "s2", "dpid": 2}]}}
+    config = parse_config({**topo, "cluster": {"lease_ttl_s": 1, "roles": {
+        "site-a": {"switches": ["s1"], "controllers": ["ctl-a", "ctl-b"]}, "core": {"switches": ["s2"]}}}})
+    assert config.cluster.lease_ttl_s == 1
+    assert config.cluster.roles == (("site-a", ("s1",), ("ctl-a", "ctl-b")), ("core", ("s2",), ()))
+    with pytest.raises(ConfigError, match=r"cluster.roles.b.switches\[0\]: switch s1 is already in group a"):
+        parse_config({**topo, "cluster": {"roles": {"a": {"switches": ["s1"]}, "b": {"switches": ["s1"]}}}})
+    with pytest.raises(ConfigError, match=r"cluster.roles.a.switches\[0\]: unknown switch 's9'"):
+        parse_config({**topo, "cluster": {"roles": {"a": {"switches": ["s9"]}}}})
+
+
+def test_elections_prefer_the_listed_order_and_hand_groups_back():
+    from ryu_apps.cluster.roles import Group, should_campaign, should_resign, wanted_roles
+    from ryu_apps.openflow.events import Role
+    site_a = Group("site-a", ("s1",), ("ctl-a", "ctl-b"))
+    anyone = Group("all", ("s1", "s2"))
+    assert should_campaign(site_a, "ctl-a", {"ctl-b"}) and not should_campaign(site_a, "ctl-b", {"ctl-a"})
+    assert should_campaign(site_a, "ctl-b", {"ctl-b"})                  # ctl-a is dead: the backup takes over
+    assert should_resign(site_a, "ctl-b", {"ctl-a", "ctl-b"})            # ctl-a is back: it gets its site again
+    assert not should_resign(site_a, "ctl-a", {"ctl-a", "ctl-b"})
+    assert should_campaign(anyone, "x", set()) and not should_resign(anyone, "x", {"y"})
+    assert not should_campaign(site_a, "ctl-z", set())                   # not listed: never masters the site
+    roles = wanted_roles([site_a, Group("core", ("s2",))], {"site-a": ("ctl-a", 42), "core": ("ctl-b", 43)}, "ctl-a")
+    assert roles == {"s1": (Role.MASTER, 42), "s2": (Role.SLAVE, 43)}
