@@ -57,12 +57,13 @@ def should_resign(group: Group, me: str, alive: Iterable[str]) -> bool:
     return not should_campaign(group, me, alive)
 
 
-def wanted_roles(groups: Iterable[Group], leaders: Mapping[str, tuple[str, int]],
-                 me: str) -> dict[str, tuple[Role, int]]:
-    """The role (and generation id) to ask of each switch."""
+def wanted_roles(groups: Iterable[Group], leaders: Mapping[str, tuple[str, int]], me: str,
+                 generations: Mapping[str, int] | None = None) -> dict[str, tuple[Role, int]]:
+    """The role (and generation id) to ask of each switch. With no leader, slave with the
+    last generation seen: a switch refuses a role request older than its last master's."""
     roles: dict[str, tuple[Role, int]] = {}
     for group in groups:
-        leader, generation = leaders.get(group.name, ("", 0))
+        leader, generation = leaders.get(group.name, ("", (generations or {}).get(group.name, 0)))
         role = Role.MASTER if leader == me else Role.SLAVE
         for switch in group.switches:
             roles[switch] = (role, generation)
@@ -79,6 +80,7 @@ class RoleView:
         self.wake = wake
         self.lock = threading.Lock()
         self.leaders: dict[str, tuple[str, int]] = {}
+        self.generations: dict[str, int] = {}     # the newest leader's generation per group, even when gone
         self.alive: set[str] = set()
         self.changed_at = 0.0
 
@@ -92,6 +94,7 @@ class RoleView:
                         self.leaders.pop(name, None)
                     elif event.revision > self.leaders.get(name, ("", 0))[1]:
                         self.leaders[name] = (event.value, event.revision)
+                        self.generations[name] = max(self.generations.get(name, 0), event.revision)
                 elif kind == "members":
                     (self.alive.discard if event.value is None else self.alive.add)(name)
             self.changed_at = time.monotonic()
@@ -104,6 +107,10 @@ class RoleView:
     def snapshot(self) -> tuple[dict[str, tuple[str, int]], set[str]]:
         with self.lock:
             return dict(self.leaders), set(self.alive)
+
+    def last_generations(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.generations)
 
 
 class Roles:
@@ -201,6 +208,7 @@ class Roles:
         if result.succeeded:
             with self.view.lock:
                 self.view.leaders[group.name] = (self.me, result.revision)
+                self.view.generations[group.name] = max(self.view.generations.get(group.name, 0), result.revision)
             self._note(f"leads {group.name} (generation {result.revision})")
 
     def _resign(self, group: Group, generation: int) -> None:
@@ -217,7 +225,7 @@ class Roles:
         leaders, _ = self.view.snapshot()
         if not self.lease or self.clock() >= self.alive_until:
             leaders = {g: v for g, v in leaders.items() if v[0] != self.me}
-        wanted = wanted_roles(self.groups, leaders, self.me)
+        wanted = wanted_roles(self.groups, leaders, self.me, self.view.last_generations())
         if wanted == self.applied:
             return
         responsible = frozenset(s for s, (role, _) in wanted.items() if role is Role.MASTER)

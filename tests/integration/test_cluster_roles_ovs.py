@@ -31,14 +31,13 @@ LEASE_TTL_S = 1
 
 def roles(bridge: str) -> dict[str, str]:
     """OVS's view: controller target -> role, for the connected controllers of ``bridge``."""
-    out = sh("ovs-vsctl", "--timeout=5", "--format=csv", "--data=bare", "--no-headings", "--columns=target,role,"
-             "is_connected", "list", "controller").stdout
-    targets = sh("ovs-vsctl", "--timeout=5", "get-controller", bridge).stdout.split()
+    rows = sh("ovs-vsctl", "--timeout=5", "get", "bridge", bridge, "controller").stdout.strip("[] \n")
     found = {}
-    for line in out.splitlines():
-        target, role, connected = line.split(",")
-        if target in targets and connected == "true":
-            found[target] = role
+    for row in filter(None, (r.strip() for r in rows.split(","))):
+        target, role, connected = (sh("ovs-vsctl", "--timeout=5", "get", "controller", row, column).stdout.strip()
+                                   for column in ("target", "role", "is_connected"))
+        if connected == "true":
+            found[target.strip('"')] = role
     return found
 
 
@@ -114,5 +113,77 @@ def test_one_master_the_standby_takes_over_after_kill_9(tmp_path: Path):
             raise
         finally:
             for c in controllers:
+                c.stop()
+            lab.close()
+
+
+def test_site_controllers_master_their_own_site_and_take_it_back(tmp_path: Path):
+    """Site controllers: ctl-a masters site-a's edge s1, ctl-b site-b's edge s2; the pool
+    between the sites is shared. A call admitted at site A gets its flows from both; when
+    ctl-a dies ctl-b masters s1 too; when ctl-a is back it takes s1 back, and neither move
+    reinstalls the call's flows."""
+    lab = Lab()
+    roles_config = ("  lease_ttl_s: 1\n  roles:\n"
+                    "    site-a: {switches: [s1], controllers: [ctl-a, ctl-b]}\n"
+                    "    site-b: {switches: [s2], controllers: [ctl-b, ctl-a]}\n")
+    with Etcd(tmp_path) as etcd:
+        controllers: dict[str, RyuController] = {}
+        try:
+            ports = {name: free_port() for name in ("ctl-a", "ctl-b")}
+            for name in ("ctl-a", "ctl-b"):
+                controllers[name] = RyuController(tmp_path, name, etcd, 20 * PCMU_KBPS, of_port=ports[name],
+                                                  cluster_extra=roles_config)
+            s1, s2 = lab.bridge("s1", 1, None), lab.bridge("s2", 2, None)
+            lab.link("s1", 1, "s2", 1)
+            targets = {name: f"tcp:127.0.0.1:{port}" for name, port in ports.items()}
+            for bridge in (s1, s2):
+                sh("ovs-vsctl", "--timeout=10", "set-controller", bridge, *targets.values())
+
+            def masters(connected: int = 2) -> dict[str, str | None]:
+                out: dict[str, str | None] = {}
+                for bridge in (s1, s2):
+                    seen = roles(bridge)
+                    named = [n for n, t in targets.items() if seen.get(t) == "master"]
+                    out[bridge] = named[0] if len(named) == 1 and len(seen) == connected else None
+                return out
+            until("each site controller masters its own edge", lambda: masters() == {s1: "ctl-a", s2: "ctl-b"}, 30)
+
+            a, b = controllers["ctl-a"], controllers["ctl-b"]
+            assert a.rest("POST", "/calls", call("c1", "10.1.0.21", "10.2.0.21"))[0] == 201
+            until("both masters install the call admitted at site A",
+                  lambda: flows_for(s1, "10.1.0.21") and flows_for(s2, "10.1.0.21"), 10)
+            before = {br: flows_for(br, "10.1.0.21") for br in (s1, s2)}
+            assert b.pool() == a.pool() == (PCMU_KBPS, 1)                   # one shared pool
+
+            a.kill()
+            assert b.rest("POST", "/calls", call("c2", "10.1.0.22", "10.2.0.22"))[0] == 201
+            until("the survivor installs new calls on both sites",
+                  lambda: flows_for(s1, "10.1.0.22") and flows_for(s2, "10.1.0.22"), 15)
+            assert flows_for(s1, "10.1.0.21") and b.call_ids() == {"c1", "c2"}   # calls stay up
+
+            controllers["ctl-a"] = a = RyuController(tmp_path, "ctl-a", etcd, 20 * PCMU_KBPS, api_port=a.api_port,
+                                                     of_port=ports["ctl-a"], cluster_extra=roles_config)
+            until("ctl-a takes its site back", lambda: "leads site-a" in a.log.read_text(errors="replace")
+                  and "hands site-a back" in b.log.read_text(errors="replace"), 30)
+            until("the restarted ctl-a reconciles its site (OVS reconnects with back-off)",
+                  lambda: a.log.read_text(errors="replace").count("switch s1 reconciled") >= 2, 30)
+            until("OVS shows each site with its own master again",
+                  lambda: masters() == {s1: "ctl-a", s2: "ctl-b"}, 30)
+            after = {br: flows_for(br, "10.1.0.21") for br in (s1, s2)}
+            strip = re.compile(r"duration=[^,]+, ")
+            assert {k: [strip.sub("", f) for f in v] for k, v in after.items()} == {
+                k: [strip.sub("", f) for f in v] for k, v in before.items()}
+            assert a.call_ids() == {"c1", "c2"}
+            log = a.log.read_text(errors="replace")
+            last = re.findall(r"switch s1 reconciled: (\d+) of ours held, (\d+) flows added or replaced, (\d+) deleted",
+                              log)[-1]
+            assert last[1:] == ("0", "0"), last                   # taken back without reinstalling anything
+            assert "type 11" not in b.log.read_text(errors="replace")   # no role request refused as stale
+        except AssertionError:
+            for c in controllers.values():
+                print(c.name, c.explain())
+            raise
+        finally:
+            for c in controllers.values():
                 c.stop()
             lab.close()
