@@ -26,6 +26,7 @@ from .control_jobs import (AdmitCall, CallAdmission, ControlFailed, Job, JobResu
                            stores_dialogs)
 from .errors import ParseError
 from .ids import IdSource
+from .overload import OverloadGate
 from .message import (Message, NameAddr, Request, Response, SipUri, parse_name_addr, parse_uri, prepend_header)
 from .proxy_config import ProxyConfig
 from .proxy_stats import ProxyStats
@@ -77,6 +78,7 @@ class CallFlow:
     _clients: dict[tuple[str, str], ClientTransaction]
     _own_sent_by: str
     deferred: bool
+    overload: OverloadGate
 
     def _init_calls(self) -> None:
         self._jobs: list[tuple[int, Job]] = []
@@ -138,6 +140,7 @@ class CallFlow:
 
     def _initial_invite(self, server: ServerTransaction, request: Request, uri: SipUri, sender: NameAddr,
                         number: int, source: Peer, hop: Peer, now: float) -> None:
+        self.overload.count(False, now)
         offer = self._sdp(request)
         if isinstance(offer, Response):
             self._out.extend(server.respond(offer, now))

@@ -33,6 +33,7 @@ from .calls import REJECTIONS, CallFlow, _Pending, _required, reason_header
 from .control_jobs import JobResult
 from .errors import ParseError
 from .ids import IdSource
+from .overload import OverloadGate, fast_reject, is_reject_ack
 from .message import (Message, NameAddr, Partial, Request, Response, SipUri, Via, build_response,
                       check_addresses, parse_message, parse_name_addr, parse_uri, parse_via, pop_first_value,
                       prepend_header, render_params, serialize, set_header)
@@ -66,13 +67,24 @@ class SipProxy(CallFlow):
         self._timers = Timers()
         self._out: list[Send] = []
         self._own_sent_by = f"{config.host}:{config.port}"
+        self.overload = OverloadGate(config.overload)
+        self._reject_tag = "ovl" + ids("overload-tag")[:12]      # our stateless 503s' To tag
+        self._reject_tag_bytes = self._reject_tag.encode()
         self._init_calls()
 
     # --- entry points (never raise) ---------------------------------------------------
 
-    def receive(self, data: bytes, source: Peer, now: float) -> list[Send]:
-        """One UDP datagram (or one framed TCP message) from ``source``."""
+    def receive(self, data: bytes, source: Peer, now: float, waited: float = 0.0) -> list[Send]:
+        """One UDP datagram (or one framed TCP message) from ``source``, which ``waited``
+        seconds in the kernel before it was read (the shell's measure of its backlog)."""
         self.stats.received += 1
+        if data[:7] == b"INVITE ":
+            refused = self._refuse_fast(data, source, now, waited)
+            if refused is not None:
+                return refused
+        elif data[:4] == b"ACK " and is_reject_ack(data, self._reject_tag_bytes):
+            self.stats.overload_acks += 1           # the ACK of one of our stateless 503s
+            return []
         if not data.strip(b"\r\n\t \x00"):
             self.stats.keepalives += 1
             return []
@@ -89,6 +101,37 @@ class SipProxy(CallFlow):
 
     def next_timer(self) -> float | None:
         return self._timers.next()
+
+    def open_transactions(self) -> int:
+        return len(self._servers) + len(self._clients)
+
+    def _overloaded(self, waited: float) -> str | None:
+        return self.overload.over(waited, len(self._servers) + len(self._clients), len(self._waiting))
+
+    def _refuse_fast(self, data: bytes, source: Peer, now: float, waited: float) -> list[Send] | None:
+        """Overloaded: a new INVITE gets a stateless 503 from its raw bytes (see overload.py)."""
+        reason = self._overloaded(waited)
+        if reason is None:
+            return None
+        config = self.config.overload
+        refusal = fast_reject(data, self._reject_tag_bytes, config.retry_after_s, self.overload)
+        if refusal is None:
+            return None                              # in-dialog, or the parser's business
+        reply, top = refusal
+        try:
+            via = parse_via(top.decode("utf-8"))
+        except (ParseError, UnicodeDecodeError):
+            return None
+        if (via.branch or "", via.sent_by, "INVITE") in self._servers:
+            return None                              # a retransmission of an INVITE in progress
+        self._count_refusal(reason, now)
+        return [Send(reply, source)]
+
+    def _count_refusal(self, reason: str, now: float) -> None:
+        stats = self.stats
+        stats.overload_rejected += 1
+        stats.overload_reasons[reason] = stats.overload_reasons.get(reason, 0) + 1
+        self.overload.count(True, now)
 
     def handle_timer(self, now: float) -> list[Send]:
         return self._run(self._timers_due, now)
@@ -170,6 +213,18 @@ class SipProxy(CallFlow):
         except ParseError as error:
             self._malformed(ParseError(error.message, error.status_hint, Partial(request.method, request.headers)),
                             source)
+            return
+        if request.method == "INVITE" and to.tag is None:
+            reason = self._overloaded(0.0)          # (over UDP the fast path answered already)
+            if reason is not None and server_key(via.branch, via.sent_by, "INVITE", request) not in self._servers:
+                self._count_refusal(reason, now)
+                response = self._reply(request, 503, reason=(42, "overload: new calls refused"),
+                                       extra=[("retry-after", str(self.config.overload.retry_after_s))],
+                                       to_tag=self._reject_tag)
+                self._out.append(Send(serialize(response), source))
+                return
+        elif request.method == "ACK" and to.tag == self._reject_tag:
+            self.stats.overload_acks += 1
             return
         request = self._stamp_via(request, via.host, via.params, source)
         key = server_key(via.branch, via.sent_by, request.method, request)

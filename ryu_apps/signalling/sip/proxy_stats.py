@@ -37,8 +37,11 @@ class ProxyStats:
     lifetime_ended: int = 0        # longer than max_call_s: call ended
     controller_ended: int = 0      # the controller ended it (preempted, REST, media idle): BYEs sent
     restored: int = 0              # dialogs rebuilt after a restart
+    overload_rejected: int = 0     # new INVITEs refused 503 + Retry-After while over a limit
+    overload_reasons: dict[str, int] = field(default_factory=dict)   # ... by limit
+    overload_acks: int = 0         # ACKs of those 503s, dropped on sight
     control_errors: int = 0        # CallControl raised (e.g. controller unreachable)
     internal_errors: int = 0       # a bug here; counted, never raised
 
     def snapshot(self) -> "ProxyStats":
-        return replace(self, rejected=dict(self.rejected))
+        return replace(self, rejected=dict(self.rejected), overload_reasons=dict(self.overload_reasons))

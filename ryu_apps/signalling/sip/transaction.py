@@ -156,9 +156,12 @@ class ServerTransaction:
         self.last_response = data
         self.status = max(self.status, response.status)
         settings = self._settings
+        if response.status >= 200:
+            self.request = slim(self.request)      # no more forwarding: keep what answers need
         if response.status < 200:
             self.state = State.PROCEEDING
         elif self.invite and response.status < 300:
+            self.last_response = None             # 2xx retransmissions come from downstream
             if self.state is not State.ACCEPTED:
                 self.state = State.ACCEPTED
                 self._timers.set(self, "L", now + settings.transaction_timeout)
@@ -257,6 +260,8 @@ class ClientTransaction:
             return True, []
         self.status = status
         timers.cancel(self, "A", "B", "C", "E", "F", "cancel")
+        self.data = b""                            # final: nothing to retransmit any more
+        self.request = slim(self.request)          # ... but an ACK to build
         if self.invite and status < 300:
             self.state = State.ACCEPTED
             timers.set(self, "M", now + self._settings.transaction_timeout)
@@ -314,6 +319,18 @@ class ClientTransaction:
                     ("to", request.header("to") or ""), ("call-id", request.header("call-id") or ""),
                     ("cseq", f"{request.cseq[0]} CANCEL")]
         return Request("CANCEL", request.uri, tuple(headers))
+
+
+#: What a transaction still needs of its request once it has a final response.
+_KEPT = frozenset({"via", "route", "from", "to", "call-id", "cseq"})
+
+
+def slim(request: Request) -> Request:
+    """The request without body and without headers a finished transaction never reads
+    (memory stays bounded under load: no request copies beyond what is still needed)."""
+    if not request.body and all(name in _KEPT for name, _ in request.headers):
+        return request
+    return Request(request.method, request.uri, tuple(h for h in request.headers if h[0] in _KEPT), b"")
 
 
 def server_key(branch: str | None, sent_by: str, method: str, request: Request) -> tuple[str, str, str]:

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import TYPE_CHECKING
+import struct
+import time
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .standalone import SipServer
 
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 BATCH = 64                      # datagrams read per wake-up at most (then the loop runs other work)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)     # Linux: the kernel's receive time, ns
+ANCILLARY = socket.CMSG_SPACE(16)
 
 
 class UdpEndpoint:
@@ -34,6 +38,7 @@ class UdpEndpoint:
         try:
             sock.setblocking(False)
             tune_buffers(sock)
+            enable_timestamps(sock)
             sock.bind((host, port))
         except BaseException:
             sock.close()
@@ -51,28 +56,28 @@ class UdpEndpoint:
         self.sock.close()
 
     def _readable(self) -> None:
-        batch: list[tuple[bytes, tuple[str, int]]] = []
-        recvfrom = self.sock.recvfrom
+        batch: list[tuple[bytes, Any, float]] = []
+        recvmsg = self.sock.recvmsg
         for _ in range(BATCH):
             try:
-                data, addr = recvfrom(65535)
+                data, ancillary, _, addr = recvmsg(65535, ANCILLARY)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as error:            # e.g. an ICMP error reported on the socket
                 self.server.faults.record("udp-receive", error)
                 break
-            batch.append((data, addr))
+            batch.append((data, addr, kernel_delay(ancillary)))
         if not batch:
             return
         handle = self.server.on_datagram
         invites = []
-        for data, addr in batch:                 # everything but INVITEs first
+        for data, addr, waited in batch:         # everything but INVITEs first
             if data[:7] == b"INVITE ":
-                invites.append((data, addr))
+                invites.append((data, addr, waited))
             else:
-                handle(data, addr[0], addr[1])
-        for data, addr in invites:
-            handle(data, addr[0], addr[1])
+                handle(data, addr[0], addr[1], waited)
+        for data, addr, waited in invites:
+            handle(data, addr[0], addr[1], waited)
 
     def sendto(self, data: bytes, host: str, port: int) -> None:
         try:
@@ -83,6 +88,23 @@ class UdpEndpoint:
             self.server.faults.record("udp-send", error, f"to {host}:{port}")
         except Exception as error:  # noqa: BLE001 - whatever the address, the socket stays open
             self.server.faults.record("udp-send", error, f"to {host!r}:{port!r}")
+
+
+def enable_timestamps(sock: socket.socket) -> None:
+    """Ask the kernel for each datagram's receive time (how long it waited: the backlog)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        pass
+
+
+def kernel_delay(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """Seconds since the kernel received the datagram (0 without a timestamp)."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return max(0.0, time.time() - float(seconds) - float(nanoseconds) * 1e-9)
+    return 0.0
 
 
 def tune_buffers(sock: socket.socket) -> None:
