@@ -34,8 +34,9 @@ from typing import Any, Callable, Protocol
 from .guard import Faults, deliverable, resolve_routes
 from .message import StreamFramer
 from .proxy import SipProxy
+from .tcp_limits import ConnectionTable
 from .transaction import Peer, Send
-from .udp_server import tune_buffers
+from .udp_server import ANCILLARY, enable_timestamps, kernel_delay, tune_buffers
 
 log = logging.getLogger(__name__)
 MAX_SLEEP_S = 5.0              # the timer loop wakes at least this often (to notice stop())
@@ -80,6 +81,8 @@ class HubSipServer:
         self.udp: socket.socket | None = None
         self.tcp: socket.socket | None = None
         self.connections: dict[Peer, socket.socket] = {}
+        self.tcp_table = ConnectionTable(proxy.config.tcp)
+        self._tcp_lock = threading.Lock()
         self.faults = Faults(log)
         self.timer_wakeups = 0
         self._pending: dict[Peer, list[bytes]] = {}        # TCP data waiting for a connect
@@ -98,6 +101,7 @@ class HubSipServer:
         if "udp" in self.transports:
             self.udp = self.socket_factory(family, socket.SOCK_DGRAM)
             tune_buffers(self.udp)
+            enable_timestamps(self.udp)
             self.udp.bind((self.bind_host, port))
             self.udp.settimeout(SOCKET_POLL_S)
             self.spawn(self._udp_loop)
@@ -149,9 +153,10 @@ class HubSipServer:
     def _udp_loop(self) -> None:
         udp = self.udp
         assert udp is not None
+        receive = _receiver(udp)
         while self.running:
             try:
-                data, addr = udp.recvfrom(65535)
+                data, addr, waited = receive()
             except socket.timeout:
                 continue
             except Exception as error:  # noqa: BLE001 - OSError or worse: count, pause, go on
@@ -160,14 +165,14 @@ class HubSipServer:
                 self.faults.record("udp-receive", error)
                 self.sleep(0.01)
                 continue
-            self._handle(data, Peer("udp", addr[0], addr[1]), "udp-receive")
+            self._handle(data, Peer("udp", addr[0], addr[1]), "udp-receive", waited)
 
-    def _handle(self, item: Any, peer: Peer, kind: str) -> None:
+    def _handle(self, item: Any, peer: Peer, kind: str, waited: float = 0.0) -> None:
         """One datagram (bytes) or framed TCP item through the core, then its outputs out."""
         try:
             with self.lock:
                 if isinstance(item, bytes):
-                    out = self.proxy.receive(item, peer, self.clock())
+                    out = self.proxy.receive(item, peer, self.clock(), waited)
                 else:
                     out = self.proxy.receive_message(item, peer, self.clock())
                 when = self.proxy.next_timer()
@@ -193,6 +198,11 @@ class HubSipServer:
                 continue
             try:
                 peer = Peer("tcp", addr[0], addr[1])
+                with self._tcp_lock:
+                    refused = self.tcp_table.admit(peer, peer.host, self.clock())
+                if refused is not None:           # over a limit (counted in the table)
+                    _close(conn)
+                    continue
                 conn.settimeout(SOCKET_POLL_S)
                 self.connections[peer] = conn
                 self.spawn(self._tcp_reader, conn, peer)
@@ -202,11 +212,15 @@ class HubSipServer:
 
     def _tcp_reader(self, conn: socket.socket, peer: Peer) -> None:
         framer = StreamFramer(self.proxy.config.max_message_bytes)
+        table, lock = self.tcp_table, self._tcp_lock
         try:
             while self.running:
                 try:
                     data = conn.recv(65535)
                 except socket.timeout:
+                    with lock:                       # idle too long, or a message too slow to complete
+                        if table.check(peer, self.clock()) is not None:
+                            break
                     continue
                 if not data:
                     break
@@ -214,11 +228,17 @@ class HubSipServer:
                     self._handle(item, peer, "tcp-receive")
                 if framer.broken:
                     break
+                with lock:
+                    table.activity(peer, self.clock(), framer.pending)
+                    if table.check(peer, self.clock()) is not None:
+                        break
         except OSError:
             pass                                     # the peer went away: an ordinary end
         except Exception as error:  # noqa: BLE001
             self.faults.record("tcp-receive", error)
         finally:
+            with lock:
+                table.closed(peer)
             if self.connections.get(peer) is conn:
                 del self.connections[peer]
             _close(conn)
@@ -298,6 +318,8 @@ class HubSipServer:
             conn.settimeout(2.0)
             conn.connect((peer.host, peer.port))
             conn.settimeout(TCP_SEND_TIMEOUT_S)
+            with self._tcp_lock:
+                self.tcp_table.opened(peer, peer.host, self.clock())
             self.connections[peer] = conn
             for data in self._pending.pop(peer, []):
                 conn.sendall(data)
@@ -308,6 +330,27 @@ class HubSipServer:
                 _close(conn)
             return
         self._tcp_reader(conn, peer)
+
+
+def _receiver(sock: socket.socket) -> Callable[[], tuple[bytes, Any, float]]:
+    """Read one datagram with the kernel's receive time: ``recvmsg`` on a native socket; on
+    an eventlet green socket (no ``recvmsg``), its raw socket waited on with the hub."""
+    raw = getattr(sock, "fd", None)            # an eventlet GreenSocket wraps a non-blocking socket
+    if raw is None or not hasattr(raw, "recvmsg"):
+        def native() -> tuple[bytes, Any, float]:
+            data, ancillary, _, addr = sock.recvmsg(65535, ANCILLARY)
+            return data, addr, kernel_delay(ancillary)
+        return native
+    from eventlet.hubs import trampoline  # type: ignore[import-untyped]
+
+    def green() -> tuple[bytes, Any, float]:
+        while True:
+            try:
+                data, ancillary, _, addr = raw.recvmsg(65535, ANCILLARY)
+                return data, addr, kernel_delay(ancillary)
+            except BlockingIOError:
+                trampoline(raw, read=True, timeout=SOCKET_POLL_S, timeout_exc=socket.timeout)
+    return green
 
 
 def _close(sock: socket.socket) -> None:

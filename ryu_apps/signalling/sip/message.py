@@ -628,6 +628,11 @@ class StreamFramer:
         self.broken = False
         self._buffer = bytearray()
 
+    @property
+    def pending(self) -> bool:
+        """A message has begun and is not complete yet."""
+        return bool(self._buffer)
+
     def feed(self, data: bytes) -> list[Message | ParseError]:
         if self.broken:
             return []

@@ -24,12 +24,14 @@ from .errors import ParseError
 from .guard import Faults, deliverable, resolve_routes
 from .message import Message
 from .proxy import SipProxy
+from .tcp_limits import ConnectionTable
 from .tcp_server import TcpConnection, open_tcp
 from .transaction import Peer, Send
 from .udp_server import UdpEndpoint
 
 log = logging.getLogger(__name__)
 LATENCY_SAMPLES = 200_000
+TCP_SWEEP_S = 1.0
 
 
 class SipServer:
@@ -50,11 +52,13 @@ class SipServer:
         self.udp: UdpEndpoint | None = None
         self.tcp_server: asyncio.AbstractServer | None = None
         self.tcp_connections: dict[Peer, TcpConnection] = {}
+        self.tcp_table = ConnectionTable(proxy.config.tcp)
         self.faults = Faults(log)
         self.invite_latency: list[float] = []      # seconds from INVITE in to its outputs sent
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def send_errors(self) -> int:
@@ -74,10 +78,13 @@ class SipServer:
         if "tcp" in self.transports:
             self.tcp_server = await loop.create_server(lambda: TcpConnection(self), self.bind_host, port,
                                                        reuse_address=True)
+            self._sweeper = loop.call_later(TCP_SWEEP_S, self._sweep_tcp)
 
     async def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self.watch is not None:
             self.watch.stop()
         if self.runner is not None:
@@ -90,13 +97,29 @@ class SipServer:
             if connection.transport is not None:
                 connection.transport.close()
 
+    def now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _sweep_tcp(self) -> None:
+        """Close connections idle too long, or whose message does not complete in time."""
+        assert self._loop is not None
+        try:
+            for connection, _ in self.tcp_table.expired(self._loop.time()):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+        except Exception as error:  # noqa: BLE001
+            self.faults.record("timer", error)
+        self._sweeper = self._loop.call_later(TCP_SWEEP_S, self._sweep_tcp)
+
     # --- input (each entry guarded) ----------------------------------------------------
 
-    def on_datagram(self, data: bytes, host: str, port: int) -> None:
+    def on_datagram(self, data: bytes, host: str, port: int, waited: float = 0.0) -> None:
         assert self._loop is not None
         try:
             started = time.perf_counter()
-            self._after(self.proxy.receive(data, Peer("udp", host, port), self._loop.time()))
+            self._after(self.proxy.receive(data, Peer("udp", host, port), self._loop.time(), waited))
             if data[:7] == b"INVITE " and len(self.invite_latency) < LATENCY_SAMPLES:
                 self.invite_latency.append(time.perf_counter() - started)
         except Exception as error:  # noqa: BLE001 - one datagram never stops the listener
@@ -216,7 +239,8 @@ class SipServer:
                                         "max": pct(1.0)},
                      send_errors=self.send_errors, faults=self.faults.snapshot(), active_calls=len(self.proxy.calls),
                      transactions=self.proxy.transaction_counts(),
-                     control_in_flight=self.runner.in_flight if self.runner is not None else 0)
+                     control_in_flight=self.runner.in_flight if self.runner is not None else 0,
+                     tcp=dict(asdict(self.tcp_table.counters), open=len(self.tcp_table)))
         read = getattr(self.proxy.control, "read", None)
         if read is not None:               # in-process admission: what the pools hold now
             stats["pool_used_kbps"] = read(lambda m: sum(m.used_kbps(a.id) for a in m.aggregates()))

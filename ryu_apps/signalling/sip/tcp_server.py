@@ -4,6 +4,8 @@ Connections are known by the peer's address: responses to a request go back on t
 connection it came in on, requests to a next hop use an open connection to it or open one.
 A framing error (oversized head, bad Content-Length) closes the connection. Every
 callback is guarded: a failure closes at most this connection, never the listener.
+Limits (:mod:`.tcp_limits`): connections in all and per source, idle and slow-message
+timeouts, swept by the server every second.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class TcpConnection(asyncio.Protocol):
-    def __init__(self, server: "SipServer") -> None:
+    def __init__(self, server: "SipServer", outbound: bool = False) -> None:
         self.server = server
+        self.outbound = outbound
         self.framer = StreamFramer(server.proxy.config.max_message_bytes)
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
@@ -31,6 +34,13 @@ class TcpConnection(asyncio.Protocol):
         try:
             host, port = transport.get_extra_info("peername")[:2]
             self.peer = Peer("tcp", host, port)
+            table, now = self.server.tcp_table, self.server.now()
+            if self.outbound:
+                table.opened(self, host, now)
+            elif table.admit(self, host, now) is not None:
+                self.peer = None
+                transport.abort()  # type: ignore[attr-defined]  # over a limit (counted in the table)
+                return
             self.server.tcp_connections[self.peer] = self
             for data in self.pending:
                 transport.write(data)  # type: ignore[attr-defined]
@@ -45,6 +55,7 @@ class TcpConnection(asyncio.Protocol):
             for item in self.framer.feed(data):
                 self.server.on_tcp_message(item, self.peer)
             broken = self.framer.broken
+            self.server.tcp_table.activity(self, self.server.now(), self.framer.pending)
         except Exception as error:  # noqa: BLE001 - close this connection, nothing else
             self.server.faults.record("tcp-receive", error)
             broken = True
@@ -52,6 +63,7 @@ class TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.server.tcp_table.closed(self)
         if self.peer is not None and self.server.tcp_connections.get(self.peer) is self:
             del self.server.tcp_connections[self.peer]
 
@@ -61,6 +73,7 @@ class TcpConnection(asyncio.Protocol):
             return
         try:
             self.transport.write(data)
+            self.server.tcp_table.activity(self, self.server.now(), self.framer.pending)
         except Exception as error:  # noqa: BLE001
             self.server.faults.record("tcp-send", error)
             self.transport.close()
@@ -69,7 +82,7 @@ class TcpConnection(asyncio.Protocol):
 async def open_tcp(server: "SipServer", peer: Peer, first: bytes) -> None:
     """Connect to a next hop and send ``first``; failures are counted, the transaction times out."""
     loop = asyncio.get_running_loop()
-    connection = TcpConnection(server)
+    connection = TcpConnection(server, outbound=True)
     connection.pending.append(first)
     server.tcp_connections[peer] = connection       # later sends queue until connected
     try:
