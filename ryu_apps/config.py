@@ -76,15 +76,51 @@ class OpenFlowConfig:
 
 
 @dataclass(frozen=True)
+class SipOverloadConfig:
+    """``sip.overload``: over any of these, new INVITEs get 503 + Retry-After (docs/sip.md)."""
+
+    max_queue_delay_ms: float = 200.0
+    max_transactions: int = 200_000
+    max_pending_admissions: int = 1_000
+    retry_after_s: int = 5
+    oc_validity_ms: int = 1_000
+
+
+@dataclass(frozen=True)
+class SipTcpConfig:
+    """``sip.tcp``: connection limits and timeouts (docs/sip.md)."""
+
+    idle_timeout_s: float = 300.0
+    message_timeout_s: float = 10.0
+    max_connections: int = 1024
+    max_connections_per_source: int = 64
+
+
+@dataclass(frozen=True)
 class SipConfig:
+    """The ``sip`` section: every field of the proxy's ``ProxyConfig`` (docs/configuration.md)."""
+
     enabled: bool = False
     listen_host: str = "127.0.0.1"
     listen_port: int = 5060
+    advertise: str | None = None            # host in Via and Record-Route (default: listen host)
     transports: tuple[str, ...] = ("udp", "tcp")
     routes: tuple[tuple[str, str], ...] = ()
     emergency_numbers: tuple[str, ...] = ("911", "112")
+    emergency_namespaces: tuple[str, ...] = ("esnet", "wps", "ets")
     timer_c_s: float = 180.0
+    t1_s: float = 0.5
+    t2_s: float = 4.0
+    t4_s: float = 5.0
     max_message_bytes: int = 65536
+    late_offer_codec: str = "pcmu"
+    late_offer_ptime_ms: int = 20
+    bye_on_media_idle: bool = True
+    max_call_s: float = 14400.0
+    control_timeout_s: float = 5.0
+    controller_poll_s: float = 5.0
+    overload: SipOverloadConfig = field(default_factory=SipOverloadConfig)
+    tcp: SipTcpConfig = field(default_factory=SipTcpConfig)
 
 
 @dataclass(frozen=True)
@@ -534,17 +570,67 @@ def _sip(value: Any, path: str) -> SipConfig:
     routes: tuple[tuple[str, str], ...] = ()
     if routes_node is not None:
         routes = tuple((str(k).lower(), _hostport(v, routes_node.key(str(k)))) for k, v in routes_node.value.items())
+    timers = node.get("timers", lambda v, p: _Node(v, p), None)
+    late = node.get("late_offer_media", lambda v, p: _Node(v, p), None)
+    default = SipConfig()
     sip = SipConfig(
         enabled=node.get("enabled", _bool, True),
         listen_host=host, listen_port=int(port),
+        advertise=node.get("advertise", _str, None),
         transports=node.get("transports", _list(_choice("udp", "tcp"), min_items=1), ("udp", "tcp")),
         routes=routes,
         emergency_numbers=tuple(str(n) for n in node.get("emergency_numbers", _list(_str_or_int), ("911", "112"))),
+        emergency_namespaces=tuple(n.lower() for n in node.get("emergency_namespaces", _list(_str),
+                                                               default.emergency_namespaces)),
         timer_c_s=node.get("timer_c_s", _number(1.0, 3600.0), 180.0),
+        t1_s=timers.get("t1_s", _number(0.01, 60.0), default.t1_s) if timers else default.t1_s,
+        t2_s=timers.get("t2_s", _number(0.01, 600.0), default.t2_s) if timers else default.t2_s,
+        t4_s=timers.get("t4_s", _number(0.0, 600.0), default.t4_s) if timers else default.t4_s,
         max_message_bytes=node.get("max_message_bytes", _int(1024, 2 ** 20), 65536),
+        late_offer_codec=(late.get("codec", _str, default.late_offer_codec).lower() if late
+                          else default.late_offer_codec),
+        late_offer_ptime_ms=(late.get("ptime_ms", _int(*limits.PTIME_MS), default.late_offer_ptime_ms) if late
+                             else default.late_offer_ptime_ms),
+        bye_on_media_idle=node.get("bye_on_media_idle", _bool, True),
+        max_call_s=node.get("max_call_s", _number(60.0, 7 * 86400.0), default.max_call_s),
+        control_timeout_s=node.get("control_timeout_s", _number(0.1, 60.0), default.control_timeout_s),
+        controller_poll_s=node.get("controller_poll_s", _number(0.1, 3600.0), default.controller_poll_s),
+        overload=node.get("overload", _sip_overload, default.overload),
+        tcp=node.get("tcp", _sip_tcp, default.tcp),
     )
+    for section in (timers, late):
+        if section is not None:
+            section.done()
+    if sip.t2_s < sip.t1_s:
+        raise ConfigError(node.key("timers.t2_s"), f"must be at least t1_s ({sip.t1_s}), got {sip.t2_s}")
     node.done()
     return sip
+
+
+def _sip_overload(value: Any, path: str) -> SipOverloadConfig:
+    node = _Node(value, path)
+    default = SipOverloadConfig()
+    overload = SipOverloadConfig(
+        max_queue_delay_ms=node.get("max_queue_delay_ms", _number(1.0, 60_000.0), default.max_queue_delay_ms),
+        max_transactions=node.get("max_transactions", _int(10, 10_000_000), default.max_transactions),
+        max_pending_admissions=node.get("max_pending_admissions", _int(1, 1_000_000), default.max_pending_admissions),
+        retry_after_s=node.get("retry_after_s", _int(1, 3600), default.retry_after_s),
+        oc_validity_ms=node.get("oc_validity_ms", _int(0, 86_400_000), default.oc_validity_ms))
+    node.done()
+    return overload
+
+
+def _sip_tcp(value: Any, path: str) -> SipTcpConfig:
+    node = _Node(value, path)
+    default = SipTcpConfig()
+    tcp = SipTcpConfig(
+        idle_timeout_s=node.get("idle_timeout_s", _number(0.1, 86_400.0), default.idle_timeout_s),
+        message_timeout_s=node.get("message_timeout_s", _number(0.1, 3600.0), default.message_timeout_s),
+        max_connections=node.get("max_connections", _int(1, 1_000_000), default.max_connections),
+        max_connections_per_source=node.get("max_connections_per_source", _int(1, 1_000_000),
+                                            default.max_connections_per_source))
+    node.done()
+    return tcp
 
 
 def _h323(value: Any, path: str) -> H323Config:

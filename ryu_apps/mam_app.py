@@ -152,7 +152,7 @@ class MediaAggregationApp(compat.RyuApp):
         from .signalling.sip.proxy_config import ProxyConfig
         proxy = SipProxy(ProxyConfig.from_sip_config(sip), self.service, HashIds(os.urandom(16)))
         self.sip = HubSipServer(proxy, spawn=compat.hub.spawn, sleep=compat.hub.sleep, socket_factory=socket.socket,
-                                transports=sip.transports, wakeup_factory=compat.Wakeup)
+                                transports=sip.transports, bind_host=sip.listen_host, wakeup_factory=compat.Wakeup)
         self.service.subscribe(self.sip.on_changes)
         self.sip.restore(self.service.read(lambda m: [c.dialog for c in m.calls()
                                                       if c.dialog and c.dialog.get("protocol") == "sip"]))

@@ -40,10 +40,11 @@ from ryu_apps.signalling.sip.proxy_config import ProxyConfig  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--callee-port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0, help="the SIP port (default: a free one)")
     parser.add_argument("--pool-kbps", type=int, default=500)
     parser.add_argument("--sip", action="append", default=[], help="extra sip: key=YAML value")
     args = parser.parse_args()
-    port = free_port()
+    port = args.port or free_port()
     sip = {"listen": f"127.0.0.1:{port}", "routes": {"site-b.example": f"127.0.0.1:{args.callee_port}"}}
     for item in args.sip:
         key, _, value = item.partition("=")
@@ -53,7 +54,8 @@ def main() -> int:
     proxy = SipProxy(ProxyConfig.from_sip_config(config.sip), service, HashIds(os.urandom(16)))
     injector = FaultInjector(proxy)
     server = HubSipServer(proxy, spawn=hub.spawn, sleep=hub.sleep, socket_factory=socket.socket,
-                          transports=config.sip.transports, wakeup_factory=compat.Wakeup)
+                          transports=config.sip.transports, bind_host=config.sip.listen_host,
+                          wakeup_factory=compat.Wakeup)
     service.subscribe(server.on_changes)
     server.start()
     control = socket.socket()
@@ -70,7 +72,9 @@ def main() -> int:
                         stats = proxy.stats.snapshot().__dict__
                         calls = len(proxy.calls)
                         transactions = proxy.transaction_counts()
+                    table = server.tcp_table
                     answer = dict(stats, faults=server.faults.snapshot(), active_calls=calls,
+                                  tcp=dict(table.counters.__dict__, open=len(table)),
                                   transactions=list(transactions), timer_wakeups=server.timer_wakeups,
                                   pool_used_kbps=service.read(lambda m: m.used_kbps("a-b")),
                                   admitted_calls=service.read(lambda m: len(m.calls())), fired=injector.fired)

@@ -12,135 +12,25 @@ injected fault and must count it and go on.
 
 from __future__ import annotations
 
-import json
-import os
 import socket
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from fakes.sip_peer import (FORGED_HOSTS, FaultInjector, ThreadedLoop, clean_call, forged_stray_200, free_port,
                             probe_tcp, probe_udp, send_tcp, service, udp_socket)
-from ryu_apps.service import MamService
-from ryu_apps.signalling.sip.hub_server import HubSipServer
+from fakes.sip_shells import KINDS, Shell, running_shell
 from ryu_apps.signalling.sip.ids import HashIds
 from ryu_apps.signalling.sip.proxy import SipProxy
 from ryu_apps.signalling.sip.proxy_config import ProxyConfig
 from ryu_apps.signalling.sip.routing import RouteTable
 from ryu_apps.signalling.sip.standalone import SipServer
 
-ROOT = Path(__file__).resolve().parents[2]
-RUNNER = ROOT / "tests" / "apps" / "sip_hub_runner.py"
-
-
-class Shell:
-    """One running shell: ports, how to read its counters, how to inject a fault."""
-
-    def __init__(self, port: int, callee: socket.socket) -> None:
-        self.port = port
-        self.callee = callee
-
-    def stats(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def inject(self, kind: str) -> None:
-        raise NotImplementedError
-
-
-class InProcess(Shell):
-    def __init__(self, port: int, callee: socket.socket, proxy: SipProxy, svc: MamService,
-                 faults: Any, lock: Any) -> None:
-        super().__init__(port, callee)
-        self.proxy, self.service, self.faults, self.lock = proxy, svc, faults, lock
-        self.injector = FaultInjector(proxy)
-
-    def stats(self) -> dict[str, Any]:
-        with self.lock:
-            stats = dict(self.proxy.stats.snapshot().__dict__, active_calls=len(self.proxy.calls))
-        return dict(stats, faults=self.faults.snapshot(), pool_used_kbps=self.service.read(lambda m: m.used_kbps("a-b")),
-                    admitted_calls=self.service.read(lambda m: len(m.calls())), fired=list(self.injector.fired))
-
-    def inject(self, kind: str) -> None:
-        self.injector.arm(kind)
-
-
-class Subprocess(Shell):
-    def __init__(self, port: int, callee: socket.socket, control_port: int) -> None:
-        super().__init__(port, callee)
-        self.control = socket.create_connection(("127.0.0.1", control_port), timeout=10)
-        self.stream = self.control.makefile("rw")
-
-    def command(self, line: str) -> dict[str, Any]:
-        self.stream.write(line + "\n")
-        self.stream.flush()
-        return json.loads(self.stream.readline())  # type: ignore[no-any-return]
-
-    def stats(self) -> dict[str, Any]:
-        return self.command("stats")
-
-    def inject(self, kind: str) -> None:
-        self.command(f"inject {kind}")
-
-
-def _proxy(port: int, callee: socket.socket, svc: MamService) -> SipProxy:
-    routes = RouteTable.from_specs([f"site-b.example=127.0.0.1:{callee.getsockname()[1]}"])
-    return SipProxy(ProxyConfig(host="127.0.0.1", port=port, routes=routes), svc, HashIds(b"guards"))
-
-
-@pytest.fixture(params=["standalone", "hub-threads", "hub-framework"])
+@pytest.fixture(params=KINDS)
 def shell(request: pytest.FixtureRequest) -> Iterator[Shell]:
-    callee = udp_socket()
-    port = free_port()
-    try:
-        if request.param == "standalone":
-            svc = service()
-            proxy = _proxy(port, callee, svc)
-            server = SipServer(proxy)
-            loop = ThreadedLoop()
-            loop.run(server.start())
-            svc.subscribe(server.on_changes)
-            try:
-                yield InProcess(port, callee, proxy, svc, server.faults, threading.RLock())
-            finally:
-                loop.run(server.stop())
-                loop.close()
-        elif request.param == "hub-threads":
-            svc = service()
-            proxy = _proxy(port, callee, svc)
-            hub = HubSipServer(proxy, spawn=lambda fn, *a: threading.Thread(target=fn, args=a, daemon=True).start())
-            svc.subscribe(hub.on_changes)
-            hub.start()
-            try:
-                yield InProcess(port, callee, proxy, svc, hub.faults, hub.lock)
-            finally:
-                hub.stop()
-        else:
-            process = subprocess.Popen([sys.executable, str(RUNNER), "--callee-port", str(callee.getsockname()[1])],
-                                       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                       env=dict(os.environ, PYTHONUNBUFFERED="1"))
-            try:
-                assert process.stdout is not None
-                line = process.stdout.readline().split()
-                assert line and line[0] == "READY", (line, process.stderr.read() if process.poll() is not None else "")
-                runner = Subprocess(int(line[1]), callee, int(line[2]))
-                try:
-                    yield runner
-                    runner.command("quit")
-                finally:
-                    runner.control.close()
-            finally:
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
-    finally:
-        callee.close()
+    with running_shell(request.param) as running:
+        yield running
 
 
 def _alive(shell: Shell, call_id: str) -> None:

@@ -53,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="next hop for a request-URI domain, user@domain or * (repeatable); "
                              "tcp:HOST:PORT for TCP")
     parser.add_argument("--transports", default=None, help="udp,tcp (default both)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--controller", help="controller REST base URL, e.g. http://127.0.0.1:8080")
-    source.add_argument("--config", help="run admission in this process from this configuration file")
+    parser.add_argument("--controller", help="admission by the controller's REST API at this base URL, e.g. "
+                        "http://127.0.0.1:8080 (with --config: the proxy's settings from the file's sip: section)")
+    parser.add_argument("--config", help="the configuration file; without --controller admission runs in "
+                        "this process from it")
     parser.add_argument("--token", default=os.environ.get(TOKEN_VARIABLE) or None,
                         help=f"bearer token for the controller's REST API (default: ${TOKEN_VARIABLE})")
     parser.add_argument("--poll-interval", type=float, default=None, metavar="S",
@@ -68,26 +69,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_server(args: argparse.Namespace) -> tuple[SipServer, CallControl]:
+    if not args.controller and not args.config:
+        raise ValueError("give --controller URL (admission over REST) and/or --config FILE")
     control: CallControl
     sip = None
     watch: CallWatch | None = None
+    site = None
     if args.config:
-        from ryu_apps.config import build_manager, load_config
-        from ryu_apps.service import MamService
+        from ryu_apps.config import load_config
         site = load_config(args.config)
         sip = site.sip
-        control = MamService(build_manager(site))
-    else:
+    if args.controller:
         from .rest_client import RestCallControl
         rest = RestCallControl(args.controller, args.token)
         control = rest
-        interval = args.poll_interval if args.poll_interval is not None else DEFAULT_POLL_S
+        interval = (args.poll_interval if args.poll_interval is not None
+                    else sip.controller_poll_s if sip is not None else DEFAULT_POLL_S)
         watch = RestCallPoller(rest.sip_calls, interval, on_error=lambda e: log.warning("polling calls: %s", e))
+    else:
+        from ryu_apps.config import build_manager
+        from ryu_apps.service import MamService
+        assert site is not None
+        control = MamService(build_manager(site))
     base = ProxyConfig.from_sip_config(sip) if sip is not None else ProxyConfig()
-    host, port = args.listen if args.listen else (base.host, base.port)
+    listen_host = sip.listen_host if sip is not None else base.host
+    host, port = args.listen if args.listen else (listen_host, base.port)
     routes = RouteTable(base.routes.routes + RouteTable.from_specs(args.route).routes)
     timers = base.timers if args.timer_c is None else dataclasses.replace(base.timers, timer_c=args.timer_c)
-    config = dataclasses.replace(base, host=args.advertise or host, port=port, routes=routes, timers=timers)
+    advertised = args.advertise or (sip.advertise if sip is not None and not args.listen else None) or host
+    config = dataclasses.replace(base, host=advertised, port=port, routes=routes, timers=timers)
     transports = tuple(t.strip() for t in (args.transports or ",".join(sip.transports if sip else ("udp", "tcp"))).split(","))
     proxy = SipProxy(config, control, HashIds(os.urandom(16)), deferred=watch is not None)
     server = SipServer(proxy, transports, bind_host=host, watch=watch)
