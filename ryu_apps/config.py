@@ -79,7 +79,7 @@ class OpenFlowConfig:
 class SipOverloadConfig:
     """``sip.overload``: over any of these, new INVITEs get 503 + Retry-After (docs/sip.md)."""
 
-    max_queue_delay_ms: float = 200.0
+    max_queue_delay_ms: float = 100.0
     max_transactions: int = 200_000
     max_pending_admissions: int = 1_000
     retry_after_s: int = 5

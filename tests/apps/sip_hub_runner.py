@@ -43,7 +43,12 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0, help="the SIP port (default: a free one)")
     parser.add_argument("--pool-kbps", type=int, default=500)
     parser.add_argument("--sip", action="append", default=[], help="extra sip: key=YAML value")
+    parser.add_argument("--profile", help="run under cProfile; the stats go to this file at quit")
     args = parser.parse_args()
+    if args.profile:
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
     port = args.port or free_port()
     sip = {"listen": f"127.0.0.1:{port}", "routes": {"site-b.example": f"127.0.0.1:{args.callee_port}"}}
     for item in args.sip:
@@ -75,6 +80,7 @@ def main() -> int:
                     table = server.tcp_table
                     answer = dict(stats, faults=server.faults.snapshot(), active_calls=calls,
                                   tcp=dict(table.counters.__dict__, open=len(table)),
+                                  queue_delay_ms=round(proxy.overload.delay * 1000, 3),
                                   transactions=list(transactions), timer_wakeups=server.timer_wakeups,
                                   pool_used_kbps=service.read(lambda m: m.used_kbps("a-b")),
                                   admitted_calls=service.read(lambda m: len(m.calls())), fired=injector.fired)
@@ -85,6 +91,9 @@ def main() -> int:
                     answer = {"armed": argument}
                 elif command == "quit":
                     server.stop()
+                    if args.profile:
+                        profiler.disable()
+                        profiler.dump_stats(args.profile)
                     stream.write("{}\n")
                     stream.flush()
                     return 0

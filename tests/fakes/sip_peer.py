@@ -27,7 +27,8 @@ def site(pool_kbps: int = 500, **sip: Any) -> dict[str, Any]:
     """Two communities a (10.1/16, site-a.example) and b (10.2/16, site-b.example)."""
     document: dict[str, Any] = {
         "topology": {"switches": [{"name": "s1", "dpid": 1}, {"name": "s2", "dpid": 2}],
-                     "links": [{"a": "s1", "a_port": 1, "b": "s2", "b_port": 1, "capacity_kbps": 100000}]},
+                     "links": [{"a": "s1", "a_port": 1, "b": "s2", "b_port": 1,
+                                "capacity_kbps": max(100000, 4 * pool_kbps)}]},
         "communities": [
             {"name": "a", "edge": "s1", "access_ports": [2], "prefixes": ["10.1.0.0/16"], "domains": ["site-a.example"]},
             {"name": "b", "edge": "s2", "access_ports": [2], "prefixes": ["10.2.0.0/16"], "domains": ["site-b.example"]}],

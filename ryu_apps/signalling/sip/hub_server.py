@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import select
 import socket
 import threading
 import time
@@ -36,7 +37,7 @@ from .message import StreamFramer
 from .proxy import SipProxy
 from .tcp_limits import ConnectionTable
 from .transaction import Peer, Send
-from .udp_server import ANCILLARY, enable_timestamps, kernel_delay, tune_buffers
+from .udp_server import ANCILLARY, BATCH, enable_timestamps, kernel_delay, tune_buffers
 
 log = logging.getLogger(__name__)
 MAX_SLEEP_S = 5.0              # the timer loop wakes at least this often (to notice stop())
@@ -156,7 +157,7 @@ class HubSipServer:
         receive = _receiver(udp)
         while self.running:
             try:
-                data, addr, waited = receive()
+                batch = receive()
             except socket.timeout:
                 continue
             except Exception as error:  # noqa: BLE001 - OSError or worse: count, pause, go on
@@ -165,7 +166,14 @@ class HubSipServer:
                 self.faults.record("udp-receive", error)
                 self.sleep(0.01)
                 continue
-            self._handle(data, Peer("udp", addr[0], addr[1]), "udp-receive", waited)
+            invites = []
+            for data, addr, waited in batch:         # what finishes calls before what starts them
+                if data[:7] == b"INVITE ":
+                    invites.append((data, addr, waited))
+                else:
+                    self._handle(data, Peer("udp", addr[0], addr[1]), "udp-receive", waited)
+            for data, addr, waited in invites:
+                self._handle(data, Peer("udp", addr[0], addr[1]), "udp-receive", waited)
 
     def _handle(self, item: Any, peer: Peer, kind: str, waited: float = 0.0) -> None:
         """One datagram (bytes) or framed TCP item through the core, then its outputs out."""
@@ -332,24 +340,39 @@ class HubSipServer:
         self._tcp_reader(conn, peer)
 
 
-def _receiver(sock: socket.socket) -> Callable[[], tuple[bytes, Any, float]]:
-    """Read one datagram with the kernel's receive time: ``recvmsg`` on a native socket; on
-    an eventlet green socket (no ``recvmsg``), its raw socket waited on with the hub."""
+Datagram = tuple[bytes, Any, float]
+
+
+def _receiver(sock: socket.socket) -> Callable[[], list[Datagram]]:
+    """Read the datagrams waiting (at least one, at most BATCH), each with how long it waited
+    in the kernel: ``recvmsg`` on a native socket (then more while ``select`` says so); on an
+    eventlet green socket (no usable ``recvmsg``), its raw non-blocking socket, waited on
+    with the hub."""
     raw = getattr(sock, "fd", None)            # an eventlet GreenSocket wraps a non-blocking socket
     if raw is None or not hasattr(raw, "recvmsg"):
-        def native() -> tuple[bytes, Any, float]:
+        def native() -> list[Datagram]:
             data, ancillary, _, addr = sock.recvmsg(65535, ANCILLARY)
-            return data, addr, kernel_delay(ancillary)
+            batch = [(data, addr, kernel_delay(ancillary))]
+            while len(batch) < BATCH and select.select([sock], [], [], 0)[0]:
+                data, ancillary, _, addr = sock.recvmsg(65535, ANCILLARY)
+                batch.append((data, addr, kernel_delay(ancillary)))
+            return batch
         return native
     from eventlet.hubs import trampoline  # type: ignore[import-untyped]
 
-    def green() -> tuple[bytes, Any, float]:
+    def green() -> list[Datagram]:
+        batch: list[Datagram] = []
         while True:
             try:
                 data, ancillary, _, addr = raw.recvmsg(65535, ANCILLARY)
-                return data, addr, kernel_delay(ancillary)
             except BlockingIOError:
+                if batch:
+                    return batch
                 trampoline(raw, read=True, timeout=SOCKET_POLL_S, timeout_exc=socket.timeout)
+                continue
+            batch.append((data, addr, kernel_delay(ancillary)))
+            if len(batch) >= BATCH:
+                return batch
     return green
 
 

@@ -1,7 +1,8 @@
 """Overload control: refuse new calls early and cheaply, keep finishing the calls we have.
 
 The shell tells the core how long each datagram waited in the kernel before it was read
-(``SO_TIMESTAMPNS``); the core knows how many transactions are open and how many
+(``SO_TIMESTAMPNS``); like CoDel (RFC 8289) it takes the smallest delay of each half
+second: a backlog that never drains, not a single stall, is overload. The core knows how many transactions are open and how many
 admissions are waiting for the controller. Over any configured limit the proxy is
 *overloaded*: a new INVITE (no To tag) is answered ``503 Service Unavailable`` with
 ``Retry-After`` (RFC 3261 §21.5.4) and ``Reason: Q.850;cause=42`` (switching equipment
@@ -19,6 +20,11 @@ import re
 from dataclasses import dataclass
 
 WINDOW_S = 1.0
+REMEMBER_S = 16.0              # a refused INVITE's retransmissions are refused too, for 16-32 s
+REMEMBER_MAX = 100_000         # ... at most this many per generation (memory stays bounded)
+DELAY_INTERVAL_S = 0.5         # CoDel-like: the smallest queue delay seen in each such interval; a
+                               # one-off stall (a GC pause, a busy neighbour) refuses nothing, a queue
+                               # that never empties does
 _TO_TAG = re.compile(rb"^(?:to|t)[ \t]*:[^\r\n]*;[ \t]*tag[ \t]*=", re.I | re.M)
 _HEADERS = {b"via": b"Via", b"v": b"Via", b"from": b"From", b"f": b"From", b"to": b"To", b"t": b"To",
             b"call-id": b"Call-ID", b"i": b"Call-ID", b"cseq": b"CSeq"}
@@ -26,7 +32,7 @@ _HEADERS = {b"via": b"Via", b"v": b"Via", b"from": b"From", b"f": b"From", b"to"
 
 @dataclass(frozen=True)
 class OverloadLimits:
-    max_queue_delay_s: float = 0.2           # a datagram read later than this after it arrived
+    max_queue_delay_s: float = 0.1           # a datagram read later than this after it arrived
     max_transactions: int = 200_000          # open server + client transactions
     max_pending_admissions: int = 1_000      # REST mode: INVITEs waiting for the controller
     retry_after_s: int = 5                   # in the 503 (RFC 3261 §21.5.4)
@@ -42,11 +48,41 @@ class OverloadGate:
         self._offered = self._refused = 0
         self._last_offered = self._last_refused = 0
         self.seq = 0
+        self._refused_now: set[tuple[str, str]] = set()
+        self._refused_old: set[tuple[str, str]] = set()
+        self._rotate_at = 0.0
+        self.delay = 0.0                # the smallest queue delay of the last interval (s)
+        self._window_min = 0.0
+        self._window_end = 0.0
 
-    def over(self, waited: float, transactions: int, pending: int) -> str | None:
+    def note(self, waited: float, now: float) -> None:
+        """How long a datagram waited in the kernel (every datagram counts)."""
+        if now < self._window_end:
+            if waited < self._window_min:
+                self._window_min = waited
+            return
+        # an interval ended: its minimum is the delay now (after a silence, only what we see now)
+        late = now - self._window_end >= DELAY_INTERVAL_S
+        self.delay = min(self._window_min, waited) if late else self._window_min
+        self._window_min = waited
+        self._window_end = now + DELAY_INTERVAL_S
+
+    def remember(self, key: tuple[str, str], now: float) -> None:
+        """A refused INVITE (branch, sent-by): its retransmissions get the same answer, even
+        once the proxy has caught up (else a late copy would be admitted after the caller
+        heard 503 and moved on)."""
+        if now >= self._rotate_at or len(self._refused_now) >= REMEMBER_MAX:
+            self._refused_old, self._refused_now = self._refused_now, set()
+            self._rotate_at = now + REMEMBER_S
+        self._refused_now.add(key)
+
+    def refused_before(self, key: tuple[str, str]) -> bool:
+        return key in self._refused_now or key in self._refused_old
+
+    def over(self, transactions: int, pending: int) -> str | None:
         """Which limit is exceeded (``queue-delay``, ``transactions``, ``pending-admissions``), if any."""
         limits = self.limits
-        if waited > limits.max_queue_delay_s:
+        if self.delay > limits.max_queue_delay_s:
             return "queue-delay"
         if transactions > limits.max_transactions:
             return "transactions"

@@ -78,8 +78,10 @@ class SipProxy(CallFlow):
         """One UDP datagram (or one framed TCP message) from ``source``, which ``waited``
         seconds in the kernel before it was read (the shell's measure of its backlog)."""
         self.stats.received += 1
+        if waited:
+            self.overload.note(waited, now)
         if data[:7] == b"INVITE ":
-            refused = self._refuse_fast(data, source, now, waited)
+            refused = self._refuse_fast(data, source, now)
             if refused is not None:
                 return refused
         elif data[:4] == b"ACK " and is_reject_ack(data, self._reject_tag_bytes):
@@ -105,14 +107,15 @@ class SipProxy(CallFlow):
     def open_transactions(self) -> int:
         return len(self._servers) + len(self._clients)
 
-    def _overloaded(self, waited: float) -> str | None:
-        return self.overload.over(waited, len(self._servers) + len(self._clients), len(self._waiting))
+    def _overloaded(self) -> str | None:
+        return self.overload.over(len(self._servers) + len(self._clients), len(self._waiting))
 
-    def _refuse_fast(self, data: bytes, source: Peer, now: float, waited: float) -> list[Send] | None:
-        """Overloaded: a new INVITE gets a stateless 503 from its raw bytes (see overload.py)."""
-        reason = self._overloaded(waited)
+    def _refuse_fast(self, data: bytes, source: Peer, now: float) -> list[Send] | None:
+        """Overloaded: a new INVITE gets a stateless 503 from its raw bytes (see overload.py);
+        so does a retransmission of one refused before, overloaded or not."""
+        reason = self._overloaded()
         if reason is None:
-            return None
+            return None                              # (a refused one's retransmission: see _on_request)
         config = self.config.overload
         refusal = fast_reject(data, self._reject_tag_bytes, config.retry_after_s, self.overload)
         if refusal is None:
@@ -122,8 +125,13 @@ class SipProxy(CallFlow):
             via = parse_via(top.decode("utf-8"))
         except (ParseError, UnicodeDecodeError):
             return None
-        if (via.branch or "", via.sent_by, "INVITE") in self._servers:
+        key = (via.branch or "", via.sent_by)
+        if self.overload.refused_before(key):
+            self.stats.overload_retransmissions += 1
+            return [Send(reply, source)]
+        if (key[0], key[1], "INVITE") in self._servers:
             return None                              # a retransmission of an INVITE in progress
+        self.overload.remember(key, now)
         self._count_refusal(reason, now)
         return [Send(reply, source)]
 
@@ -215,9 +223,16 @@ class SipProxy(CallFlow):
                             source)
             return
         if request.method == "INVITE" and to.tag is None:
-            reason = self._overloaded(0.0)          # (over UDP the fast path answered already)
-            if reason is not None and server_key(via.branch, via.sent_by, "INVITE", request) not in self._servers:
-                self._count_refusal(reason, now)
+            reason = self._overloaded()             # (over UDP the fast path answered already)
+            refused_before = self.overload.refused_before((via.branch or "", via.sent_by))
+            if refused_before or (reason is not None and
+                                  server_key(via.branch, via.sent_by, "INVITE", request) not in self._servers):
+                if refused_before:
+                    self.stats.overload_retransmissions += 1
+                else:
+                    assert reason is not None
+                    self.overload.remember((via.branch or "", via.sent_by), now)
+                    self._count_refusal(reason, now)
                 response = self._reply(request, 503, reason=(42, "overload: new calls refused"),
                                        extra=[("retry-after", str(self.config.overload.retry_after_s))],
                                        to_tag=self._reject_tag)

@@ -40,6 +40,7 @@ class ProxyStats:
     overload_rejected: int = 0     # new INVITEs refused 503 + Retry-After while over a limit
     overload_reasons: dict[str, int] = field(default_factory=dict)   # ... by limit
     overload_acks: int = 0         # ACKs of those 503s, dropped on sight
+    overload_retransmissions: int = 0   # retransmissions of refused INVITEs: refused again
     control_errors: int = 0        # CallControl raised (e.g. controller unreachable)
     internal_errors: int = 0       # a bug here; counted, never raised
 
