@@ -358,7 +358,7 @@ def _receiver(sock: socket.socket) -> Callable[[], list[Datagram]]:
                 batch.append((data, addr, kernel_delay(ancillary)))
             return batch
         return native
-    from eventlet.hubs import trampoline  # type: ignore[import-untyped]
+    from eventlet.hubs import trampoline
 
     def green() -> list[Datagram]:
         batch: list[Datagram] = []
