@@ -124,6 +124,11 @@ class EtcdKV:
                  for kv in answer.get("kvs", ())]
         return int(answer["header"]["revision"]), items
 
+    def get(self, key: str) -> KeyValue | None:
+        answer = self.post("kv/range", {"key": b64(key)})
+        kvs = answer.get("kvs", ())
+        return KeyValue(key, unb64(kvs[0].get("value", "")), int(kvs[0]["mod_revision"])) if kvs else None
+
     def catch_up(self, revision: int, timeout: float) -> bool:
         ledger = self.ledger
         if ledger is None:

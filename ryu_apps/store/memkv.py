@@ -80,12 +80,16 @@ class MemoryKV:
         self.store = store
         self.prefix = prefix
         self.auto = auto
+        self.lose_answers = 0          # tests: the next N transactions are applied but their answers lost
         self.pending: deque[KeyValue] = deque()
         self.feed: Callable[[Iterable[KeyValue]], None] = lambda events: None
         store.watch(self)
 
     def txn(self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]) -> TxnResult:
         result = self.store.txn(compares, success, failure)
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise StoreUnavailable("injected: the answer was lost")
         if self.auto:
             self.deliver()
         return result
@@ -94,6 +98,11 @@ class MemoryKV:
         self.store.check()
         return self.store.revision, [KeyValue(k, e.value, e.mod) for k, e in sorted(self.store.data.items())
                                      if k.startswith(prefix)]
+
+    def get(self, key: str) -> KeyValue | None:
+        self.store.check()
+        entry = self.store.data.get(key)
+        return None if entry is None else KeyValue(key, entry.value, entry.mod)
 
     def catch_up(self, revision: int, timeout: float) -> bool:
         self.deliver(until=revision)

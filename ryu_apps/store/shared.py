@@ -108,6 +108,9 @@ class KV(Protocol):
     def snapshot(self, prefix: str) -> tuple[int, list[KeyValue]]:
         """Every key under ``prefix`` at one revision, and that revision."""
 
+    def get(self, key: str) -> KeyValue | None:
+        """One key now (linearizable), or None."""
+
     def catch_up(self, revision: int, timeout: float) -> bool:
         """Block until the watch has fed the ledger every event up to ``revision``."""
 
@@ -276,7 +279,10 @@ class SharedLedger:
             return
         compares, ops = _handovers(compares, ops)
         self._syncs += 1
-        result = self.kv.txn(compares, ops, [Put(self.key("sync", self.member), str(self._syncs))])
+        try:
+            result = self.kv.txn(compares, ops, [Put(self.key("sync", self.member), str(self._syncs))])
+        except StoreUnavailable:
+            result = self._landed(ops)        # the answer may be lost after the store applied it
         if result.succeeded:
             self._conflicts = 0
             self._own.add(result.revision)
@@ -288,6 +294,21 @@ class SharedLedger:
         self._conflicts += 1
         self.backoff(random.uniform(0.0, min(BACKOFF_MAX_S, BACKOFF_S * 2 ** self._conflicts)))
         raise LedgerConflict("another controller changed what this decision relied on", self.take_remote())
+
+    def _landed(self, ops: Sequence[Op]) -> TxnResult:
+        """After a request that got no answer: did the transaction land? A call or pool it
+        put holds exactly the value sent (JSON with its serial, tags, admission time) only
+        if it did. Re-raises when that cannot be told (the store is really unreachable, or
+        the transaction put no call or pool: a release is retried and finds it done)."""
+        marks = [op for op in ops if isinstance(op, Put)
+                 and op.key.startswith((self.key("calls", ""), self.key("aggregates", "")))]
+        if not marks:
+            raise StoreUnavailable("the shared ledger did not answer")
+        found = self.kv.get(marks[0].key)
+        if found is None or found.value != marks[0].value:
+            raise StoreUnavailable("the shared ledger did not answer, and did not record the change")
+        log.warning("shared ledger: a commit's answer was lost but the change landed (revision %d)", found.revision)
+        return TxnResult(True, found.revision)
 
     def _mirror_own(self, writes: Sequence[Write], ops: Sequence[Op], revision: int) -> None:
         claims = (self.key("serials", ""), self.key("tags", ""), self.key("aggtags", ""))

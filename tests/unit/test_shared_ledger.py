@@ -184,3 +184,19 @@ def test_the_memory_model_follows_etcd_rules(store):
         kv.txn([], [Put("/mam/x", "3"), Delete("/mam/x")], [])
     revision, items = kv.snapshot(PREFIX)
     assert revision == 2 and [(i.key, i.value, i.revision) for i in items] == [("/mam/x", "1", 2)]
+
+
+def test_an_admission_whose_answer_was_lost_is_confirmed_by_reading_it_back(store, line):
+    a, b = pair(store, line)
+    a.kv.lose_answers = 1
+    decision = a.manager.admit(call(1), 1.0)        # applied by the store, answer lost: it landed
+    assert isinstance(decision, Admitted) and a.manager.used_kbps("ab") == 91
+    a.sync()                                        # its own event is not applied twice
+    assert a.manager.used_kbps("ab") == 91 and isinstance(a.manager.admit(call(2), 2.0), Admitted)
+    a.manager.release("c2", 2.5)
+    store.down = True                               # a store that is really gone: refused, nothing changed
+    refused = a.manager.admit(call(3), 3.0)
+    assert isinstance(refused, Rejected) and refused.reason is RejectReason.STORE_UNAVAILABLE
+    store.down = False
+    b.sync()
+    assert {c.call_id for c in b.manager.calls()} == {"c1"} and b.manager.used_kbps("ab") == 91
