@@ -62,7 +62,8 @@ def run(*argv: str, timeout: float = 30, check: bool = True) -> subprocess.Compl
 class Emulation:
     def __init__(self, spec: NetworkSpec, workdir: Path, *, token: str | None = None,
                  sip: dict[str, Any] | None = None, dataplane: dict[str, Any] | None = None,
-                 aggregates: bool = True, log: Any = None, h323: dict[str, Any] | None = None) -> None:
+                 aggregates: bool = True, log: Any = None, h323: dict[str, Any] | None = None,
+                 config_extra: dict[str, Any] | None = None) -> None:
         self.spec = spec
         self.workdir = Path(workdir)
         self.token = token or "emulation-" + secrets.token_hex(8)   # the controller refuses weak tokens
@@ -70,6 +71,8 @@ class Emulation:
         self.h323 = h323
         self.dataplane = dataplane
         self.aggregates = aggregates
+        self.config_extra = dict(config_extra or {})   # e.g. store: etcd://..., cluster: {...} (docs/cluster.md)
+        self.others: dict[str, tuple[subprocess.Popen, int, int]] = {}   # more controllers: (process, OF, REST)
         self.prefix = "m" + uuid.uuid4().hex[:3]     # short: interface names stay under 16 bytes
         self.of_port = free_port()
         self.api_port = free_port()
@@ -112,9 +115,7 @@ class Emulation:
         self._record()
         self._prepare_links()
         config = self.workdir / "mam.yaml"
-        config.write_text(json.dumps(self.spec.controller_config(
-            api_port=self.api_port, token=self.token, sip=self.sip, dataplane=self.dataplane,
-            aggregates=self.aggregates, h323=self.h323), indent=2))
+        config.write_text(json.dumps(self._config(self.api_port, self.config_extra), indent=2))
         self.say(f"starting ryu-manager ryu_apps.mam_app (OpenFlow :{self.of_port}, REST :{self.api_port})")
         env = dict(os.environ, MAM_CONFIG=str(config), PYTHONUNBUFFERED="1")
         log = open(self.workdir / "controller.log", "w")
@@ -139,6 +140,9 @@ class Emulation:
         if self.controller is not None:
             stop_process(self.controller.pid)
             self.controller = None
+        for process, _, _ in self.others.values():
+            stop_process(process.pid)
+        self.others.clear()
         leftovers = [f"{self.prefix}{name}" for name, _ in self.spec.switches]
         for bridge in leftovers:
             run("ovs-vsctl", "--timeout=10", "--if-exists", "del-br", bridge, check=False)
@@ -153,6 +157,34 @@ class Emulation:
             "controller_pid": None if self.controller is None else self.controller.pid,
             "host_pids": [] if self.net is None else [  # every Mininet node has a shell
                 n.pid for n in self.net.hosts + self.net.switches + self.net.controllers]}))
+
+    def _config(self, api_port: int, extra: dict[str, Any]) -> dict[str, Any]:
+        return {**self.spec.controller_config(api_port=api_port, token=self.token, sip=self.sip,
+                                              dataplane=self.dataplane, aggregates=self.aggregates, h323=self.h323),
+                **extra}
+
+    def add_controller(self, name: str, extra: dict[str, Any]) -> int:
+        """Another ``ryu-manager`` on the same network (a cluster, docs/cluster.md): every
+        switch connects to every controller; returns its REST port."""
+        of_port, api_port = free_port(), free_port()
+        config = self.workdir / f"mam-{name}.yaml"
+        config.write_text(json.dumps(self._config(api_port, extra), indent=2))
+        log = open(self.workdir / f"controller-{name}.log", "w")
+        process = subprocess.Popen(
+            [str(RYU_MANAGER), "--ofp-tcp-listen-port", str(of_port), "ryu_apps.mam_app"], cwd=ROOT,
+            env=dict(os.environ, MAM_CONFIG=str(config), PYTHONUNBUFFERED="1"), stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        self.others[name] = (process, of_port, api_port)
+        targets = [f"tcp:127.0.0.1:{self.of_port}"] + [f"tcp:127.0.0.1:{p}" for _, p, _ in self.others.values()]
+        for switch, _ in self.spec.switches:
+            run("ovs-vsctl", "--timeout=10", "set-controller", self.prefix + switch, *targets)
+        return api_port
+
+    def kill_controller(self) -> None:
+        """SIGKILL the first controller (its process group), as a crash would."""
+        assert self.controller is not None
+        os.killpg(self.controller.pid, 9)
+        self.controller.wait(10)
 
     # --- setup steps ---------------------------------------------------------------------
 

@@ -184,3 +184,56 @@ def test_an_aggregate_moves_off_a_failed_link_and_its_call_keeps_flowing(tmp_pat
         # no flapping back: the pool stays where it is, the call too
         assert emu.api("GET", "/aggregates/site-x--site-y")[1]["path"] == ["e1", "c1", other, "c2", "e2"]
         assert emu.api("GET", "/calls/x-to-y")[0] == 200
+
+
+def test_site_controllers_on_etcd_keep_calls_up_when_one_dies(tmp_path: Path) -> None:
+    """Two controllers, one per site, on one etcd (docs/cluster.md): a call admitted at site A
+    is carried in the reserved class; the site-A controller is killed with -9; the call's
+    media keeps flowing and the survivor takes site A over and admits new calls."""
+    from benchmarks.peers.etcd import Etcd, etcd_available
+    from emulation import Emulation
+    from ryu_apps.cli import Client
+    from topologies import enterprise
+    if etcd_available():
+        pytest.skip(str(etcd_available()))
+    roles = {"site-a": {"switches": ["s1", "s2"], "controllers": ["ctl-a", "ctl-b"]},
+             "site-b": {"switches": ["s3"], "controllers": ["ctl-b", "ctl-a"]}}
+    with Etcd(tmp_path) as etcd:
+        def cluster(name: str) -> dict:
+            return {"store": etcd.url(), "cluster": {"name": name, "lease_ttl_s": 1, "roles": roles}}
+        with Emulation(enterprise.SPEC, tmp_path / "emu", log=print, config_extra=cluster("ctl-a")) as emu:
+            b_port = emu.add_controller("ctl-b", cluster("ctl-b"))
+            site_b = Client(f"http://127.0.0.1:{b_port}", emu.token, 10)
+            b_log = tmp_path / "emu" / "controller-ctl-b.log"
+
+            def until(what: str, check, timeout: float = 30) -> None:
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    if check():
+                        return
+                    time.sleep(0.2)
+                raise AssertionError(f"{what} within {timeout} s\n{emu.controller_log()[-2000:]}\n"
+                                     f"{b_log.read_text(errors='replace')[-2000:]}")
+            until("ctl-b masters site B", lambda: "switch s3 reconciled" in b_log.read_text(errors="replace"))
+            emu.host("h1a").cmd("ping -c 2 -W 2 10.0.2.1")
+            call = admit(emu, "a-to-b", "site-a", "site-b", ("10.0.1.1", 22000), ("10.0.2.1", 32000))
+            assert site_b.exchange("GET", "/calls/a-to-b")[1]["serial"] == call["serial"]   # one shared ledger
+            before = media(emu, "h1a", ["10.0.2.1:32000:22000"], {"h2a": [32000]})["h2a"]["flows"]["32000"]
+            assert before["packets"] >= 140 and before["dscps"] == {"46": before["packets"]}
+
+            emu.kill_controller()                        # the site-A controller dies
+            after = media(emu, "h1a", ["10.0.2.1:32000:22000"], {"h2a": [32000]})["h2a"]["flows"]["32000"]
+            print(f"\nmedia of the call admitted at site A: {before['packets']} packets before, "
+                  f"{after['packets']} after its controller was killed")
+            assert after["packets"] >= 140 and after["dscps"] == {"46": after["packets"]}   # calls stay up
+            until("ctl-b takes site A over", lambda: "switch s1 reconciled" in b_log.read_text(errors="replace"))
+            status, body = site_b.exchange("POST", "/calls", {
+                "call_id": "b-after", "caller_community": "site-a", "callee_community": "site-b",
+                "media": {"codec": "pcmu"}, "caller_media": {"ip": "10.0.1.2", "port": 22002},
+                "callee_media": {"ip": "10.0.2.2", "port": 32002}})
+            assert status == 201, body
+            until("the survivor installs the new call", lambda: site_b.exchange(
+                "GET", "/calls/b-after")[1]["state"] == "active", 15)
+            new = media(emu, "h1b", ["10.0.2.2:32002:22002"], {"h2b": [32002]})["h2b"]["flows"]["32002"]
+            assert new["packets"] >= 140 and new["dscps"] == {"46": new["packets"]}
+            assert site_b.exchange("GET", "/aggregates/site-a--site-b")[1]["used_kbps"] == 2 * 91
