@@ -14,7 +14,8 @@ OpenFlow in the way. Phases, each on a fresh key prefix:
 2. two controllers at once, each on its own pool (site controllers);
 3. two controllers at once on ONE pool (every admission contends for the same key);
 4. visibility: one controller admits a call every 5 ms, the other records when each one
-   reaches its memory (same host clock).
+   reaches its memory (same host clock), counted from when the first was asked (so the
+   delay includes the admission's own commit: an upper bound on the watch's part).
 
 Every phase checks the arithmetic: both controllers' view of every pool equals 91 kbit/s
 times the admitted calls. Goal (issue 15): >= 2,000 admissions/s in total.
@@ -32,6 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks.peers.cluster_node import Node  # noqa: E402
 from benchmarks.peers.etcd import Etcd, etcd_available  # noqa: E402
+from benchmarks.peers.procs import tree_cpu_seconds  # noqa: E402
 
 PCMU_KBPS = 91
 GOAL = 2000
@@ -58,11 +60,14 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def check(nodes: list[Node], admitted: int) -> None:
+def check(nodes: list[Node], admitted: int, unsure: int = 0) -> None:
+    """Every view holds the admitted calls (and at most ``unsure`` more: store-unavailable
+    answers whose commit landed unseen), each pool's use their exact sum, serials unique."""
     views = [node.ask("view") for node in nodes]
     for view in views:
-        assert sum(view["used"].values()) == PCMU_KBPS * admitted, (view["used"], admitted)
-        assert view["calls"] == admitted and len(set(view["serials"])) == admitted
+        assert admitted <= view["calls"] <= admitted + unsure, (view["calls"], admitted, unsure)
+        assert sum(view["used"].values()) == PCMU_KBPS * view["calls"], (view["used"], view["calls"])
+        assert len(set(view["serials"])) == view["calls"]
     assert all(v["used"] == views[0]["used"] for v in views)
 
 
@@ -91,17 +96,23 @@ def phase(workdir: Path, etcd: Etcd, title: str, names: list[str], pools: list[l
     try:
         for node in nodes[1:]:          # every controller has heard of the pools the first one created
             node.ask("view")
+        assert etcd.process is not None
+        pids = [etcd.process.pid] + [node.process.pid for node in nodes]
+        cpu_before = [tree_cpu_seconds(pid) for pid in pids]
         seconds, latencies, outcomes = run(nodes, pools, count)
+        cpu = [tree_cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before)]
         total = sum(outcomes.values())
         admitted = outcomes.get("admitted", 0)
         import time
         time.sleep(0.5)
-        check(nodes, admitted)
+        check(nodes, admitted, outcomes.get("store-unavailable", 0))
         rate = total / seconds
         print(f"{title:<44} {rate:7.0f} admissions/s  p50 {pct(latencies, .5):5.2f} ms  "
               f"p99 {pct(latencies, .99):6.2f} ms  {admitted}/{total} admitted"
               + ("" if admitted == total else f" (refused: {dict((k, v) for k, v in outcomes.items() if k != 'admitted')})"),
               flush=True)
+        print(f"{'':<44} CPU per admission: etcd {cpu[0] / total * 1000:.2f} ms, controllers "
+              f"{sum(cpu[1:]) / total * 1000:.2f} ms (2 cores: ceiling ~{2 / (sum(cpu) / total):.0f}/s)", flush=True)
         return rate
     finally:
         for node in nodes:
@@ -120,7 +131,7 @@ def visibility(workdir: Path, etcd: Etcd, count: int) -> None:
         delays = [max(0.0, seen[c] - t) for c, t in result["stamps"].items() if c in seen]
         assert len(delays) == len(result["stamps"]), f"{len(result['stamps']) - len(delays)} calls never showed"
         check(nodes, len(delays))
-        print(f"{'visible on the other controller after':<44} p50 {pct(delays, .5):5.2f} ms  "
+        print(f"{'asked on one, applied on the other after':<44} p50 {pct(delays, .5):5.2f} ms  "
               f"p99 {pct(delays, .99):6.2f} ms  max {max(delays) * 1000:6.2f} ms  ({len(delays)} calls, "
               f"mean {statistics.mean(delays) * 1000:.2f} ms)", flush=True)
     finally:

@@ -59,13 +59,14 @@ def _serve(config_path: str, name: str, conn: Connection) -> None:
             for i in range(worker, count, threads):
                 a, b = pools[i % len(pools)]
                 call_id = f"{prefix}-{i}"
+                asked = time.time()
                 started = time.perf_counter()
                 decision = service.admit(AdmissionRequest(call_id, a, b, MediaSpec("pcmu")))
                 took = time.perf_counter() - started
                 key = "admitted" if isinstance(decision, Admitted) else decision.reason.value
                 with lock:
                     latencies.append(took)
-                    stamps[call_id] = time.time()
+                    stamps[call_id] = asked         # when it was asked: the delay includes the commit
                     outcomes[key] = outcomes.get(key, 0) + 1
                 if pace_s:
                     time.sleep(pace_s)
