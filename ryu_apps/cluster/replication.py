@@ -19,7 +19,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..config import Config
+from ..core.manager import MediaAggregationManager
 from ..core.network import Topology
+from ..core.store import DeleteAggregate, DeleteCall, LedgerState, PutAggregate, PutCall, PutLocation, Write
 from ..service import MamService
 from ..store.etcd import EtcdKV
 from ..store.shared import SharedLedger, ThreadWaiter, Waiter
@@ -46,6 +48,23 @@ def lane_of(name: str) -> tuple[int, int]:
 def clustered(config: Config) -> Config:
     """``config`` with this controller's allocation lane."""
     return replace(config, settings=replace(config.settings, tag_lane=lane_of(member_name(config))))
+
+
+def reload_writes(manager: MediaAggregationManager, state: LedgerState) -> list[Write]:
+    """The writes that turn ``manager``'s memory into ``state`` (a fresh snapshot)."""
+    calls = {c.call_id: c for c in state.calls}
+    pools = {a.id: a for a in state.aggregates}
+    writes: list[Write] = [DeleteCall(c.call_id) for c in manager.calls() if c.call_id not in calls]
+    writes += [DeleteAggregate(a.id) for a in manager.aggregates() if a.id not in pools]
+    held = {a.id: a for a in manager.aggregates()}
+    writes += [PutAggregate(a) for a in state.aggregates if held.get(a.id) != a]
+    live = {c.call_id: c for c in manager.calls()}
+    for call in state.calls:
+        old = live.get(call.call_id)
+        if old is None or replace(old, state=call.state) != call or old.dialog != call.dialog:
+            writes.append(PutCall(call))
+    writes += [PutLocation(location) for location in state.locations]
+    return writes
 
 
 def groups_of(config: Config) -> tuple[Group, ...]:
@@ -94,8 +113,21 @@ class Replication:
     def _apply_forever(self) -> None:
         while not self.stopped:
             self.applier.sleep(1.0)
+            if self.ledger.reload_needed:
+                self.reload()
             if self.ledger.pending():
                 self.apply()
+
+    def reload(self) -> None:
+        """The watch cannot continue (etcd compacted its history past it): read a new
+        snapshot and apply the difference to the manager as remote changes."""
+        service = self.service
+        if service is not None:
+            try:
+                service.apply_remote(lambda: reload_writes(service.manager, self.ledger.load()))
+                log.warning("shared ledger: reloaded from a snapshot at revision %d", self.ledger.revision)
+            except Exception:  # noqa: BLE001 - tried again on the next round
+                log.exception("reloading the shared ledger failed")
 
     def apply(self) -> None:
         service = self.service

@@ -186,6 +186,7 @@ class SharedLedger:
     def load(self) -> LedgerState:
         revision, kvs = self.kv.snapshot(self.prefix)
         self._reset()
+        self.reload_needed = False
         with self._events_lock:
             while self._events and self._events[0].revision <= revision:
                 self._events.popleft()

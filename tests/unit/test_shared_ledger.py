@@ -14,6 +14,7 @@ from ryu_apps.core.codec import MediaSpec
 from ryu_apps.core.manager import MediaAggregationManager
 from ryu_apps.core.replica import RELEASED_ELSEWHERE
 from ryu_apps.store.memkv import MemoryKV, MemoryStore
+from ryu_apps.core.store import PutLocation
 from ryu_apps.store.shared import Compare, SharedLedger
 
 PREFIX = "/mam/"
@@ -200,3 +201,30 @@ def test_an_admission_whose_answer_was_lost_is_confirmed_by_reading_it_back(stor
     store.down = False
     b.sync()
     assert {c.call_id for c in b.manager.calls()} == {"c1"} and b.manager.used_kbps("ab") == 91
+
+
+def test_a_watch_that_lost_history_is_made_good_from_a_snapshot(store, line):
+    """etcd compacted past what b's watch had seen: b reloads and applies the difference."""
+    from ryu_apps.cluster.replication import reload_writes
+    a, b = pair(store, line)
+    for i in range(3):
+        a.manager.admit(call(i), 1.0)
+    b.sync()
+    b.manager.drain()
+    installed = set(b.manager.expected_plan())
+    a.manager.release("c0", 2.0)
+    a.manager.attach_media("c1", MediaEndpoint("10.1.0.1", 4000), MediaEndpoint("10.2.0.1", 5000), 2.0)
+    a.manager.resize_aggregate("ab", 364)
+    a.manager.admit(call(3), 2.0)
+    b.kv.pending.clear()                          # those events are gone for b
+    b.manager.apply_remote(reload_writes(b.manager, b.ledger.load()), 3.0)
+    changes = b.manager.drain()
+    installed -= set(changes.plan.remove)
+    installed |= set(changes.plan.add)
+    assert installed == set(b.manager.expected_plan())
+    assert {c.call_id for c in b.manager.calls()} == {"c1", "c3"}          # c2 never fitted
+    assert b.manager.call("c1").caller_media == MediaEndpoint("10.1.0.1", 4000)
+    assert b.manager.aggregate("ab").size_kbps == 364 and b.manager.used_kbps("ab") == 182
+    assert [r.call_id for r in changes.released] == ["c0"]
+    assert isinstance(b.manager.admit(call(4), 4.0), Admitted)   # its view is current: no conflict needed
+    assert reload_writes(b.manager, b.ledger.load()) == [PutLocation(x) for x in ()]
