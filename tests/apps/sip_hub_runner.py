@@ -28,6 +28,7 @@ hub.patch(thread=compat.FRAMEWORK != "ryu")   # ryu-manager: hub.patch(thread=Fa
 
 import yaml  # noqa: E402
 
+from fakes.sip_fuzz import loopback_only  # noqa: E402
 from fakes.sip_peer import FaultInjector, free_port, site  # noqa: E402
 from ryu_apps.config import build_manager, parse_config  # noqa: E402
 from ryu_apps.service import MamService  # noqa: E402
@@ -37,6 +38,13 @@ from ryu_apps.signalling.sip.proxy import SipProxy  # noqa: E402
 from ryu_apps.signalling.sip.proxy_config import ProxyConfig  # noqa: E402
 
 
+def _rss_kib() -> int:
+    for line in open("/proc/self/status", encoding="ascii"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--callee-port", type=int, required=True)
@@ -44,6 +52,7 @@ def main() -> int:
     parser.add_argument("--pool-kbps", type=int, default=500)
     parser.add_argument("--sip", action="append", default=[], help="extra sip: key=YAML value")
     parser.add_argument("--profile", help="run under cProfile; the stats go to this file at quit")
+    parser.add_argument("--loopback-only", action="store_true", help="send to 127.0.0.0/8 only (fuzzing)")
     args = parser.parse_args()
     if args.profile:
         import cProfile
@@ -61,6 +70,9 @@ def main() -> int:
     server = HubSipServer(proxy, spawn=hub.spawn, sleep=hub.sleep, socket_factory=socket.socket,
                           transports=config.sip.transports, bind_host=config.sip.listen_host,
                           wakeup_factory=compat.Wakeup)
+    dropped = [0]
+    if args.loopback_only:
+        server._send = loopback_only(server._send, dropped)  # type: ignore[method-assign]
     service.subscribe(server.on_changes)
     server.start()
     control = socket.socket()
@@ -81,6 +93,7 @@ def main() -> int:
                     answer = dict(stats, faults=server.faults.snapshot(), active_calls=calls,
                                   tcp=dict(table.counters.__dict__, open=len(table)),
                                   queue_delay_ms=round(proxy.overload.delay * 1000, 3),
+                                  non_loopback_dropped=dropped[0], rss_kib=_rss_kib(),
                                   transactions=list(transactions), timer_wakeups=server.timer_wakeups,
                                   pool_used_kbps=service.read(lambda m: m.used_kbps("a-b")),
                                   admitted_calls=service.read(lambda m: len(m.calls())), fired=injector.fired)

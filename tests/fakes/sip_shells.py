@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from fakes.sip_fuzz import loopback_only
 from fakes.sip_peer import FaultInjector, ThreadedLoop, free_port, site, udp_socket
 from ryu_apps.config import build_manager, parse_config
 from ryu_apps.service import MamService
@@ -55,10 +56,14 @@ class Shell:
 
 class InProcess(Shell):
     def __init__(self, kind: str, port: int, callee: socket.socket, proxy: SipProxy, svc: MamService,
-                 server: Any, lock: Any) -> None:
+                 server: Any, lock: Any, loopback: bool = False) -> None:
         super().__init__(kind, port, callee)
         self.proxy, self.service, self.server, self.lock = proxy, svc, server, lock
         self.injector = FaultInjector(proxy)
+        self.dropped = [0]
+        if loopback:                                 # mutations invent addresses: send to none of them
+            name = "send" if hasattr(server, "send") else "_send"
+            setattr(server, name, loopback_only(getattr(server, name), self.dropped))
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -67,7 +72,8 @@ class InProcess(Shell):
         table = self.server.tcp_table
         return dict(stats, faults=self.server.faults.snapshot(), tcp=dict(table.counters.__dict__, open=len(table)),
                     pool_used_kbps=self.service.read(lambda m: m.used_kbps("a-b")),
-                    admitted_calls=self.service.read(lambda m: len(m.calls())), fired=list(self.injector.fired))
+                    admitted_calls=self.service.read(lambda m: len(m.calls())), fired=list(self.injector.fired),
+                    non_loopback_dropped=self.dropped[0])
 
     def inject(self, kind: str) -> None:
         self.injector.arm(kind)
@@ -104,12 +110,12 @@ def proxy_config(port: int, callee_port: int, pool_kbps: int = 500, **sip: Any) 
 
 
 @contextlib.contextmanager
-def running_shell(kind: str, pool_kbps: int = 500, **sip: Any) -> Iterator[Shell]:
+def running_shell(kind: str, pool_kbps: int = 500, loopback: bool = False, **sip: Any) -> Iterator[Shell]:
     callee = udp_socket()
     port = free_port()
     try:
         if kind == "hub-framework":
-            with _subprocess(port, callee, pool_kbps, sip) as shell:
+            with _subprocess(port, callee, pool_kbps, sip, loopback) as shell:
                 yield shell
             return
         config, svc, sip_config = proxy_config(port, callee.getsockname()[1], pool_kbps, **sip)
@@ -120,7 +126,7 @@ def running_shell(kind: str, pool_kbps: int = 500, **sip: Any) -> Iterator[Shell
             loop.run(server.start())
             svc.subscribe(server.on_changes)
             try:
-                yield InProcess(kind, port, callee, proxy, svc, server, threading.RLock())
+                yield InProcess(kind, port, callee, proxy, svc, server, threading.RLock(), loopback)
             finally:
                 loop.run(server.stop())
                 loop.close()
@@ -130,7 +136,7 @@ def running_shell(kind: str, pool_kbps: int = 500, **sip: Any) -> Iterator[Shell
             svc.subscribe(hub.on_changes)
             hub.start()
             try:
-                yield InProcess(kind, port, callee, proxy, svc, hub, hub.lock)
+                yield InProcess(kind, port, callee, proxy, svc, hub, hub.lock, loopback)
             finally:
                 hub.stop()
     finally:
@@ -138,9 +144,10 @@ def running_shell(kind: str, pool_kbps: int = 500, **sip: Any) -> Iterator[Shell
 
 
 @contextlib.contextmanager
-def _subprocess(port: int, callee: socket.socket, pool_kbps: int, sip: dict[str, Any]) -> Iterator[Shell]:
+def _subprocess(port: int, callee: socket.socket, pool_kbps: int, sip: dict[str, Any],
+                loopback: bool) -> Iterator[Shell]:
     command = [sys.executable, str(RUNNER), "--callee-port", str(callee.getsockname()[1]), "--port", str(port),
-               "--pool-kbps", str(pool_kbps)]
+               "--pool-kbps", str(pool_kbps)] + (["--loopback-only"] if loopback else [])
     for key, value in sip.items():
         command += ["--sip", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
