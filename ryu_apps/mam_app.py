@@ -241,7 +241,7 @@ class MediaAggregationApp(compat.RyuApp):
                                                                  link.dst.port_no, up=False))
 
     @compat.set_ev_cls(compat.ofp_event.EventOFPRoleReply, compat.MAIN_DISPATCHER)
-    def role_reply(self, ev) -> None:
+    def role_reply(self, ev: Any) -> None:
         msg = ev.msg
         ofp = msg.datapath.ofproto
         role = {ofp.OFPCR_ROLE_MASTER: events.Role.MASTER, ofp.OFPCR_ROLE_SLAVE: events.Role.SLAVE,
