@@ -5,6 +5,8 @@
     mamctl --json calls --aggregate site-a--site-b  # JSON for scripts
     mamctl aggregate-create a-b site-a site-b 2000 --dscp 46
     mamctl call-release 'abc@pbx'
+    mamctl cdrs --from 2026-12-01T00:00Z --csv    # call detail records (and refusals)
+    mamctl report --from 2026-12-01 --to 2026-12-02  # usage per community and aggregate
 
 The controller is at --url (or $MAM_URL, default http://127.0.0.1:8080); mutating commands
 send --token (or $MAM_TOKEN) as a bearer token. Exit status: 0 done, 1 refused or
@@ -75,6 +77,23 @@ class Client:
             if status >= 400:
                 return status, {"error": {"message": raw.decode("utf-8", "replace")[:200]}}
             raise CliError(f"{target} did not answer JSON (is --url the controller's REST API?)") from None
+
+    def text(self, path: str, query: dict[str, str | None]) -> str:
+        """A GET whose answer is text (CSV, JSON lines); a refusal becomes a CliError."""
+        target = f"{self.url}/mam/v1{path}?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        request = urllib.request.Request(target)
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as response:
+                return str(response.read().decode("utf-8"))
+        except urllib.error.HTTPError:
+            self.request("GET", path, query=query)        # the same request, to read the refusal
+            raise CliError(f"{target}: unexpected answer") from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise CliError(f"cannot reach the controller at {self.url}: {reason} "
+                           "(is ryu-manager running? see --url / $MAM_URL)", code=2) from None
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, str | None] | None = None) -> Any:
         """The JSON body of a successful request; a refusal becomes a CliError saying why."""
@@ -158,6 +177,31 @@ def show_stats(body: Any, out: TextIO) -> None:
 
 
 # --- commands -----------------------------------------------------------------------------
+
+def show_cdrs(text: str, out: TextIO) -> None:
+    rows = []
+    for line in text.splitlines():
+        r = json.loads(line)
+        if r["kind"] == "call":
+            rows.append((r["released_at"], "call", r["call_id"], f"{r['caller_community']}->{r['callee_community']}",
+                         r["aggregate_id"], f"{r['codec']} {r['kbps']}", f"{r['duration_s']:g}s", r["cause"]))
+        else:
+            rows.append((r["refused_at"], "refusal", r["call_id"], f"{r['caller_community']}->{r['callee_community']}",
+                         r["aggregate_id"], r["codec"], "", f"{r['reason']}: {r['detail']}"))
+    table(rows, ("AT (UTC)", "KIND", "CALL", "COMMUNITIES", "AGGREGATE", "CODEC kbit/s", "ANSWERED", "CAUSE"), out)
+
+
+def show_report(body: Any, out: TextIO) -> None:
+    out.write(f"usage from {body['from']} to {body['to']}\n")
+    for section, title in (("communities", "COMMUNITY"), ("aggregates", "AGGREGATE")):
+        out.write("\n")
+        table([(name, u["calls"], f"{u['minutes']:.1f}", u["peak_concurrent"], u["peak_kbps"], u["p95_kbps"],
+                u["refused"], f"{100 * u['blocking_rate']:.2f}%",
+                ", ".join(f"{k} {v}" for k, v in u["refusals"].items()))
+               for name, u in body[section].items()],
+              (title, "CALLS", "MINUTES", "PEAK CALLS", "PEAK kbit/s", "P95 kbit/s", "REFUSED", "BLOCKING",
+               "REFUSALS BY REASON"), out)
+
 
 def check_config(args: argparse.Namespace, out: TextIO) -> int:
     from .config import ConfigError, build_manager, load_config
@@ -257,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("id")
     release.add_argument("--cause")
     sub.add_parser("stats", help="admission counters and pool totals")
+    records = sub.add_parser("cdrs", help="call detail records and refusals made in a period")
+    report = sub.add_parser("report", help="usage per community and aggregate over a period")
+    for command in (records, report):
+        command.add_argument("--from", dest="start", help="ISO 8601 time (UTC unless it says) or epoch seconds")
+        command.add_argument("--to", dest="end", help="ISO 8601 time or epoch seconds (report default: now)")
+    records.add_argument("--community")
+    records.add_argument("--csv", action="store_true", help="CSV with a header line (default: a table)")
     return parser
 
 
@@ -326,6 +377,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         body = {"released": {"call": args.id}}
         if not args.json:
             out.write(f"call {args.id} released\n")
+    elif args.command == "cdrs":
+        query = {"from": args.start, "to": args.end, "community": args.community}
+        if args.csv or args.json:       # the controller's own export, byte for byte
+            out.write(client.text("/cdrs", {**query, "format": "csv" if args.csv else "jsonl"}))
+            return 0
+        show_cdrs(client.text("/cdrs", {**query, "format": "jsonl"}), out)
+        return 0
+    elif args.command == "report":
+        body, show = client.request("GET", "/reports/usage", query={"from": args.start, "to": args.end}), show_report
     else:  # stats
         body, show = client.request("GET", "/stats"), show_stats
     if args.json:

@@ -159,6 +159,14 @@ class CallsConfig:
 
 
 @dataclass(frozen=True)
+class CdrConfig:
+    """Call detail records (docs/operations.md)."""
+
+    retention_days: float = 90.0       # records older than this are purged
+    path: str | None = None            # SQLite file; default: the ledger's file, or cdr.sqlite beside an etcd config
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """Several controllers on one etcd ledger (docs/cluster.md)."""
 
@@ -182,6 +190,7 @@ class Config:
     h323: H323Config = field(default_factory=H323Config)
     openflow: OpenFlowConfig = field(default_factory=OpenFlowConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    cdr: CdrConfig = field(default_factory=CdrConfig)
 
     @property
     def store_url(self) -> EtcdUrl | None:
@@ -480,6 +489,14 @@ def _calls(value: Any, path: str) -> CallsConfig:
     return calls
 
 
+def _cdr(value: Any, path: str) -> CdrConfig:
+    node = _Node(value, path)
+    cdr = CdrConfig(retention_days=node.get("retention_days", _number(0.01, 36500.0), 90.0),
+                    path=node.get("path", _str, None))
+    node.done()
+    return cdr
+
+
 def _readable(value: Any, path: str) -> str:
     text = _str(value, path)
     try:
@@ -693,6 +710,7 @@ def parse_config(document: Any) -> Config:
     h323 = root.get("h323", _h323, H323Config())
     store = root.get("store", _store, None)
     cluster = root.get("cluster", _cluster, ClusterConfig())
+    cdr = root.get("cdr", _cdr, CdrConfig())
     root.done()
 
     _check_references(switches, links, communities, aggregates)
@@ -708,7 +726,7 @@ def parse_config(document: Any) -> Config:
                                reroute=dataplane.reroute, timers=timers,
                                port_security=PortSecurity(dataplane.max_terminals_per_port))
     return Config(topology, settings, aggregates, api, sip, dataplane, store, calls, h323=h323, openflow=openflow,
-                  cluster=cluster)
+                  cluster=cluster, cdr=cdr)
 
 
 def _check_roles(cluster: ClusterConfig, switches: set[str]) -> None:

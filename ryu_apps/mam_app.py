@@ -22,6 +22,7 @@ from typing import Any
 from . import compat, security
 from .config import Config, ConfigError, build_manager, load_config
 from .core.errors import MamError
+from .core.cdr import CdrStore, MemoryCdrStore
 from .core.store import Ledger, MemoryLedger
 from .core.survey import Survey
 from .dataplane.classes import class_applier
@@ -31,12 +32,14 @@ from .openflow.idle import MediaIdle
 from .openflow.shell import Shell
 from .openflow.valve import Valve
 from .service import MamService
-from .store import SqliteLedger
+from .records import CdrRecorder
+from .store import SqliteCdrStore, SqliteLedger
 
 log = logging.getLogger("mam")
 #: The timer loop sleeps until the core's next deadline, and at most this long (a guard
 #: against a clock step; nothing depends on it).
 LONGEST_SLEEP_S = 30.0
+RECORDS_FLUSH_S = 1.0       # buffered call records are written at least this often
 
 compat.cfg.CONF.register_opts([compat.cfg.StrOpt("config", default=None,
                                                  help="the media aggregation manager's YAML configuration")],
@@ -77,6 +80,8 @@ class MediaAggregationApp(compat.RyuApp):
         if dataplane.discovery:  # ryu.topology's Switches app is loaded after this one and reads it then
             compat.cfg.CONF.set_override("observe_links", True)
         self.metrics = Metrics(self.service)
+        self.records = CdrRecorder(self._open_records(path), retention_days=self.config.cdr.retention_days)
+        self.service.watch(self.records)
         self.wakeup = compat.Wakeup()
         valve = Valve(manager.topology, media_idle=MediaIdle(dataplane.media_idle),
                       idle_timeout_s=self.config.settings.plan.call_idle_timeout_s)
@@ -86,7 +91,7 @@ class MediaAggregationApp(compat.RyuApp):
         self.shell.start()
         self.service.on_timer_change(self.wakeup.wake)
         self.sip: Any = None        # the SIP hub server, when sip.enabled
-        self.threads = [compat.hub.spawn(self._timer_loop)]
+        self.threads = [compat.hub.spawn(self._timer_loop), compat.hub.spawn(self._records_loop)]
         if self.cluster is not None:
             self.cluster.start(self.service, compat.hub.spawn, compat.hub.sleep)
             valve.responsible = frozenset()          # nothing is written until an election says so
@@ -109,6 +114,31 @@ class MediaAggregationApp(compat.RyuApp):
             self.cluster = open_shared_ledger(self.config, self.config.topology, compat.Wakeup)
             return self.cluster.ledger
         return SqliteLedger(self.config.store_path) if self.config.store_path else MemoryLedger()
+
+    def _open_records(self, config_file: str) -> CdrStore:
+        """Call records: ``cdr.path``, else the SQLite ledger's file, else (etcd ledger) a
+        local ``cdr.sqlite`` beside the configuration; in memory with no store at all."""
+        path = self.config.cdr.path
+        if path is None and self.config.store_path and self.config.store_url is None:
+            path = self.config.store_path
+        if path is None and self.config.store_url is not None:
+            path = os.path.join(os.path.dirname(os.path.abspath(config_file)), "cdr.sqlite")
+        if path is None:
+            log.warning("call detail records are kept in memory only (set store: or cdr.path)")
+            return MemoryCdrStore()
+        try:
+            return SqliteCdrStore(path)
+        except MamError as error:
+            raise SystemExit(f"{config_file}: cdr: {error}") from None
+
+    def _records_loop(self) -> None:
+        """Write buffered call records once a second (a full batch is written at once)."""
+        while True:
+            compat.hub.sleep(RECORDS_FLUSH_S)
+            try:
+                self.records.flush()
+            except Exception:  # the loop must survive anything one round meets
+                log.exception("call records flush failed")
 
     def _listen_openflow(self) -> None:
         """Bind the OpenFlow listener where the configuration says (loopback unless told
@@ -137,7 +167,7 @@ class MediaAggregationApp(compat.RyuApp):
     def _start_rest(self) -> None:
         from .rest.api import make_wsgi_app
         api = self.config.api
-        app = make_wsgi_app(self.service, api, self.metrics)
+        app = make_wsgi_app(self.service, api, self.metrics, self.records)
         tls = None if api.tls is None else compat.server_tls_context(api.tls.cert, api.tls.key, api.tls.ca)
         self.threads.append(compat.serve_wsgi(app, api.host, api.port, tls))
         log.info("REST API on %s://%s:%d/mam/v1", "https" if tls else "http", api.host, api.port)

@@ -21,10 +21,13 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
-from .core.admission import AdmissionRequest, Decision, ServiceLevel
+from .core.activity import (Activity, CallAdmitted, CallAnswered, CallRefused, CallReleased, LinkChanged,
+                            aggregate_changes)
+from .core.admission import AdmissionRequest, Admitted, Decision, Rejected, ServiceLevel
 from .core.aggregate import ALL_LEVELS, EF, Aggregate
 from .core.calls import Call, MediaEndpoint
 from .core.codec import MediaSpec
+from .core.errors import NotFound
 from .core.flowplan import Entry
 from .core.locations import Verdict
 from .core.manager import Changes, MediaAggregationManager, ReleasedCall
@@ -33,6 +36,7 @@ from .core.survey import Survey, Transition
 
 T = TypeVar("T")
 Listener = Callable[[Changes], None]
+ActivityListener = Callable[[Activity], None]
 log = logging.getLogger(__name__)
 
 
@@ -48,6 +52,16 @@ class MamService:
         self._listeners: list[Listener] = []
         self._timer_listeners: list[Callable[[], None]] = []
         self._next_timer: float | None = manager.next_timer()
+        self._watchers: list[ActivityListener] = []
+        self._activity: list[Activity] = []
+        self._pools = {a.id: a for a in manager.aggregates()}
+
+    def watch(self, listener: ActivityListener) -> None:
+        """``listener(activity)`` hears what each mutation did (:mod:`.core.activity`), under
+        the lock, after the plan listeners: calls admitted, answered, refused and released,
+        pools changed, links changed. It must not block (records buffer, streams queue)."""
+        with self.lock:
+            self._watchers.append(listener)
 
     def subscribe(self, listener: Listener) -> None:
         with self.lock:
@@ -65,12 +79,13 @@ class MamService:
 
     def _mutate(self, action: Callable[[float], T]) -> T:
         with self.lock:
+            now = self.clock()
             try:
-                return action(self.clock())
+                return action(now)
             finally:        # only committed changes are ever pending: a mutation that raised left none
-                self._publish()
+                self._publish(now)
 
-    def _publish(self) -> None:
+    def _publish(self, now: float = 0.0) -> None:
         changes = self.manager.drain()
         for note in changes.notes:
             log.warning("%s", note)
@@ -80,6 +95,8 @@ class MamService:
                     listener(changes)
                 except Exception:  # a broken listener must not undo a decision
                     log.exception("listener %r failed on %r", listener, changes)
+        if self._watchers:
+            self._tell(changes, now)
         when = self.manager.next_timer()
         earlier = when is not None and (self._next_timer is None or when < self._next_timer)
         self._next_timer = when
@@ -89,6 +106,27 @@ class MamService:
                     wake()
                 except Exception:
                     log.exception("timer listener %r failed", wake)
+
+    def _tell(self, changes: Changes, now: float) -> None:
+        activity: list[Activity] = [CallReleased(now, released) for released in changes.released]
+        activity += self._activity
+        self._activity = []
+        if changes.plan:
+            pools = {a.id: a for a in self.manager.aggregates()}
+            activity += aggregate_changes(self._pools, pools, now)
+            self._pools = pools
+        for event in activity:
+            for watcher in list(self._watchers):
+                try:
+                    watcher(event)
+                except Exception:  # a broken watcher must not undo a decision nor silence the others
+                    log.exception("watcher %r failed on %r", watcher, event)
+
+    def _known(self, call_id: str) -> Call | None:
+        try:
+            return self.manager.call(call_id)
+        except NotFound:
+            return None
 
     def apply_remote(self, take: Callable[[], Sequence[Write]]) -> None:
         """Changes other controllers committed to a shared ledger: ``take()`` (the
@@ -114,6 +152,8 @@ class MamService:
         moves off a closed link reach the listeners like any other plan change."""
         def apply(now: float) -> list[Transition]:
             transitions = update(self.survey)
+            if self._watchers:
+                self._activity += [LinkChanged(now, t) for t in transitions]
             if transitions:
                 self.manager.set_link_conditions(self.survey.faults(), self.survey.limits(), now)
             return transitions
@@ -140,10 +180,42 @@ class MamService:
     def admit(self, request: AdmissionRequest,
               media: tuple[MediaEndpoint, MediaEndpoint] | None = None) -> Decision:
         """Admit (and, given both media addresses, plan the flows of) a call in one step."""
-        return self._mutate(lambda t: self.manager.admit(request, t, media))
+        def admit(now: float) -> Decision:
+            if not self._watchers:
+                return self.manager.admit(request, now, media)
+            known = self._known(request.call_id)      # a retransmission: decided before, nothing new
+            decision = self.manager.admit(request, now, media)
+            if known is None:
+                self._activity += self._decided(request, decision, now)
+            elif media is not None and not known.media_attached:
+                self._answered(request.call_id, now)
+            return decision
+        return self._mutate(admit)
+
+    def _decided(self, request: AdmissionRequest, decision: Decision, now: float) -> list[Activity]:
+        manager = self.manager
+        if isinstance(decision, Admitted):
+            call = manager.call(decision.call_id)
+            admitted: list[Activity] = [CallAdmitted(now, call, decision.preempted)]
+            return admitted + ([CallAnswered(now, call)] if call.media_attached else [])
+        assert isinstance(decision, Rejected)
+        pair = {request.caller_community, request.callee_community}
+        pools = [a.id for a in manager.aggregates() if set(a.communities) == pair and request.level in a.levels]
+        return [CallRefused(now, request, decision, manager.bandwidth_kbps(request.media), pools[0] if pools else None)]
+
+    def _answered(self, call_id: str, now: float) -> None:
+        call = self._known(call_id)
+        if call is not None and call.media_attached:
+            self._activity.append(CallAnswered(now, call))
 
     def attach_media(self, call_id: str, caller: MediaEndpoint, callee: MediaEndpoint) -> Call:
-        return self._mutate(lambda t: self.manager.attach_media(call_id, caller, callee, t))
+        def attach(now: float) -> Call:
+            before = self._known(call_id) if self._watchers else None
+            call = self.manager.attach_media(call_id, caller, callee, now)
+            if before is not None and not before.media_attached:
+                self._answered(call_id, now)
+            return call
+        return self._mutate(attach)
 
     def modify(self, call_id: str, media: MediaSpec) -> Decision:
         return self._mutate(lambda t: self.manager.modify(call_id, media, t))

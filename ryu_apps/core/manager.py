@@ -58,6 +58,9 @@ class ReleasedCall:
     kbps: int
     cause: str
     serial: int = 0
+    #: the call as it was when released, and the call that preempted it (records: ryu_apps/core/cdr.py)
+    call: Call | None = field(default=None, compare=False, repr=False)
+    preempted_by: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -566,7 +569,8 @@ class MediaAggregationManager:
                 victims = self._victims(aggregate, request.level, kbps)
                 if victims is not None:
                     for victim in victims:
-                        self._release(victim, f"preempted by {request.level.label} call", now)
+                        self._release(victim, f"preempted by {request.level.label} call", now,
+                                      preempted_by=request.call_id)
                         self._journal.after(self._count_preempted)
                     return self._allocate(request, aggregate, kbps, now, tuple(v.call_id for v in victims))
         best = candidates[0]
@@ -762,7 +766,8 @@ class MediaAggregationManager:
 
     # --- internals ------------------------------------------------------------------
 
-    def _release(self, call: Call, cause: str, now: float, count: bool = True) -> ReleasedCall:
+    def _release(self, call: Call, cause: str, now: float, count: bool = True,
+                 preempted_by: str | None = None) -> ReleasedCall:
         """live -> releasing (bandwidth returned); ended at once when no flow was ever planned."""
         entries = self._plans.call(call)
         state = self._state
@@ -773,7 +778,7 @@ class MediaAggregationManager:
         else:
             state.end_release(call.serial)
             state.set_deadline(call.serial, None)
-        released = ReleasedCall(call.call_id, call.aggregate_id, call.kbps, cause, call.serial)
+        released = ReleasedCall(call.call_id, call.aggregate_id, call.kbps, cause, call.serial, call, preempted_by)
         self._pending_released.append(released)
         if count:
             self._journal.after(self._count_released)

@@ -19,12 +19,15 @@ from webob import Request, Response
 from ..config import ApiConfig
 from ..core import limits
 from ..core.admission import AdmissionRequest, Admitted, Decision, RejectReason, ServiceLevel
+from ..core.cdr import MemoryCdrStore, call_record, usage_report
 from ..core.errors import MamError
 from ..core.manager import MediaAggregationManager
 from ..core.serialize import aggregate_to_dict, call_to_dict
 from ..metrics import Metrics
+from ..records import CdrRecorder
 from ..service import MamService
 from . import body as fields
+from . import records as cdrs
 from .errors import HttpError, json_response
 
 log = logging.getLogger(__name__)
@@ -52,9 +55,14 @@ Handler = Callable[[Request, dict[str, str]], Response]
 
 
 class RestApi:
-    def __init__(self, service: MamService, config: ApiConfig, metrics: Metrics | None = None) -> None:
+    def __init__(self, service: MamService, config: ApiConfig, metrics: Metrics | None = None,
+                 records: CdrRecorder | None = None) -> None:
         self.service, self.config = service, config
         self.metrics = metrics if metrics is not None else Metrics(service)
+        if records is None:          # in-process (tests, embedding): records kept in memory
+            records = CdrRecorder(MemoryCdrStore(), clock=service.clock)
+            service.watch(records)
+        self.records = records
         self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = []
         route = self._route
         route("", GET=self.index)
@@ -70,6 +78,8 @@ class RestApi:
         route("/calls/{id+}/media", PUT=self.attach_media)
         route("/calls/{id+}", GET=self.get_call, PATCH=self.modify_call, DELETE=self.release_call)
         route("/stats", GET=self.stats)
+        route("/cdrs", GET=self.list_cdrs)
+        route("/reports/usage", GET=self.usage_report)
         route("/metrics", GET=self.prometheus)
         self.routes.append((re.compile(r"/metrics\Z"), {"GET": self.prometheus}))
 
@@ -151,7 +161,7 @@ class RestApi:
     def index(self, request: Request, _: dict[str, str]) -> Response:
         return json_response({"version": "v1", "resources": [
             f"{PREFIX}/communities", f"{PREFIX}/topology", f"{PREFIX}/aggregates", f"{PREFIX}/calls",
-            f"{PREFIX}/stats", f"{PREFIX}/metrics"]})
+            f"{PREFIX}/stats", f"{PREFIX}/metrics", f"{PREFIX}/cdrs", f"{PREFIX}/reports/usage"]})
 
     def list_communities(self, request: Request, _: dict[str, str]) -> Response:
         topology = self.service.manager.topology
@@ -395,6 +405,33 @@ class RestApi:
             }
         return json_response(self.service.read(snapshot))
 
+    # call detail records
+
+    def list_cdrs(self, request: Request, _: dict[str, str]) -> Response:
+        start, end = cdrs.period(request, self.service.clock())
+        community = cdrs.community(request)
+        form = cdrs.choice(request, "format", cdrs.FORMATS, "jsonl")
+        limit = cdrs.limit(request)
+        records = self.records.query(start, end, community, limit=limit)
+        if form == "csv":
+            response = Response(content_type="text/csv", charset="utf-8", text=cdrs.to_csv(records))
+            response.content_disposition = "attachment; filename=cdrs.csv"
+        elif form == "jsonl":
+            response = Response(content_type="application/x-ndjson", charset="utf-8", text=cdrs.to_jsonl(records))
+        else:
+            response = json_response({"cdrs": [cdrs.exported(r) for r in records]})
+        return response
+
+    def usage_report(self, request: Request, _: dict[str, str]) -> Response:
+        now = self.service.clock()
+        start, end = cdrs.period(request, now, required=True)
+        assert start is not None and end is not None
+        records = self.records.query(start, end, overlapping=True)
+        live = self.service.read(lambda m: [call_record(c, now, "in-progress", self.records.answered_at(c.call_id))
+                                            for c in m.calls() if c.admitted_at < end])
+        report = usage_report([*records, *live], start, end)
+        return json_response(cdrs.report_to_dict(report))
+
     def prometheus(self, request: Request, _: dict[str, str]) -> Response:
         response = Response(content_type="text/plain", charset="utf-8")
         response.content_type_params = {"version": "0.0.4", "charset": "utf-8"}
@@ -402,8 +439,9 @@ class RestApi:
         return response
 
 
-def make_wsgi_app(service: MamService, config: ApiConfig | None = None, metrics: Metrics | None = None) -> RestApi:
-    return RestApi(service, config or ApiConfig(), metrics)
+def make_wsgi_app(service: MamService, config: ApiConfig | None = None, metrics: Metrics | None = None,
+                  records: CdrRecorder | None = None) -> RestApi:
+    return RestApi(service, config or ApiConfig(), metrics, records)
 
 
 # --- representations ----------------------------------------------------------------------

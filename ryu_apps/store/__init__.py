@@ -1,5 +1,5 @@
 """Durable ledgers (shells around the core's `Ledger` interface)."""
 
-from .sqlite import SqliteLedger
+from .sqlite import SqliteCdrStore, SqliteLedger
 
-__all__ = ["SqliteLedger"]
+__all__ = ["SqliteCdrStore", "SqliteLedger"]

@@ -14,6 +14,8 @@ import sqlite3
 import threading
 from typing import Sequence
 
+from ..core.cdr import CDR, Record
+from ..core.cdr import from_dict as cdr_from_dict, to_dict as cdr_to_dict
 from ..core.errors import StoreUnavailable
 from ..core.locations import Location
 from ..core.serialize import aggregate_from_dict, aggregate_to_dict, call_from_dict, call_to_dict
@@ -87,3 +89,88 @@ class SqliteLedger:
             location = write.location
             db.execute("INSERT OR REPLACE INTO locations (community, ip, port) VALUES (?, ?, ?)",
                        (location.community, location.ip, location.port))
+
+
+CDR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cdrs (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, at REAL NOT NULL,
+                                 first REAL NOT NULL, caller TEXT NOT NULL, callee TEXT NOT NULL,
+                                 body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS cdrs_at ON cdrs (at);
+"""
+
+
+class SqliteCdrStore:
+    """Call detail and refusal records (:mod:`ryu_apps.core.cdr`) in a SQLite table.
+
+    The default: the ledger's own file (a second connection; WAL lets it write beside the
+    ledger). With the etcd ledger each controller keeps the records of the calls it
+    handled in a local file (``cdr.path``, default ``cdr.sqlite`` beside the configuration).
+    ``at`` is when the record was made (release or refusal), ``first`` when the call
+    first held bandwidth (its admission; a refusal's time): a period query reads the rows
+    whose span meets it through the index on ``at``.
+    """
+
+    durable = True
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(CDR_SCHEMA)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"cannot open the call records {path}: {error}", field="cdr") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, records: Sequence[Record]) -> None:
+        rows = [(r.kind, r.at, r.admitted_at if isinstance(r, CDR) else r.at, r.caller_community,
+                 r.callee_community, json.dumps(cdr_to_dict(r))) for r in records]
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany("INSERT INTO cdrs (kind, at, first, caller, callee, body) "
+                                         "VALUES (?, ?, ?, ?, ?, ?)", rows)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                raise StoreUnavailable(f"the call records {self.path} refused {len(rows)} record(s): {error}") \
+                    from None
+
+    def query(self, start: float | None = None, end: float | None = None, community: str | None = None,
+              overlapping: bool = False, limit: int | None = None) -> list[Record]:
+        where: list[str] = []
+        args: list[object] = []
+        if start is not None:
+            where.append("at >= ?")
+            args.append(start)
+        if end is not None:
+            where.append("first < ?" if overlapping else "at < ?")
+            args.append(end)
+        if community is not None:
+            where.append("(caller = ? OR callee = ?)")
+            args += [community, community]
+        sql = "SELECT body FROM cdrs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY at, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        try:
+            with self._lock:
+                rows = self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"cannot read the call records {self.path}: {error}") from None
+        return [cdr_from_dict(json.loads(body)) for (body,) in rows]
+
+    def purge(self, before: float) -> int:
+        try:
+            with self._lock:
+                return self._db.execute("DELETE FROM cdrs WHERE at < ?", (before,)).rowcount
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"cannot purge the call records {self.path}: {error}") from None

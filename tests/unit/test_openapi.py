@@ -244,6 +244,11 @@ WALK: list[tuple[str, str, int, dict[str, Any]]] = [
     ("/mam/v1/calls/{id}", "DELETE", 202, {"path": {"id": "sip/1@pbx"}, "store_down": True}),
     ("/mam/v1/aggregates/{id}", "DELETE", 204, {"path": {"id": "site-a--site-b"}, "query": {"force": "true"}}),
     ("/mam/v1/stats", "GET", 200, {}),
+    ("/mam/v1/cdrs", "GET", 200, {"query": {"from": "2026-12-02T10:00:00Z", "format": "csv"}}),
+    ("/mam/v1/cdrs", "GET", 200, {}),
+    ("/mam/v1/cdrs", "GET", 400, {"query": {"from": "yesterday"}}),
+    ("/mam/v1/reports/usage", "GET", 200, {"query": {"from": "0", "to": "100"}}),
+    ("/mam/v1/reports/usage", "GET", 400, {"query": {"from": "100", "to": "0"}}),
     ("/mam/v1/metrics", "GET", 200, {}),
     ("/metrics", "GET", 200, {}),
 ]
