@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netlab import RTPFLOW, Host, Lab, free_port, rest, sh, start_controller, until
+from netlab import RTPFLOW, Host, Lab, free_port, rest, sh, start_controller, strong_token, until
 
 from ryu_apps.core.flowplan import COOKIE_PREFIX, COOKIE_PREFIX_MASK
 
-TOKEN = "hitless-token"
+TOKEN = strong_token("hitless")
 SWITCHES = ("s1", "s2", "s3")
 STREAM = ("10.0.1.1", 20000, "10.0.2.1", 40000)     # the live call's media: caller, callee
 

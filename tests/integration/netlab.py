@@ -7,6 +7,7 @@ bridges, veth pairs, namespaces, and the processes it started (by PID).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -37,6 +38,13 @@ def ovs_available() -> str | None:
     if subprocess.run([str(start)], capture_output=True, timeout=90).returncode != 0:
         return "Open vSwitch could not be started"
     return None
+
+
+def strong_token(label: str) -> str:
+    """A fresh random API token for one test run. The controller refuses an example value or
+    fewer than 12 characters at start-up (ryu_apps/security.py), and a fixed string in a test
+    would be copied into real configurations: every test config takes its token from here."""
+    return f"{label}-{secrets.token_hex(16)}"
 
 
 def free_port() -> int:
@@ -208,7 +216,11 @@ def start_controller(lab: Lab, config: Path, of_port: int, api_port: int, log: P
     env = dict(os.environ, MAM_CONFIG=str(config), PYTHONUNBUFFERED="1")
     process = lab.start([str(VENV_BIN / "ryu-manager"), "--ofp-tcp-listen-port", str(of_port),
                          "ryu_apps.mam_app"], env=env, log=log)
-    wait_listening(api_port, process)
+    try:
+        wait_listening(api_port, process)
+    except (RuntimeError, TimeoutError) as error:      # say why: the log names the refused setting
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
+        raise type(error)(f"{error}; {log}:\n{tail}") from None
     return process
 
 

@@ -24,10 +24,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from netlab import Host, Lab, dump_flows, free_port, ovs_available, rest, sh, start_controller, until
+from netlab import Host, Lab, dump_flows, free_port, ovs_available, rest, sh, start_controller, strong_token, until
 
 pytestmark = pytest.mark.integration
-TOKEN = "discovery-test-token"
+TOKEN = strong_token("discovery")
 H1_MAC = "02:00:00:00:01:01"
 
 

@@ -17,11 +17,12 @@ import h323sim as sim
 import pytest
 import yaml
 from h323lab import ROOT, free_port, site
+from netlab import strong_token
 
 from ryu_apps.cli import Client
 
 pytestmark = pytest.mark.integration
-TOKEN = "h323-controller"
+TOKEN = strong_token("h323-controller")
 
 
 def _launcher() -> tuple[list[str], str]:

@@ -17,6 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import h323sim as sim
 import pytest
 from h323lab import ROOT, free_port, site
+from netlab import strong_token
 
 from ryu_apps.config import ApiConfig, build_manager, parse_config
 from ryu_apps.metrics import Metrics
@@ -24,7 +25,7 @@ from ryu_apps.rest.api import make_wsgi_app
 from ryu_apps.service import MamService
 
 pytestmark = pytest.mark.integration
-TOKEN = "rest-mode-token"
+TOKEN = strong_token("rest-mode")
 
 
 class _Quiet(WSGIRequestHandler):

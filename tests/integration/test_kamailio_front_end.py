@@ -25,13 +25,14 @@ from benchmarks.peers.controller import Controller
 from benchmarks.peers.kamailio import FRONT_END, Kamailio
 from benchmarks.peers.procs import free_port
 from benchmarks.peers.sipp import Uas, UacResult, run_uac
+from netlab import strong_token
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed")]
 
 PCMU_KBPS = 91           # G.711 20 ms at Ethernet level with the default tags
 POOL_CALLS = 5
-TOKEN = "kamailio-test-token"
+TOKEN = strong_token("kamailio")
 DIALOG_TIMEOUT_S = 6
 RETRY_AFTER_S = 7
 

@@ -33,10 +33,10 @@ from ryu_apps.core.flowplan import COOKIE_PREFIX, FlowEntry, MeterEntry
 from ryu_apps.core.store import MemoryLedger
 
 from netlab import (RTPFLOW, Host, Lab, capture, decode, dump_flows, dump_meters, free_port, ovs_available, rest,
-                    sh, start_controller)
+                    sh, start_controller, strong_token)
 
 pytestmark = pytest.mark.integration
-TOKEN = "ovs-test-token"
+TOKEN = strong_token("ovs")
 CALL = {"call_id": "ovs-call/1", "caller_community": "site-a", "callee_community": "site-b",
         "media": {"codec": "pcmu"}, "caller_media": {"ip": "10.0.1.1", "port": 40000},
         "callee_media": {"ip": "10.0.2.1", "port": 40002}}

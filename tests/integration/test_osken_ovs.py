@@ -17,10 +17,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from netlab import Lab, dump_flows, free_port, ovs_available, rest, until, wait_listening
+from netlab import Lab, dump_flows, free_port, ovs_available, rest, strong_token, until, wait_listening
 
 pytestmark = [pytest.mark.integration, pytest.mark.osken]
-TOKEN = "osken-test-token"
+TOKEN = strong_token("osken")
 
 
 @pytest.fixture(scope="module")

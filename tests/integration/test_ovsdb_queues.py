@@ -13,7 +13,7 @@ from ryu_apps.core.flowplan import PortClass
 from ryu_apps.dataplane.ovsdb_queues import OvsdbQueues
 from ryu_apps.dataplane.tc_classes import TcClasses
 
-from netlab import Lab, ovs_available, sh
+from netlab import Lab, ovs_available, sh, strong_token
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,7 @@ def test_the_app_under_ryu_manager_sets_ovsdb_queues_on_the_aggregates_ports(lab
                         {"name": "b", "edge": "q2", "access_ports": [1], "prefixes": ["10.0.2.0/24"]}],
         "aggregates": [{"id": "a-b", "between": ["a", "b"], "size_kbps": 1500}],
         "dataplane": {"class_mode": "ovsdb", "set_queue": True, "ovsdb": "unix:/var/run/openvswitch/db.sock"},
-        "api": {"port": api_port, "token": "t"}, "sip": {"enabled": False}}))
+        "api": {"port": api_port, "token": strong_token("ovsdb")}, "sip": {"enabled": False}}))
     for bridge in lab.bridges:
         sh("ovs-vsctl", "--timeout=10", "set-controller", bridge, f"tcp:127.0.0.1:{of_port}")
     start_controller(lab, config, of_port, api_port, tmp_path / "controller.log")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from netlab import strong_token
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = ROOT / "tests" / "apps" / "hello_app.py"
@@ -102,7 +103,7 @@ def test_the_controller_starts_with_every_front_end_and_listener(tmp_path: Path)
         "aggregates": [{"id": "a-b", "between": ["site-a", "site-b"], "size_kbps": 2000}],
         "dataplane": {"class_mode": "none"},
         "openflow": {"listen": f"127.0.0.1:{of_port}"},
-        "api": {"port": api_port, "token": "runtime-test-token-77"},
+        "api": {"port": api_port, "token": strong_token("runtime")},
         "sip": {"enabled": True, "listen": f"127.0.0.1:{sip_port}", "transports": ["udp", "tcp"]},
         "h323": {"enabled": True, "ras_listen": f"127.0.0.1:{ras_port}", "call_listen": f"127.0.0.1:{call_port}"},
         "store": str(tmp_path / "ledger.sqlite"),

@@ -19,10 +19,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from netlab import Lab, free_port, ovs_available, sh, until, wait_listening
+from netlab import Lab, free_port, ovs_available, sh, strong_token, until, wait_listening
 
 pytestmark = [pytest.mark.integration, pytest.mark.osken]
-TOKEN = "tls-test-token-4f2a9c"
+TOKEN = strong_token("tls")
 
 
 def openssl(*args: str, cwd: Path) -> None:

@@ -80,3 +80,28 @@ def test_tls_files_must_be_readable_and_keys_known(tmp_path):
     with pytest.raises(ConfigError, match="unknown key") as error:
         parse_config(document(tls={"cert": str(cert), "key": str(key), "cafile": str(cert)}))
     assert error.value.path == "api.tls.cafile"
+
+
+# A token written into a test, benchmark, demo or example configuration that the controller
+# refuses makes that controller exit before it listens (CI once failed on "token": "t").
+TOKEN_LITERALS = (r"""["']token["']\s*:\s*["']([^"'${}]*)["'](?!\s*\+)""",     # JSON / dict
+                  r"""\bTOKEN\s*=\s*["']([^"'${}]*)["'](?!\s*\+)""",           # a module constant
+                  r"""^\s*token:\s*([^\s#{}$,]+)""",                          # YAML
+                  r"""//kamailio:([^@$"'{}\s]+)@""")                         # in Kamailio's URL
+SCANNED = ("tests/integration", "tests/e2e", "benchmarks", "mininet", "topologies", "docs", "scripts")
+
+
+def test_no_configuration_in_the_repository_carries_a_token_the_controller_refuses():
+    import re
+    root = EXAMPLE.parents[2]
+    weak = []
+    for top in SCANNED:
+        for path in sorted((root / top).rglob("*")):
+            if path.suffix not in (".py", ".yaml", ".yml", ".json", ".cfg") or not path.is_file():
+                continue
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+                for pattern in TOKEN_LITERALS:
+                    for value in re.findall(pattern, line):
+                        if not value.isupper() and security.problems(ApiConfig(token=value)):   # not TOKEN
+                            weak.append(f"{path.relative_to(root)}:{number}: {value!r}")
+    assert weak == [], "weak tokens (use netlab.strong_token or secrets.token_hex):\n" + "\n".join(weak)
