@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -26,6 +27,9 @@ from .core.locations import PortSecurity
 from .core.manager import ManagerSettings, MediaAggregationManager
 from .core.network import Community, Link, Switch, Terminal, Topology
 from .core.store import Ledger, LedgerConflict
+from .signalling.gateway.profile import (BUILTIN_PROFILES, CommunitySignalling, GatewayConfig, HeaderAction,
+                                         HeaderRule, Identity, NumberForm, NumberPlan, Profile, SdpRules,
+                                         Signalling)
 from .store.url import EtcdUrl
 
 T = TypeVar("T")
@@ -191,6 +195,7 @@ class Config:
     openflow: OpenFlowConfig = field(default_factory=OpenFlowConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     cdr: CdrConfig = field(default_factory=CdrConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)    # profiles:, communities' signalling
 
     @property
     def store_url(self) -> EtcdUrl | None:
@@ -390,6 +395,7 @@ def _community(value: Any, path: str) -> Community:
         terminals=node.get("terminals", _list(_terminal), ()),
         e164_prefixes=node.get("e164_prefixes", _list(_e164_prefix), ()),
     )
+    node.used.update(_COMMUNITY_GATEWAY_KEYS)    # read by _gateway (the gateway section below)
     node.done()
     return community
 
@@ -690,6 +696,163 @@ def _str_or_int(value: Any, path: str) -> str:
     return _str(value, path)
 
 
+# --- the gateway section (issue 18): profiles: and the communities' signalling/profile ------
+
+_COMMUNITY_GATEWAY_KEYS = ("signalling", "profile")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!%'*+._`~-]+")   # RFC 3261 token (``*`` for remove globs)
+
+
+def _gateway(root: _Node, communities: tuple[Community, ...]) -> GatewayConfig:
+    """``profiles:`` and each community's ``signalling`` and ``profile`` (checked against them)."""
+    profiles_node = root.get("profiles", lambda v, p: _Node(v, p), None)
+    profiles: list[Profile] = []
+    if profiles_node is not None:
+        for name in profiles_node.value:
+            where = profiles_node.key(str(name))
+            if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", name):
+                raise ConfigError(where, "a profile name is lower-case letters, digits, '.', '_' and '-'")
+            if name in BUILTIN_PROFILES:
+                raise ConfigError(where, f"{name!r} is a built-in profile; give yours another name")
+            profiles_node.used.add(name)
+            profiles.append(_profile(name, profiles_node.value[name], where))
+        profiles_node.done()
+    known = set(BUILTIN_PROFILES) | {p.name for p in profiles}
+    raw = root.value.get("communities") or []
+    entries: list[CommunitySignalling] = []
+    for i, (community, item) in enumerate(zip(communities, raw)):
+        path = f"communities[{i}]"
+        signalling = Signalling(_choice(*(s.value for s in Signalling))(item["signalling"], f"{path}.signalling")
+                                if item.get("signalling") is not None else "sip")
+        profile = "generic"
+        if item.get("profile") is not None:
+            profile = _str(item["profile"], f"{path}.profile")
+            if profile not in known:
+                raise ConfigError(f"{path}.profile", f"unknown profile {profile!r} (known: {', '.join(sorted(known))})")
+        entries.append(CommunitySignalling(community.name, signalling, profile))
+    return GatewayConfig(tuple(BUILTIN_PROFILES.values()) + tuple(profiles), tuple(entries))
+
+
+def _profile(name: str, value: Any, path: str) -> Profile:
+    node = _Node(value, path)
+    headers = node.get("headers", lambda v, p: _Node(v, p), None)
+    inbound: tuple[HeaderRule, ...] = ()
+    outbound: tuple[HeaderRule, ...] = ()
+    if headers is not None:
+        inbound = headers.get("inbound", _list(_header_rule), ())
+        outbound = headers.get("outbound", _list(_header_rule), ())
+        headers.done()
+    profile = Profile(
+        name=name,
+        identity=Identity(node.get("identity", _choice(*(i.value for i in Identity)), "keep")),
+        numbers=node.get("numbers", _number_plan, None),
+        strip_topology=node.get("strip_topology", _bool, False),
+        inbound=inbound, outbound=outbound,
+        sdp=node.get("sdp", _sdp_rules, SdpRules()),
+        dtmf=node.get("dtmf", _choice("rfc4733", "info"), "rfc4733"),
+    )
+    node.done()
+    return profile
+
+
+def _header_name(value: Any, path: str, *, glob: bool = False) -> str:
+    text = _str(value, path)
+    if not _HEADER_NAME.fullmatch(text) or ("*" in text and not glob):
+        raise ConfigError(path, f"not a SIP header name: {text!r}")
+    return text.lower()
+
+
+def _header_rule(value: Any, path: str) -> HeaderRule:
+    node = _Node(value, path)
+    action_text = node.get("action", _str)
+    try:
+        action = HeaderAction(action_text.lower())
+    except ValueError:
+        raise ConfigError(node.key("action"), f"unknown header action {action_text!r} "
+                          f"(expected one of: {', '.join(a.value for a in HeaderAction)})") from None
+    header = node.get("header", lambda v, p: _header_name(v, p, glob=action is HeaderAction.REMOVE))
+    if header in ("via", "call-id", "cseq", "content-length", "route", "record-route"):
+        raise ConfigError(node.key("header"), f"{header!r} carries routing or transaction state; "
+                                              "rules may not change it")
+    rule = HeaderRule(action, header)
+    if action in (HeaderAction.ADD, HeaderAction.SET):
+        rule = HeaderRule(action, header, value=node.get("value", _header_value))
+    elif action is HeaderAction.RENAME:
+        rule = HeaderRule(action, header, to=node.get("to", _header_name))
+    elif action is HeaderAction.REPLACE:
+        rule = HeaderRule(action, header, value=node.get("value", _replacement, ""),
+                          match=node.get("match", _regex))
+        if rule.match is not None and rule.value:
+            try:
+                rule.match.sub(rule.value, "")       # a group the pattern lacks fails here, not per call
+            except (re.error, IndexError) as error:
+                raise ConfigError(node.key("value"), f"bad replacement: {error}") from None
+    node.done()
+    return rule
+
+
+def _header_value(value: Any, path: str) -> str:
+    text = _str_or_int(value, path)
+    if any(ch in text for ch in "\r\n\x00"):
+        raise ConfigError(path, "a header value may not contain CR, LF or NUL")
+    return text
+
+
+def _replacement(value: Any, path: str) -> str:
+    if not isinstance(value, str) or any(ch in value for ch in "\r\n\x00"):
+        raise ConfigError(path, f"expected a string without CR, LF or NUL, got {value!r}")
+    return value
+
+
+def _regex(value: Any, path: str) -> re.Pattern[str]:
+    text = _str(value, path)
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise ConfigError(path, f"bad regular expression {text!r}: {error}") from None
+
+
+def _digits(low: int, high: int) -> Callable[[Any, str], str]:
+    def convert(value: Any, path: str) -> str:
+        text = _str_or_int(value, path).lstrip("+")
+        if not text.isdigit() or not low <= len(text) <= high:
+            raise ConfigError(path, f"expected {low} to {high} digits, got {value!r}")
+        return text
+    return convert
+
+
+def _number_plan(value: Any, path: str) -> NumberPlan:
+    node = _Node(value, path)
+    plan = NumberPlan(
+        country_code=node.get("country_code", _digits(1, 3)),
+        national_prefix=node.get("national_prefix", _digits(0, 4), "0"),
+        international_prefix=node.get("international_prefix", _digits(1, 4), "00"),
+        form=NumberForm(node.get("form", _choice(*(f.value for f in NumberForm)), "keep")),
+    )
+    if plan.national_prefix == plan.international_prefix:
+        raise ConfigError(node.key("national_prefix"), "must differ from the international prefix")
+    node.done()
+    return plan
+
+
+def _sdp_rules(value: Any, path: str) -> SdpRules:
+    node = _Node(value, path)
+    known = {c.name for c in STANDARD_CODECS} | {"telephone-event", "cn", "g729a", "ilbc", "opus", "t38"}
+
+    def codec(item: Any, item_path: str) -> str:
+        name = _str(item, item_path).lower()
+        if name not in known:
+            raise ConfigError(item_path, f"unknown codec {name!r} (known: {', '.join(sorted(known))})")
+        return name
+    rules = SdpRules(
+        codecs=node.get("codecs", _list(codec, min_items=1), ()),
+        ptime_ms=node.get("ptime_ms", _int(*limits.PTIME_MS), None),
+        telephone_event_pt=node.get("telephone_event_pt", _int(96, 127), None),
+        disable_video=node.get("disable_video", _bool, False),
+    )
+    node.done()
+    return rules
+
+
 # --- entry points -----------------------------------------------------------------------
 
 def parse_config(document: Any) -> Config:
@@ -711,6 +874,7 @@ def parse_config(document: Any) -> Config:
     store = root.get("store", _store, None)
     cluster = root.get("cluster", _cluster, ClusterConfig())
     cdr = root.get("cdr", _cdr, CdrConfig())
+    gateway = _gateway(root, communities)
     root.done()
 
     _check_references(switches, links, communities, aggregates)
@@ -726,7 +890,7 @@ def parse_config(document: Any) -> Config:
                                reroute=dataplane.reroute, timers=timers,
                                port_security=PortSecurity(dataplane.max_terminals_per_port))
     return Config(topology, settings, aggregates, api, sip, dataplane, store, calls, h323=h323, openflow=openflow,
-                  cluster=cluster, cdr=cdr)
+                  cluster=cluster, cdr=cdr, gateway=gateway)
 
 
 def _check_roles(cluster: ClusterConfig, switches: set[str]) -> None:
