@@ -181,6 +181,8 @@ class MediaAggregationApp(compat.RyuApp):
         from .signalling.sip.proxy import SipProxy
         from .signalling.sip.proxy_config import ProxyConfig
         proxy = SipProxy(ProxyConfig.from_sip_config(sip), self.service, HashIds(os.urandom(16)))
+        from .signalling.gateway.normalise import ProxyNormaliser
+        proxy.normaliser = ProxyNormaliser.for_config(self.config.gateway, self.config.topology.communities)
         self.sip = HubSipServer(proxy, spawn=compat.hub.spawn, sleep=compat.hub.sleep, socket_factory=socket.socket,
                                 transports=sip.transports, bind_host=sip.listen_host, wakeup_factory=compat.Wakeup)
         self.service.subscribe(self.sip.on_changes)

@@ -100,6 +100,9 @@ def build_server(args: argparse.Namespace) -> tuple[SipServer, CallControl]:
     config = dataclasses.replace(base, host=advertised, port=port, routes=routes, timers=timers)
     transports = tuple(t.strip() for t in (args.transports or ",".join(sip.transports if sip else ("udp", "tcp"))).split(","))
     proxy = SipProxy(config, control, HashIds(os.urandom(16)), deferred=watch is not None)
+    if site is not None:                # per-PBX normalisation profiles (None: the plain path)
+        from ..gateway.normalise import ProxyNormaliser
+        proxy.normaliser = ProxyNormaliser.for_config(site.gateway, site.topology.communities)
     server = SipServer(proxy, transports, bind_host=host, watch=watch)
     subscribe = getattr(control, "subscribe", None)
     if subscribe is not None:           # in-process admission tells us about calls it ended

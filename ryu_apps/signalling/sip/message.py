@@ -35,7 +35,7 @@ COMPACT_FORMS = {
 _DISPLAY = {
     "call-id": "Call-ID", "cseq": "CSeq", "www-authenticate": "WWW-Authenticate",
     "mime-version": "MIME-Version", "rack": "RAck", "rseq": "RSeq", "sip-etag": "SIP-ETag",
-    "sip-if-match": "SIP-If-Match",
+    "sip-if-match": "SIP-If-Match", "remote-party-id": "Remote-Party-ID",
 }
 #: Headers whose values may be combined with commas on one line (and are split here).
 LIST_HEADERS = frozenset({"via", "route", "record-route", "contact", "supported", "require",

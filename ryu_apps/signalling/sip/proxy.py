@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from ..call_control import CallControl
 from .call_state import CallPhase, CallRecord, InviteContext
@@ -43,6 +43,14 @@ from .sdp import CallMedia
 from .transaction import ClientTransaction, Event, Peer, Send, ServerTransaction, State, Timers, server_key
 
 log = logging.getLogger(__name__)
+
+
+class Normaliser(Protocol):
+    """Rewrites messages from and to the PBXs of communities with a profile."""
+
+    def inbound(self, message: Message, source: Peer) -> Message: ...
+
+    def outbound(self, sends: list[Send]) -> list[Send]: ...
 
 REASON_PHRASES = {100: "Trying", 200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
                   405: "Method Not Allowed", 408: "Request Timeout", 413: "Request Entity Too Large",
@@ -70,6 +78,7 @@ class SipProxy(CallFlow):
         self.overload = OverloadGate(config.overload)
         self._reject_tag = "ovl" + ids("overload-tag")[:12]      # our stateless 503s' To tag
         self._reject_tag_bytes = self._reject_tag.encode()
+        self.normaliser: Normaliser | None = None      # per-PBX profiles (gateway/normalise.py)
         self._init_calls()
 
     # --- entry points (never raise) ---------------------------------------------------
@@ -175,11 +184,13 @@ class SipProxy(CallFlow):
             self.stats.internal_errors += 1
             log.exception("SIP proxy failed in %s", getattr(handler, "__name__", handler))
         out, self._out = self._out, []
-        return out
+        return out if self.normaliser is None else self.normaliser.outbound(out)
 
     # --- dispatch ---------------------------------------------------------------------
 
     def _dispatch(self, message: Message | ParseError, source: Peer, now: float) -> None:
+        if self.normaliser is not None and not isinstance(message, ParseError):
+            message = self.normaliser.inbound(message, source)
         if isinstance(message, ParseError):
             self._malformed(message, source)
         elif isinstance(message, Request):
