@@ -7,7 +7,9 @@ from functools import cached_property
 from typing import Iterable, Iterator, Mapping
 
 from .admission import ServiceLevel
+from .autosize import Autosize
 from .network import Hop, Link, Topology
+from .schedule import ScheduleEntry
 
 EF = 46
 ALL_LEVELS = frozenset(ServiceLevel)
@@ -31,6 +33,15 @@ class Aggregate:
     priority: int = 0
     levels: frozenset[ServiceLevel] = ALL_LEVELS
     preemption: bool = False
+    autosize: Autosize | None = None            # follow demand (see :mod:`.autosize`)
+    schedule: tuple[ScheduleEntry, ...] = ()    # time-of-day sizes (see :mod:`.schedule`)
+    pinned: bool = False                        # its path was given: never re-optimised by itself
+    target_kbps: int | None = None              # the size it gave up when capacity fell, to take back
+
+    @property
+    def wanted_kbps(self) -> int:
+        """The size the pool is meant to have: its own, or the one a capacity drop took."""
+        return self.size_kbps if self.target_kbps is None else max(self.size_kbps, self.target_kbps)
 
     def hops(self) -> Iterator[Hop]:
         for here, there in zip(self.path, self.path[1:]):

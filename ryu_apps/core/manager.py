@@ -14,6 +14,7 @@ Not thread-safe by design: shells serialise access (one lock around each call).
 
 from __future__ import annotations
 
+import datetime as dt
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
@@ -23,7 +24,9 @@ from .admission import (AdmissionRequest, Admitted, Decision, Rejected, RejectRe
 from .aggregate import ALL_LEVELS, EF, Aggregate, CapacityBook
 from .calls import Call, CallState, MediaEndpoint
 from . import limits
+from .autosize import Autosize
 from .codec import CodecPolicy, MediaSpec
+from .demand import PREEMPTED_PRIORITY, DemandOperations, KeepTarget, ResizeRecord
 from .errors import CapacityError, Conflict, InvalidRequest, NotFound, StoreUnavailable, Unprocessable
 from .flowplan import Entry, PlanDiff, PlanOptions, diff
 from .journal import Journal
@@ -32,11 +35,16 @@ from .locations import Location, PortSecurity, Verdict, judge
 from .network import Hop, Link, Topology
 from .paths import constrained_path
 from .planner import Planner
+from .schedule import ScheduleEntry
 from .replica import Replica
 from .reservations import Reservations
 from .store import Ledger, LedgerConflict, MemoryLedger, Write
 
 T = TypeVar("T")
+
+
+class Keep:
+    """``reconfigure_aggregate(autosize=Keep)``: leave it as it is (None removes it)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,10 @@ class ManagerSettings:
     port_security: PortSecurity = field(default_factory=PortSecurity)
     conflict_retries: int = 8  # a shared ledger refused a commit (another controller came first): decide again
     tag_lane: tuple[int, int] = (0, 1)   # (index, count): where this controller's serials and tags start
+    reoptimize: bool = True              # a moved aggregate returns to a shorter path once it is stable ...
+    reoptimize_hold_s: float = 60.0      # ... for this long
+    path_down_grace_s: float = 10.0      # an aggregate with no open path at all ends its calls after this
+    timezone: dt.tzinfo = dt.timezone.utc   # the site's, for aggregate schedules
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,8 @@ class Counters:
     rejected: dict[RejectReason, int] = field(default_factory=dict)
     released: int = 0
     preempted: int = 0
+    preempted_by: dict[str, int] = field(default_factory=dict)     # priority | capacity | path-down
+    resizes: dict[str, int] = field(default_factory=dict)          # grow | shrink
     admitted_by_protocol: dict[SignallingProtocol, int] = field(default_factory=dict)
     rejected_by_protocol: dict[tuple[RejectReason, SignallingProtocol], int] = field(default_factory=dict)
     location_moves: dict[Verdict, int] = field(default_factory=dict)
@@ -95,7 +109,7 @@ class Counters:
             self.admitted_by_protocol[protocol] = self.admitted_by_protocol.get(protocol, 0) + 1
 
 
-class MediaAggregationManager:
+class MediaAggregationManager(DemandOperations):
     def __init__(self, topology: Topology, settings: ManagerSettings | None = None,
                  ledger: Ledger | None = None, now: float = 0.0) -> None:
         self.topology = topology
@@ -111,6 +125,7 @@ class MediaAggregationManager:
         self._pending_notes: list[str] = []
         self._faults: dict[Link, str] = {}
         self._retry_releases: dict[str, str] = {}       # call id -> cause, for releases the ledger refused
+        self._last_resize: dict[str, ResizeRecord] = {}
         self._now = now                                   # the latest time heard (for others' changes)
         self._restore(now)
 
@@ -125,6 +140,7 @@ class MediaAggregationManager:
                 raise CapacityError(f"stored aggregate {aggregate.id!r} no longer fits the topology")
             book.aggregate_tags.claim(aggregate.tag)
             book.add_aggregate(aggregate, durable=False)
+            self._arm(aggregate, now)
         orphans = []
         for call in state.calls:
             if call.aggregate_id not in book.aggregates:
@@ -300,6 +316,12 @@ class MediaAggregationManager:
                     self.release(call_id, now, cause)
             elif key == ("retry", "reroute"):
                 self._try_reroute(now, report_stuck=False)
+            elif isinstance(key, tuple) and len(key) == 2:
+                try:
+                    self._demand_timer(key, now)
+                except StoreUnavailable as error:
+                    self._pending_notes.append(f"aggregate {key[1]}: {key[0]} not recorded: {error.message}; retrying")
+                    self._state.deadlines.set(key, now + self.settings.timers.retry_s)
 
     def _call_deadline(self, serial: int, now: float) -> None:
         call = self._state.by_serial.get(serial)
@@ -333,45 +355,62 @@ class MediaAggregationManager:
         ``settings.reroute`` an aggregate on a closed link moves, calls and all, to the
         fewest-hop path that is open and can hold it (higher priority first). What
         happened to each aggregate on a closed link is in the drained notes."""
+        changed = dict(faults) != self._faults
         self._faults = dict(faults)                 # observations: they hold whether or not a move is recorded
         self._state.book.set_conditions(limits, self._faults)
-        self._try_reroute(now, report_stuck=True)
+        self._try_reroute(now, report_stuck=True, network_changed=changed)
 
-    def _try_reroute(self, now: float, report_stuck: bool) -> None:
+    def _try_reroute(self, now: float, report_stuck: bool, network_changed: bool = False) -> None:
+        """After the network or the reservations changed: move pools off closed links
+        (shrunk to what fits, or stranded), shrink pools on links that reserve less,
+        give reduced pools back what fits again, and (re)start re-optimisation holds."""
         try:
             with self._transaction():
-                self._reroute(report_stuck)
+                self._reroute(report_stuck, now)
+                self._fit_capacity(now)
+                self._restore_reduced(now)
+                self._plan_reoptimize(now, restart=network_changed)
         except StoreUnavailable as error:
             self._pending_notes.append(f"aggregates on closed links not moved yet: {error.message}; retrying")
             self._retry("reroute", now)
 
-    def _reroute(self, report_stuck: bool) -> None:
-        """Move the aggregates on closed links that an open path can hold. Also run when
-        capacity frees up, so a pool stuck on a closed link leaves as soon as it can."""
+    def _reroute(self, report_stuck: bool, now: float) -> None:
+        """Move the aggregates on closed links: whole to the fewest-hop open path that
+        can hold them, else shrunk to the widest open path (the calls that no longer fit
+        preempted), else stranded (its calls end after ``path_down_grace_s``). Also run
+        when capacity frees up, so a pool stuck on a closed link leaves as soon as it can."""
         if not self._faults:
             return
         shared_before: set[Entry] | None = None
         for aggregate in sorted(self._state.aggregates.values(), key=lambda a: (-a.priority, a.id)):
             fault = self.path_fault(aggregate)
             if fault is None:
+                if self._state.deadlines.get(("stranded", aggregate.id)) is not None:
+                    self._state.set_deadline(("stranded", aggregate.id), None)
                 continue
             old_path = "-".join(aggregate.path)
-            found = None
-            if self.settings.reroute:
-                found = constrained_path(self.topology, self._state.book, aggregate.path[0], aggregate.path[-1],
-                                         aggregate.size_kbps, own=aggregate)
-            if found is None:
+            if not self.settings.reroute:
                 if report_stuck:
-                    self._pending_notes.append(
-                        f"aggregate {aggregate.id} stays on {old_path}, refusing calls ({fault}): "
-                        + (f"no open path can hold its {aggregate.size_kbps} kbit/s" if self.settings.reroute
-                           else "dataplane.reroute is off"))
+                    self._pending_notes.append(f"aggregate {aggregate.id} stays on {old_path}, refusing calls "
+                                               f"({fault}): dataplane.reroute is off")
+                self._strand(aggregate, now)
                 continue
             if shared_before is None:
                 shared_before = self._plans.shared()
-            self._replace_aggregate(aggregate, aggregate.resized(aggregate.size_kbps, found), shared=False)
-            self._pending_notes.append(f"aggregate {aggregate.id} moved from {old_path} to {'-'.join(found)} with "
-                                       f"its {len(self._state.calls_on[aggregate.id])} call(s) ({fault})")
+            found = constrained_path(self.topology, self._state.book, aggregate.path[0], aggregate.path[-1],
+                                     aggregate.size_kbps, own=aggregate)
+            if found is not None:
+                self._resize(aggregate, aggregate.size_kbps, found, f"moved: {fault}", now, target=KeepTarget,
+                             shared=False, note=f"aggregate {aggregate.id} moved from {old_path} to {'-'.join(found)} "
+                             f"with its {len(self._state.calls_on[aggregate.id])} call(s) ({fault})")
+            elif self._move_or_give_way(aggregate, fault, now) is None:
+                if report_stuck:
+                    self._pending_notes.append(
+                        f"aggregate {aggregate.id} stays on {old_path}, refusing calls ({fault}): no open path; "
+                        f"its calls end in {self.settings.path_down_grace_s:g} s unless the path comes back")
+                self._strand(aggregate, now)
+                continue
+            self._state.set_deadline(("stranded", aggregate.id), None)
         if shared_before is not None:
             self._queue(diff(shared_before, self._plans.shared()))
 
@@ -379,7 +418,9 @@ class MediaAggregationManager:
 
     def create_aggregate(self, aggregate_id: str, a: str, b: str, size_kbps: int, *, dscp: int = EF,
                          priority: int = 0, levels: Iterable[ServiceLevel] = ALL_LEVELS,
-                         preemption: bool = False, path: Iterable[str] | None = None) -> Aggregate:
+                         preemption: bool = False, path: Iterable[str] | None = None,
+                         autosize: Autosize | None = None, schedule: Iterable[ScheduleEntry] = (),
+                         now: float = 0.0) -> Aggregate:
         if aggregate_id in self._state.aggregates:
             raise Conflict(f"aggregate {aggregate_id!r} already exists", field="id")
         if not aggregate_id or len(aggregate_id) > limits.ID_LENGTH:
@@ -390,6 +431,7 @@ class MediaAggregationManager:
         levels = frozenset(levels)
         if not levels:
             raise InvalidRequest("must name at least one level of service", field="levels")
+        _check_autosize(autosize, size_kbps)
         ends = (self.topology.community(a), self.topology.community(b))
         if a == b:
             raise InvalidRequest("an aggregate joins two different communities", field="communities")
@@ -414,11 +456,13 @@ class MediaAggregationManager:
             tag = self._state.take_aggregate_tag()
             if tag is None:
                 raise CapacityError("every aggregate tag is in use")
-            aggregate = Aggregate(aggregate_id, (a, b), size_kbps, route, tag, dscp, priority, levels, preemption)
+            aggregate = Aggregate(aggregate_id, (a, b), size_kbps, route, tag, dscp, priority, levels, preemption,
+                                  autosize=autosize, schedule=tuple(sorted(schedule)), pinned=path is not None)
             before = self._plans.shared()
             self._state.add_aggregate(aggregate)
             self._queue(diff(before, self._plans.shared()))
             self._queue(PlanDiff(add=tuple(self._plans.aggregate(aggregate))))
+            self._arm(aggregate, now)
         return aggregate
 
     def resize_aggregate(self, aggregate_id: str, size_kbps: int, now: float = 0.0) -> Aggregate:
@@ -427,6 +471,7 @@ class MediaAggregationManager:
         admitted calls use is refused."""
         old = self.aggregate(aggregate_id)
         limits.check("size_kbps", size_kbps, limits.SIZE_KBPS)
+        _check_autosize(old.autosize, size_kbps)
         used = self._state.used[aggregate_id]
         if size_kbps < used:
             raise Conflict(f"aggregate {aggregate_id!r} carries {used} kbit/s of calls; cannot shrink to "
@@ -441,13 +486,14 @@ class MediaAggregationManager:
                                     f"kbit/s (now {old.size_kbps})", field="size_kbps")
             route = found
         with self._transaction():
-            new = self._replace_aggregate(old, old.resized(size_kbps, route))
+            new = self._resize(old, size_kbps, route, "operator", now, target=None)
         self._try_reroute(now, report_stuck=False)
         return new
 
     def reconfigure_aggregate(self, aggregate_id: str, *, dscp: int | None = None, priority: int | None = None,
                               levels: Iterable[ServiceLevel] | None = None, preemption: bool | None = None,
-                              path: Iterable[str] | None = None) -> Aggregate:
+                              path: Iterable[str] | None = None, autosize: Autosize | None | type[Keep] = Keep,
+                              schedule: Iterable[ScheduleEntry] | None = None, now: float = 0.0) -> Aggregate:
         """Change a pool's class, priority, levels, preemption or pinned path in place (its
         tag and calls stay; the calls' flows follow a new DSCP or path)."""
         old = self.aggregate(aggregate_id)
@@ -462,6 +508,12 @@ class MediaAggregationManager:
                 raise InvalidRequest("must name at least one level of service", field="levels")
         if preemption is not None:
             changes["preemption"] = preemption
+        if autosize is not Keep:
+            assert autosize is None or isinstance(autosize, Autosize)
+            _check_autosize(autosize, old.size_kbps)
+            changes["autosize"] = autosize
+        if schedule is not None:
+            changes["schedule"] = tuple(sorted(schedule))
         if path is not None and tuple(path) != old.path:
             route = tuple(path)
             self._validate_path(route, old.communities)
@@ -469,11 +521,14 @@ class MediaAggregationManager:
                 raise CapacityError(f"path {'-'.join(route)} cannot reserve {old.size_kbps} kbit/s "
                                     f"({self._narrowest(route)})", field="path")
             changes["path"] = route
+            changes["pinned"] = True
         new = replace(old, **changes)
         if new == old:
             return old
         with self._transaction():
-            return self._replace_aggregate(old, new)
+            self._replace_aggregate(old, new)
+            self._arm(new, now)
+            return new
 
     def _replace_aggregate(self, old: Aggregate, new: Aggregate, *, shared: bool = True) -> Aggregate:
         """The same pool with a new size and/or path; its calls' flows follow. With
@@ -498,6 +553,7 @@ class MediaAggregationManager:
             for call in calls:
                 self._release(call, "aggregate-deleted", now)
             before = self._plans.shared()
+            self._disarm(aggregate_id)
             self._state.remove_aggregate(aggregate)
             self._queue(PlanDiff(remove=tuple(self._plans.aggregate(aggregate))))
             self._queue(diff(before, self._plans.shared()))
@@ -563,23 +619,24 @@ class MediaAggregationManager:
             candidates = healthy
         for aggregate in candidates:
             if aggregate.size_kbps - state.used[aggregate.id] >= kbps:
-                return self._allocate(request, aggregate, kbps, now, ())
+                return self._allocate(request, self._grow_for(aggregate, kbps, now), kbps, now, ())
+        for aggregate in candidates:                    # a pool that follows demand grows before it refuses
+            grown = self._grow_for(aggregate, kbps, now)
+            if grown.size_kbps - state.used[aggregate.id] >= kbps:
+                return self._allocate(request, grown, kbps, now, ())
         for aggregate in candidates:
+            aggregate = state.aggregates[aggregate.id]
             if aggregate.preemption:
                 victims = self._victims(aggregate, request.level, kbps)
                 if victims is not None:
                     for victim in victims:
-                        self._release(victim, f"preempted by {request.level.label} call", now,
-                                      preempted_by=request.call_id)
-                        self._journal.after(self._count_preempted)
+                        self._preempt(victim, PREEMPTED_PRIORITY, f"a {request.level.label} call needed "
+                                      f"{kbps} kbit/s of aggregate {aggregate.id}", now, by=request.call_id)
                     return self._allocate(request, aggregate, kbps, now, tuple(v.call_id for v in victims))
-        best = candidates[0]
+        best = state.aggregates[candidates[0].id]
         return Rejected(request.call_id, RejectReason.POOL_FULL,
                         f"aggregate {best.id}: {state.used[best.id]} of {best.size_kbps} kbit/s in use, "
                         f"call needs {kbps}")
-
-    def _count_preempted(self) -> None:
-        self.counters.preempted += 1
 
     def _victims(self, aggregate: Aggregate, level: ServiceLevel, kbps: int) -> list[Call] | None:
         lower = sorted((c for c in self._state.calls_on[aggregate.id].values() if c.level < level),
@@ -602,6 +659,7 @@ class MediaAggregationManager:
                     request.level, request.media, kbps, tags.to_caller, tags.to_callee, now, protocol=request.protocol)
         self._state.add_call(call)
         self._state.set_deadline(call.serial, now + self.settings.timers.attach_s)
+        self._watch(aggregate, now)
         return Admitted(call.call_id, aggregate.id, kbps, preempted, call.serial)
 
     def attach_media(self, call_id: str, caller: MediaEndpoint, callee: MediaEndpoint, now: float) -> Call:
@@ -780,6 +838,7 @@ class MediaAggregationManager:
             state.set_deadline(call.serial, None)
         released = ReleasedCall(call.call_id, call.aggregate_id, call.kbps, cause, call.serial, call, preempted_by)
         self._pending_released.append(released)
+        self._watch(state.aggregates[call.aggregate_id], now)
         if count:
             self._journal.after(self._count_released)
         return released
@@ -807,6 +866,12 @@ class MediaAggregationManager:
         book = self._state.book
         hop = min(_hops(path), key=book.residual)
         return f"{hop[0]}->{hop[1]} has {book.residual(hop)} kbit/s free"
+
+
+def _check_autosize(policy: Autosize | None, size_kbps: int) -> None:
+    if policy is not None and not policy.min_kbps <= size_kbps <= policy.max_kbps:
+        raise InvalidRequest(f"{size_kbps} kbit/s is outside autosize's {policy.min_kbps}..{policy.max_kbps}",
+                             field="size_kbps")
 
 
 def _ip_version(address: str) -> int:

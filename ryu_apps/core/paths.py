@@ -33,3 +33,26 @@ def constrained_path(topology: Topology, book: CapacityBook, source: str, target
 
 def _bottleneck(book: CapacityBook, path: list[str], own: Aggregate | None) -> int:
     return min(min(book.residual((a, b), own), book.residual((b, a), own)) for a, b in zip(path, path[1:]))
+
+
+def widest_path(topology: Topology, book: CapacityBook, source: str, target: str, at_most: int,
+                own: Aggregate | None = None) -> tuple[tuple[str, ...], int] | None:
+    """The open path that can reserve the most (up to ``at_most``), with that figure;
+    among equally wide paths the fewest-hop one. None when no open path reserves anything.
+
+    A binary search over the residual capacities the links offer, each step one
+    :func:`constrained_path` search (so log2(distinct residuals) searches)."""
+    widths = sorted({w for a, b in topology.graph.edges
+                     if not book.blocked((a, b))
+                     and (w := min(book.residual((a, b), own), book.residual((b, a), own), at_most)) > 0})
+    best: tuple[tuple[str, ...], int] | None = None
+    low, high = 0, len(widths) - 1
+    while low <= high:
+        middle = (low + high) // 2
+        found = constrained_path(topology, book, source, target, widths[middle], own)
+        if found is None:
+            high = middle - 1
+        else:
+            best = (found, widths[middle])
+            low = middle + 1
+    return best

@@ -6,6 +6,8 @@ from typing import Any
 
 from .admission import ServiceLevel, SignallingProtocol
 from .aggregate import Aggregate
+from .autosize import Autosize
+from .schedule import parse_schedule
 from .calls import Call, CallState, MediaEndpoint
 from .codec import MediaSpec
 
@@ -21,6 +23,10 @@ def aggregate_to_dict(aggregate: Aggregate) -> dict[str, Any]:
         "priority": aggregate.priority,
         "levels": sorted(level.label for level in aggregate.levels),
         "preemption": aggregate.preemption,
+        "autosize": None if aggregate.autosize is None else aggregate.autosize.to_dict(),
+        "schedule": [entry.to_dict() for entry in aggregate.schedule],
+        "pinned": aggregate.pinned,
+        "target_kbps": aggregate.target_kbps,
     }
 
 
@@ -30,7 +36,10 @@ def aggregate_from_dict(data: dict[str, Any]) -> Aggregate:
         id=data["id"], communities=(a, b), size_kbps=int(data["size_kbps"]), path=tuple(data["path"]),
         tag=int(data["tag"]), dscp=int(data["dscp"]), priority=int(data["priority"]),
         levels=frozenset(ServiceLevel.parse(level) for level in data["levels"]),
-        preemption=bool(data["preemption"]))
+        preemption=bool(data["preemption"]),
+        autosize=None if data.get("autosize") is None else Autosize.from_dict(data["autosize"]),
+        schedule=parse_schedule(data.get("schedule") or []), pinned=bool(data.get("pinned", False)),
+        target_kbps=None if data.get("target_kbps") is None else int(data["target_kbps"]))
 
 
 def media_to_dict(media: MediaSpec) -> dict[str, Any]:

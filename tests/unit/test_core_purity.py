@@ -34,7 +34,9 @@ PROBE = textwrap.dedent("""
 #: What the core may import: the standard library's pure parts and networkx. No sockets,
 #: threads, clocks, I/O, controller runtime or web framework.
 ALLOWED_IMPORTS = {"__future__", "dataclasses", "enum", "typing", "ipaddress", "math", "heapq", "networkx",
-                   "collections", "itertools", "functools", "bisect", "contextlib"}
+                   "collections", "itertools", "functools", "bisect", "contextlib",
+                   "re",           # parsing schedule times
+                   "datetime"}     # calendar arithmetic on a given `now` (schedules); never datetime.now()
 
 
 def test_core_imports_without_any_runtime_or_web_framework():

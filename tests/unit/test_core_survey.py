@@ -202,17 +202,21 @@ def test_new_aggregates_route_around_closed_links_and_an_explicit_path_over_one_
         service.create_aggregate("direct", "a", "b", 1000, path=["s1", "s2", "s3"])
 
 
-def test_a_slow_port_caps_new_reservations_and_leaves_existing_ones_alone():
+def test_a_slow_port_shrinks_the_pools_on_it_to_what_it_reserves_and_they_grow_back_with_its_speed():
+    """RFC 4495's spirit: a pool that no longer fits gives up what it must, not all. Equal
+    priorities give up their headroom in proportion; the size they had is kept as a target."""
     service = manager_with(("big", ("s1", "s2", "s3")))
     service.create_aggregate("bigger", "a", "b", 40_000, path=["s1", "s2", "s3"])   # 41000 of 50000 on s2-s3
     service.observe(lambda survey: survey.port_changed("s3", 1, PortInfo("s3-eth1", speed_kbps=10_000)))
-    assert service.read(lambda m: (m.link_reservable(("s2", "s3")), m.link_reserved()[("s2", "s3")])) == (5000, 41000)
+    assert service.read(lambda m: (m.link_reservable(("s2", "s3")), m.link_reserved()[("s2", "s3")])) == (5000, 5000)
+    sizes = service.read(lambda m: {a.id: (a.size_kbps, a.target_kbps) for a in m.aggregates()})
+    assert sizes == {"big": (122, 1000), "bigger": (4878, 40000)}       # 1000:40000 of the 5000 left
     with pytest.raises(CapacityError):
         service.create_aggregate("more", "a", "b", 1000, path=["s1", "s2", "s3"])
-    # a new pool finds the way round; the two existing ones are untouched
     assert service.create_aggregate("more", "a", "b", 1000).path == ("s1", "s4", "s5", "s3")
-    assert service.read(lambda m: sorted((a.id, a.size_kbps) for a in m.aggregates())) == [
-        ("big", 1000), ("bigger", 40000), ("more", 1000)]
+    service.observe(lambda survey: survey.port_changed("s3", 1, PortInfo("s3-eth1", speed_kbps=1_000_000)))
+    assert service.read(lambda m: sorted((a.id, a.size_kbps, a.target_kbps) for a in m.aggregates())) == [
+        ("big", 1000, None), ("bigger", 40000, None), ("more", 1000, None)]
 
 
 def test_an_aggregate_on_a_link_that_goes_down_moves_with_its_calls_to_an_open_path():
@@ -235,23 +239,20 @@ def test_an_aggregate_on_a_link_that_goes_down_moves_with_its_calls_to_an_open_p
     assert isinstance(admit(service, "c2"), Admitted)          # and new calls are admitted on it
 
 
-def test_an_aggregate_no_open_path_can_hold_stays_and_leaves_once_capacity_frees_up():
+def test_an_aggregate_no_open_path_can_hold_whole_moves_reduced_and_takes_its_size_back_later():
     service = manager_with(("short", ("s1", "s2", "s3")), size=30_000)
     service.create_aggregate("blocker", "a", "b", 30_000, path=["s1", "s4", "s5", "s3"])   # 20000 left round
     with_notes = []
     service.subscribe(lambda changes: with_notes.extend(changes.notes))
     service.observe(lambda survey: survey.port_changed("s1", 2, PortInfo("s1-eth2", live=False)))
-    assert service.manager.aggregate("short").path == ("s1", "s2", "s3")
-    assert with_notes == ["aggregate short stays on s1-s2-s3, refusing calls (link s1-s2 is down: port s1:2 "
-                          "(s1-eth2) is down): no open path can hold its 30000 kbit/s"]
-    decision = admit(service, "c1")
-    # "blocker" has room and a whole path: the call goes there; the stuck pool is not used
-    assert isinstance(decision, Admitted) and decision.aggregate_id == "blocker"
-    service.resize_aggregate("blocker", 25_000)                                         # 25000 free: no room
-    assert service.manager.aggregate("short").path == ("s1", "s2", "s3")
-    service.delete_aggregate("blocker", force=True)                                     # room: it moves now
-    assert service.manager.aggregate("short").path == ("s1", "s4", "s5", "s3")
-    assert with_notes[-1] == ("aggregate short moved from s1-s2-s3 to s1-s4-s5-s3 with its 0 call(s) "
-                              "(link s1-s2 is down: port s1:2 (s1-eth2) is down)")
+    short = service.manager.aggregate("short")
+    assert (short.path, short.size_kbps, short.target_kbps) == (("s1", "s4", "s5", "s3"), 20_000, 30_000)
+    assert with_notes == ["aggregate short moved from s1-s2-s3 to s1-s4-s5-s3, 30000 to 20000 kbit/s (moved, "
+                          "reduced: link s1-s2 is down: port s1:2 (s1-eth2) is down)"]
+    service.resize_aggregate("blocker", 25_000)                                         # 5000 more for short
+    assert service.manager.aggregate("short").size_kbps == 25_000
+    service.delete_aggregate("blocker", force=True)                                     # all of it back
+    short = service.manager.aggregate("short")
+    assert (short.path, short.size_kbps, short.target_kbps) == (("s1", "s4", "s5", "s3"), 30_000, None)
     decision = admit(service, "c2")
     assert isinstance(decision, Admitted) and decision.aggregate_id == "short"
