@@ -177,13 +177,38 @@ class PlanDiff:
         return PlanDiff(tuple(e for e in self.add if e not in removed) + other.add,
                         self.remove + tuple(e for e in other.remove if e not in added))
 
+    @staticmethod
+    def chain(parts: Iterable["PlanDiff"]) -> "PlanDiff":
+        """``parts[0] + parts[1] + ...`` in one pass (adding them pairwise costs the square
+        of what accumulates): the same entries in the same order."""
+        adds: list[Entry | None] = []
+        where: dict[Entry, list[int]] = {}       # entry -> its positions in adds
+        removes: list[Entry] = []
+        for part in parts:
+            cancelled: set[Entry] = set()
+            for entry in part.remove:
+                if entry in cancelled:
+                    continue
+                positions = where.pop(entry, None)
+                if positions is None:
+                    removes.append(entry)
+                else:                            # added before, removed now: neither reaches a switch
+                    for position in positions:
+                        adds[position] = None
+                    cancelled.add(entry)
+            for entry in part.add:
+                where.setdefault(entry, []).append(len(adds))
+                adds.append(entry)
+        return PlanDiff(tuple(e for e in adds if e is not None), tuple(removes))
+
     def for_switch(self, switch: str) -> "PlanDiff":
         return PlanDiff(tuple(e for e in self.add if e.switch == switch),
                         tuple(e for e in self.remove if e.switch == switch))
 
 
 def diff(old: Iterable[Entry], new: Iterable[Entry]) -> PlanDiff:
-    before, after = set(old), set(new)
+    before = old if isinstance(old, (set, frozenset)) else set(old)
+    after = new if isinstance(new, (set, frozenset)) else set(new)
     return PlanDiff(tuple(sorted(after - before, key=_order)), tuple(sorted(before - after, key=_order)))
 
 
@@ -269,6 +294,22 @@ def port_classes(aggregates: Iterable[Aggregate], topology: Topology, options: P
                   tuple(sorted(dscps[(a, b)])), options.pcp)
         for (a, b), kbps in reserved.items() if kbps > 0
     }
+
+
+def port_class(hop: tuple[str, str], aggregates: Iterable[Aggregate], topology: Topology,
+               options: PlanOptions) -> PortClass | None:
+    """The class of one egress port (``hop``) for the aggregates that cross it (what
+    :func:`port_classes` draws for that port), or None when they reserve nothing."""
+    kbps, dscps = 0, set()
+    for aggregate in aggregates:
+        kbps += aggregate.size_kbps
+        dscps.add(aggregate.dscp)
+    if kbps <= 0:
+        return None
+    a, b = hop
+    link = topology.link(a, b)
+    return PortClass(a, link.port_on(a), options.queue_id, kbps, link.capacity_kbps, tuple(sorted(dscps)),
+                     options.pcp)
 
 
 def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: PlanOptions,

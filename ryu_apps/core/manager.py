@@ -276,9 +276,7 @@ class MediaAggregationManager(DemandOperations):
 
     def drain(self) -> Changes:
         """Take the plan changes and call releases committed since the last drain."""
-        plan = PlanDiff()
-        for part in self._pending_plan:
-            plan = plan + part
+        plan = PlanDiff.chain(self._pending_plan)
         changes = Changes(plan, tuple(self._pending_released), tuple(self._pending_notes))
         self._pending_plan.clear()
         self._pending_released.clear()

@@ -99,6 +99,8 @@ class Topology:
     communities: tuple[Community, ...] = ()
     _graph: nx.Graph = field(init=False, repr=False, compare=False)
     _by_name: dict[str, Community] = field(init=False, repr=False, compare=False)
+    _adjacency: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    _reservable: dict[Hop, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         graph = nx.Graph()
@@ -123,11 +125,19 @@ class Topology:
             seen.add(community.name)
         object.__setattr__(self, "_graph", graph)
         object.__setattr__(self, "_by_name", {c.name: c for c in self.communities})
+        object.__setattr__(self, "_adjacency", {name: tuple(graph.adj[name]) for name in graph.nodes})
+        object.__setattr__(self, "_reservable", {hop: link.reservable_kbps for link in self.links
+                                                 for hop in link.hops()})
 
     @property
     def graph(self) -> nx.Graph:
         """An undirected view of the switches; each edge carries its `Link` as `link`."""
         return self._graph
+
+    @property
+    def adjacency(self) -> dict[str, tuple[str, ...]]:
+        """Each switch's neighbours (read only; plain dicts for searches that run often)."""
+        return self._adjacency
 
     def switch(self, name: str) -> Switch:
         for switch in self.switches:
@@ -156,7 +166,10 @@ class Topology:
             yield from link.hops()
 
     def reservable(self, hop: Hop) -> int:
-        return self.link(*hop).reservable_kbps
+        try:
+            return self._reservable[hop]
+        except KeyError:
+            return self.link(*hop).reservable_kbps      # raises NotFound
 
     def community(self, name: str) -> Community:
         try:

@@ -69,7 +69,7 @@ class Reservations:
         self.aggregates[aggregate.id] = aggregate
         self.used[aggregate.id] = 0
         self.calls_on[aggregate.id] = {}
-        self._index_pairs()
+        self._index_pair(None, aggregate)
         self._undo(lambda: self._drop_aggregate(aggregate))
         if durable:
             self.journal.write(PutAggregate(aggregate))
@@ -85,7 +85,7 @@ class Reservations:
     def _drop_aggregate(self, aggregate: Aggregate) -> None:
         self.book.remove(aggregate)
         del self.aggregates[aggregate.id], self.used[aggregate.id], self.calls_on[aggregate.id]
-        self._index_pairs()
+        self._index_pair(aggregate, None)
 
     def replace_aggregate(self, old: Aggregate, new: Aggregate) -> None:
         """The same pool with another size or path (its calls stay on it)."""
@@ -98,7 +98,7 @@ class Reservations:
         self.book.remove(old)
         self.book.add(new)
         self.aggregates[new.id] = new
-        self._index_pairs()
+        self._index_pair(old, new)
 
     def take_aggregate_tag(self) -> int | None:
         tag = self.aggregate_tags.allocate()
@@ -106,13 +106,22 @@ class Reservations:
             self._undo(lambda: self.aggregate_tags.release(tag))
         return tag
 
-    def _index_pairs(self) -> None:
-        index: dict[frozenset[str], list[Aggregate]] = {}
-        for aggregate in self.aggregates.values():
-            index.setdefault(frozenset(aggregate.communities), []).append(aggregate)
-        for group in index.values():
+    def _index_pair(self, old: Aggregate | None, new: Aggregate | None) -> None:
+        """Keep ``by_pair`` (pools per community pair, highest priority first, then by id)
+        up to date for one pool that came, went or changed: only its pair's list is
+        rebuilt (as a new list: a reader may hold the old one)."""
+        if old is not None:
+            pair = frozenset(old.communities)
+            group = [a for a in self.by_pair.get(pair, ()) if a.id != old.id]
+            if group:
+                self.by_pair[pair] = group
+            else:
+                self.by_pair.pop(pair, None)
+        if new is not None:
+            pair = frozenset(new.communities)
+            group = [a for a in self.by_pair.get(pair, ()) if a.id != new.id] + [new]
             group.sort(key=lambda a: (-a.priority, a.id))
-        self.by_pair = index
+            self.by_pair[pair] = group
 
     # --- calls ------------------------------------------------------------------------
 

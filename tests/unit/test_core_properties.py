@@ -244,6 +244,20 @@ class Ledger(RuleBasedStateMachine):
     def replayed_diffs_equal_the_expected_plan(self):
         assert self.installed == set(self.manager.expected_plan())
 
+    @invariant()
+    def shared_entries_kept_up_to_date_equal_a_fresh_drawing(self):
+        plans = self.manager._plans
+        assert plans.shared() == plans.shared_from_scratch()
+
+    @invariant()
+    def pools_by_pair_match_a_fresh_index(self):
+        state = self.manager._state
+        fresh: dict = {}
+        for aggregate in state.aggregates.values():
+            fresh.setdefault(frozenset(aggregate.communities), []).append(aggregate)
+        assert state.by_pair == {pair: sorted(group, key=lambda a: (-a.priority, a.id))
+                                 for pair, group in fresh.items()}
+
     def teardown(self):
         pass
 
