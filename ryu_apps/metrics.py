@@ -1,146 +1,194 @@
-"""Prometheus metrics (text exposition format 0.0.4), with no extra dependency.
+"""Prometheus metrics through ``prometheus_client`` (text exposition format 0.0.4).
 
-Gauges about pools, calls and link states are read from the service at scrape time; counters of
-decisions come from the manager's own counters; the flow-install histogram is fed by
-the OpenFlow shell (`observe_flow_install`).
+Each :class:`Metrics` has its own registry (several controllers' services may live in one
+process in tests). Three sources:
+
+* state read from the service at scrape time (pools, calls, link states, the manager's
+  decision counters, the OpenFlow shell's counters): a custom collector, so what is
+  exposed is always what the service holds;
+* latencies observed by the shells: ``mam_admission_seconds`` (an admission request, from
+  the service's lock to its decision committed) and ``mam_flow_install_seconds`` (a call's
+  flows sent to every switch's barrier reply);
+* what the service reports it did (:meth:`MamService.watch`): pools resized (any cause:
+  REST, configuration, demand-following) and calls preempted, counted by
+  :meth:`Metrics.count_resize` and :meth:`Metrics.count_preempted`, which other shells
+  may call too. Every label takes a bounded set of values.
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
-from typing import Any
+from typing import Any, Iterator
 
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .core.activity import Activity, AggregateChanged, CallReleased
 from .core.admission import RejectReason, SignallingProtocol
 from .core.locations import Verdict
 from .core.survey import LinkState
 from .service import MamService
 
+# a counter's creation time is one more gauge per family for every scrape: not wanted here
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+#: flow installs: sub-millisecond (a software switch on loopback) to seconds (a busy hardware switch)
 BUCKETS = (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-class Histogram:
-    def __init__(self, buckets: tuple[float, ...] = BUCKETS) -> None:
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)
-        self.total = 0.0
-        self.lock = threading.Lock()
-
-    def observe(self, value: float) -> None:
-        with self.lock:
-            self.counts[bisect.bisect_left(self.buckets, value)] += 1
-            self.total += value
-
-    def lines(self, name: str) -> list[str]:
-        with self.lock:
-            counts, total = list(self.counts), self.total
-        lines, running = [], 0
-        for bound, count in zip(self.buckets, counts):
-            running += count
-            lines.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
-        running += counts[-1]
-        lines += [f'{name}_bucket{{le="+Inf"}} {running}', f"{name}_sum {total:.6f}", f"{name}_count {running}"]
-        return lines
+#: admissions: tens of microseconds (memory) to a second (an etcd ledger's timeout)
+ADMISSION_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+RESIZE_DIRECTIONS = ("grow", "shrink")
+PREEMPT_REASONS = ("higher-level", "shrink", "other")
 
 
 class Metrics:
     def __init__(self, service: MamService) -> None:
         self.service = service
-        self.flow_install = Histogram()
         self.shell: Any = None          # the OpenFlow shell (openflow/shell.py), when the app has one
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_StateCollector(self))
+        self.flow_install = Histogram("mam_flow_install_seconds",
+                                      "Time from sending a call's flows to every switch's barrier reply.",
+                                      buckets=BUCKETS, registry=self.registry)
+        self.admission = Histogram("mam_admission_seconds",
+                                   "Time to decide an admission request (lock wait, decision and ledger commit).",
+                                   buckets=ADMISSION_BUCKETS, registry=self.registry)
+        self.resizes = Counter("mam_aggregate_resizes", "Aggregates resized, by direction (any cause).",
+                               ["direction"], registry=self.registry)
+        self.preempted = Counter("mam_calls_preempted", "Calls preempted, by why: a higher level of service took "
+                                 "the bandwidth, or the aggregate shrank.", ["reason"], registry=self.registry)
+        for direction in RESIZE_DIRECTIONS:
+            self.resizes.labels(direction)
+        for reason in PREEMPT_REASONS:
+            self.preempted.labels(reason)
+        service.watch(self._heard)
+        service.time_admissions(self.observe_admission)
+
+    # --- what the shells observe ---------------------------------------------------------
 
     def observe_flow_install(self, seconds: float) -> None:
         self.flow_install.observe(seconds)
 
+    def observe_admission(self, seconds: float) -> None:
+        self.admission.observe(seconds)
+
+    def count_resize(self, direction: str) -> None:
+        """An aggregate grew or shrank (``grow`` / ``shrink``)."""
+        if direction not in RESIZE_DIRECTIONS:
+            raise ValueError(f"resize direction {direction!r}: expected one of {', '.join(RESIZE_DIRECTIONS)}")
+        self.resizes.labels(direction).inc()
+
+    def count_preempted(self, reason: str) -> None:
+        """A call was preempted (``higher-level``, ``shrink``; anything else counts as ``other``)."""
+        self.preempted.labels(reason if reason in PREEMPT_REASONS else "other").inc()
+
+    def _heard(self, event: Activity) -> None:
+        if isinstance(event, AggregateChanged) and event.old is not None and event.new is not None:
+            if event.new.size_kbps != event.old.size_kbps:
+                self.count_resize("grow" if event.new.size_kbps > event.old.size_kbps else "shrink")
+        elif isinstance(event, CallReleased) and event.released.preempted_by is not None:
+            self.count_preempted(preempt_reason(event.released.cause))
+
+    # --- exposition ------------------------------------------------------------------------
+
     def render(self) -> str:
+        return prometheus_client.generate_latest(self.registry).decode("utf-8")
+
+
+def preempt_reason(cause: str) -> str:
+    """The bounded label for a preemption's release cause."""
+    if cause.startswith("preempted by"):
+        return "higher-level"
+    return "shrink" if "shrink" in cause else "other"
+
+
+class _StateCollector(Collector):
+    """Gauges and counters read from the service (and the OpenFlow shell) at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        service = self.metrics.service
+
         def snapshot(manager: Any) -> Any:
             return ([(a.id, a.size_kbps, manager.used_kbps(a.id), len(manager.calls(a.id)))
                      for a in manager.aggregates()],
                     dict(manager.counters.admitted_by_protocol), dict(manager.counters.rejected_by_protocol),
-                    manager.counters.released, dict(manager.counters.location_moves),
-                    manager.counters.preempted, len(manager.calls()))
-        pools, admitted, rejected, released, moves, preempted, active = self.service.read(snapshot)
-        with self.service.lock:
-            survey = self.service.survey
+                    manager.counters.released, dict(manager.counters.location_moves), len(manager.calls()))
+        pools, admitted, rejected, released, moves, active = service.read(snapshot)
+        with service.lock:
+            survey = service.survey
             links = [(f"{link.a}-{link.b}", condition.state) for link, condition in survey.conditions().items()]
             unconfigured = len(survey.unconfigured())
-        out = [
-            "# HELP mam_aggregate_reserved_kbps Bandwidth reserved by the aggregate, per direction (kbit/s).",
-            "# TYPE mam_aggregate_reserved_kbps gauge",
-            *(f'mam_aggregate_reserved_kbps{{aggregate="{_label(a)}"}} {size}' for a, size, _, _ in pools),
-            "# HELP mam_aggregate_used_kbps Bandwidth admitted calls use on the aggregate (kbit/s).",
-            "# TYPE mam_aggregate_used_kbps gauge",
-            *(f'mam_aggregate_used_kbps{{aggregate="{_label(a)}"}} {used}' for a, _, used, _ in pools),
-            "# HELP mam_aggregate_calls Calls riding the aggregate.",
-            "# TYPE mam_aggregate_calls gauge",
-            *(f'mam_aggregate_calls{{aggregate="{_label(a)}"}} {n}' for a, _, _, n in pools),
-            "# HELP mam_calls_admitted_total Calls admitted, by the signalling that asked.",
-            "# TYPE mam_calls_admitted_total counter",
-            *(f'mam_calls_admitted_total{{protocol="{p.value}"}} {admitted.get(p, 0)}' for p in SignallingProtocol),
-            "# HELP mam_calls_rejected_total Calls refused, by reason and the signalling that asked.",
-            "# TYPE mam_calls_rejected_total counter",
-            *(f'mam_calls_rejected_total{{reason="{r.value}",protocol="{p.value}"}} {rejected.get((r, p), 0)}'
-              for r in RejectReason for p in SignallingProtocol),
-            "# HELP mam_calls_released_total Calls released (any cause).",
-            "# TYPE mam_calls_released_total counter",
-            f"mam_calls_released_total {released}",
-            "# HELP mam_calls_preempted_total Calls preempted by a higher level of service.",
-            "# TYPE mam_calls_preempted_total counter",
-            f"mam_calls_preempted_total {preempted}",
-            "# HELP mam_terminal_moves_total Terminals heard on another access port, by what was decided.",
-            "# TYPE mam_terminal_moves_total counter",
-            *(f'mam_terminal_moves_total{{verdict="{v.value}"}} {moves.get(v, 0)}'
-              for v in Verdict if v is not Verdict.UNCHANGED),
-            "# HELP mam_calls_active Calls holding bandwidth now.",
-            "# TYPE mam_calls_active gauge",
-            f"mam_calls_active {active}",
-            "# HELP mam_link_state The configured link's state (1 for the current one): unknown, up, verified, "
-            "down, miswired.",
-            "# TYPE mam_link_state gauge",
-            *(f'mam_link_state{{link="{_label(name)}",state="{state.value}"}} {int(state is current)}'
-              for name, current in links for state in LinkState),
-            "# HELP mam_links_unconfigured Links LLDP hears that the configuration does not list.",
-            "# TYPE mam_links_unconfigured gauge",
-            f"mam_links_unconfigured {unconfigured}",
-            "# HELP mam_flow_install_seconds Time from sending a call's flows to every switch's barrier reply.",
-            "# TYPE mam_flow_install_seconds histogram",
-            *self.flow_install.lines("mam_flow_install_seconds"),
-            *self._dataplane_lines(),
-        ]
-        return "\n".join(out) + "\n"
+        reserved = GaugeMetricFamily("mam_aggregate_reserved_kbps",
+                                     "Bandwidth reserved by the aggregate, per direction (kbit/s).", labels=["aggregate"])
+        used = GaugeMetricFamily("mam_aggregate_used_kbps", "Bandwidth admitted calls use on the aggregate (kbit/s).",
+                                 labels=["aggregate"])
+        calls = GaugeMetricFamily("mam_aggregate_calls", "Calls riding the aggregate.", labels=["aggregate"])
+        for name, size, in_use, count in pools:
+            reserved.add_metric([name], size)
+            used.add_metric([name], in_use)
+            calls.add_metric([name], count)
+        yield from (reserved, used, calls)
+        family = CounterMetricFamily("mam_calls_admitted", "Calls admitted, by the signalling that asked.",
+                                     labels=["protocol"])
+        for protocol in SignallingProtocol:
+            family.add_metric([protocol.value], admitted.get(protocol, 0))
+        yield family
+        family = CounterMetricFamily("mam_calls_rejected", "Calls refused, by reason and the signalling that asked.",
+                                     labels=["reason", "protocol"])
+        for reason in RejectReason:
+            for protocol in SignallingProtocol:
+                family.add_metric([reason.value, protocol.value], rejected.get((reason, protocol), 0))
+        yield family
+        yield CounterMetricFamily("mam_calls_released", "Calls released (any cause).", value=released)
+        family = CounterMetricFamily("mam_terminal_moves",
+                                     "Terminals heard on another access port, by what was decided.", labels=["verdict"])
+        for verdict in Verdict:
+            if verdict is not Verdict.UNCHANGED:
+                family.add_metric([verdict.value], moves.get(verdict, 0))
+        yield family
+        yield GaugeMetricFamily("mam_calls_active", "Calls holding bandwidth now.", value=active)
+        gauge = GaugeMetricFamily("mam_link_state", "The configured link's state (1 for the current one): unknown, "
+                                   "up, verified, down, miswired.", labels=["link", "state"])
+        for name, current in links:
+            for state in LinkState:
+                gauge.add_metric([name, state.value], int(state is current))
+        yield gauge
+        yield GaugeMetricFamily("mam_links_unconfigured", "Links LLDP hears that the configuration does not list.",
+                                value=unconfigured)
+        if self.metrics.shell is not None:
+            yield from _dataplane(self.metrics.shell.snapshot())
 
 
-    def _dataplane_lines(self) -> list[str]:
-        if self.shell is None:
-            return []
-        snap = self.shell.snapshot()
-        last = snap["last"]
-        return [
-            "# HELP mam_switch_reconciles_total Times a switch was read and sent only the difference from the plan.",
-            "# TYPE mam_switch_reconciles_total counter",
-            *(f'mam_switch_reconciles_total{{switch="{_label(s)}"}} {n}' for s, n in sorted(snap["reconciles"].items())),
-            "# HELP mam_switch_reconcile_seconds The last reconcile: from connection to the difference sent.",
-            "# TYPE mam_switch_reconcile_seconds gauge",
-            *(f'mam_switch_reconcile_seconds{{switch="{_label(s)}"}} {r.seconds:.6f}' for s, r in sorted(last.items())),
-            "# HELP mam_switch_reconcile_entries The last reconcile's flow entries: unchanged, added (or replaced), "
-            "deleted; meter changes.",
-            "# TYPE mam_switch_reconcile_entries gauge",
-            *(f'mam_switch_reconcile_entries{{switch="{_label(s)}",change="{change}"}} {value}'
-              for s, r in sorted(last.items())
-              for change, value in (("unchanged", r.unchanged), ("added", r.flows_added),
-                                    ("deleted", r.flows_deleted), ("meters", r.meters_changed))),
-            "# HELP mam_openflow_messages_total OpenFlow messages the valve sent, by kind.",
-            "# TYPE mam_openflow_messages_total counter",
-            *(f'mam_openflow_messages_total{{kind="{k}"}} {snap["counters"].get(k, 0)}'
-              for k in ("flow_mods", "meter_mods", "barriers")),
-            "# HELP mam_openflow_errors_total OpenFlow error messages the switches sent.",
-            "# TYPE mam_openflow_errors_total counter",
-            f'mam_openflow_errors_total {snap["counters"].get("errors", 0)}',
-            "# HELP mam_shell_failures_total Events or actions whose handling raised (logged; the app carried on).",
-            "# TYPE mam_shell_failures_total counter",
-            *(f'mam_shell_failures_total{{event="{_label(k)}"}} {n}' for k, n in sorted(snap["failures"].items())),
-        ]
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _dataplane(snap: Any) -> Iterator[Metric]:
+    last = snap["last"]
+    family = CounterMetricFamily("mam_switch_reconciles", "Times a switch was read and sent only the difference "
+                                 "from the plan.", labels=["switch"])
+    for switch, count in sorted(snap["reconciles"].items()):
+        family.add_metric([switch], count)
+    yield family
+    gauge = GaugeMetricFamily("mam_switch_reconcile_seconds", "The last reconcile: from connection to the "
+                               "difference sent.", labels=["switch"])
+    for switch, result in sorted(last.items()):
+        gauge.add_metric([switch], result.seconds)
+    yield gauge
+    gauge = GaugeMetricFamily("mam_switch_reconcile_entries", "The last reconcile's flow entries: unchanged, added "
+                               "(or replaced), deleted; meter changes.", labels=["switch", "change"])
+    for switch, result in sorted(last.items()):
+        for change, value in (("unchanged", result.unchanged), ("added", result.flows_added),
+                              ("deleted", result.flows_deleted), ("meters", result.meters_changed)):
+            gauge.add_metric([switch, change], value)
+    yield gauge
+    family = CounterMetricFamily("mam_openflow_messages", "OpenFlow messages the valve sent, by kind.", labels=["kind"])
+    for kind in ("flow_mods", "meter_mods", "barriers"):
+        family.add_metric([kind], snap["counters"].get(kind, 0))
+    yield family
+    yield CounterMetricFamily("mam_openflow_errors", "OpenFlow error messages the switches sent.",
+                              value=snap["counters"].get("errors", 0))
+    family = CounterMetricFamily("mam_shell_failures", "Events or actions whose handling raised (logged; the app "
+                                 "carried on).", labels=["event"])
+    for event, count in sorted(snap["failures"].items()):
+        family.add_metric([event], count)
+    yield family

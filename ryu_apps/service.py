@@ -55,6 +55,13 @@ class MamService:
         self._watchers: list[ActivityListener] = []
         self._activity: list[Activity] = []
         self._pools = {a.id: a for a in manager.aggregates()}
+        self._admission_timers: list[Callable[[float], None]] = []
+
+    def time_admissions(self, observe: Callable[[float], None]) -> None:
+        """``observe(seconds)`` hears how long each admission took, lock wait included
+        (called outside the lock)."""
+        with self.lock:
+            self._admission_timers.append(observe)
 
     def watch(self, listener: ActivityListener) -> None:
         """``listener(activity)`` hears what each mutation did (:mod:`.core.activity`), under
@@ -190,7 +197,16 @@ class MamService:
             elif media is not None and not known.media_attached:
                 self._answered(request.call_id, now)
             return decision
-        return self._mutate(admit)
+        started = time.perf_counter()
+        decision = self._mutate(admit)
+        if self._admission_timers:
+            elapsed = time.perf_counter() - started
+            for observe in list(self._admission_timers):
+                try:
+                    observe(elapsed)
+                except Exception:
+                    log.exception("admission timer %r failed", observe)
+        return decision
 
     def _decided(self, request: AdmissionRequest, decision: Decision, now: float) -> list[Activity]:
         manager = self.manager

@@ -143,7 +143,7 @@ class Hitless:
         for line in text.splitlines():
             if line.startswith("mam_switch_reconciles_total{"):
                 name = line.split('switch="')[1].split('"')[0]
-                found[name] = int(line.rsplit(" ", 1)[1])
+                found[name] = int(float(line.rsplit(" ", 1)[1]))
         return found
 
     def reconcile_entries(self) -> dict[str, dict[str, int]]:
@@ -152,7 +152,7 @@ class Hitless:
             if line.startswith("mam_switch_reconcile_entries{"):
                 switch = line.split('switch="')[1].split('"')[0]
                 change = line.split('change="')[1].split('"')[0]
-                out.setdefault(switch, {})[change] = int(line.rsplit(" ", 1)[1])
+                out.setdefault(switch, {})[change] = int(float(line.rsplit(" ", 1)[1]))
         return out
 
     def reconcile_seconds(self) -> dict[str, float]:
@@ -295,5 +295,5 @@ def spoof(scenario: Hitless, victim_ip: str) -> None:
 def refused_moves(scenario: Hitless) -> int:
     for line in scenario.metrics().splitlines():
         if line.startswith('mam_terminal_moves_total{verdict="refused-in-call"}'):
-            return int(line.rsplit(" ", 1)[1])
+            return int(float(line.rsplit(" ", 1)[1]))
     return 0

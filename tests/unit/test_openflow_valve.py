@@ -422,7 +422,7 @@ def test_metrics_show_reconciles_messages_and_failures(rig: Rig) -> None:
     metrics.shell = rig.shell
     rig.shell.event("broken", lambda: 1 / 0)  # type: ignore[arg-type,return-value]
     text = metrics.render()
-    assert 'mam_switch_reconciles_total{switch="s1"} 1' in text
-    assert 'mam_switch_reconcile_entries{switch="s2",change="added"}' in text
-    assert 'mam_shell_failures_total{event="broken"} 1' in text
+    assert 'mam_switch_reconciles_total{switch="s1"} 1.0' in text
+    assert 'mam_switch_reconcile_entries{change="added",switch="s2"}' in text       # labels sorted
+    assert 'mam_shell_failures_total{event="broken"} 1.0' in text
     assert 'mam_openflow_messages_total{kind="barriers"}' in text

@@ -279,14 +279,16 @@ def test_prometheus_metrics(api: Api) -> None:
     for path in ("/metrics", "/mam/v1/metrics"):
         status, text, response = api("GET", path)
         assert status == 200 and response.content_type == "text/plain"
-        assert 'mam_aggregate_reserved_kbps{aggregate="a-b"} 1000' in text
-        assert f'mam_aggregate_used_kbps{{aggregate="a-b"}} {PCMU_KBPS}' in text
-        assert "mam_calls_active 1" in text
-        assert 'mam_calls_admitted_total{protocol="rest"} 1' in text
-        assert 'mam_calls_admitted_total{protocol="sip"} 0' in text
-        assert 'mam_calls_rejected_total{reason="codec-not-allowed",protocol="rest"} 1' in text
-        assert 'mam_flow_install_seconds_bucket{le="0.005"} 1' in text
-        assert "mam_flow_install_seconds_count 1" in text
+        samples = scrape(api, path)
+        assert samples['mam_aggregate_reserved_kbps{aggregate="a-b"}'] == 1000
+        assert samples['mam_aggregate_used_kbps{aggregate="a-b"}'] == PCMU_KBPS
+        assert samples["mam_calls_active"] == 1
+        assert samples['mam_calls_admitted_total{protocol="rest"}'] == 1
+        assert samples['mam_calls_admitted_total{protocol="sip"}'] == 0
+        assert samples['mam_calls_rejected_total{reason="codec-not-allowed",protocol="rest"}'] == 1
+        assert samples['mam_flow_install_seconds_bucket{le="0.005"}'] == 1
+        assert samples["mam_flow_install_seconds_count"] == 1
+        assert samples["mam_admission_seconds_count"] == 2          # both requests were decided
 
 
 # --- the example configuration, built the way the controller builds it ------------------------
@@ -352,7 +354,9 @@ def test_example_pool_preempts_voice_for_an_emergency_call_without_oversubscribi
     assert api.used(POOL) == 1911 <= 2000
     stats = api("GET", "/mam/v1/stats")[1]
     assert stats["preempted"] == 1 and stats["calls_active"] == 21
-    assert "mam_calls_preempted_total 1" in api("GET", "/metrics")[1]
+    samples = scrape(api)
+    assert samples['mam_calls_preempted_total{reason="higher-level"}'] == 1
+    assert samples['mam_calls_preempted_total{reason="shrink"}'] == 0
 
 
 # --- more of every route ------------------------------------------------------------------------
@@ -677,14 +681,28 @@ def fields_media(media: dict[str, Any]) -> Any:
 # --- Prometheus ------------------------------------------------------------------------------------
 
 LABEL = r'[a-z_]+="(?:[^"\\]|\\.)*"'
-METRIC_LINE = re.compile(rf'^([a-z_]+)(\{{{LABEL}(?:,{LABEL})*\}})? (-?[0-9.e+]+)$')
+METRIC_LINE = re.compile(rf'^([a-z_]+)(\{{{LABEL}(?:,{LABEL})*\}})? (-?[0-9.e+-]+)$')
+
+
+class Samples(dict[str, float]):
+    """Samples by ``name{labels}``, the labels in any order (the exposition sorts them)."""
+
+    def __getitem__(self, key: str) -> float:
+        return super().__getitem__(canonical(key))
+
+
+def canonical(key: str) -> str:
+    name, brace, labels = key.partition("{")
+    if not brace:
+        return key
+    return name + "{" + ",".join(sorted(re.findall(LABEL, labels[:-1]))) + "}"
 
 
 def scrape(api: Api, path: str = "/metrics") -> dict[str, float]:
     status, text, response = api("GET", path)
     assert status == 200 and response.content_type == "text/plain"
     assert {"version": "0.0.4", "charset": "utf-8"}.items() <= response.content_type_params.items()
-    samples: dict[str, float] = {}
+    samples = Samples()
     types: dict[str, str] = {}
     for line in text.splitlines():
         if line.startswith("# TYPE "):
@@ -696,12 +714,13 @@ def scrape(api: Api, path: str = "/metrics") -> dict[str, float]:
             assert match, f"not exposition format: {line!r}"
             family = re.sub(r"_(bucket|sum|count)$", "", match[1]) if match[1] not in types else match[1]
             assert family in types, f"{match[1]} has no TYPE line"
-            samples[match[1] + (match[2] or "")] = float(match[3])
+            samples[canonical(match[1] + (match[2] or ""))] = float(match[3])
     assert types == {
         "mam_aggregate_reserved_kbps": "gauge", "mam_aggregate_used_kbps": "gauge", "mam_aggregate_calls": "gauge",
         "mam_calls_admitted_total": "counter", "mam_calls_rejected_total": "counter", "mam_calls_released_total": "counter",
         "mam_calls_preempted_total": "counter", "mam_terminal_moves_total": "counter", "mam_calls_active": "gauge", "mam_flow_install_seconds": "histogram",
-        "mam_link_state": "gauge", "mam_links_unconfigured": "gauge"}
+        "mam_link_state": "gauge", "mam_links_unconfigured": "gauge", "mam_admission_seconds": "histogram",
+        "mam_aggregate_resizes_total": "counter"}
     return samples
 
 
@@ -728,7 +747,8 @@ def test_prometheus_metrics_follow_the_service_state(api: Api) -> None:
     assert samples['mam_calls_admitted_total{protocol="rest"}'] == stats["admitted"] == 3
     assert samples["mam_calls_released_total"] == stats["released"] == 1
     assert samples["mam_calls_active"] == stats["calls_active"] == 2
-    assert samples["mam_calls_preempted_total"] == 0
+    assert samples['mam_calls_preempted_total{reason="higher-level"}'] == 0
+    assert samples['mam_aggregate_resizes_total{direction="grow"}'] == 0
     for reason, count in stats["rejected"].items():
         assert sum(samples[f'mam_calls_rejected_total{{reason="{reason}",protocol="{p}"}}']
                    for p in ("sip", "h323", "rest")) == count
@@ -741,7 +761,7 @@ def test_prometheus_metrics_follow_the_service_state(api: Api) -> None:
     assert samples['mam_flow_install_seconds_bucket{le="0.0005"}'] == 1
     assert samples['mam_flow_install_seconds_bucket{le="0.0015"}'] == 2
     assert samples['mam_flow_install_seconds_bucket{le="0.005"}'] == 3
-    assert samples['mam_flow_install_seconds_bucket{le="5"}'] == 4
+    assert samples['mam_flow_install_seconds_bucket{le="5.0"}'] == 4
     assert samples["mam_flow_install_seconds_count"] == 5
     assert samples["mam_flow_install_seconds_sum"] == pytest.approx(9.3056)
 
