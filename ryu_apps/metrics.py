@@ -9,10 +9,9 @@ process in tests). Three sources:
 * latencies observed by the shells: ``mam_admission_seconds`` (an admission request, from
   the service's lock to its decision committed) and ``mam_flow_install_seconds`` (a call's
   flows sent to every switch's barrier reply);
-* what the service reports it did (:meth:`MamService.watch`): pools resized (any cause:
-  REST, configuration, demand-following) and calls preempted, counted by
-  :meth:`Metrics.count_resize` and :meth:`Metrics.count_preempted`, which other shells
-  may call too. Every label takes a bounded set of values.
+Resizes (``mam_aggregate_resizes_total{direction}``) and preemptions
+(``mam_calls_preempted_total{reason}``) are the core's own counters
+(``Counters.resizes``, ``Counters.preempted_by``): every label takes a bounded set of values.
 """
 
 from __future__ import annotations
@@ -20,12 +19,12 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .core.activity import Activity, AggregateChanged, CallReleased
 from .core.admission import RejectReason, SignallingProtocol
+from .core.demand import PREEMPTED_CAPACITY, PREEMPTED_PATH_DOWN, PREEMPTED_PRIORITY
 from .core.locations import Verdict
 from .core.survey import LinkState
 from .service import MamService
@@ -38,7 +37,7 @@ BUCKETS = (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05,
 #: admissions: tens of microseconds (memory) to a second (an etcd ledger's timeout)
 ADMISSION_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 RESIZE_DIRECTIONS = ("grow", "shrink")
-PREEMPT_REASONS = ("higher-level", "shrink", "other")
+PREEMPT_REASONS = (PREEMPTED_PRIORITY, PREEMPTED_CAPACITY, PREEMPTED_PATH_DOWN)
 
 
 class Metrics:
@@ -53,15 +52,6 @@ class Metrics:
         self.admission = Histogram("mam_admission_seconds",
                                    "Time to decide an admission request (lock wait, decision and ledger commit).",
                                    buckets=ADMISSION_BUCKETS, registry=self.registry)
-        self.resizes = Counter("mam_aggregate_resizes", "Aggregates resized, by direction (any cause).",
-                               ["direction"], registry=self.registry)
-        self.preempted = Counter("mam_calls_preempted", "Calls preempted, by why: a higher level of service took "
-                                 "the bandwidth, or the aggregate shrank.", ["reason"], registry=self.registry)
-        for direction in RESIZE_DIRECTIONS:
-            self.resizes.labels(direction)
-        for reason in PREEMPT_REASONS:
-            self.preempted.labels(reason)
-        service.watch(self._heard)
         service.time_admissions(self.observe_admission)
 
     # --- what the shells observe ---------------------------------------------------------
@@ -72,34 +62,10 @@ class Metrics:
     def observe_admission(self, seconds: float) -> None:
         self.admission.observe(seconds)
 
-    def count_resize(self, direction: str) -> None:
-        """An aggregate grew or shrank (``grow`` / ``shrink``)."""
-        if direction not in RESIZE_DIRECTIONS:
-            raise ValueError(f"resize direction {direction!r}: expected one of {', '.join(RESIZE_DIRECTIONS)}")
-        self.resizes.labels(direction).inc()
-
-    def count_preempted(self, reason: str) -> None:
-        """A call was preempted (``higher-level``, ``shrink``; anything else counts as ``other``)."""
-        self.preempted.labels(reason if reason in PREEMPT_REASONS else "other").inc()
-
-    def _heard(self, event: Activity) -> None:
-        if isinstance(event, AggregateChanged) and event.old is not None and event.new is not None:
-            if event.new.size_kbps != event.old.size_kbps:
-                self.count_resize("grow" if event.new.size_kbps > event.old.size_kbps else "shrink")
-        elif isinstance(event, CallReleased) and event.released.preempted_by is not None:
-            self.count_preempted(preempt_reason(event.released.cause))
-
     # --- exposition ------------------------------------------------------------------------
 
     def render(self) -> str:
         return prometheus_client.generate_latest(self.registry).decode("utf-8")
-
-
-def preempt_reason(cause: str) -> str:
-    """The bounded label for a preemption's release cause."""
-    if cause.startswith("preempted by"):
-        return "higher-level"
-    return "shrink" if "shrink" in cause else "other"
 
 
 class _StateCollector(Collector):
@@ -115,8 +81,9 @@ class _StateCollector(Collector):
             return ([(a.id, a.size_kbps, manager.used_kbps(a.id), len(manager.calls(a.id)))
                      for a in manager.aggregates()],
                     dict(manager.counters.admitted_by_protocol), dict(manager.counters.rejected_by_protocol),
-                    manager.counters.released, dict(manager.counters.location_moves), len(manager.calls()))
-        pools, admitted, rejected, released, moves, active = service.read(snapshot)
+                    manager.counters.released, dict(manager.counters.location_moves), len(manager.calls()),
+                    dict(manager.counters.preempted_by), dict(manager.counters.resizes))
+        pools, admitted, rejected, released, moves, active, preempted, resizes = service.read(snapshot)
         with service.lock:
             survey = service.survey
             links = [(f"{link.a}-{link.b}", condition.state) for link, condition in survey.conditions().items()]
@@ -143,6 +110,17 @@ class _StateCollector(Collector):
                 family.add_metric([reason.value, protocol.value], rejected.get((reason, protocol), 0))
         yield family
         yield CounterMetricFamily("mam_calls_released", "Calls released (any cause).", value=released)
+        family = CounterMetricFamily("mam_calls_preempted", "Calls preempted, by why: a higher level of service "
+                                     "needed the bandwidth (priority), a link's capacity fell (capacity), or the "
+                                     "aggregate's path went down (path-down).", labels=["reason"])
+        for why in PREEMPT_REASONS:
+            family.add_metric([why], preempted.get(why, 0))
+        yield family
+        family = CounterMetricFamily("mam_aggregate_resizes", "Aggregates resized, by direction (any cause).",
+                                     labels=["direction"])
+        for direction in RESIZE_DIRECTIONS:
+            family.add_metric([direction], resizes.get(direction, 0))
+        yield family
         family = CounterMetricFamily("mam_terminal_moves",
                                      "Terminals heard on another access port, by what was decided.", labels=["verdict"])
         for verdict in Verdict:

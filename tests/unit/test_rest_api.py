@@ -355,8 +355,8 @@ def test_example_pool_preempts_voice_for_an_emergency_call_without_oversubscribi
     stats = api("GET", "/mam/v1/stats")[1]
     assert stats["preempted"] == 1 and stats["calls_active"] == 21
     samples = scrape(api)
-    assert samples['mam_calls_preempted_total{reason="higher-level"}'] == 1
-    assert samples['mam_calls_preempted_total{reason="shrink"}'] == 0
+    assert samples['mam_calls_preempted_total{reason="priority"}'] == 1
+    assert samples['mam_calls_preempted_total{reason="capacity"}'] == 0
 
 
 # --- more of every route ------------------------------------------------------------------------
@@ -747,7 +747,7 @@ def test_prometheus_metrics_follow_the_service_state(api: Api) -> None:
     assert samples['mam_calls_admitted_total{protocol="rest"}'] == stats["admitted"] == 3
     assert samples["mam_calls_released_total"] == stats["released"] == 1
     assert samples["mam_calls_active"] == stats["calls_active"] == 2
-    assert samples['mam_calls_preempted_total{reason="higher-level"}'] == 0
+    assert samples['mam_calls_preempted_total{reason="priority"}'] == 0
     assert samples['mam_aggregate_resizes_total{direction="grow"}'] == 0
     for reason, count in stats["rejected"].items():
         assert sum(samples[f'mam_calls_rejected_total{{reason="{reason}",protocol="{p}"}}']
