@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from .network import Link, Topology
 
@@ -90,6 +91,10 @@ class Transition:
 
 @dataclass
 class Survey:
+    """Evaluated incrementally: an observation re-evaluates only the configured links at
+    the ports it concerns (and the unconfigured pairs it adds or drops), so a start-up
+    burst of N events on a network of L links costs N small steps, not N x L."""
+
     topology: Topology
     discovery: bool = False
     limit_by_speed: bool = True
@@ -99,18 +104,34 @@ class Survey:
 
     def __post_init__(self) -> None:
         self._configured_ports: dict[Port, Link] = {}
+        self._links_at: dict[str, list[Link]] = {}
         for link in self.topology.links:
             self._configured_ports[(link.a, link.a_port)] = link
             self._configured_ports[(link.b, link.b_port)] = link
-        self._last = self._snapshot()
+            self._links_at.setdefault(link.a, []).append(link)
+            if link.b != link.a:
+                self._links_at.setdefault(link.b, []).append(link)
+        self._heard_from: dict[Port, ObservedLink] = {}          # LLDP sent from a port: one reach each
+        self._heard_at: dict[Port, set[ObservedLink]] = {}       # observations at each port, either end
+        self._unconfigured: dict[tuple[Port, Port], int] = {}   # pair -> observations naming it
+        for seen in list(self._heard):
+            self._heard.discard(seen)
+            self._add_heard(seen, set(), set())
+        self._conditions: dict[Link, LinkCondition] = {}
+        self._faults: dict[Link, str] = {}
+        self._limits: dict[Link, int] = {}
+        self._last: dict[str, tuple[str, str]] = {
+            subject: state for subject, state in self._refresh(self.topology.links, sorted(self._unconfigured)).items()
+            if state is not None}
 
     # --- what the switches say ---------------------------------------------------------
 
     def ports_described(self, switch: str, ports: dict[int, PortInfo]) -> list[Transition]:
         """A switch (re)connected and listed its ports."""
         self._ports[switch] = dict(ports)
-        self._lost -= {link for link in self._lost if switch in (link.a, link.b)}
-        return self._changes()
+        links = set(self._links_at.get(switch, ()))
+        self._lost -= links
+        return self._changes(links, set())
 
     def port_changed(self, switch: str, port: int, info: PortInfo | None) -> list[Transition]:
         """A port was added or modified (``info``), or deleted (None). Ignored until the
@@ -118,36 +139,47 @@ class Survey:
         ports = self._ports.get(switch)
         if ports is None:
             return []
+        links: set[Link] = set()
+        pairs: set[tuple[Port, Port]] = set()
+        link = self._configured_ports.get((switch, port))
+        if link is not None:
+            links.add(link)
         if info is None:
             ports.pop(port, None)
         else:
             previous = ports.get(port)
             ports[port] = info
-            if info.live and (previous is None or not previous.live):
-                link = self._configured_ports.get((switch, port))
-                if link is not None:
-                    self._lost.discard(link)   # back up: LLDP will tell again
+            if info.live and (previous is None or not previous.live) and link is not None:
+                self._lost.discard(link)   # back up: LLDP will tell again
         if info is None or not info.live:
-            self._heard = {seen for seen in self._heard if (switch, port) not in (seen.src, seen.dst)}
-        return self._changes()
+            for seen in list(self._heard_at.get((switch, port), ())):
+                self._drop_heard(seen, links, pairs)
+        return self._changes(links, pairs)
 
     def switch_gone(self, switch: str) -> list[Transition]:
         self._ports.pop(switch, None)
-        self._heard = {seen for seen in self._heard if switch not in (seen.src[0], seen.dst[0])}
-        self._lost -= {link for link in self._lost if switch in (link.a, link.b)}
-        return self._changes()
+        links = set(self._links_at.get(switch, ()))
+        pairs: set[tuple[Port, Port]] = set()
+        for seen in [seen for seen in self._heard if switch in (seen.src[0], seen.dst[0])]:
+            self._drop_heard(seen, links, pairs)
+        self._lost -= links
+        return self._changes(links, pairs)
 
     def link_heard(self, src: Port, dst: Port) -> list[Transition]:
         if not self.discovery:
             return []
+        links: set[Link] = set()
+        pairs: set[tuple[Port, Port]] = set()
         # LLDP on a port replaces what that port reached before (a re-cabled port).
-        self._heard = {seen for seen in self._heard if seen.src != src}
+        before = self._heard_from.get(src)
+        if before is not None:
+            self._drop_heard(before, links, pairs)
         seen = ObservedLink(src, dst)
-        self._heard.add(seen)
+        self._add_heard(seen, links, pairs)
         link = self._configured_ports.get(src)
         if link is not None and _joins(link, seen):
             self._lost.discard(link)
-        return self._changes()
+        return self._changes(links, pairs)
 
     def link_lost(self, src: Port, dst: Port) -> list[Transition]:
         if not self.discovery:
@@ -155,11 +187,13 @@ class Survey:
         seen = ObservedLink(src, dst)
         if seen not in self._heard:
             return []
-        self._heard.discard(seen)
+        links: set[Link] = set()
+        pairs: set[tuple[Port, Port]] = set()
+        self._drop_heard(seen, links, pairs)
         link = self._configured_ports.get(src)
-        if link is not None and _joins(link, seen) and not self._verified_by(link, self._heard):
+        if link is not None and _joins(link, seen) and not self._verified_by(link, self._heard_near(link)):
             self._lost.add(link)
-        return self._changes()
+        return self._changes(links, pairs)
 
     # --- what follows from it ------------------------------------------------------------
 
@@ -168,35 +202,21 @@ class Survey:
         per observation, however many readers ask)."""
         return self._conditions
 
-    def _evaluate(self) -> dict[Link, LinkCondition]:
-        heard_at: dict[Port, list[ObservedLink]] = {}   # one pass over LLDP, not one per link
-        for seen in self._heard:
-            heard_at.setdefault(seen.src, []).append(seen)
-            heard_at.setdefault(seen.dst, []).append(seen)
-        return {link: self._condition(link, heard_at) for link in self.topology.links}
-
     def faults(self) -> dict[Link, str]:
         """Configured links no call may cross now, with the reason."""
-        return {link: f"link {_name(link)} is {c.state.value}: {c.detail}"
-                for link, c in self.conditions().items() if c.state.faulty}
+        return dict(self._faults)
 
     def limits(self) -> dict[Link, int]:
         """Links whose reservable bandwidth the port speed cuts below the configured one."""
-        return {link: c.reservable_kbps for link, c in self.conditions().items()
-                if c.reservable_kbps < link.reservable_kbps}
+        return dict(self._limits)
 
     def unconfigured(self) -> list[tuple[Port, Port]]:
         """Links LLDP hears between ports that no configured link joins (each once, sorted)."""
-        pairs: set[tuple[Port, Port]] = set()
-        for seen in self._heard:
-            link = self._configured_ports.get(seen.src)
-            if link is None or not _joins(link, seen):
-                pairs.add((min(seen.src, seen.dst), max(seen.src, seen.dst)))
-        return sorted(pairs)
+        return sorted(self._unconfigured)
 
     def link_ports(self) -> set[Port]:
         """Every port LLDP hears another switch on (configured or not)."""
-        return {end for seen in self._heard for end in (seen.src, seen.dst)}
+        return {port for port, seen in self._heard_at.items() if seen}
 
     def described(self, switch: str) -> bool:
         """The switch is connected and has listed its ports."""
@@ -207,7 +227,50 @@ class Survey:
 
     # --- internals ---------------------------------------------------------------------
 
-    def _condition(self, link: Link, heard_at: dict[Port, list[ObservedLink]]) -> LinkCondition:
+    def _add_heard(self, seen: ObservedLink, links: set[Link], pairs: set[tuple[Port, Port]]) -> None:
+        if seen in self._heard:
+            return
+        self._heard.add(seen)
+        self._heard_from[seen.src] = seen
+        for end in (seen.src, seen.dst):
+            self._heard_at.setdefault(end, set()).add(seen)
+        self._touch(seen, links, pairs, +1)
+
+    def _drop_heard(self, seen: ObservedLink, links: set[Link], pairs: set[tuple[Port, Port]]) -> None:
+        if seen not in self._heard:
+            return
+        self._heard.discard(seen)
+        if self._heard_from.get(seen.src) == seen:
+            del self._heard_from[seen.src]
+        for end in (seen.src, seen.dst):
+            at = self._heard_at.get(end)
+            if at is not None:
+                at.discard(seen)
+                if not at:
+                    del self._heard_at[end]
+        self._touch(seen, links, pairs, -1)
+
+    def _touch(self, seen: ObservedLink, links: set[Link], pairs: set[tuple[Port, Port]], count: int) -> None:
+        """The links at both ends of ``seen`` need a new look; so does its pair when no
+        configured link joins it."""
+        for end in (seen.src, seen.dst):
+            link = self._configured_ports.get(end)
+            if link is not None:
+                links.add(link)
+        link = self._configured_ports.get(seen.src)
+        if link is None or not _joins(link, seen):
+            pair = (min(seen.src, seen.dst), max(seen.src, seen.dst))
+            left = self._unconfigured.get(pair, 0) + count
+            if left > 0:
+                self._unconfigured[pair] = left
+            else:
+                self._unconfigured.pop(pair, None)
+            pairs.add(pair)
+
+    def _heard_near(self, link: Link) -> set[ObservedLink]:
+        return self._heard_at.get((link.a, link.a_port), set()) | self._heard_at.get((link.b, link.b_port), set())
+
+    def _condition(self, link: Link, heard_at: dict[Port, set[ObservedLink]]) -> LinkCondition:
         ends = ((link.a, link.a_port), (link.b, link.b_port))
         speed, reservable, problems = self._speed(link)
         for switch, port in ends:   # a described end's port decides, even while the other switch is away
@@ -261,31 +324,47 @@ class Survey:
                       if self.limit_by_speed else "not limited (dataplane.port_speeds: warn)"))
         return speed, limited if self.limit_by_speed else link.reservable_kbps, (problem,)
 
-    def _snapshot(self) -> dict[str, tuple[str, str]]:
-        self._conditions = self._evaluate()
-        state: dict[str, tuple[str, str]] = {}
-        for link, condition in self._conditions.items():
-            state[_name(link)] = (condition.state.value, condition.detail)
+    def _refresh(self, links: Iterable[Link],
+                 pairs: Iterable[tuple[Port, Port]]) -> dict[str, tuple[str, str] | None]:
+        """Re-evaluate ``links`` and ``pairs``; the state of every subject they name, now
+        (None: no longer reported)."""
+        state: dict[str, tuple[str, str] | None] = {}
+        for link in links:
+            condition = self._condition(link, self._heard_at)
+            self._conditions[link] = condition
+            name = _name(link)
+            state[name] = (condition.state.value, condition.detail)
+            state[f"{name} speed"] = None
             for problem in condition.problems:
-                state[f"{_name(link)} speed"] = ("too-slow", problem)
-        for a, b in self.unconfigured():
-            state[f"{_port(a)}-{_port(b)}"] = ("unconfigured", "LLDP hears it but topology.links does not list it: "
-                                               "kept out of flooding and reservations")
+                state[f"{name} speed"] = ("too-slow", problem)
+            if condition.state.faulty:
+                self._faults[link] = f"link {name} is {condition.state.value}: {condition.detail}"
+            else:
+                self._faults.pop(link, None)
+            if condition.reservable_kbps < link.reservable_kbps:
+                self._limits[link] = condition.reservable_kbps
+            else:
+                self._limits.pop(link, None)
+        for a, b in pairs:
+            state[f"{_port(a)}-{_port(b)}"] = (
+                ("unconfigured", "LLDP hears it but topology.links does not list it: kept out of flooding and "
+                 "reservations") if (a, b) in self._unconfigured else None)
         return state
 
-    def _changes(self) -> list[Transition]:
-        now = self._snapshot()
+    def _changes(self, links: set[Link], pairs: set[tuple[Port, Port]]) -> list[Transition]:
+        now = self._refresh(links, pairs)
         transitions = []
-        for subject in sorted(set(now) | set(self._last)):
-            old, new = self._last.get(subject), now.get(subject)
+        for subject in sorted(now):
+            old, new = self._last.get(subject), now[subject]
             if old == new:
                 continue
             name = subject.removesuffix(" speed")
             if new is None:
+                del self._last[subject]
                 transitions.append(Transition(name, old[0] if old else "absent", "absent", "no longer reported"))
             else:
+                self._last[subject] = new
                 transitions.append(Transition(name, old[0] if old else "absent", new[0], new[1]))
-        self._last = now
         return transitions
 
 
