@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import builtins
 import ipaddress
 import json
@@ -72,7 +74,7 @@ class Fields:
     def text(self, key: str, default: Any = ..., max_length: builtins.int = 128) -> Any:
         """A non-empty string of at most ``max_length`` characters, or ``default`` when absent."""
         value = self.get(key, str, default)
-        if value is not default and (not value.strip() or len(value) > max_length):
+        if value is not default and (not _VISIBLE.search(value) or len(value) > max_length):
             raise HttpError(400, f"must be 1 to {max_length} characters", field=self.name(key))
         return value
 
@@ -80,6 +82,12 @@ class Fields:
         unknown = sorted(set(self.value) - self.used)
         if unknown:
             raise HttpError(400, "unknown field", field=self.name(str(unknown[0])))
+
+
+# "Not blank" as the OpenAPI document says it (pattern "\\S"): JSON Schema's \S knows fewer
+# spaces than str.strip(), which also strips the control characters \x1c-\x1f, so a value
+# the document allows must not be called blank here.
+_VISIBLE = re.compile(r"\S", re.ASCII)
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
