@@ -125,9 +125,17 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], out: TextIO) ->
 
 def show_aggregates(body: Any, out: TextIO) -> None:
     items = body["aggregates"] if "aggregates" in body else [body]
-    table([(a["id"], "<->".join(a["communities"]), "-".join(a["path"]), a["size_kbps"], a["used_kbps"],
-            a["free_kbps"], a["calls"], a["dscp"]) for a in items],
-          ("ID", "COMMUNITIES", "PATH", "SIZE kbit/s", "USED", "FREE", "CALLS", "DSCP"), out)
+    def autosize(a: Any) -> str:
+        policy = a.get("autosize")
+        return "-" if not policy else f"{policy['min_kbps']}..{policy['max_kbps']}/{policy['step_kbps']}"
+    table([(a["id"], "<->".join(a["communities"]), "-".join(a["path"]), a["size_kbps"],
+            a.get("target_kbps", a["size_kbps"]), a["used_kbps"], a["free_kbps"], a["calls"], a["dscp"], autosize(a))
+           for a in items],
+          ("ID", "COMMUNITIES", "PATH", "SIZE kbit/s", "TARGET", "USED", "FREE", "CALLS", "DSCP", "AUTOSIZE"), out)
+    last = body.get("last_resize") if "aggregates" not in body else None
+    if last:
+        out.write(f"last change {last['at']}: {last['from_kbps']} -> {last['to_kbps']} kbit/s "
+                  f"({last['direction']}): {last['reason']}\n")
     if "links" in body:
         out.write("\n")
         table([(f"{l['from']}->{l['to']}", l["capacity_kbps"], l["reservable_kbps"], l["reserved_kbps"])
@@ -277,9 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--preemption", action="store_true")
     create.add_argument("--levels", help="comma-separated: emergency,voice,voice-band-data")
     create.add_argument("--path", help="comma-separated switch names")
+    create.add_argument("--autosize", metavar="MIN,MAX,STEP[,GROW_AT,SHRINK_AT,HOLD_S]",
+                        help="follow demand between MIN and MAX kbit/s by STEP (size_kbps is where it starts)")
     resize = sub.add_parser("aggregate-resize", help="grow or shrink an aggregate")
     resize.add_argument("id")
     resize.add_argument("size_kbps", type=int)
+    autosize = sub.add_parser("aggregate-autosize", help="make an aggregate follow demand, or stop (--off)")
+    autosize.add_argument("id")
+    autosize.add_argument("policy", nargs="?", metavar="MIN,MAX,STEP[,GROW_AT,SHRINK_AT,HOLD_S]")
+    autosize.add_argument("--off", action="store_true", help="stop following demand; the size stays")
+    reoptimize = sub.add_parser("aggregate-reoptimize",
+                                help="move an aggregate to the fewest-hop path that holds it, now")
+    reoptimize.add_argument("id")
     delete = sub.add_parser("aggregate-delete", help="release an aggregate")
     delete.add_argument("id")
     delete.add_argument("--force", action="store_true", help="also release the calls on it")
@@ -309,6 +326,21 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_argument("--community")
     records.add_argument("--csv", action="store_true", help="CSV with a header line (default: a table)")
     return parser
+
+
+def _autosize(text: str) -> dict[str, Any]:
+    """MIN,MAX,STEP[,GROW_AT,SHRINK_AT,HOLD_S] as the API's autosize object (it checks the values)."""
+    parts = [part.strip() for part in text.split(",")]
+    names = ("min_kbps", "max_kbps", "step_kbps", "grow_at", "shrink_at", "hold_s")
+    if not 3 <= len(parts) <= len(names):
+        raise CliError(f"autosize {text!r}: expected MIN,MAX,STEP[,GROW_AT,SHRINK_AT,HOLD_S]", code=2)
+    policy: dict[str, Any] = {}
+    for name, part in zip(names, parts):
+        try:
+            policy[name] = int(part) if name.endswith("_kbps") else float(part)
+        except ValueError:
+            raise CliError(f"autosize {text!r}: {name} must be a number, not {part!r}", code=2) from None
+    return policy
 
 
 def _endpoint(text: str | None, name: str) -> dict[str, Any] | None:
@@ -345,7 +377,21 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             request["levels"] = [level.strip() for level in args.levels.split(",")]
         if args.path:
             request["path"] = [switch.strip() for switch in args.path.split(",")]
+        if args.autosize:
+            request["autosize"] = _autosize(args.autosize)
         body, show = client.request("POST", "/aggregates", request), show_aggregates
+    elif args.command == "aggregate-autosize":
+        if args.off == (args.policy is not None):
+            raise CliError("give a policy MIN,MAX,STEP[,GROW_AT,SHRINK_AT,HOLD_S] or --off")
+        body = client.request("PATCH", f"/aggregates/{_path(args.id)}",
+                              {"autosize": None if args.off else _autosize(args.policy)})
+        show = show_aggregates
+    elif args.command == "aggregate-reoptimize":
+        body = client.request("POST", f"/aggregates/{_path(args.id)}/reoptimize")
+        show = show_aggregates
+        if not args.json:
+            out.write(f"aggregate {args.id}: " + ("moved to " + "-".join(body["path"]) if body.get("moved")
+                                                  else "already on its best path") + "\n")
     elif args.command == "aggregate-resize":
         body = client.request("PATCH", f"/aggregates/{_path(args.id)}", {"size_kbps": args.size_kbps})
         show = show_aggregates

@@ -7,10 +7,12 @@ Every error names the path of the offending key, e.g.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 
 import ipaddress
 import re
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -19,6 +21,8 @@ import yaml
 from .core import limits
 from .core.admission import ServiceLevel
 from .core.aggregate import ALL_LEVELS, EF
+from .core.autosize import Autosize
+from .core.schedule import ScheduleEntry, parse_schedule
 from .core.codec import STANDARD_CODECS, Codec, CodecPolicy, Layer, MediaClass
 from .core.errors import MamError
 from .core.flowplan import PlanOptions
@@ -53,6 +57,8 @@ class AggregateSpec:
     levels: frozenset[ServiceLevel] = ALL_LEVELS
     preemption: bool = False
     path: tuple[str, ...] | None = None
+    autosize: Autosize | None = None           # follow demand: docs/configuration.md#aggregates-that-follow-demand
+    schedule: tuple[ScheduleEntry, ...] = ()   # time-of-day sizes, in the top-level timezone
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,9 @@ class DataplaneConfig:
     discovery: bool = False         # LLDP (ryu.topology) checks the configured links
     port_speeds: str = "limit"      # "limit": a slower port cuts a link's reservable share; "warn"
     reroute: bool = True            # move an aggregate off a link that goes down when another path fits
+    reoptimize: bool = True         # a moved aggregate returns to a shorter path once it is back and stable ...
+    reoptimize_hold_s: float = 60.0   # ... for this long
+    path_down_grace_s: float = 10.0   # an aggregate with no open path ends its calls after this
     class_mode: str = "tc"          # "tc" (userspace OVS), "ovsdb" (set_queue honoured), "none"
     barrier_timeout_s: float = 5.0  # a call's flows (or their removal) not confirmed in this time: released
     max_terminals_per_port: int = 16
@@ -414,18 +423,50 @@ def _aggregate(value: Any, path: str) -> AggregateSpec:
     between = node.get("between", _list(_str, min_items=2))
     if len(between) != 2 or between[0] == between[1]:
         raise ConfigError(node.key("between"), "must name exactly two different communities")
+    autosize = node.get("autosize", _autosize, None)
     spec = AggregateSpec(
         id=node.get("id", _str),
         communities=(between[0], between[1]),
-        size_kbps=node.get("size_kbps", _int(*limits.SIZE_KBPS)),
+        size_kbps=node.get("size_kbps", _int(*limits.SIZE_KBPS), ... if autosize is None else autosize.min_kbps),
         dscp=node.get("dscp", _int(*limits.DSCP), EF),
         priority=node.get("priority", _int(*limits.PRIORITY), 0),
         levels=node.get("levels", _levels, ALL_LEVELS),
         preemption=node.get("preemption", _bool, False),
         path=node.get("path", _list(_str, min_items=1), None),
+        autosize=autosize,
+        schedule=node.get("schedule", _schedule, ()),
     )
     node.done()
+    if autosize is not None and not autosize.min_kbps <= spec.size_kbps <= autosize.max_kbps:
+        raise ConfigError(node.key("size_kbps"), f"{spec.size_kbps} is outside autosize's "
+                                                 f"{autosize.min_kbps}..{autosize.max_kbps}")
     return spec
+
+
+def _autosize(value: Any, path: str) -> Autosize:
+    if not isinstance(value, dict):
+        raise ConfigError(path, f"expected a mapping, got {_kind(value)}")
+    try:
+        return Autosize.from_dict(value)
+    except MamError as error:
+        raise ConfigError(path + (error.field or "").removeprefix("autosize"), error.message) from None
+
+
+def _schedule(value: Any, path: str) -> tuple[ScheduleEntry, ...]:
+    try:
+        return parse_schedule(value, path)
+    except MamError as error:
+        raise ConfigError(error.field or path, error.message) from None
+
+
+def _timezone(value: Any, path: str) -> dt.tzinfo:
+    name = _str(value, path)
+    if name.upper() == "UTC":
+        return dt.timezone.utc
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(path, f"unknown time zone {name!r} (an IANA name such as Europe/Paris, or UTC)") from None
 
 
 def _codec(value: Any, path: str) -> Codec:
@@ -469,6 +510,9 @@ def _dataplane(value: Any, path: str) -> tuple[DataplaneConfig, PlanOptions]:
         discovery=node.get("discovery", _bool, False),
         port_speeds=node.get("port_speeds", _choice("limit", "warn"), "limit"),
         reroute=node.get("reroute", _bool, True),
+        reoptimize=node.get("reoptimize", _bool, True),
+        reoptimize_hold_s=node.get("reoptimize_hold_s", _number(0.0, 86400.0), 60.0),
+        path_down_grace_s=node.get("path_down_grace_s", _number(0.0, 3600.0), 10.0),
         class_mode=node.get("class_mode", _choice("tc", "ovsdb", "none"), "tc"),
         barrier_timeout_s=node.get("barrier_timeout_s", _number(0.1, 60.0), 5.0),
         max_terminals_per_port=node.get("max_terminals_per_port", _int(0, 100_000), 16),
@@ -875,6 +919,7 @@ def parse_config(document: Any) -> Config:
     cluster = root.get("cluster", _cluster, ClusterConfig())
     cdr = root.get("cdr", _cdr, CdrConfig())
     gateway = _gateway(root, communities)
+    timezone = root.get("timezone", _timezone, dt.timezone.utc)
     root.done()
 
     _check_references(switches, links, communities, aggregates)
@@ -888,7 +933,9 @@ def parse_config(document: Any) -> Config:
     settings = ManagerSettings(policy=policy, plan=plan,
                                reserved_dscps=tuple(sorted({EF} | {a.dscp for a in aggregates})),
                                reroute=dataplane.reroute, timers=timers,
-                               port_security=PortSecurity(dataplane.max_terminals_per_port))
+                               port_security=PortSecurity(dataplane.max_terminals_per_port),
+                               reoptimize=dataplane.reoptimize, reoptimize_hold_s=dataplane.reoptimize_hold_s,
+                               path_down_grace_s=dataplane.path_down_grace_s, timezone=timezone)
     return Config(topology, settings, aggregates, api, sip, dataplane, store, calls, h323=h323, openflow=openflow,
                   cluster=cluster, cdr=cdr, gateway=gateway)
 
@@ -984,7 +1031,8 @@ def build_manager(config: Config, ledger: Ledger | None = None, now: float = 0.0
                 if stored is None:
                     manager.create_aggregate(spec.id, *spec.communities, spec.size_kbps, dscp=spec.dscp,
                                              priority=spec.priority, levels=spec.levels,
-                                             preemption=spec.preemption, path=spec.path)
+                                             preemption=spec.preemption, path=spec.path,
+                                             autosize=spec.autosize, schedule=spec.schedule, now=now)
                     break
                 if set(stored.communities) != set(spec.communities):
                     raise ConfigError(f"{where}.between", f"the ledger holds aggregate {spec.id!r} between "
@@ -1007,7 +1055,8 @@ def _follow_the_file(manager: MediaAggregationManager, spec: AggregateSpec, stor
                      say: Callable[[str], None]) -> None:
     """Bring a stored aggregate back to its configuration entry, saying what changed."""
     differences: dict[str, tuple[Any, Any]] = {name: (getattr(stored, name), wanted) for name, wanted in (
-        ("dscp", spec.dscp), ("priority", spec.priority), ("levels", spec.levels), ("preemption", spec.preemption))
+        ("dscp", spec.dscp), ("priority", spec.priority), ("levels", spec.levels), ("preemption", spec.preemption),
+        ("autosize", spec.autosize), ("schedule", spec.schedule))
         if getattr(stored, name) != wanted}
     if spec.path is not None and tuple(spec.path) != stored.path:
         differences["path"] = (stored.path, tuple(spec.path))
@@ -1015,7 +1064,11 @@ def _follow_the_file(manager: MediaAggregationManager, spec: AggregateSpec, stor
         manager.reconfigure_aggregate(spec.id, **{name: wanted for name, (_, wanted) in differences.items()})
         say(f"{where}: aggregate {spec.id}: the configuration wins over the ledger for "
             + ", ".join(f"{name} ({_shown(had)} -> {_shown(wanted)})" for name, (had, wanted) in differences.items()))
-    if stored.size_kbps != spec.size_kbps:
+    follows_demand = spec.autosize is not None or bool(spec.schedule) or stored.target_kbps is not None
+    if stored.size_kbps != spec.size_kbps and follows_demand:
+        say(f"{where}: aggregate {spec.id} keeps {stored.size_kbps} kbit/s from the ledger: its size follows "
+            f"demand, schedule or capacity (configured {spec.size_kbps} is where it starts)")
+    elif stored.size_kbps != spec.size_kbps:
         try:
             manager.resize_aggregate(spec.id, spec.size_kbps)
             say(f"{where}: aggregate {spec.id}: the configuration wins over the ledger for size_kbps "
@@ -1028,6 +1081,10 @@ def _follow_the_file(manager: MediaAggregationManager, spec: AggregateSpec, stor
 def _shown(value: Any) -> str:
     if isinstance(value, frozenset):
         return ",".join(sorted(level.label for level in value))
+    if isinstance(value, tuple) and all(isinstance(v, ScheduleEntry) for v in value):
+        return ",".join(f"{entry.at}={entry.size_kbps}" for entry in value) or "none"
     if isinstance(value, tuple):
         return "-".join(value)
+    if isinstance(value, Autosize):
+        return ",".join(f"{key}={item}" for key, item in value.to_dict().items())
     return str(value)

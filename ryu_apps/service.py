@@ -25,12 +25,14 @@ from .core.activity import (Activity, CallAdmitted, CallAnswered, CallRefused, C
                             aggregate_changes)
 from .core.admission import AdmissionRequest, Admitted, Decision, Rejected, ServiceLevel
 from .core.aggregate import ALL_LEVELS, EF, Aggregate
+from .core.autosize import Autosize
 from .core.calls import Call, MediaEndpoint
 from .core.codec import MediaSpec
 from .core.errors import NotFound
 from .core.flowplan import Entry
 from .core.locations import Verdict
-from .core.manager import Changes, MediaAggregationManager, ReleasedCall
+from .core.manager import Changes, Keep, MediaAggregationManager, ReleasedCall
+from .core.schedule import ScheduleEntry
 from .core.store import Write
 from .core.survey import Survey, Transition
 
@@ -253,13 +255,23 @@ class MamService:
 
     def create_aggregate(self, aggregate_id: str, a: str, b: str, size_kbps: int, *, dscp: int = EF,
                          priority: int = 0, levels: Iterable[ServiceLevel] = ALL_LEVELS,
-                         preemption: bool = False, path: Iterable[str] | None = None) -> Aggregate:
+                         preemption: bool = False, path: Iterable[str] | None = None,
+                         autosize: Autosize | None = None, schedule: Iterable[ScheduleEntry] = ()) -> Aggregate:
         return self._mutate(lambda t: self.manager.create_aggregate(
             aggregate_id, a, b, size_kbps, dscp=dscp, priority=priority, levels=levels,
-            preemption=preemption, path=path))
+            preemption=preemption, path=path, autosize=autosize, schedule=schedule, now=t))
 
     def resize_aggregate(self, aggregate_id: str, size_kbps: int) -> Aggregate:
         return self._mutate(lambda t: self.manager.resize_aggregate(aggregate_id, size_kbps, t))
+
+    def change_aggregate(self, aggregate_id: str, size_kbps: int | None = None,
+                         autosize: Autosize | None | type[Keep] = Keep,
+                         schedule: Iterable[ScheduleEntry] | None = None) -> Aggregate:
+        return self._mutate(lambda t: self.manager.change_aggregate(
+            aggregate_id, size_kbps=size_kbps, autosize=autosize, schedule=schedule, now=t))
+
+    def reoptimize_aggregate(self, aggregate_id: str) -> Aggregate:
+        return self._mutate(lambda t: self.manager.reoptimize_aggregate(aggregate_id, t))
 
     def delete_aggregate(self, aggregate_id: str, force: bool = False) -> None:
         self._mutate(lambda t: self.manager.delete_aggregate(aggregate_id, force=force, now=t))

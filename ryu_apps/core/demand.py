@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable, ContextManager, Iterable
 
 from .aggregate import Aggregate
 from .calls import Call
-from .errors import CapacityError, Conflict, NotFound
+from .errors import Conflict, NotFound, Unprocessable
 from .flowplan import PlanDiff
 from .network import Hop
 from .paths import constrained_path, widest_path
@@ -379,7 +379,7 @@ class DemandOperations:
         fault = self.path_fault(aggregate)
         with self._transaction():
             if fault is not None:
-                raise CapacityError(f"aggregate {aggregate_id!r} is cut off ({fault}); it moves by itself as soon "
+                raise Unprocessable(f"aggregate {aggregate_id!r} is cut off ({fault}); it moves by itself as soon "
                                     "as an open path holds it")
             moved = self._move_home(aggregate, "re-optimised on request", now)
             self._state.set_deadline(("reoptimize", aggregate_id), None)

@@ -488,6 +488,28 @@ class MediaAggregationManager(DemandOperations):
         self._try_reroute(now, report_stuck=False)
         return new
 
+    def change_aggregate(self, aggregate_id: str, *, size_kbps: int | None = None,
+                         autosize: Autosize | None | type[Keep] = Keep,
+                         schedule: Iterable[ScheduleEntry] | None = None, now: float = 0.0) -> Aggregate:
+        """An operator's change of size, autosize policy and schedule, all or nothing. A new
+        policy without a size brings the size within the policy's range."""
+        old = self.aggregate(aggregate_id)
+        with self._transaction():
+            if schedule is not None:
+                self.reconfigure_aggregate(aggregate_id, schedule=schedule, now=now)
+            if autosize is Keep:
+                if size_kbps is not None:
+                    self.resize_aggregate(aggregate_id, size_kbps, now)
+                return self.aggregate(aggregate_id)
+            assert autosize is None or isinstance(autosize, Autosize)
+            size = size_kbps if size_kbps is not None else (
+                old.size_kbps if autosize is None else autosize.clamp(old.size_kbps))
+            _check_autosize(autosize, size)
+            self.reconfigure_aggregate(aggregate_id, autosize=None, now=now)   # the old policy checks nothing
+            if size != old.size_kbps:
+                self.resize_aggregate(aggregate_id, size, now)
+            return self.reconfigure_aggregate(aggregate_id, autosize=autosize, now=now)
+
     def reconfigure_aggregate(self, aggregate_id: str, *, dscp: int | None = None, priority: int | None = None,
                               levels: Iterable[ServiceLevel] | None = None, preemption: bool | None = None,
                               path: Iterable[str] | None = None, autosize: Autosize | None | type[Keep] = Keep,

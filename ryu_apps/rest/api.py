@@ -8,6 +8,8 @@ Mutating requests need ``Authorization: Bearer <api.token>`` when a token is con
 
 from __future__ import annotations
 
+import datetime
+
 import base64
 import hmac
 import logging
@@ -20,7 +22,11 @@ from ..config import ApiConfig
 from ..core import limits
 from ..core.admission import AdmissionRequest, Admitted, Decision, RejectReason, ServiceLevel
 from ..core.cdr import MemoryCdrStore, call_record, usage_report
+from ..core.autosize import Autosize
+from ..core.demand import ResizeRecord
 from ..core.errors import MamError
+from ..core.manager import Keep
+from ..core.schedule import ScheduleEntry, parse_schedule
 from ..core.manager import MediaAggregationManager
 from ..core.serialize import aggregate_to_dict, call_to_dict
 from ..metrics import Metrics
@@ -71,6 +77,7 @@ class RestApi:
         route("/communities/{name}", GET=self.get_community)
         route("/topology", GET=self.topology)
         route("/aggregates", GET=self.list_aggregates, POST=self.create_aggregate)
+        route("/aggregates/{id}/reoptimize", POST=self.reoptimize_aggregate)
         route("/aggregates/{id}", GET=self.get_aggregate, PATCH=self.resize_aggregate,
               DELETE=self.delete_aggregate)
         route("/calls", GET=self.list_calls, POST=self.admit_call)
@@ -227,7 +234,9 @@ class RestApi:
         communities = body.get("communities", list)
         if len(communities) != 2 or not all(isinstance(c, str) and c for c in communities):
             raise HttpError(400, "must be a list of two community names", field="communities")
-        size = body.int("size_kbps", *limits.SIZE_KBPS)
+        autosize = _autosize(body.get("autosize", dict, None))
+        schedule = _schedule(body.get("schedule", list, None)) or ()
+        size = body.int("size_kbps", *limits.SIZE_KBPS, ... if autosize is None else autosize.min_kbps)
         dscp = body.int("dscp", *limits.DSCP, 46)
         priority = body.int("priority", *limits.PRIORITY, 0)
         levels_raw = body.get("levels", list, None)
@@ -242,7 +251,8 @@ class RestApi:
         for i, name in enumerate(communities):
             if not self.service.manager.topology.has_community(name):
                 raise HttpError(422, f"no community {name!r}", field=f"communities[{i}]")
-        options: dict[str, Any] = {"dscp": dscp, "priority": priority, "preemption": preemption, "path": path_raw}
+        options: dict[str, Any] = {"dscp": dscp, "priority": priority, "preemption": preemption, "path": path_raw,
+                                   "autosize": autosize, "schedule": schedule}
         if levels is not None:
             options["levels"] = frozenset(levels)
         aggregate = self.service.create_aggregate(aggregate_id, communities[0], communities[1], size, **options)
@@ -251,11 +261,26 @@ class RestApi:
         return response
 
     def resize_aggregate(self, request: Request, params: dict[str, str]) -> Response:
-        body = fields.Fields(self._body(request))
-        size = body.int("size_kbps", *limits.SIZE_KBPS)
+        raw = self._body(request)
+        body = fields.Fields(raw)
+        size = body.int("size_kbps", *limits.SIZE_KBPS, None)
+        autosize: Autosize | None | type[Keep] = Keep
+        if "autosize" in raw:
+            autosize = _autosize(body.get("autosize", dict, None))
+        schedule = _schedule(body.get("schedule", list, None))
         body.done()
-        aggregate = self.service.resize_aggregate(params["id"], size)
+        if size is None and autosize is Keep and schedule is None:
+            raise HttpError(400, "give size_kbps, autosize (an object, or null to stop) or schedule",
+                            field="size_kbps")
+        aggregate = self.service.change_aggregate(params["id"], size, autosize, schedule)
         return json_response(self.service.read(lambda m: _aggregate(m, aggregate.id, detail=True)))
+
+    def reoptimize_aggregate(self, request: Request, params: dict[str, str]) -> Response:
+        before = self.service.read(lambda m: m.aggregate(params["id"]).path)
+        aggregate = self.service.reoptimize_aggregate(params["id"])
+        body = self.service.read(lambda m: _aggregate(m, aggregate.id, detail=True))
+        body["moved"] = aggregate.path != before
+        return json_response(body)
 
     def delete_aggregate(self, request: Request, params: dict[str, str]) -> Response:
         force = _flag(request, "force")
@@ -455,7 +480,8 @@ def _aggregate(manager: MediaAggregationManager, aggregate_id: str, *, detail: b
     aggregate = manager.aggregate(aggregate_id)
     used = manager.used_kbps(aggregate_id)
     body = aggregate_to_dict(aggregate)
-    body.update(used_kbps=used, free_kbps=aggregate.size_kbps - used, calls=len(manager.calls(aggregate_id)))
+    body.update(used_kbps=used, free_kbps=aggregate.size_kbps - used, calls=len(manager.calls(aggregate_id)),
+                target_kbps=aggregate.wanted_kbps, last_resize=_resize_record(manager.last_resize(aggregate_id)))
     if detail:
         reserved = manager.link_reserved()
         hops = []
@@ -467,6 +493,27 @@ def _aggregate(manager: MediaAggregationManager, aggregate_id: str, *, detail: b
                          "this_aggregate_kbps": aggregate.size_kbps})
         body["links"] = hops
     return body
+
+
+def _resize_record(record: ResizeRecord | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {"at": _utc(record.at), "from_kbps": record.from_kbps, "to_kbps": record.to_kbps,
+            "direction": record.direction, "reason": record.reason,
+            "from_path": list(record.from_path), "to_path": list(record.to_path)}
+
+
+def _utc(at: float) -> str:
+    return datetime.datetime.fromtimestamp(at, datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _autosize(value: dict[str, Any] | None) -> Autosize | None:
+    """An autosize object from a request body (errors name the field, as the config's do)."""
+    return None if value is None else Autosize.from_dict(value)
+
+
+def _schedule(value: list[Any] | None) -> tuple[ScheduleEntry, ...] | None:
+    return None if value is None else parse_schedule(value)
 
 
 def _flag(request: Request, name: str) -> bool:

@@ -88,10 +88,11 @@ def test_aggregates_table_follows_the_service(controller: tuple[str, MamService]
     url, service = controller
     code, out, err = mamctl("--url", url, "aggregates")
     assert (code, err) == (0, "")
-    assert out.splitlines()[0].split() == ["ID", "COMMUNITIES", "PATH", "SIZE", "kbit/s", "USED", "FREE", "CALLS",
-                                           "DSCP"]
+    assert out.splitlines()[0].split() == ["ID", "COMMUNITIES", "PATH", "SIZE", "kbit/s", "TARGET", "USED", "FREE",
+                                           "CALLS", "DSCP", "AUTOSIZE"]
     assert table(out) == [{"ID": "a-b", "COMMUNITIES": "site-a<->site-b", "PATH": "s1-s2-s3", "SIZE kbit/s": "1000",
-                           "USED": "0", "FREE": "1000", "CALLS": "0", "DSCP": "46"}]
+                           "TARGET": "1000", "USED": "0", "FREE": "1000", "CALLS": "0", "DSCP": "46",
+                           "AUTOSIZE": "-"}]
     for n in range(3):
         assert mamctl("--url", url, "--token", TOKEN, "call-admit", f"c{n}", "site-a", "site-b")[0] == 0
     row = table(mamctl("--url", url, "aggregates")[1])[0]
@@ -379,3 +380,19 @@ def test_check_config_starts_nothing_and_imports_no_framework() -> None:
                             timeout=60, env={**os.environ, "MAM_CONFIG": ""})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "0 [] 1"
+
+
+def test_autosize_and_reoptimize_from_the_command_line(controller: tuple[str, MamService]) -> None:
+    url, service = controller
+    code, out, err = mamctl("--url", url, "--token", TOKEN, "aggregate-autosize", "a-b", "500,2000,250,0.8,0.4,60")
+    assert (code, err) == (0, "") and table(out)[0]["AUTOSIZE"] == "500..2000/250"
+    policy = service.read(lambda m: m.aggregate("a-b").autosize)
+    assert (policy.min_kbps, policy.max_kbps, policy.step_kbps, policy.grow_at, policy.hold_s) == (500, 2000, 250, 0.8, 60)
+    code, out, err = mamctl("--url", url, "--token", TOKEN, "aggregate-autosize", "a-b", "2000,500,250")
+    assert code == 1 and "autosize.min_kbps" in err and "above max_kbps" in err
+    code, out, err = mamctl("--url", url, "--token", TOKEN, "aggregate-autosize", "a-b", "500,x,250")
+    assert code == 2 and "max_kbps must be a number" in err
+    assert mamctl("--url", url, "--token", TOKEN, "aggregate-autosize", "a-b", "--off")[0] == 0
+    assert service.read(lambda m: m.aggregate("a-b").autosize) is None
+    code, out, err = mamctl("--url", url, "--token", TOKEN, "aggregate-reoptimize", "a-b")
+    assert (code, err) == (0, "") and "already on its best path" in out

@@ -45,6 +45,15 @@ def test_the_documented_example_loads():
     (("dataplane", "class_mode"), "magic", "dataplane.class_mode", "must be one of"),
     (("api", "port"), 70000, "api.port", "between 1 and 65535"),
     (("sip", "listen"), "localhost", "sip.listen", "host:port"),
+    (("aggregates", 0, "autosize"), {"min_kbps": 900, "max_kbps": 100, "step_kbps": 10},
+     "aggregates[0].autosize.min_kbps", "above max_kbps"),
+    (("aggregates", 0, "autosize"), {"min_kbps": 100, "max_kbps": 900, "step_kbps": 10, "hold": 3},
+     "aggregates[0].autosize.hold", "unknown key 'hold'"),
+    (("aggregates", 0, "autosize"), {"min_kbps": 100, "max_kbps": 900, "step_kbps": 100},
+     "aggregates[0].size_kbps", "outside autosize's 100..900"),
+    (("aggregates", 0, "schedule"), [{"at": "8h", "size_kbps": 100}], "aggregates[0].schedule[0].at", "HH:MM"),
+    (("timezone",), "Europe/Pariss", "timezone", "unknown time zone 'Europe/Pariss'"),
+    (("dataplane", "reoptimize_hold_s"), -1, "dataplane.reoptimize_hold_s", ""),
 ])
 def test_errors_name_the_path_of_the_bad_key(path, value, where, message):
     with pytest.raises(ConfigError) as error:
@@ -143,3 +152,21 @@ def test_h323_section_and_e164_prefixes() -> None:
         assert error.path == "communities[0].e164_prefixes[0]"
     else:
         raise AssertionError("bad prefix accepted")
+
+
+def test_an_aggregate_that_follows_demand_keeps_its_stored_size_across_a_restart():
+    """The file gives where an autosized pool starts; the ledger holds where demand took it."""
+    document = copy.deepcopy(BASE)
+    document["aggregates"][0]["autosize"] = {"min_kbps": 1000, "max_kbps": 3000, "step_kbps": 500}
+    document["aggregates"][0]["size_kbps"] = 1000
+    document["timezone"] = "Europe/Paris"
+    config = parse_config(document)
+    assert str(config.settings.timezone) == "Europe/Paris"
+    ledger = MemoryLedger()
+    manager = build_manager(config, ledger)
+    aggregate_id = config.aggregates[0].id
+    manager.resize_aggregate(aggregate_id, 2500)
+    said = []
+    again = build_manager(config, ledger, log=said.append)
+    assert again.aggregate(aggregate_id).size_kbps == 2500 and again.aggregate(aggregate_id).autosize is not None
+    assert any("keeps 2500 kbit/s" in line and "follows demand" in line for line in said), said

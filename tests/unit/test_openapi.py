@@ -176,6 +176,17 @@ WALK: list[tuple[str, str, int, dict[str, Any]]] = [
     ("/mam/v1/aggregates/{id}", "PATCH", 409, {"path": {"id": "site-a--site-b"}, "body": {"size_kbps": 2001}}),
     ("/mam/v1/aggregates/{id}", "PATCH", 413, {"path": {"id": "site-a--site-b"}, "body": TOO_LARGE}),
     ("/mam/v1/aggregates/{id}", "PATCH", 415, {"path": {"id": "site-a--site-b"}, **NOT_JSON}),
+    ("/mam/v1/aggregates/{id}", "PATCH", 200, {"path": {"id": "a-b"}, "body": {
+        "autosize": {"min_kbps": 500, "max_kbps": 3000, "step_kbps": 500}, "schedule": [{"at": "08:00", "size_kbps": 3000}]}}),
+    ("/mam/v1/aggregates/{id}", "PATCH", 400, {"path": {"id": "a-b"}, "body": {
+        "autosize": {"min_kbps": 3000, "max_kbps": 500, "step_kbps": 500}}}),
+    ("/mam/v1/aggregates/{id}", "PATCH", 200, {"path": {"id": "a-b"}, "body": {"autosize": None, "schedule": []}}),
+    ("/mam/v1/aggregates/{id}/reoptimize", "POST", 200, {"path": {"id": "a-b"}}),
+    ("/mam/v1/aggregates/{id}/reoptimize", "POST", 401, {"path": {"id": "a-b"}, "auth": None}),
+    ("/mam/v1/aggregates/{id}/reoptimize", "POST", 403, {"path": {"id": "a-b"}, "auth": "wrong"}),
+    ("/mam/v1/aggregates/{id}/reoptimize", "POST", 404, {"path": {"id": "nope"}}),
+    ("/mam/v1/aggregates/{id}/reoptimize", "POST", 409, {"path": {"id": "site-a--site-b"}}),   # a pinned path
+    ("/mam/v1/aggregates/{id}/reoptimize", "POST", 422, {"path": {"id": "a-b"}, "port": ("s2", 11)}),
     ("/mam/v1/calls", "GET", 200, {"query": {"aggregate": "a-b"}}),
     ("/mam/v1/calls", "GET", 404, {"query": {"aggregate": "nope"}}),
     ("/mam/v1/calls", "GET", 200, {"query": {"protocol": "sip"}}),
