@@ -29,6 +29,7 @@ from ..core.manager import Keep
 from ..core.schedule import ScheduleEntry, parse_schedule
 from ..core.manager import MediaAggregationManager
 from ..core.serialize import aggregate_to_dict, call_to_dict
+from ..events import EventHub
 from ..metrics import Metrics
 from ..records import CdrRecorder
 from ..service import MamService
@@ -62,13 +63,17 @@ Handler = Callable[[Request, dict[str, str]], Response]
 
 class RestApi:
     def __init__(self, service: MamService, config: ApiConfig, metrics: Metrics | None = None,
-                 records: CdrRecorder | None = None) -> None:
+                 records: CdrRecorder | None = None, events: EventHub | None = None) -> None:
         self.service, self.config = service, config
         self.metrics = metrics if metrics is not None else Metrics(service)
         if records is None:          # in-process (tests, embedding): records kept in memory
             records = CdrRecorder(MemoryCdrStore(), clock=service.clock)
             service.watch(records)
         self.records = records
+        if events is None:
+            events = EventHub()
+            service.watch(events)
+        self.events = events
         self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = []
         route = self._route
         route("", GET=self.index)
@@ -87,6 +92,7 @@ class RestApi:
         route("/stats", GET=self.stats)
         route("/cdrs", GET=self.list_cdrs)
         route("/reports/usage", GET=self.usage_report)
+        route("/events", GET=self.event_stream)
         route("/metrics", GET=self.prometheus)
         self.routes.append((re.compile(r"/metrics\Z"), {"GET": self.prometheus}))
 
@@ -168,7 +174,8 @@ class RestApi:
     def index(self, request: Request, _: dict[str, str]) -> Response:
         return json_response({"version": "v1", "resources": [
             f"{PREFIX}/communities", f"{PREFIX}/topology", f"{PREFIX}/aggregates", f"{PREFIX}/calls",
-            f"{PREFIX}/stats", f"{PREFIX}/metrics", f"{PREFIX}/cdrs", f"{PREFIX}/reports/usage"]})
+            f"{PREFIX}/stats", f"{PREFIX}/metrics", f"{PREFIX}/cdrs", f"{PREFIX}/reports/usage",
+            f"{PREFIX}/events"]})
 
     def list_communities(self, request: Request, _: dict[str, str]) -> Response:
         topology = self.service.manager.topology
@@ -457,6 +464,28 @@ class RestApi:
         report = usage_report([*records, *live], start, end)
         return json_response(cdrs.report_to_dict(report))
 
+    # live events
+
+    def event_stream(self, request: Request, _: dict[str, str]) -> Response:
+        last_id = None      # the header (EventSource's reconnection) wins over the query (its first connection)
+        for name, raw in (("last_event_id", request.GET.get("last_event_id")),
+                          ("Last-Event-ID", request.headers.get("Last-Event-ID"))):
+            if raw is not None:
+                if not re.fullmatch(r"[0-9]{1,18}", raw):
+                    raise HttpError(400, f"expected the id of an event (a whole number), got {raw[:40]!r}",
+                                    field=name)
+                last_id = int(raw)
+        # eventlet.wsgi gathers 4 KiB before writing: each event must go out as it happens
+        request.environ["eventlet.minimum_write_chunk_size"] = 0
+        try:
+            frames = self.events.stream(last_id)
+        except OverflowError as error:
+            raise HttpError(503, str(error), headers={"Retry-After": "5"}) from None
+        response = Response(content_type="text/event-stream", charset="utf-8", app_iter=frames)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"          # a proxy in front must not buffer the stream
+        return response
+
     def prometheus(self, request: Request, _: dict[str, str]) -> Response:
         response = Response(content_type="text/plain", charset="utf-8")
         response.content_type_params = {"version": "0.0.4", "charset": "utf-8"}
@@ -465,8 +494,8 @@ class RestApi:
 
 
 def make_wsgi_app(service: MamService, config: ApiConfig | None = None, metrics: Metrics | None = None,
-                  records: CdrRecorder | None = None) -> RestApi:
-    return RestApi(service, config or ApiConfig(), metrics, records)
+                  records: CdrRecorder | None = None, events: EventHub | None = None) -> RestApi:
+    return RestApi(service, config or ApiConfig(), metrics, records, events)
 
 
 # --- representations ----------------------------------------------------------------------

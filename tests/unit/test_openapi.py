@@ -32,6 +32,7 @@ from schemathesis import checks
 from ryu_apps.config import ApiConfig, build_manager, parse_config
 from ryu_apps.core.errors import StoreUnavailable
 from ryu_apps.core.survey import PortInfo
+from ryu_apps.events import EventHub, ThreadWakeup
 from ryu_apps.rest.api import MUTATING, REJECT_STATUS, RestApi, make_wsgi_app
 from ryu_apps.service import MamService
 
@@ -46,9 +47,12 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.cont
           checks.response_headers_conformance, checks.response_schema_conformance]
 
 
-def make_app() -> RestApi:
-    return make_wsgi_app(MamService(build_manager(parse_config(config(3000))), clock=lambda: 0.0),
-                         ApiConfig(token=TOKEN))
+def make_app(max_clients: int = 200) -> RestApi:
+    # event streams end at once here (the walk and the generated requests read whole answers)
+    events = EventHub(max_stream_s=0, wakeup=ThreadWakeup, max_clients=max_clients)
+    service = MamService(build_manager(parse_config(config(3000))), clock=lambda: 0.0)
+    service.watch(events)
+    return make_wsgi_app(service, ApiConfig(token=TOKEN), events=events)
 
 
 def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -257,6 +261,9 @@ WALK: list[tuple[str, str, int, dict[str, Any]]] = [
     ("/mam/v1/stats", "GET", 200, {}),
     ("/mam/v1/cdrs", "GET", 200, {"query": {"from": "2026-12-02T10:00:00Z", "format": "csv"}}),
     ("/mam/v1/cdrs", "GET", 200, {}),
+    ("/mam/v1/events", "GET", 200, {"headers": {"Last-Event-ID": "3"}}),
+    ("/mam/v1/events", "GET", 400, {"query": {"last_event_id": "x"}}),
+    ("/mam/v1/events", "GET", 503, {"full": True}),
     ("/mam/v1/cdrs", "GET", 400, {"query": {"from": "yesterday"}}),
     ("/mam/v1/reports/usage", "GET", 200, {"query": {"from": "0", "to": "100"}}),
     ("/mam/v1/reports/usage", "GET", 400, {"query": {"from": "100", "to": "0"}}),
@@ -289,6 +296,7 @@ def test_every_documented_status_is_reached_and_every_answer_matches_the_documen
     for path, method, status, request in WALK:
         token = request.get("auth", TOKEN)
         kwargs: dict[str, Any] = {"headers": {} if token is None else {"Authorization": f"Bearer {token}"}}
+        kwargs["headers"].update(request.get("headers", {}))
         if "path" in request:
             kwargs["path_parameters"] = request["path"]
         if "query" in request:
@@ -300,10 +308,14 @@ def test_every_documented_status_is_reached_and_every_answer_matches_the_documen
         if "port" in request:
             set_port(app, *request["port"], live=False)
         ledger = app.service.manager.ledger
+        clients = app.events.max_clients
+        if request.get("full"):
+            app.events.max_clients = 0
         if request.get("store_down"):
             app.service.manager.ledger = DownLedger()
         response = case.call()
         app.service.manager.ledger = ledger
+        app.events.max_clients = clients
         if "port" in request:
             set_port(app, *request["port"], live=True)
         assert response.status_code == status, f"{method} {path} {request}: {response.status_code} {response.text}"
