@@ -773,7 +773,32 @@ def _gateway(root: _Node, communities: tuple[Community, ...]) -> GatewayConfig:
             if profile not in known:
                 raise ConfigError(f"{path}.profile", f"unknown profile {profile!r} (known: {', '.join(sorted(known))})")
         entries.append(CommunitySignalling(community.name, signalling, profile))
-    return GatewayConfig(tuple(BUILTIN_PROFILES.values()) + tuple(profiles), tuple(entries))
+    section = root.get("gateway", lambda v, p: _Node(v, p), None)
+    if section is None:
+        return GatewayConfig(tuple(BUILTIN_PROFILES.values()) + tuple(profiles), tuple(entries))
+    sip_listen = section.get("sip_listen", _hostport, "127.0.0.1:5070")
+    h323_listen = section.get("h323_listen", _hostport, "127.0.0.1:1730")
+    pbx_node = section.get("pbx", lambda v, p: _Node(v, p), None)
+    pbx: list[tuple[str, str, int]] = []
+    names = {c.name for c in communities}
+    if pbx_node is not None:
+        for name in pbx_node.value:
+            where = pbx_node.key(str(name))
+            if name not in names:
+                raise ConfigError(where, f"unknown community {name!r}")
+            pbx_node.used.add(name)
+            host, _, port = _hostport(pbx_node.value[name], where).rpartition(":")
+            _ip(host.strip("[]"), where)                 # the gateway never resolves names
+            pbx.append((str(name), host.strip("[]"), int(port)))
+        pbx_node.done()
+    gateway = GatewayConfig(
+        tuple(BUILTIN_PROFILES.values()) + tuple(profiles), tuple(entries),
+        enabled=section.get("enabled", _bool, True),
+        sip_listen=(sip_listen.rpartition(":")[0].strip("[]"), int(sip_listen.rpartition(":")[2])),
+        h323_listen=(h323_listen.rpartition(":")[0].strip("[]"), int(h323_listen.rpartition(":")[2])),
+        pbx=tuple(pbx), no_answer_s=section.get("no_answer_s", _number(1.0, 3600.0), 180.0))
+    section.done()
+    return gateway
 
 
 def _profile(name: str, value: Any, path: str) -> Profile:

@@ -124,6 +124,11 @@ class GatewayConfig:
 
     profiles: tuple[Profile, ...] = ()                    # the built-ins, then the file's
     communities: tuple[CommunitySignalling, ...] = ()
+    enabled: bool = False                                 # the gateway: section (the interworking B2BUA)
+    sip_listen: tuple[str, int] = ("127.0.0.1", 5070)
+    h323_listen: tuple[str, int] = ("127.0.0.1", 1730)
+    pbx: tuple[tuple[str, str, int], ...] = ()            # (community, host, port) of its PBX's signalling
+    no_answer_s: float = 180.0
 
     def profile(self, name: str) -> Profile:
         for profile in reversed(self.profiles):

@@ -1,0 +1,282 @@
+"""The standalone SIP <-> H.323 gateway: the sans-IO :class:`.interwork.Gateway` on asyncio.
+
+``python -m ryu_apps.signalling.gateway --config site.yaml`` runs admission in this
+process from the configuration file (the ``gateway:`` section gives the listen addresses
+and each community's PBX; ``profiles:`` and the communities' ``profile`` the SIP leg's
+normalisation). The shell reads the SIP UDP socket and the H.225 TCP connections, passes
+bytes with ``loop.time()`` to the core, carries out its actions and wakes it at
+``next_timer()``. Every callback is guarded: nothing stops the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any, Callable
+
+from ryu_apps.core.errors import MamError
+
+from ..call_control import CallControl
+from ..h323.actions import StreamClose, StreamOpen, StreamSend
+from ..h323.hub_server import Faults
+from ..sip.transaction import Peer, Send
+from .interwork import Action, Directory, Gateway, GatewaySettings
+from .profile import GatewayConfig, Signalling
+
+log = logging.getLogger(__name__)
+
+
+def settings_from_config(gateway: GatewayConfig, communities: Any, sip_t1: float = 0.5) -> GatewaySettings:
+    """The core's settings from the configuration (``config.gateway``, the communities)."""
+    sip_pbx: dict[str, Peer] = {}
+    h323_pbx: dict[str, tuple[str, int]] = {}
+    for name, host, port in gateway.pbx:
+        if gateway.of(name).signalling is Signalling.H323:
+            h323_pbx[name] = (host, port)
+        else:
+            sip_pbx[name] = Peer("udp", host, port)
+    domains = {c.name: c.domains[0] for c in communities if c.domains}
+    profiles = {c.name: gateway.profile_of(c.name) for c in communities
+                if not gateway.profile_of(c.name).changes_nothing}
+    (sip_host, sip_port), (h323_host, h323_port) = gateway.sip_listen, gateway.h323_listen
+    return GatewaySettings(sip_host, sip_port, h323_host, h323_port, sip_pbx=sip_pbx, h323_pbx=h323_pbx,
+                           domains=domains, profiles=profiles, t1=sip_t1, no_answer_s=gateway.no_answer_s)
+
+
+class _Sip(asyncio.DatagramProtocol):
+    def __init__(self, server: "GatewayServer") -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        source = Peer("udp", str(addr[0]), int(addr[1]))
+        self.server.guard("sip-receive", lambda: self.server.gw.sip_receive(data, source, self.server.now()))
+
+    def error_received(self, exc: Exception) -> None:
+        self.server.faults.record("sip-receive", exc)
+
+
+class _Stream(asyncio.Protocol):
+    def __init__(self, server: "GatewayServer", conn: int | None = None) -> None:
+        self.server = server
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if self.conn is None:
+            peer = transport.get_extra_info("peername") or ("", 0)
+            self.conn = self.server.gw.h323_accept((str(peer[0]), int(peer[1])))
+        self.server.streams[self.conn] = self
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        assert conn is not None
+        self.server.guard("h323-receive", lambda: self.server.gw.h323_data(conn, data, self.server.now()))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        conn = self.conn
+        if conn is not None and self.server.streams.pop(conn, None) is not None:
+            self.server.guard("h323-close", lambda: self.server.gw.h323_closed(conn, self.server.now()))
+
+
+class GatewayServer:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.faults = Faults()
+        self.streams: dict[int, _Stream] = {}
+        self.waiting: dict[int, list[bytes]] = {}
+        self.closing: set[int] = set()
+        self.sip: _Sip | None = None
+        self.server: asyncio.AbstractServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    def now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    async def start(self) -> None:
+        from ..h323.asn1 import load
+        load()
+        settings = self.gw.settings
+        loop = self._loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((settings.sip_host, settings.sip_port))
+        _, sip = await loop.create_datagram_endpoint(lambda: _Sip(self), sock=sock)
+        self.sip = sip
+        self.server = await loop.create_server(lambda: _Stream(self), settings.h323_host, settings.h323_port,
+                                               reuse_address=True)
+        self._schedule()
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.sip is not None and self.sip.transport is not None:
+            self.sip.transport.close()
+        if self.server is not None:
+            self.server.close()
+        for stream in list(self.streams.values()):
+            if stream.transport is not None:
+                stream.transport.close()
+
+    def on_changes(self, changes: Any) -> None:
+        """A MamService listener: calls admission ended itself get cleared on both legs."""
+        if self._loop is None:
+            return
+        for released in getattr(changes, "released", ()):
+            call_id, cause = released.call_id, released.cause
+            if call_id.startswith("gw-"):
+                self._loop.call_soon_threadsafe(
+                    self.guard, "call-ended", lambda c=call_id, k=cause: self.gw.call_ended(c, k, self.now()))
+
+    def guard(self, kind: str, call: Callable[[], list[Action]]) -> None:
+        try:
+            self._act(call())
+        except Exception as error:  # noqa: BLE001 - the loop goes on
+            self.faults.record(kind, error)
+        self._schedule()
+
+    def _act(self, out: list[Action]) -> None:
+        for action in out:
+            try:
+                if isinstance(action, Send):
+                    if self.sip is not None and self.sip.transport is not None:
+                        self.sip.transport.sendto(action.data, (action.peer.host, action.peer.port))
+                elif isinstance(action, StreamSend):
+                    stream = self.streams.get(action.conn)
+                    if stream is not None and stream.transport is not None:
+                        stream.transport.write(action.data)
+                    elif action.conn in self.waiting:
+                        self.waiting[action.conn].append(action.data)
+                elif isinstance(action, StreamOpen):
+                    self.waiting[action.conn] = []
+                    assert self._loop is not None
+                    self._loop.create_task(self._open(action))
+                elif isinstance(action, StreamClose):
+                    stream = self.streams.pop(action.conn, None)
+                    if stream is not None and stream.transport is not None:
+                        stream.transport.close()
+                    elif action.conn in self.waiting:
+                        self.closing.add(action.conn)
+            except Exception as error:  # noqa: BLE001
+                self.faults.record(type(action).__name__, error)
+
+    async def _open(self, action: StreamOpen) -> None:
+        assert self._loop is not None
+        try:
+            _, stream = await asyncio.wait_for(self._loop.create_connection(
+                lambda: _Stream(self, action.conn), action.host, action.port), 3.0)
+        except Exception as error:  # noqa: BLE001
+            self.faults.record("connect", error, f"to {action.host}:{action.port}")
+            self.waiting.pop(action.conn, None)
+            self.closing.discard(action.conn)
+            self.guard("connect", lambda: self.gw.h323_closed(action.conn, self.now()))
+            return
+        for data in self.waiting.pop(action.conn, []):
+            if stream.transport is not None:
+                stream.transport.write(data)
+        if action.conn in self.closing:
+            self.closing.discard(action.conn)
+            self.streams.pop(action.conn, None)
+            if stream.transport is not None:
+                stream.transport.close()
+
+    def _schedule(self) -> None:
+        when = self.gw.next_timer()
+        if when is None or when == self._timer_at:
+            return
+        if self._timer is not None:
+            if self._timer_at is not None and self._timer_at <= when:
+                return
+            self._timer.cancel()
+        assert self._loop is not None
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.guard("timer", lambda: self.gw.handle_timer(self.now()))
+
+    def report(self) -> dict[str, Any]:
+        stats: dict[str, Any] = dict(self.gw.stats)
+        stats.update(active_calls=len(self.gw.bridges), internal_errors=self.gw.internal_errors,
+                     shell_faults=dict(self.faults.counts))
+        read = getattr(self.gw.control, "read", None)
+        if read is not None:
+            stats["pools_kbps"] = read(lambda m: {a.id: m.used_kbps(a.id) for a in m.aggregates()})
+            stats["admitted_calls"] = read(lambda m: len(m.calls()))
+        return stats
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ryu_apps.signalling.gateway",
+                                     description="SIP <-> H.323 signalling gateway between communities.")
+    parser.add_argument("--config", required=True, help="configuration file (gateway:, profiles:, communities)")
+    parser.add_argument("--stats-file", help="write counters as JSON here on exit and on SIGUSR1")
+    parser.add_argument("--log-level", default="WARNING")
+    return parser
+
+
+def build_server(args: argparse.Namespace) -> tuple[GatewayServer, CallControl]:
+    from ryu_apps.config import build_manager, load_config
+    from ryu_apps.service import MamService
+    from ..h323.directory import TopologyDirectory
+    from ..sip.ids import HashIds
+    site = load_config(args.config)
+    service = MamService(build_manager(site))
+    settings = settings_from_config(site.gateway, site.topology.communities, site.sip.t1_s)
+    directory: Directory = TopologyDirectory(lambda: service.manager.topology)
+    gw = Gateway(settings, service, directory, HashIds(os.urandom(16)))
+    server = GatewayServer(gw)
+    service.subscribe(server.on_changes)
+    return server, service
+
+
+async def serve(server: GatewayServer, stats_file: str | None) -> None:
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+
+    def dump() -> None:
+        if stats_file:
+            with open(stats_file + ".tmp", "w", encoding="utf-8") as handle:
+                json.dump(server.report(), handle, indent=1)
+            os.replace(stats_file + ".tmp", stats_file)
+
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    loop.add_signal_handler(signal.SIGINT, stopped.set)
+    loop.add_signal_handler(signal.SIGUSR1, dump)
+    settings = server.gw.settings
+    print(f"gateway: SIP on {settings.sip_host}:{settings.sip_port}/udp, H.225 on "
+          f"{settings.h323_host}:{settings.h323_port}/tcp", flush=True)
+    await stopped.wait()
+    await server.stop()
+    dump()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        server, _ = build_server(args)
+    except (ValueError, MamError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(server, args.stats_file))
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,270 @@
+"""The SIP <-> H.323 gateway as its own process, between the H.323 endpoint simulator and
+SIPp, both directions, on loopback; tcpdump captures both legs and tshark decodes them.
+
+site-h (H.323, its PBX on 127.0.0.4, numbers 33...) and site-s (SIP, its PBX on
+127.0.0.5, numbers 44...) share one aggregate; every test ends with the pool at 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+import h323sim as sim
+from h323lab import Capture, capture_available
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed")]
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = REPO / "tests" / "sipp"
+H_HOST, S_HOST = "127.0.0.4", "127.0.0.5"
+H_RTP = (H_HOST, 40000)
+
+
+def free_port(kind: int, host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class Lab:
+    def __init__(self, workdir: Path, pool_kbps: int = 1000) -> None:
+        self.workdir = workdir
+        self.sip_port, self.h323_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+        self.uas_port = free_port(socket.SOCK_DGRAM, S_HOST)
+        self.phone = socket.socket(socket.AF_INET, socket.SOCK_STREAM)     # the H.323 PBX's listener
+        self.phone.bind((H_HOST, 0))
+        self.phone.listen(4)
+        config = {
+            "topology": {"switches": [{"name": "s1", "dpid": 1}, {"name": "s2", "dpid": 2}],
+                         "links": [{"a": "s1", "a_port": 1, "b": "s2", "b_port": 1, "capacity_kbps": 100000}]},
+            "communities": [
+                {"name": "site-h", "edge": "s1", "access_ports": [2], "prefixes": [f"{H_HOST}/32"],
+                 "e164_prefixes": ["33"], "signalling": "h323"},
+                {"name": "site-s", "edge": "s2", "access_ports": [2], "prefixes": [f"{S_HOST}/32"],
+                 "e164_prefixes": ["44"], "domains": ["site-s.example"], "signalling": "sip"}],
+            "aggregates": [{"id": "h-s", "between": ["site-h", "site-s"], "size_kbps": pool_kbps}],
+            "codecs": {"allowed": ["pcmu", "pcma", "g729"]},
+            "sip": {"enabled": False},
+            "gateway": {"sip_listen": f"127.0.0.1:{self.sip_port}", "h323_listen": f"127.0.0.1:{self.h323_port}",
+                        "pbx": {"site-s": f"{S_HOST}:{self.uas_port}",
+                                "site-h": f"{H_HOST}:{self.phone.getsockname()[1]}"}},
+        }
+        path = workdir / "site.yaml"
+        path.write_text(yaml.safe_dump(config))
+        self.stats_file = workdir / "stats.json"
+        self.log = (workdir / "gateway.log").open("w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "ryu_apps.signalling.gateway", "--config", str(path),
+                                      "--stats-file", str(self.stats_file), "--log-level", "INFO"],
+                                     cwd=REPO, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("gateway:"), (line, (workdir / "gateway.log").read_text())
+        self.uas: subprocess.Popen[bytes] | None = None
+
+    def stats(self) -> dict[str, Any]:
+        before = self.stats_file.stat().st_mtime_ns if self.stats_file.exists() else 0
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if self.stats_file.exists() and self.stats_file.stat().st_mtime_ns != before:
+                return dict(json.loads(self.stats_file.read_text()))
+            time.sleep(0.02)
+        raise AssertionError("no stats")
+
+    def settle(self) -> dict[str, Any]:
+        deadline = time.monotonic() + 5
+        while True:
+            stats = self.stats()
+            if (stats["admitted_calls"], stats["pools_kbps"]["h-s"]) == (0, 0) or time.monotonic() > deadline:
+                return stats
+            time.sleep(0.1)
+
+    def start_uas(self, scenario: str) -> None:
+        self.uas = subprocess.Popen(["sipp", "-sf", str(SCENARIOS / scenario), "-i", S_HOST, "-p", str(self.uas_port),
+                                     "-t", "u1", "-m", "1", "-timeout", "20s", "-trace_msg", "-message_file",
+                                     str(self.workdir / "uas.log"), "-nostdin"],
+                                    cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+
+    def wait_uas(self) -> int:
+        assert self.uas is not None
+        return self.uas.wait(20)
+
+    def close(self) -> None:
+        if self.uas is not None and self.uas.poll() is None:
+            self.uas.terminate()
+            self.uas.wait(5)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.log.close()
+        self.phone.close()
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    lab = Lab(tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.close()
+    log = (tmp_path / "gateway.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def h323_call(lab: Lab, number: str = "442079460000") -> tuple[socket.socket, bytes, int]:
+    guid, crv = sim.new_guid(), 321
+    sock = socket.create_connection(("127.0.0.1", lab.h323_port), timeout=5, source_address=(H_HOST, 0))
+    fast = [sim.olc_audio(1, "g711Ulaw64k", 20, reverse=False, media=None, rtcp=(H_HOST, H_RTP[1] + 1)),
+            sim.olc_audio(2, "g711Ulaw64k", 20, reverse=True, media=H_RTP, rtcp=(H_HOST, H_RTP[1] + 1))]
+    sock.sendall(sim.q931(sim.SETUP, crv, False, sim.setup_body(guid, [("dialledDigits", number)],
+                                                               [("dialledDigits", "331234")], fast, (H_HOST, 1720)),
+                          called=number))
+    return sock, guid, crv
+
+
+def test_h323_caller_to_sip_callee_answered_then_h323_hangs_up(lab: Lab) -> None:
+    lab.start_uas("uas_answer.xml")
+    sock, guid, crv = h323_call(lab)
+    seen = []
+    while True:
+        message = sim.read_tpkt(sock, 5)
+        assert message is not None, seen
+        seen.append(message["type"])
+        if message["type"] == sim.CONNECT:
+            break
+    assert seen[0] == sim.CALL_PROCEEDING and sim.ALERTING in seen
+    fast = sim.body_of(message)[1]["fastStart"]
+    forward = sim.dec("olc", fast[0])["forwardLogicalChannelParameters"]
+    media = forward["multiplexParameters"][1]["mediaChannel"][1][1]
+    assert socket.inet_ntoa(media["network"]) == S_HOST and forward["dataType"][1][0] == "g711Ulaw64k"
+    busy = lab.stats()
+    assert busy["admitted_calls"] == 1 and busy["pools_kbps"]["h-s"] > 0
+    sock.sendall(sim.q931(sim.RELEASE_COMPLETE, crv, False, sim.release_body(guid), cause=16))
+    assert lab.wait_uas() == 0                      # SIPp got its BYE and answered it
+    sock.close()
+    invite = (lab.workdir / "uas.log").read_text()
+    assert "INVITE sip:+442079460000@site-s.example SIP/2.0" in invite
+    assert "Reason: Q.850;cause=16" in invite       # on the BYE
+    stats = lab.settle()
+    assert (stats["admitted_calls"], stats["pools_kbps"]["h-s"]) == (0, 0)
+    assert stats["admitted"] == 1 and stats["released"] == 1 and stats["internal_errors"] == 0
+
+
+def test_h323_caller_to_busy_sip_callee_gets_cause_17(lab: Lab) -> None:
+    lab.start_uas("uas_busy_txn.xml")
+    sock, _, _ = h323_call(lab)
+    message = None
+    while True:
+        message = sim.read_tpkt(sock, 5)
+        assert message is not None
+        if message["type"] == sim.RELEASE_COMPLETE:
+            break
+    assert message["cause"] == 17
+    assert lab.wait_uas() == 0
+    sock.close()
+    assert lab.settle()["pools_kbps"]["h-s"] == 0
+
+
+def serve_h323_callee(lab: Lab, *, busy: bool = False) -> dict[str, Any]:
+    """The H.323 PBX: take the gateway's Setup, ring and answer (or refuse busy)."""
+    lab.phone.settimeout(5)
+    conn, _ = lab.phone.accept()
+    setup = sim.read_tpkt(conn, 5)
+    assert setup is not None and setup["type"] == sim.SETUP
+    guid = sim.body_of(setup)[1]["callIdentifier"]["guid"]
+    if busy:
+        conn.sendall(sim.q931(sim.RELEASE_COMPLETE, setup["crv"], True, sim.release_body(guid), cause=17))
+        return {"conn": conn, "setup": setup}
+    fast = [sim.olc_audio(1, "g711Ulaw64k", 20, reverse=False, media=H_RTP, rtcp=(H_HOST, H_RTP[1] + 1)),
+            sim.olc_audio(2, "g711Ulaw64k", 20, reverse=True, media=None, rtcp=(H_HOST, H_RTP[1] + 1))]
+    conn.sendall(sim.q931(sim.ALERTING, setup["crv"], True, sim.answer_body("alerting", guid)))
+    conn.sendall(sim.q931(sim.CONNECT, setup["crv"], True, sim.answer_body("connect", guid, fast)))
+    return {"conn": conn, "setup": setup}
+
+
+def sipp_uac(lab: Lab, scenario: str, hold_ms: int = 500) -> subprocess.CompletedProcess[bytes]:
+    inject = lab.workdir / "codecs.csv"
+    inject.write_text("SEQUENTIAL\n0;PCMU;\n")
+    return subprocess.run(["sipp", "-sf", str(SCENARIOS / scenario), "-inf", str(inject), "-i", S_HOST,
+                           "-p", str(free_port(socket.SOCK_DGRAM, S_HOST)), "-t", "u1", "-s", "331234",
+                           f"127.0.0.1:{lab.sip_port}", "-m", "1", "-d", str(hold_ms), "-timeout", "20s",
+                           "-timeout_error", "-trace_msg", "-message_file", str(lab.workdir / "uac.log"),
+                           "-nostdin"], cwd=lab.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          timeout=40)
+
+
+def test_sip_caller_to_h323_callee_answered_then_sip_hangs_up(lab: Lab) -> None:
+    import threading
+    served: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: served.update(serve_h323_callee(lab)))
+    thread.start()
+    result = sipp_uac(lab, "uac_call.xml")
+    thread.join(10)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    release = sim.read_tpkt(served["conn"], 5)          # the SIP caller's BYE
+    assert release is not None and release["type"] == sim.RELEASE_COMPLETE and release["cause"] == 16
+    served["conn"].close()
+    fields = sim.body_of(served["setup"])[1]
+    assert fields["destinationAddress"] == [("dialledDigits", "331234")]
+    received = (lab.workdir / "uac.log").read_text()
+    assert f"c=IN IP4 {H_HOST}" in received and "m=audio 40000 RTP/AVP 0" in received
+    stats = lab.settle()
+    assert (stats["admitted_calls"], stats["pools_kbps"]["h-s"]) == (0, 0)
+    assert stats["admitted"] == 1 and stats["released"] == 1
+
+
+@pytest.mark.skipif(capture_available() is not None, reason=str(capture_available()))
+def test_tshark_decodes_both_legs_without_a_malformed_frame(lab: Lab, tmp_path: Path) -> None:
+    import threading
+    pcap = tmp_path / "gateway.pcap"
+    capture = Capture(pcap, [lab.sip_port, lab.h323_port, lab.uas_port, lab.phone.getsockname()[1]])
+    try:
+        lab.start_uas("uas_answer.xml")                 # H.323 -> SIP
+        sock, guid, crv = h323_call(lab)
+        while (message := sim.read_tpkt(sock, 5)) is not None and message["type"] != sim.CONNECT:
+            pass
+        sock.sendall(sim.q931(sim.RELEASE_COMPLETE, crv, False, sim.release_body(guid), cause=16))
+        assert lab.wait_uas() == 0
+        sock.close()
+        served: dict[str, Any] = {}                     # SIP -> H.323
+        thread = threading.Thread(target=lambda: served.update(serve_h323_callee(lab)))
+        thread.start()
+        assert sipp_uac(lab, "uac_call.xml").returncode == 0
+        thread.join(10)
+        sim.read_tpkt(served["conn"], 5)
+        served["conn"].close()
+    finally:
+        capture.stop()
+    # Q.931/H.225.0 in TPKT on any TCP port is found by tshark's heuristic (no decode-as needed)
+    decode = ["tshark", "-r", str(pcap), "-n", "-d", f"udp.port=={lab.sip_port},sip",
+              "-d", f"udp.port=={lab.uas_port},sip"]
+    verbose = subprocess.run(decode + ["-V"], capture_output=True, text=True, timeout=120)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "Malformed" not in verbose.stdout, [l for l in verbose.stdout.splitlines() if "Malformed" in l][:5]
+    summary = subprocess.run(decode, capture_output=True, text=True, timeout=120).stdout
+    for kind in ("setup", "callProceeding", "alerting", "connect", "releaseComplete"):
+        assert sum(f"CS: {kind}" in line for line in summary.splitlines()) >= 2 if kind != "callProceeding" \
+            else f"CS: {kind}" in summary, (kind, summary)
+    for sip in ("INVITE", "180 Ringing", "200 OK", "ACK", "BYE"):
+        assert sip in summary, (sip, summary)
+    assert lab.settle()["pools_kbps"]["h-s"] == 0
