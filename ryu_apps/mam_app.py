@@ -83,8 +83,8 @@ class MediaAggregationApp(compat.RyuApp):
         self.metrics = Metrics(self.service)
         self.records = CdrRecorder(self._open_records(path), retention_days=self.config.cdr.retention_days)
         self.service.watch(self.records)
-        self.events = EventHub()              # GET /mam/v1/events (the console's live view)
-        self.service.watch(self.events)
+        self.event_hub = EventHub()       # GET /mam/v1/events (not self.events: RyuApp's own queue)
+        self.service.watch(self.event_hub)
         self.wakeup = compat.Wakeup()
         valve = Valve(manager.topology, media_idle=MediaIdle(dataplane.media_idle),
                       idle_timeout_s=self.config.settings.plan.call_idle_timeout_s)
@@ -170,7 +170,7 @@ class MediaAggregationApp(compat.RyuApp):
     def _start_rest(self) -> None:
         from .rest.api import make_wsgi_app
         api = self.config.api
-        app = make_wsgi_app(self.service, api, self.metrics, self.records, self.events)
+        app = make_wsgi_app(self.service, api, self.metrics, self.records, self.event_hub)
         tls = None if api.tls is None else compat.server_tls_context(api.tls.cert, api.tls.key, api.tls.ca)
         self.threads.append(compat.serve_wsgi(app, api.host, api.port, tls))
         log.info("REST API on %s://%s:%d/mam/v1", "https" if tls else "http", api.host, api.port)

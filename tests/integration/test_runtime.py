@@ -84,6 +84,36 @@ def test_osken_launcher_runs_the_same_app():
     assert "hello-app started under os_ken" in output
 
 
+def live_events_and_records(port: int, token: str) -> None:
+    """Under the real hub: a call admitted over REST is on the event stream at once, and
+    leaves a call detail record when released."""
+    import json
+    import socket
+    import time
+    import urllib.request
+    base = f"http://127.0.0.1:{port}/mam/v1"
+    stream = socket.create_connection(("127.0.0.1", port), timeout=10)
+    stream.sendall(b"GET /mam/v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"retry:" not in data:
+        data += stream.recv(65536)
+    call = {"call_id": "rt-1", "caller_community": "site-a", "callee_community": "site-b", "media": {"codec": "pcmu"}}
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    sent = time.monotonic()
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/calls", json.dumps(call).encode(), auth)) as answer:
+        assert answer.status == 201
+    while b"event: call.admitted" not in data:
+        data += stream.recv(65536)
+    assert time.monotonic() - sent < 1.0 and b'"call_id":"rt-1"' in data
+    stream.close()
+    release = urllib.request.Request(f"{base}/calls/rt-1?cause=bye", headers=auth, method="DELETE")
+    with urllib.request.urlopen(release) as answer:
+        assert answer.status == 204
+    with urllib.request.urlopen(f"{base}/cdrs?format=csv") as answer:
+        rows = answer.read().decode().splitlines()
+    assert rows[0].startswith("kind,call_id") and rows[1].startswith("call,rt-1,rest,site-a,site-b,a-b"), rows
+
+
 @pytest.mark.osken
 def test_the_controller_starts_with_every_front_end_and_listener(tmp_path: Path):
     """mam_app under its framework with SIP, H.323, REST (TLS-less) and a SQLite store all on:
@@ -103,7 +133,7 @@ def test_the_controller_starts_with_every_front_end_and_listener(tmp_path: Path)
         "aggregates": [{"id": "a-b", "between": ["site-a", "site-b"], "size_kbps": 2000}],
         "dataplane": {"class_mode": "none"},
         "openflow": {"listen": f"127.0.0.1:{of_port}"},
-        "api": {"port": api_port, "token": strong_token("runtime")},
+        "api": {"port": api_port, "token": (token := strong_token("runtime"))},
         "sip": {"enabled": True, "listen": f"127.0.0.1:{sip_port}", "transports": ["udp", "tcp"]},
         "h323": {"enabled": True, "ras_listen": f"127.0.0.1:{ras_port}", "call_listen": f"127.0.0.1:{call_port}"},
         "store": str(tmp_path / "ledger.sqlite"),
@@ -114,6 +144,7 @@ def test_the_controller_starts_with_every_front_end_and_listener(tmp_path: Path)
     try:
         for port in (api_port, of_port, sip_port, call_port):       # TCP listeners: REST, OpenFlow, SIP, H.225
             assert wait_listening(port, process, timeout=40), f"nothing on {port}"
+        live_events_and_records(api_port, token)
     finally:
         process.terminate()
         try:
