@@ -103,6 +103,7 @@ class MediaAggregationApp(compat.RyuApp):
         self._start_rest()
         self._start_sip()
         self._start_h323()
+        self._start_gateway()
         log.info("media aggregation manager: %d switch(es), %d communities, %d aggregate(s), store %s",
                  len(manager.topology.switches), len(manager.topology.communities), len(manager.aggregates()),
                  self.config.store_path or "in memory")
@@ -193,6 +194,28 @@ class MediaAggregationApp(compat.RyuApp):
                                                       if c.dialog and c.dialog.get("protocol") == "sip"]))
         self.sip.start()
         log.info("SIP proxy on %s:%d (%s)", sip.listen_host, sip.listen_port, "/".join(sip.transports))
+
+    def _start_gateway(self) -> None:
+        """The SIP <-> H.323 gateway (docs/gateway.md), when the configuration has a gateway: section."""
+        gateway = self.config.gateway
+        self.gateway: object | None = None
+        if not gateway.enabled:
+            return
+        from .signalling.gateway.hub_server import hub_gateway
+        from .signalling.gateway.interwork import Gateway
+        from .signalling.gateway.standalone import settings_from_config
+        from .signalling.h323.directory import TopologyDirectory
+        from .signalling.sip.ids import HashIds
+        service = self.service
+        core = Gateway(settings_from_config(gateway, self.config.topology.communities, self.config.sip.t1_s),
+                       service, TopologyDirectory(lambda: service.manager.topology), HashIds(os.urandom(16)))
+        shell = hub_gateway(core, spawn=compat.hub.spawn, sleep=compat.hub.sleep, socket_factory=socket.socket,
+                            event_factory=compat.WakeupEvent)
+        self.gateway = shell
+        self.service.subscribe(shell.on_changes)
+        shell.start()
+        log.info("SIP <-> H.323 gateway: SIP on %s:%d/udp, H.225 on %s:%d/tcp", *gateway.sip_listen,
+                 *gateway.h323_listen)
 
     def _start_h323(self) -> None:
         h323 = self.config.h323
