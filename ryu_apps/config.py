@@ -73,6 +73,7 @@ class ApiConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     token: str | None = None       # from api.token, api.token_file, or $MAM_TOKEN (see ryu_apps/security.py)
+    read_token: str | None = None  # reads need it (or token) when set; none: reads are open (the default)
     max_body_bytes: int = 65536
     allow_insecure: bool = False   # start even with a weak token, or none on a non-loopback address
     tls: TlsConfig | None = None
@@ -612,6 +613,7 @@ def _api(value: Any, path: str) -> ApiConfig:
         raise ConfigError(node.key("token_file"), "give token or token_file, not both")
     api = ApiConfig(host=node.get("host", _str, "127.0.0.1"), port=node.get("port", _int(*limits.UDP_PORT), 8080),
                     token=token if token is not None else from_file,
+                    read_token=node.get("read_token", _str, None),
                     max_body_bytes=node.get("max_body_bytes", _int(256, 16 * 2 ** 20), 65536),
                     allow_insecure=node.get("allow_insecure", _bool, False),
                     tls=node.get("tls", _tls, None))

@@ -57,6 +57,12 @@ def problems(api: ApiConfig) -> list[str]:
     elif not is_loopback(api.host):
         found.append(f"api.host {api.host} is not a loopback address and no token is set (api.token, "
                      f"api.token_file or ${TOKEN_VARIABLE}): anyone who reaches it could admit, release and delete")
+    read = api.read_token
+    if read is not None:
+        if read.strip().lower() in EXAMPLE_TOKENS:
+            found.append(f"api.read_token is an example value ({read!r}): set a random one")
+        elif len(read.strip()) < MIN_TOKEN_LENGTH:
+            found.append(f"api.read_token has {len(read.strip())} characters; at least {MIN_TOKEN_LENGTH} are required")
     return found
 
 
@@ -70,4 +76,7 @@ def check(api: ApiConfig) -> list[str]:
     warnings = [f"INSECURE (api.allow_insecure): {text}" for text in found]
     if api.token is None:
         warnings.append(f"no API token: any local process may change reservations (set {TOKEN_VARIABLE})")
+    if api.read_token is None and not is_loopback(api.host):
+        warnings.append(f"no api.read_token on {api.host}: anyone who reaches it can read calls, call records and "
+                        "the console")
     return warnings

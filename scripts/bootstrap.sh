@@ -11,7 +11,8 @@ root=$(pwd)
 APT_PACKAGES=(python3 python3-venv python3-dev gcc openvswitch-switch mininet sip-tester tshark
               iputils-ping iproute2 ethtool tcpdump procps psmisc
               kamailio kamailio-utils-modules kamailio-extra-modules  # http_client, jansson: docs/kamailio.md
-              etcd-server etcd-client)                                # the shared ledger: docs/cluster.md
+              etcd-server etcd-client                                 # the shared ledger: docs/cluster.md
+              chromium chromium-driver)                               # the console's browser test: docs/operations.md
 
 say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
 

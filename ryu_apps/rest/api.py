@@ -14,6 +14,7 @@ import base64
 import hmac
 import logging
 import re
+from importlib import resources
 from typing import Any, Callable
 
 from webob import Request, Response
@@ -59,6 +60,7 @@ REJECT_STATUS = {
 }
 
 Handler = Callable[[Request, dict[str, str]], Response]
+CONSOLE_TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
 
 
 class RestApi:
@@ -95,6 +97,8 @@ class RestApi:
         route("/events", GET=self.event_stream)
         route("/metrics", GET=self.prometheus)
         self.routes.append((re.compile(r"/metrics\Z"), {"GET": self.prometheus}))
+        self.routes.append((re.compile(r"/ui/?\Z"), {"GET": self.console}))
+        self.routes.append((re.compile(r"/ui/(?P<file>[^/]+)\Z"), {"GET": self.console}))
 
     def _route(self, template: str, **handlers: Handler) -> None:
         pattern = "".join(
@@ -140,6 +144,8 @@ class RestApi:
                 continue
             if request.method in MUTATING:
                 self._authorise(request)
+            elif self.config.read_token and handler != self.console:
+                self._authorise_read(request)
             return handler(request, match.groupdict())
         if allowed:
             methods = ", ".join(sorted(allowed))
@@ -164,6 +170,20 @@ class RestApi:
             raise HttpError(401, "this request changes state: send Authorization: Bearer <api.token>",
                             headers=challenge)
         if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise HttpError(403, "bearer token not accepted", headers=challenge)
+
+    def _authorise_read(self, request: Request) -> None:
+        """With ``api.read_token`` set, reads need it (or ``api.token``): as a bearer token,
+        or for the event stream (EventSource sends no headers) as ``?access_token=``."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if not (scheme.lower() == "bearer" and given) and request.path_info.rstrip("/") == f"{PREFIX}/events":
+            scheme, given = "bearer", request.GET.get("access_token", "")
+        challenge = {"WWW-Authenticate": 'Bearer realm="mam"'}
+        if scheme.lower() != "bearer" or not given:
+            raise HttpError(401, "reading needs Authorization: Bearer <api.read_token>", headers=challenge)
+        accepted = [t for t in (self.config.read_token, self.config.token) if t]
+        if not any(hmac.compare_digest(given.strip().encode(), t.encode()) for t in accepted):
             raise HttpError(403, "bearer token not accepted", headers=challenge)
 
     def _body(self, request: Request) -> dict[str, Any]:
@@ -484,6 +504,29 @@ class RestApi:
         response = Response(content_type="text/event-stream", charset="utf-8", app_iter=frames)
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"          # a proxy in front must not buffer the stream
+        return response
+
+    # the web console: static files shipped in the package (ryu_apps/ui)
+
+    def console(self, request: Request, params: dict[str, str]) -> Response:
+        name = params.get("file") or "index.html"
+        if request.path_info.rstrip("/") == "/ui" and not request.path_info.endswith("/"):
+            response = Response(status=301)
+            response.location = "/ui/"
+            return response
+        kind = CONSOLE_TYPES.get(name.rpartition(".")[2])
+        if kind is None or not re.fullmatch(r"[A-Za-z0-9_-]+\.[a-z]+", name):
+            raise HttpError(404, f"no console file {name!r}")
+        try:
+            body = (resources.files("ryu_apps") / "ui" / name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise HttpError(404, f"no console file {name!r}") from None
+        response = Response(body=body, content_type=kind, charset="utf-8")
+        response.headers["Cache-Control"] = "no-cache"
+        # everything comes from here: no CDN, no inline script
+        response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' data:; "
+                                                       "style-src 'self'; frame-ancestors 'none'")
+        response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
     def prometheus(self, request: Request, _: dict[str, str]) -> Response:

@@ -19,34 +19,8 @@ from ryu_apps.events import EventHub, ThreadWakeup
 from ryu_apps.rest.api import make_wsgi_app
 from ryu_apps.service import MamService
 
-from test_cli import _Quiet, _Server
+from fakes.loopback import serve
 from test_rest_api import PCMU_KBPS, config
-
-
-class _SmallBuffers(_Quiet):
-    """Connections with a fixed 16 KiB send buffer (no autotuning to 16 MiB): a client that
-    stops reading fills it after a few dozen events, as it would on a slow link."""
-
-    def setup(self) -> None:
-        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-        super().setup()
-
-
-class _Backlog(_Server):
-    request_queue_size = 128          # forty clients connect at once
-
-
-def serve(app: Any) -> Iterator[str]:
-    from wsgiref.simple_server import make_server
-    server = make_server("127.0.0.1", 0, app, server_class=_Backlog, handler_class=_SmallBuffers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 class Rig:
@@ -292,3 +266,53 @@ def test_under_eventlet_wsgi_each_event_is_written_as_it_happens() -> None:
                           env={"PYTHONPATH": f"{root}:{root / 'tests' / 'unit'}", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert float(done.stdout.split()[-1]) < 1.0
+
+
+# --- api.read_token and the console's files ---------------------------------------------------
+
+def test_a_read_token_guards_reads_and_the_stream_but_not_the_console_files() -> None:
+    from webob import Request
+    read, change = "read-token-0123456789abcdef", "change-token-0123456789abc"
+    service = MamService(build_manager(parse_config(config())), clock=lambda: 1.0)
+    hub = EventHub(max_stream_s=0, wakeup=ThreadWakeup)
+    app = make_wsgi_app(service, ApiConfig(token=change, read_token=read), events=hub)
+
+    def get(path: str, token: str | None = None) -> int:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        return int(Request.blank(path, headers=headers).get_response(app).status_int)
+    assert get("/mam/v1/aggregates") == 401 and get("/metrics") == 401 and get("/mam/v1/cdrs") == 401
+    assert get("/mam/v1/aggregates", "wrong") == 403
+    assert get("/mam/v1/aggregates", read) == 200 and get("/mam/v1/aggregates", change) == 200
+    assert get("/mam/v1/events") == 401 and get(f"/mam/v1/events?access_token={read}") == 200
+    assert get("/mam/v1/aggregates?access_token=" + read) == 401        # only the stream takes it in the URL
+    assert get("/ui/") == 200 and get("/ui/app.js") == 200 and get("/ui/style.css") == 200
+    post = Request.blank("/mam/v1/aggregates", method="POST", headers={"Authorization": f"Bearer {read}"})
+    assert post.get_response(app).status_int == 403                      # reading is not changing
+    open_app = make_wsgi_app(service, ApiConfig(), events=hub)
+    assert Request.blank("/mam/v1/aggregates").get_response(open_app).status_int == 200   # off by default
+
+
+def test_console_files_are_served_from_the_package_and_nothing_else() -> None:
+    from webob import Request
+    app = make_wsgi_app(MamService(build_manager(parse_config(config())), clock=lambda: 1.0),
+                        events=EventHub(wakeup=ThreadWakeup))
+    page = Request.blank("/ui/").get_response(app)
+    assert page.status_int == 200 and page.content_type == "text/html" and b'src="app.js"' in page.body
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert b"http" not in page.body.replace(b'lang="en"', b"")          # nothing from elsewhere (no CDN)
+    assert Request.blank("/ui").get_response(app).location.endswith("/ui/")
+    for bad in ("/ui/..%2Fsetup.cfg", "/ui/__init__.py", "/ui/nothing.js", "/ui/.hidden.css"):
+        assert Request.blank(bad).get_response(app).status_int == 404, bad
+    script = Request.blank("/ui/app.js").get_response(app)
+    assert script.content_type == "text/javascript" and b"EventSource" in script.body
+
+
+def test_read_token_is_checked_like_the_mutation_token() -> None:
+    from ryu_apps import security
+    assert any("read_token" in p for p in security.problems(ApiConfig(read_token="secret")))
+    assert any("read_token" in p for p in security.problems(ApiConfig(read_token="short")))
+    assert any("read_token" in w for w in security.check(ApiConfig(host="0.0.0.0", token="x" * 32,
+                                                                    allow_insecure=True)))
+    document = config()
+    document["api"] = {"read_token": "r" * 24}
+    assert parse_config(document).api.read_token == "r" * 24
