@@ -185,8 +185,8 @@ def test_h323_caller_to_busy_sip_callee_gets_cause_17(lab: Lab) -> None:
     assert lab.settle()["pools_kbps"]["h-s"] == 0
 
 
-def serve_h323_callee(lab: Lab, *, busy: bool = False) -> dict[str, Any]:
-    """The H.323 PBX: take the gateway's Setup, ring and answer (or refuse busy)."""
+def serve_h323_callee(lab: Lab, *, busy: bool = False, ring_only: bool = False) -> dict[str, Any]:
+    """The H.323 PBX: take the gateway's Setup, ring and answer (or refuse busy, or only ring)."""
     lab.phone.settimeout(5)
     conn, _ = lab.phone.accept()
     setup = sim.read_tpkt(conn, 5)
@@ -198,6 +198,8 @@ def serve_h323_callee(lab: Lab, *, busy: bool = False) -> dict[str, Any]:
     fast = [sim.olc_audio(1, "g711Ulaw64k", 20, reverse=False, media=H_RTP, rtcp=(H_HOST, H_RTP[1] + 1)),
             sim.olc_audio(2, "g711Ulaw64k", 20, reverse=True, media=None, rtcp=(H_HOST, H_RTP[1] + 1))]
     conn.sendall(sim.q931(sim.ALERTING, setup["crv"], True, sim.answer_body("alerting", guid)))
+    if ring_only:
+        return {"conn": conn, "setup": setup}
     conn.sendall(sim.q931(sim.CONNECT, setup["crv"], True, sim.answer_body("connect", guid, fast)))
     return {"conn": conn, "setup": setup}
 
@@ -231,6 +233,40 @@ def test_sip_caller_to_h323_callee_answered_then_sip_hangs_up(lab: Lab) -> None:
     stats = lab.settle()
     assert (stats["admitted_calls"], stats["pools_kbps"]["h-s"]) == (0, 0)
     assert stats["admitted"] == 1 and stats["released"] == 1
+
+
+def test_sip_caller_cancels_while_the_h323_side_rings(lab: Lab) -> None:
+    import threading
+    served: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: served.update(serve_h323_callee(lab, ring_only=True)))
+    thread.start()
+    result = sipp_uac(lab, "uac_cancel.xml")
+    thread.join(10)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    release = sim.read_tpkt(served["conn"], 5)
+    assert release is not None and release["type"] == sim.RELEASE_COMPLETE and release["cause"] == 16
+    served["conn"].close()
+    assert "SIP/2.0 487" in (lab.workdir / "uac.log").read_text()
+    stats = lab.settle()
+    assert (stats["admitted_calls"], stats["pools_kbps"]["h-s"]) == (0, 0) and stats["released"] == 1
+
+
+def test_a_full_pool_refuses_both_ways_cause_34_and_503(tmp_path: Path) -> None:
+    lab = Lab(tmp_path, pool_kbps=50)                  # less than one G.711 call (91 kbit/s)
+    try:
+        sock, _, _ = h323_call(lab)
+        messages = [sim.read_tpkt(sock, 5), sim.read_tpkt(sock, 5)]
+        assert [(m["type"], m["cause"]) for m in messages if m] == \
+            [(sim.CALL_PROCEEDING, None), (sim.RELEASE_COMPLETE, 34)]
+        sock.close()
+        result = sipp_uac(lab, "uac_call.xml")
+        assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+        received = (lab.workdir / "uac.log").read_text()
+        assert "SIP/2.0 503 Service Unavailable" in received and "Reason: Q.850;cause=34" in received
+        stats = lab.settle()
+        assert stats["rejected-pool-full"] == 2 and stats["pools_kbps"]["h-s"] == 0
+    finally:
+        lab.close()
 
 
 @pytest.mark.skipif(capture_available() is not None, reason=str(capture_available()))

@@ -21,6 +21,7 @@ hostile values: a header value that cannot be parsed is left as it came.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -107,24 +108,36 @@ class _Convert:
         return number
 
 
-def _rewrite_numbers(message: Message, convert: _Convert) -> Message:
+def _rewrite_numbers(message: Message, plan: NumberPlan, to: NumberForm) -> Message:
     headers: list[Header] = []
     changed = False
     for name, value in message.headers:
         if name in _NUMBER_HEADERS:
-            new = _rewrite_name_addr(value, convert)
+            new = _rewrite_name_addr(value, plan, to)
             changed = changed or new != value
             headers.append((name, new))
         else:
             headers.append((name, value))
     if isinstance(message, Request) and _is_initial(message):
-        uri = _rewrite_uri_number(message.uri, convert)
+        uri = _rewrite_uri_number(message.uri, _Convert(plan, to))
         if uri != message.uri:
             message = Request(message.method, uri, message.headers, message.body)
     return _with(message, tuple(headers)) if changed else message
 
 
-def _rewrite_name_addr(value: str, convert: _Convert) -> str:
+@functools.lru_cache(maxsize=8192)
+def _rewrite_name_addr(value: str, plan: NumberPlan, to: NumberForm) -> str:
+    """A From/To/PAI/RPID value with its URI's number converted (cached: a dialog's From
+    and To repeat in every message of the call)."""
+    convert = _Convert(plan, to)
+    start = value.find("<")
+    if start >= 0 and '"' not in value[:start]:          # name-addr: rewrite between < and >
+        end = value.find(">", start)
+        if end < 0:
+            return value
+        uri = value[start + 1:end]
+        new = _rewrite_uri_number(uri, convert)
+        return value if new == uri else value[:start + 1] + new + value[end:]
     try:
         addr = parse_name_addr(value)
     except ParseError:
@@ -242,8 +255,14 @@ def _set(headers: list[Header], name: str, value: str) -> list[Header]:
     return out
 
 
+_TOPOLOGY_NAMES = frozenset(name for name in TOPOLOGY_HEADERS if "*" not in name)
+_TOPOLOGY_PREFIXES = tuple(name[:-1] for name in TOPOLOGY_HEADERS if name.endswith("*"))
+
+
 def strip_topology(message: Message) -> Message:
-    return apply_header_rules(message, (HeaderRule(HeaderAction.REMOVE, name) for name in TOPOLOGY_HEADERS))
+    kept = tuple(h for h in message.headers
+                 if h[0] not in _TOPOLOGY_NAMES and not h[0].startswith(_TOPOLOGY_PREFIXES))
+    return message if len(kept) == len(message.headers) else _with(message, kept)
 
 
 # --- SDP --------------------------------------------------------------------------------------
@@ -334,14 +353,14 @@ def inbound(message: Message, profile: Profile) -> Message:
     if profile.identity is Identity.RPID:
         message = _rpid_to_pai(message)
     if profile.numbers is not None:
-        message = _rewrite_numbers(message, _Convert(profile.numbers, NumberForm.E164))
+        message = _rewrite_numbers(message, profile.numbers, NumberForm.E164)
     return message
 
 
 def outbound(message: Message, profile: Profile) -> Message:
     """A canonical message about to be sent to ``profile``'s PBX, in its dialect."""
     if profile.numbers is not None and profile.numbers.form is not NumberForm.KEEP:
-        message = _rewrite_numbers(message, _Convert(profile.numbers, profile.numbers.form))
+        message = _rewrite_numbers(message, profile.numbers, profile.numbers.form)
     if profile.identity is Identity.RPID:
         message = _pai_to_rpid(message)
     elif profile.identity is Identity.PAI:
