@@ -132,7 +132,12 @@ class Valve:
         self.reconciled: list[Reconciled] = []            # the last 64
         self.reconcile_counts: dict[str, int] = {}        # reconciles so far, by switch name
         self.counters: dict[str, int] = {"flow_mods": 0, "meter_mods": 0, "barriers": 0, "errors": 0,
-                                         "packet_ins": 0, "restored": 0}
+                                         "packet_ins": 0, "restored": 0, "staged_changes": 0}
+        #: Make-before-break: the stages of a plan change still to send, and the barriers
+        #: (switch, xid) the stage in flight waits for.
+        self._staged: list[PlanDiff] = []
+        self._staged_released: frozenset[int] = frozenset()
+        self._stage_waits: set[tuple[str, int]] = set()
         #: Clusters: the switches this controller masters (None: all of them, no cluster), and
         #: the role (and generation id) asked of each switch.
         self.responsible: frozenset[str] | None = None
@@ -148,6 +153,84 @@ class Valve:
         self.apply_plan(PlanDiff(add=tuple(plan)), 0.0)
 
     def apply_plan(self, plan: PlanDiff, now: float, released: frozenset[int] = frozenset()) -> list[Action]:
+        """Send a plan change. One that both adds and takes away (an aggregate moved or
+        resized, a call's flows moved) goes make-before-break, in stages each sent once
+        every switch confirmed the one before (barriers): new entries first, then the
+        entries changed in place (the ingress switch-over, meters modified, never deleted),
+        then what is no longer needed. A stage still waiting when the next plan change
+        comes is sent at once first, so plan changes never overtake one another."""
+        actions = self._flush_stages(now)
+        stages = self._stages(plan)
+        for stage in stages[:-1]:
+            self._staged.append(stage)
+        last = stages[-1] if stages else plan
+        if self._staged:
+            self._staged.append(last)
+            self._staged_released = released
+            return actions + self._next_stage(now)
+        return actions + self._apply(last, now, released)
+
+    def _stages(self, plan: PlanDiff) -> list[PlanDiff]:
+        """``plan`` as make-before-break stages (one stage when it only adds or only removes)."""
+        adds_new: list[Entry] = []
+        changed_add: list[Entry] = []
+        changed_remove: list[Entry] = []
+        flow_adds = {e.key for e in plan.add if isinstance(e, FlowEntry)}
+        meter_adds = {(e.switch, e.meter_id) for e in plan.add if isinstance(e, MeterEntry)}
+        class_adds = {(e.switch, e.port, e.queue_id) for e in plan.add if isinstance(e, PortClass)}
+        for entry in plan.add:
+            if isinstance(entry, FlowEntry) and flow_key(entry) in self.flows.get(entry.switch, {}):
+                changed_add.append(entry)
+            elif isinstance(entry, MeterEntry) and entry.meter_id in self.meters.get(entry.switch, {}):
+                changed_add.append(entry)
+            elif isinstance(entry, PortClass) and (entry.switch, entry.port) in self.classes:
+                changed_add.append(entry)
+            else:
+                adds_new.append(entry)
+        gone: list[Entry] = []
+        for entry in plan.remove:           # the old half of an entry changed in place goes with the new half
+            if isinstance(entry, FlowEntry) and entry.key in flow_adds \
+                    or isinstance(entry, MeterEntry) and (entry.switch, entry.meter_id) in meter_adds \
+                    or isinstance(entry, PortClass) and (entry.switch, entry.port, entry.queue_id) in class_adds:
+                changed_remove.append(entry)
+            else:
+                gone.append(entry)
+        stages = [PlanDiff(add=tuple(adds_new)), PlanDiff(add=tuple(changed_add), remove=tuple(changed_remove)),
+                  PlanDiff(remove=tuple(gone))]
+        stages = [stage for stage in stages if stage]
+        if len(stages) < 2 or not gone and not changed_add:
+            return [plan]
+        self.counters["staged_changes"] += 1
+        return stages
+
+    def _next_stage(self, now: float) -> list[Action]:
+        """Send the next waiting stage; it waits on its own barriers before the one after."""
+        actions: list[Action] = []
+        while self._staged and not self._stage_waits:
+            stage = self._staged.pop(0)
+            released = self._staged_released if not self._staged else frozenset()
+            before = {(name, xid) for name, switch in self.switches.items() for xid in switch.barriers}
+            actions += self._apply(stage, now, released)
+            self._stage_waits = {(name, xid) for name, switch in self.switches.items()
+                                 for xid in switch.barriers} - before
+        return actions
+
+    def _flush_stages(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        while self._staged:
+            self._stage_waits = set()
+            actions += self._next_stage(now)
+        self._stage_waits = set()
+        return actions
+
+    def _stage_confirmed(self, name: str, xid: int | None, now: float) -> list[Action]:
+        """A barrier of the stage in flight came back (or its switch left: ``xid`` None)."""
+        if not self._stage_waits:
+            return []
+        self._stage_waits = {(n, x) for n, x in self._stage_waits if n != name or (xid is not None and x != xid)}
+        return self._next_stage(now) if not self._stage_waits else []
+
+    def _apply(self, plan: PlanDiff, now: float, released: frozenset[int] = frozenset()) -> list[Action]:
         actions: list[Action] = []
         for serial in released:              # a release cancels an install still on its way
             pending = self.pending.get(serial)
@@ -391,12 +474,15 @@ class Valve:
                     del self.pending[serial]
                     actions.append(Removed(serial))
         actions.append(ObserveSwitchGone(name))
-        return actions
+        return actions + self._stage_confirmed(name, None, 0.0)
 
     def _barrier_reply(self, switch: SwitchState, xid: int, now: float) -> list[Action]:
         wait = switch.barriers.pop(xid, None)
         if wait is None:
             return []
+        return self._barrier_confirms(switch, wait, xid, now) + self._stage_confirmed(switch.name, xid, now)
+
+    def _barrier_confirms(self, switch: SwitchState, wait: BarrierWait, xid: int, now: float) -> list[Action]:
         for flow_xid in wait.flow_xids:
             switch.xid_serial.pop(flow_xid, None)
         actions: list[Action] = []

@@ -554,3 +554,25 @@ def test_echo_of_our_own_release_does_not_end_a_newer_call_with_the_same_call_id
     assert "c1" not in h.proxy.calls
     cancel, _ = only_request(out, CALLEE, "CANCEL")                         # ringing: CANCEL downstream
     assert h.proxy.stats.controller_ended == 1 and not h.control.calls_of("release")[1:]
+
+
+@pytest.mark.parametrize("cause, preemption", [
+    ("preempted: capacity: s2->s3 can reserve 300 kbit/s", 'preemption ;cause=2 ;text="Reserved Resources Preempted"'),
+    ("preempted: path-down: aggregate a-b: link s1-s2 is down", 'preemption ;cause=2 ;text="Reserved Resources Preempted"'),
+    ("preempted: priority: an emergency call needed 91 kbit/s", 'preemption ;cause=3 ;text="Generic Preemption"'),
+])
+def test_a_call_admission_preempted_is_byed_with_an_rfc_4411_reason(cause: str, preemption: str) -> None:
+    h = Harness()
+    establish(h)
+    out = h.proxy.call_ended("c1", cause, h.now, serial=h.proxy.calls["c1"].serial)
+    for party in (CALLEE, CALLER):
+        bye, _ = only_request(out, party, "BYE")
+        assert bye.header_values("reason") == [preemption, f'Q.850;cause=8;text="{cause}"']
+
+
+def test_a_bye_for_any_other_ending_carries_only_the_q850_reason() -> None:
+    h = Harness()
+    establish(h)
+    out = h.proxy.call_ended("c1", "aggregate-deleted", h.now, serial=h.proxy.calls["c1"].serial)
+    bye, _ = only_request(out, CALLEE, "BYE")
+    assert bye.header_values("reason") == ['Q.850;cause=102;text="aggregate-deleted"']

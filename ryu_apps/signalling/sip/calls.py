@@ -55,6 +55,22 @@ def reason_header(cause: int, text: str) -> str:
     return f'Q.850;cause={cause};text="{clean[:200]}"'
 
 
+# RFC 4411 preemption causes: 2 when the call's reserved resources were taken (a link that
+# reserves less, a path gone), 3 for a preemption the network made for another call.
+_PREEMPTION_CAUSES = {"capacity": (2, "Reserved Resources Preempted"), "path-down": (2, "Reserved Resources Preempted"),
+                      "priority": (3, "Generic Preemption")}
+
+
+def bye_reasons(cause: str) -> list[tuple[str, str]]:
+    """Reason headers (RFC 3326) for a BYE the proxy sends because admission ended the call:
+    ``preemption`` (RFC 4411) first for a preempted call, then the Q.850 cause and the text."""
+    if not cause.startswith("preempted"):
+        return [("reason", reason_header(102, cause))]
+    kind = cause.split(":", 2)[1].strip() if cause.count(":") >= 2 else "priority"
+    number, text = _PREEMPTION_CAUSES.get(kind, (3, "Generic Preemption"))
+    return [("reason", f'preemption ;cause={number} ;text="{text}"'), ("reason", reason_header(8, cause))]
+
+
 class _Pending:
     """A job whose answer the core waits for (deferred mode); a timer owner."""
 
@@ -414,7 +430,7 @@ class CallFlow:
         other.cseq += 1
         headers = [("max-forwards", "70")] + [("route", value) for value in leg.route] + [
             ("from", other.header), ("to", leg.header), ("call-id", record.call_id),
-            ("cseq", f"{other.cseq} BYE"), ("reason", reason_header(102, cause))]
+            ("cseq", f"{other.cseq} BYE")] + bye_reasons(cause)
         request = Request("BYE", leg.contact, tuple(headers))
         branch = "z9hG4bK" + self.ids("bye", record.call_id, "callee" if toward_callee else "caller", str(other.cseq))
         request = prepend_header(request, "via", f"SIP/2.0/{hop.transport.upper()} {self._own_sent_by};branch={branch}")
