@@ -214,7 +214,8 @@ class Ledger(RuleBasedStateMachine):
             retried = manager.snapshot()["retry_releases"]
             assert (op == "release") == bool(retried)
             if retried:            # the ledger is back: the retry timer releases the call
-                manager.handle_timer(manager.next_timer())
+                manager.handle_timer(now + manager.settings.timers.retry_s)   # (not next_timer(): other
+                                                                               # deadlines may come first)
                 assert call_id not in {c.call_id for c in manager.calls()}
         self._apply(manager)
 
