@@ -235,6 +235,38 @@ def test_sip_caller_to_h323_callee_answered_then_sip_hangs_up(lab: Lab) -> None:
     assert stats["admitted"] == 1 and stats["released"] == 1
 
 
+def test_dtmf_both_ways_h245_user_input_and_sip_info(lab: Lab) -> None:
+    import threading
+    lab.start_uas("uas_info.xml")                       # H.323 -> SIP: userInputIndication -> INFO
+    sock, guid, crv = h323_call(lab)
+    while (message := sim.read_tpkt(sock, 5)) is not None and message["type"] != sim.CONNECT:
+        pass
+    uii = sim.enc("h245", ("indication", ("userInput", ("signal", {"signalType": "5", "duration": 160}))))
+    sock.sendall(sim.q931(0x62, crv, False, ("facility", {"protocolIdentifier": sim.PID,
+                                                          "reason": ("transportedInformation", 0),
+                                                          "callIdentifier": {"guid": guid}}),
+                          extra_pdu={"h245Tunnelling": True, "h245Control": [uii]}))
+    time.sleep(0.3)
+    sock.sendall(sim.q931(sim.RELEASE_COMPLETE, crv, False, sim.release_body(guid), cause=16))
+    assert lab.wait_uas() == 0                          # SIPp checked Signal=5 in the INFO
+    sock.close()
+    served: dict[str, Any] = {}                         # SIP -> H.323: INFO -> userInputIndication
+    thread = threading.Thread(target=lambda: served.update(serve_h323_callee(lab)))
+    thread.start()
+    result = sipp_uac(lab, "uac_info.xml")
+    thread.join(10)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    facility = sim.read_tpkt(served["conn"], 5)
+    assert facility is not None and facility["type"] == 0x62
+    (control,) = facility["uu"]["h323-uu-pdu"]["h245Control"]
+    assert sim.dec("h245", control) == ("indication", ("userInput", ("signal", {"signalType": "5",
+                                                                                "duration": 160})))
+    assert sim.read_tpkt(served["conn"], 5)["type"] == sim.RELEASE_COMPLETE
+    served["conn"].close()
+    stats = lab.settle()
+    assert stats["dtmf-h323-to-sip"] == 1 and stats["dtmf-sip-to-h323"] == 1 and stats["pools_kbps"]["h-s"] == 0
+
+
 def test_sip_caller_cancels_while_the_h323_side_rings(lab: Lab) -> None:
     import threading
     served: dict[str, Any] = {}
@@ -275,18 +307,25 @@ def test_tshark_decodes_both_legs_without_a_malformed_frame(lab: Lab, tmp_path: 
     pcap = tmp_path / "gateway.pcap"
     capture = Capture(pcap, [lab.sip_port, lab.h323_port, lab.uas_port, lab.phone.getsockname()[1]])
     try:
-        lab.start_uas("uas_answer.xml")                 # H.323 -> SIP
+        lab.start_uas("uas_info.xml")                   # H.323 -> SIP, with a DTMF digit
         sock, guid, crv = h323_call(lab)
         while (message := sim.read_tpkt(sock, 5)) is not None and message["type"] != sim.CONNECT:
             pass
+        uii = sim.enc("h245", ("indication", ("userInput", ("signal", {"signalType": "5", "duration": 160}))))
+        sock.sendall(sim.q931(0x62, crv, False, ("facility", {"protocolIdentifier": sim.PID,
+                                                              "reason": ("transportedInformation", 0),
+                                                              "callIdentifier": {"guid": guid}}),
+                              extra_pdu={"h245Tunnelling": True, "h245Control": [uii]}))
+        time.sleep(0.3)
         sock.sendall(sim.q931(sim.RELEASE_COMPLETE, crv, False, sim.release_body(guid), cause=16))
         assert lab.wait_uas() == 0
         sock.close()
-        served: dict[str, Any] = {}                     # SIP -> H.323
+        served: dict[str, Any] = {}                     # SIP -> H.323, with a DTMF digit
         thread = threading.Thread(target=lambda: served.update(serve_h323_callee(lab)))
         thread.start()
-        assert sipp_uac(lab, "uac_call.xml").returncode == 0
+        assert sipp_uac(lab, "uac_info.xml").returncode == 0
         thread.join(10)
+        sim.read_tpkt(served["conn"], 5)
         sim.read_tpkt(served["conn"], 5)
         served["conn"].close()
     finally:
@@ -301,6 +340,7 @@ def test_tshark_decodes_both_legs_without_a_malformed_frame(lab: Lab, tmp_path: 
     for kind in ("setup", "callProceeding", "alerting", "connect", "releaseComplete"):
         assert sum(f"CS: {kind}" in line for line in summary.splitlines()) >= 2 if kind != "callProceeding" \
             else f"CS: {kind}" in summary, (kind, summary)
-    for sip in ("INVITE", "180 Ringing", "200 OK", "ACK", "BYE"):
+    assert verbose.stdout.count("userInputIndication") >= 2 or verbose.stdout.count("userInput") >= 2
+    for sip in ("INVITE", "180 Ringing", "200 OK", "ACK", "BYE", "INFO"):
         assert sip in summary, (sip, summary)
     assert lab.settle()["pools_kbps"]["h-s"] == 0

@@ -548,3 +548,67 @@ def test_mutated_messages_on_both_sides_never_raise_and_leave_admission_balanced
     released = Counter(c for c, _ in control.releases)
     assert all(released[c] <= admitted[c] for c in released), "a call was released more often than admitted"
     assert all(released[c] >= admitted[c] - 0 for c in admitted), "an admitted call was never released"
+
+
+# --- DTMF -------------------------------------------------------------------------------------
+
+def uii_facility(crv: int, guid: bytes, from_destination: bool, value) -> bytes:
+    return sim.q931(0x62, crv, from_destination, ("facility", {"protocolIdentifier": sim.PID,
+                                                                "reason": ("transportedInformation", 0),
+                                                                "callIdentifier": {"guid": guid}}),
+                    extra_pdu={"h245Tunnelling": True, "h245Control": [sim.enc("h245", value)]})
+
+
+@pytest.mark.parametrize("value, body", [
+    (("indication", ("userInput", ("alphanumeric", "5"))), b"Signal=5\r\nDuration=100\r\n"),
+    (("indication", ("userInput", ("signal", {"signalType": "#", "duration": 160}))), b"Signal=#\r\nDuration=160\r\n"),
+])
+def test_h323_user_input_becomes_sip_info(value, body):
+    call = H2S(Control())
+    call.answer()
+    out = call.gw.h323_data(call.conn, uii_facility(call.crv, call.guid, False, value), 3.0)
+    infos = sip_out(out, "INFO")
+    assert len(infos) == 1 and infos[0].body == body
+    assert infos[0].header("content-type") == "application/dtmf-relay"
+    assert infos[0].uri == "sip:pbx@10.2.0.5:5060" and infos[0].header("to").endswith(";tag=callee1")
+    assert len(sip_out(call.gw.handle_timer(3.6), "INFO")) == 1             # retransmitted until answered
+    call.sip(b"SIP/2.0 200 OK\r\n" + serialize(infos[0]).split(b"\r\n", 1)[1], 3.7)
+    assert sip_out(call.gw.handle_timer(5.0), "INFO") == []
+    other = call.gw.h323_data(call.conn, uii_facility(call.crv, call.guid, False,
+                                                      ("request", ("roundTripDelayRequest", {"sequenceNumber": 1}))),
+                              6.0)
+    assert sip_out(other, "INFO") == []                                     # other H.245 is not carried
+
+
+@pytest.mark.parametrize("content_type, body, digit, duration", [
+    ("application/dtmf-relay", b"Signal=7\r\nDuration=250\r\n", "7", 250),
+    ("application/dtmf-relay", b"Signal=11\r\nDuration=80\r\n", "#", 80),
+    ("application/dtmf", b"*", "*", 100),
+])
+def test_sip_info_becomes_h323_user_input(content_type, body, digit, duration):
+    control = Control()
+    call = S2H(control)
+    answered = sip_out(call.h323(sim.CONNECT, "connect", call.answer_fast()))
+    to = answered[0].header("to")
+    info = (f"INFO sip:gw@10.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 10.2.0.5;branch=z9hG4bKinfo\r\n"
+            f"From: <sip:+442071230000@site-s.example>;tag=caller1\r\nTo: {to}\r\nCall-ID: s2h-1\r\n"
+            f"CSeq: 12 INFO\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    out = call.gw.sip_receive(info, PBX_S, 2.0)
+    assert [r.status for r in sip_out(out)] == [200]
+    (facility,) = h323_out(out)
+    assert facility["type"] == 0x62
+    (control_bytes,) = facility["uu"]["h323-uu-pdu"]["h245Control"]
+    assert sim.dec("h245", control_bytes) == \
+        ("indication", ("userInput", ("signal", {"signalType": digit, "duration": duration})))
+
+
+def test_odd_info_bodies_are_answered_and_carry_nothing():
+    call = S2H(Control())
+    to = sip_out(call.h323(sim.CONNECT, "connect", call.answer_fast()))[0].header("to")
+    for content_type, body, status in (("application/dtmf-relay", b"Signal=Z\r\n", 400),
+                                       ("text/plain", b"hello", 415), ("application/dtmf-relay", b"", 200)):
+        info = (f"INFO sip:gw@10.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 10.2.0.5;branch=z9hG4bK{status}\r\n"
+                f"From: <sip:+442071230000@site-s.example>;tag=caller1\r\nTo: {to}\r\nCall-ID: s2h-1\r\n"
+                f"CSeq: 13 INFO\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        out = call.gw.sip_receive(info, PBX_S, 2.0)
+        assert [r.status for r in sip_out(out)] == [status] and h323_out(out) == []

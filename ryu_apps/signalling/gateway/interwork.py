@@ -44,7 +44,7 @@ from ryu_apps.core.codec import MediaSpec
 
 from ..call_control import CallControl
 from ..h323.actions import StreamClose, StreamOpen, StreamSend
-from ..h323.asn1 import Asn1Error, decode_uu, encode_uu
+from ..h323.asn1 import Asn1Error, decode_h245, decode_uu, encode_h245, encode_uu
 from ..h323.q931 import (IE, SPEECH_BEARER, MessageType, Q931, Q931Error, TpktFramer, cause_ie, number_ie, parse,
                          serialize as q931_bytes, tpkt)
 from ..h323.ras import PROTOCOL_ID
@@ -220,17 +220,22 @@ class Gateway:
             self._out.append(StreamClose(conn))
             self._h323_closed(conn, now)
 
-    def _uu_body(self, message: Q931) -> tuple[str, dict[str, Any]] | None:
+    def _uu_pdu(self, message: Q931) -> dict[str, Any] | None:
         raw = message.user_user
         if raw is None:
             return None
         try:
-            pdu = decode_uu(raw)["h323-uu-pdu"]["h323-message-body"]
+            pdu = decode_uu(raw)["h323-uu-pdu"]
         except (Asn1Error, KeyError, TypeError):
             self._count("uuie-undecodable")
             return None
-        if isinstance(pdu, tuple) and len(pdu) == 2 and isinstance(pdu[1], dict):
-            return pdu[0], pdu[1]
+        return pdu if isinstance(pdu, dict) else None
+
+    def _uu_body(self, message: Q931, pdu: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]] | None:
+        pdu = self._uu_pdu(message) if pdu is None else pdu
+        body = None if pdu is None else pdu.get("h323-message-body")
+        if isinstance(body, tuple) and len(body) == 2 and isinstance(body[1], dict):
+            return body[0], body[1]
         return None
 
     def _h323_message(self, conn: int, message: Q931, now: float) -> None:
@@ -247,9 +252,13 @@ class Gateway:
             self._end(bridge, cause, f"h323: {'caller' if bridge.h323_caller else 'callee'} ReleaseComplete", now,
                       from_h323=True)
             return
+        pdu = self._uu_pdu(message)
+        controls = None if pdu is None else pdu.get("h245Control")
+        if isinstance(controls, list) and controls:
+            self._h245_in(bridge, controls, now)
         if bridge.h323_caller:
             return                        # H->S: the caller's Facility, Information ... are not carried over
-        body = self._uu_body(message)
+        body = self._uu_body(message, pdu)
         fields = body[1] if body is not None else {}
         if kind == MessageType.ALERTING and bridge.phase in (Phase.SETUP, Phase.PROCEEDING):
             self._answer_media(bridge, fields)
@@ -448,6 +457,8 @@ class Gateway:
                 self._end(bridge, cause, "sip: CANCEL", now, from_sip=True, status=487)
         elif method == "OPTIONS":
             self._reply(request, source, 200, bridge)
+        elif method == "INFO":
+            self._sip_info(bridge, request, source, now)
         elif method == "INVITE":
             self._reply(request, source, 488, bridge, reason=(BEARER_NOT_IMPLEMENTED, "re-INVITE not supported"))
         else:
@@ -618,6 +629,47 @@ class Gateway:
             fields["fastStart"] = faststart
             bridge.faststart_sent = True
         self._send_h323(bridge.conn, bridge.crv, True, kind, (name, fields))
+
+    # --- DTMF: H.245 userInputIndication <-> SIP INFO (application/dtmf-relay) ----------------
+
+    def _h245_in(self, bridge: Bridge, controls: list[Any], now: float) -> None:
+        """Tunnelled H.245 from the H.323 leg: each userInputIndication becomes a SIP INFO."""
+        for data in controls:
+            try:
+                kind, value = decode_h245(bytes(data))
+            except (Asn1Error, TypeError, ValueError):
+                self._count("h245-undecodable")
+                continue
+            digit, duration = _user_input(kind, value)
+            if digit is None:
+                continue                                 # other H.245 (capabilities ...): not carried
+            if bridge.phase is not Phase.CONNECTED:
+                self._count("dtmf-before-answer")
+                continue
+            self._count("dtmf-h323-to-sip")
+            body = f"Signal={digit}\r\nDuration={duration}\r\n".encode("ascii")
+            self._in_dialog(bridge, "INFO", (("content-type", "application/dtmf-relay"),), body, now)
+
+    def _sip_info(self, bridge: Bridge, request: Request, source: Peer, now: float) -> None:
+        content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+        if not request.body:
+            self._reply(request, source, 200, bridge)          # an empty INFO: a keep-alive
+            return
+        if content_type not in ("application/dtmf-relay", "application/dtmf"):
+            self._reply(request, source, 415, bridge)
+            return
+        digit, duration = _dtmf_body(request.body, content_type)
+        if digit is None:
+            self._reply(request, source, 400, bridge)
+            return
+        self._reply(request, source, 200, bridge)
+        if bridge.phase is not Phase.CONNECTED:
+            return
+        self._count("dtmf-sip-to-h323")
+        uii = encode_h245(("indication", ("userInput", ("signal", {"signalType": digit, "duration": duration}))))
+        body = ("facility", {"protocolIdentifier": PROTOCOL_ID, "reason": ("transportedInformation", 0),
+                             "callIdentifier": {"guid": bridge.guid}})
+        self._send_h323(bridge.conn, bridge.crv, bridge.h323_caller, MessageType.FACILITY, body, h245=[uii])
 
     # --- ending -----------------------------------------------------------------------------
 
@@ -833,8 +885,13 @@ class Gateway:
         self._request(bridge, Request("CANCEL", invite.uri, headers), invite.top_via.branch or "", now)
 
     def _bye(self, bridge: Bridge, cause: int, now: float) -> None:
+        self._in_dialog(bridge, "BYE", (("reason", reason_header(cause)),), b"", now)
+
+    def _in_dialog(self, bridge: Bridge, method: str, extra: tuple[tuple[str, str], ...], body: bytes,
+                   now: float) -> None:
+        """A request of ours in the SIP dialog (BYE, INFO), retransmitted until answered."""
         bridge.local_cseq += 1
-        branch = self.ids("branch", bridge.call_id, "bye", str(bridge.local_cseq))
+        branch = self.ids("branch", bridge.call_id, method.lower(), str(bridge.local_cseq))
         if bridge.h323_caller:
             assert bridge.invite is not None
             uri = bridge.remote_target or bridge.invite.uri
@@ -850,9 +907,8 @@ class Gateway:
             from_ = f"{_strip_tag(bridge.invite.header('to') or '')};tag={bridge.local_tag}"
             to = bridge.invite.header("from") or ""
         headers = (("via", self._via(branch)), ("max-forwards", "70"), ("from", from_), ("to", to),
-                   ("call-id", bridge.sip_call_id), ("cseq", f"{bridge.local_cseq} BYE"),
-                   ("reason", reason_header(cause)))
-        self._request(bridge, Request("BYE", uri, headers), "z9hG4bK" + branch, now)
+                   ("call-id", bridge.sip_call_id), ("cseq", f"{bridge.local_cseq} {method}")) + extra
+        self._request(bridge, Request(method, uri, headers, body), "z9hG4bK" + branch, now)
 
     def _request(self, bridge: Bridge, request: Request, branch: str, now: float) -> None:
         bridge.pending[branch] = request
@@ -907,11 +963,15 @@ class Gateway:
         self._out.append(Send(serialize(response), source))
 
     def _send_h323(self, conn: int, crv: int, to_originator: bool, kind: int, body: tuple[str, dict[str, Any]],
-                   *, cause: int | None = None, ies: list[tuple[int, bytes]] | None = None) -> None:
+                   *, cause: int | None = None, ies: list[tuple[int, bytes]] | None = None,
+                   h245: list[bytes] | None = None) -> None:
         message = Q931(kind, crv, to_originator, tuple(ies or ()))
         if cause is not None:
             message = message.with_ie(IE.CAUSE, cause_ie(cause))
-        message = message.with_user_user(encode_uu({"h323-uu-pdu": {"h323-message-body": body}}))
+        pdu: dict[str, Any] = {"h323-message-body": body}
+        if h245:
+            pdu.update({"h245Tunnelling": True, "h245Control": h245})
+        message = message.with_user_user(encode_uu({"h323-uu-pdu": pdu}))
         self._out.append(StreamSend(conn, tpkt(q931_bytes(message))))
 
     def _send_release(self, conn: int, crv: int, to_originator: bool, guid: bytes, cause: int) -> None:
@@ -958,6 +1018,48 @@ def _gateway_type() -> dict[str, Any]:
 
 def _packed(host: str) -> bytes:
     return ipaddress.IPv4Address(host).packed
+
+
+_DTMF = "0123456789*#ABCD"
+_RFC4733_EVENTS = {str(i): str(i) for i in range(10)} | {"10": "*", "11": "#", "12": "A", "13": "B", "14": "C",
+                                                         "15": "D"}
+
+
+def _user_input(kind: str, value: Any) -> tuple[str | None, int]:
+    """(digit, duration ms) of an H.245 userInputIndication, or (None, 0)."""
+    if kind != "indication" or not isinstance(value, tuple) or value[0] != "userInput":
+        return None, 0
+    choice = value[1]
+    if not isinstance(choice, tuple) or len(choice) != 2:
+        return None, 0
+    if choice[0] == "alphanumeric" and isinstance(choice[1], str) and choice[1][:1].upper() in _DTMF:
+        return choice[1][:1].upper(), 100
+    if choice[0] == "signal" and isinstance(choice[1], dict):
+        digit = str(choice[1].get("signalType", ""))[:1].upper()
+        duration = choice[1].get("duration", 100)
+        if digit and digit in _DTMF:
+            return digit, duration if isinstance(duration, int) and 1 <= duration <= 65535 else 100
+    return None, 0
+
+
+def _dtmf_body(body: bytes, content_type: str) -> tuple[str | None, int]:
+    """(digit, duration ms) of an INFO body: ``Signal=5`` / ``Duration=160`` (dtmf-relay, as
+    Cisco and most PBXs send it) or a bare digit / RFC 4733 event number (application/dtmf)."""
+    text = body.decode("ascii", "replace")
+    if content_type == "application/dtmf":
+        value = text.strip().upper()
+        value = _RFC4733_EVENTS.get(value, value)
+        return (value, 100) if len(value) == 1 and value in _DTMF else (None, 0)
+    digit, duration = None, 100
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if key == "signal":
+            value = _RFC4733_EVENTS.get(value, value).upper()
+            digit = value if len(value) == 1 and value in _DTMF else None
+        elif key == "duration" and value.isdigit() and 1 <= int(value) <= 65535:
+            duration = int(value)
+    return digit, duration
 
 
 def _strip_tag(value: str) -> str:

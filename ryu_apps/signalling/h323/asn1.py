@@ -140,6 +140,11 @@ def decode_olc(data: bytes) -> dict[str, Any]:
     return value
 
 
+def encode_h245(value: tuple[str, Any]) -> bytes:
+    """A MultimediaSystemControlMessage (e.g. a userInputIndication to tunnel in h245Control)."""
+    return _encode("h245", value)
+
+
 def decode_h245(data: bytes) -> tuple[str, Any]:
     """A MultimediaSystemControlMessage (tunnelled in h245Control, or on a separate H.245 channel)."""
     value = _decode("h245", data)
