@@ -79,6 +79,82 @@ def received(log: Path, first_line: str) -> str:
     raise AssertionError(f"no received {first_line!r} in {log}:\n{text[-3000:]}")
 
 
+class Lab:
+    """The proxy (admission in this process) with normalisers, SIPp PBXs on .2 (a) and .3 (b)."""
+
+    def __init__(self, tmp_path: Path, document: dict[str, Any], port: int) -> None:
+        self.tmp_path = tmp_path
+        config = parse_config(document)
+        self.service = MamService(build_manager(config))
+        self.proxy = SipProxy(ProxyConfig.from_sip_config(config.sip), self.service, HashIds(b"gateway"))
+        self.proxy.normaliser = ProxyNormaliser.for_config(config.gateway, config.topology.communities)
+        self.server = SipServer(self.proxy, ("udp",), bind_host="127.0.0.1")
+        self.port = port
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start())
+            started.set()
+            self.loop.run_forever()
+            self.loop.run_until_complete(self.server.stop())
+            self.loop.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert started.wait(5)
+
+    def call(self, uac: str, uas: str, uas_port: int) -> tuple[str, str]:
+        """One call; the INVITE the UAS received and the 200 the UAC received."""
+        proc = subprocess.Popen(["sipp", "-sf", str(SCENARIOS / uas), "-i", B_HOST, "-p", str(uas_port), "-t", "u1",
+                                 "-timeout", "30s", "-trace_msg", "-message_file", str(self.tmp_path / "uas.log"),
+                                 "-nostdin", "-bg"], cwd=self.tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.3)
+            done = subprocess.run(["sipp", "-sf", str(SCENARIOS / uac), "-i", A_HOST,
+                                   "-p", str(free_udp_port(A_HOST)), "-t", "u1", f"127.0.0.1:{self.port}", "-m", "1",
+                                   "-timeout", "20s", "-timeout_error", "-trace_msg",
+                                   "-message_file", str(self.tmp_path / "uac.log"), "-nostdin"],
+                                  cwd=self.tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=40)
+            assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and self.service.read(lambda m: len(m.calls())):
+                time.sleep(0.05)
+            assert self.service.read(lambda m: (len(m.calls()), m.used_kbps("a-b"))) == (0, 0)
+            return received(self.tmp_path / "uas.log", "INVITE "), received(self.tmp_path / "uac.log", "SIP/2.0 200")
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(5)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def test_vendor_pair_cisco_cucm_calls_asterisk_with_the_builtin_profiles(tmp_path: Path) -> None:
+    port, uas_port = free_udp_port("127.0.0.1"), free_udp_port(B_HOST)
+    document = site(port, uas_port)
+    document["communities"][0]["profile"] = "cisco-cucm"
+    document["communities"][1]["profile"] = "asterisk"
+    lab = Lab(tmp_path, document, port)
+    try:
+        invite, ok = lab.call("uac_cucm.xml", "uas_asterisk.xml", uas_port)
+    finally:
+        lab.close()
+    # what Asterisk (sendrpid=pai) received from Cisco UCM: PAI, no RPID, no Cisco-Guid
+    assert '\nP-Asserted-Identity: "Alice" <sip:02071230000@site-a.example>' in invite
+    assert "Remote-Party-ID" not in invite and "Remote-Party-Id" not in invite and "Cisco-Guid" not in invite
+    assert "\nUser-Agent: Cisco-CUCM11.5" in invite          # asterisk's profile strips nothing
+    assert invite.startswith("INVITE sip:02079460000@site-b.example SIP/2.0")    # no numbering plan: as dialled
+    # what Cisco UCM received from Asterisk: Remote-Party-ID for the called party, privacy kept, no Server
+    assert re.search(r'^Remote-Party-ID: "Bob" <sip:\+442079460000@site-b\.example>;party=called;screen=yes;'
+                     r'privacy=full\r?$', ok, re.M), ok
+    assert "P-Asserted-Identity" not in ok and "Server:" not in ok
+
+
 def test_profiles_rewrite_numbers_identity_headers_and_sdp_between_two_pbxs(tmp_path: Path) -> None:
     port, uas_port = free_udp_port("127.0.0.1"), free_udp_port(B_HOST)
     config = parse_config(site(port, uas_port))
