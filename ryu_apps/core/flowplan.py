@@ -18,13 +18,12 @@ Table 0 (``CLASSIFY``) holds everything the media aggregation manager owns:
 from __future__ import annotations
 
 import enum
-import ipaddress
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from .aggregate import Aggregate
 from .calls import Call
-from .network import Community, Topology
+from .network import Community, Topology, parse_address
 
 CLASSIFY = 0
 FORWARD = 1
@@ -380,7 +379,7 @@ def _terminal_port(community: Community, ip: str) -> int | None:
 
 
 def _rewrite_mac(community: Community, ip: str) -> tuple[Action, ...]:
-    address = ipaddress.ip_address(ip)
+    address = parse_address(ip)      # raises ValueError on a bad address, whether or not terminals are known
     for terminal in community.terminals:
         if terminal.ip == address and terminal.mac:
             return (SetField("eth_dst", terminal.mac),)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Iterator
 
 import networkx as nx
@@ -14,6 +15,13 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: A link in one direction, as (from switch, to switch). Reservations are per direction.
 Hop = tuple[str, str]
+
+
+@lru_cache(maxsize=8192)
+def parse_address(text: str) -> IPAddress:
+    """``ipaddress.ip_address``, remembered per text: the call path plans flows for the same
+    addresses again and again (ValueError for a bad address, as ever)."""
+    return ipaddress.ip_address(text)
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,7 @@ class Community:
         if not self.terminals:
             return self.access_ports[0] if len(self.access_ports) == 1 else None
         try:
-            return self.terminal_port(ipaddress.ip_address(ip))
+            return self.terminal_port(parse_address(ip))
         except ValueError:
             return None
 
