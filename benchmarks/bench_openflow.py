@@ -12,6 +12,8 @@ aggregate per pair.
      media over REST, one at a time; the time from sending the admission to seeing the call
      `active` (flows confirmed by a barrier from both edges), and the controller's own
      send-to-barrier histogram (goal p99 <= 10 ms). Printed, not asserted.
+  C. (pure) the cost of turning a call's flow entries into OpenFlow wire bytes: through the
+     framework's message objects, and through openflow/wire.py (the shell's path).
 """
 
 from __future__ import annotations
@@ -110,6 +112,44 @@ def part_a(calls: int = 10_000) -> None:
     print(f"   per-hop per-call baseline: {2 * hops} entries per call ({hops} switches x 2 directions); "
           f"core switches would hold {2 * calls:,} entries each at {calls:,} calls")
     print(f"   (admission + media + plan for {calls:,} calls: {elapsed:.2f} s)")
+
+
+def part_c(calls: int = 5_000) -> None:
+    """The flow-mods of each call rendered to wire bytes: the framework's objects and
+    serialize() against ryu_apps.openflow.wire (pieces remembered as bytes); each call
+    has its own addresses, ports and labels, as on the call path."""
+    from ryu_apps import compat
+    from ryu_apps.openflow import messages, wire
+    from ryu_apps.openflow.render import render_with_xid
+
+    class Datapath:
+        ofproto, ofproto_parser, id = compat.ofproto_v1_3, compat.ofproto_v1_3_parser, 1
+
+    manager = build_manager(parse_config(config()))
+    manager.drain()
+    flows: list[list[FlowEntry]] = []
+    for n in range(calls):
+        pair, caller, callee = media(n)
+        manager.admit(AdmissionRequest(f"call-{n}", f"a{pair}", f"b{pair}", MediaSpec("pcmu")), 0.0)
+        manager.attach_media(f"call-{n}", caller, callee, 0.0)
+        flows.append([e for e in manager.drain().plan.add if isinstance(e, FlowEntry)])
+    half = calls // 2
+    datapath = Datapath()
+    t0 = time.perf_counter()
+    for entries in flows[:half]:
+        for entry in entries:
+            message = render_with_xid(datapath, messages.FlowAdd(entry), 7)
+            message.serialize()
+    framework = (time.perf_counter() - t0) / half
+    encoder = wire.FlowModEncoder(Datapath.ofproto, Datapath.ofproto_parser)
+    t0 = time.perf_counter()
+    for entries in flows[half:]:
+        for entry in entries:
+            encoder.flow_add(entry, 7)
+    fast = (time.perf_counter() - t0) / (calls - half)
+    print(f"C. a call's {len(flows[0])} flow-mods to wire bytes ({half:,} calls each way, every call its own "
+          f"addresses and labels): framework objects + serialize() {framework * 1e6:.0f} us per call, "
+          f"openflow/wire.py {fast * 1e6:.0f} us per call ({framework / fast:.0f}x)")
 
 
 def part_b(calls: int) -> None:
@@ -215,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="calls for the real-OVS part (default 10000)")
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)  # run_all passes its own
     part_a()
+    part_c()
     part_b(args.calls)
 
 

@@ -27,6 +27,8 @@ from ..core.flowplan import PortClass
 from ..service import MamService
 from . import actions as act
 from . import events as ev
+from . import wire
+from .messages import FlowAdd, FlowDelete
 from .render import render_with_xid
 from .valve import Valve
 
@@ -172,7 +174,14 @@ class Shell:
         datapath = self.datapaths.get(send.conn)
         if datapath is None:
             return False        # that connection is gone
-        datapath.send_msg(render_with_xid(datapath, send.message, send.xid))
+        message = send.message
+        if isinstance(message, (FlowAdd, FlowDelete)):      # the call path: bytes from remembered pieces
+            encoder = wire.encoder(datapath.ofproto, datapath.ofproto_parser)
+            data = (encoder.flow_add(message.entry, send.xid) if isinstance(message, FlowAdd)
+                    else encoder.flow_delete(message.entry, send.xid))
+            datapath.send_msg(encoder.raw(datapath, data, send.xid))
+        else:
+            datapath.send_msg(render_with_xid(datapath, message, send.xid))
         return True
 
     def _perform(self, actions: list[act.Action]) -> None:
