@@ -31,7 +31,8 @@ from .core.locations import PortSecurity
 from .core.manager import ManagerSettings, MediaAggregationManager
 from .core.network import Community, Link, Switch, Terminal, Topology
 from .core.store import Ledger, LedgerConflict
-from .signalling.gateway.profile import (BUILTIN_PROFILES, CommunitySignalling, GatewayConfig, HeaderAction,
+from .signalling.gateway.profile import (BUILTIN_PROFILES, CommunitySignalling, DiversionForm, GatewayConfig,
+                                         HeaderAction,
                                          HeaderRule, Identity, NumberForm, NumberPlan, Profile, SdpRules,
                                          Signalling)
 from .store.url import EtcdUrl
@@ -815,6 +816,7 @@ def _profile(name: str, value: Any, path: str) -> Profile:
     profile = Profile(
         name=name,
         identity=Identity(node.get("identity", _choice(*(i.value for i in Identity)), "keep")),
+        diversion=DiversionForm(node.get("diversion", _choice(*(d.value for d in DiversionForm)), "keep")),
         numbers=node.get("numbers", _number_plan, None),
         strip_topology=node.get("strip_topology", _bool, False),
         inbound=inbound, outbound=outbound,

@@ -275,3 +275,56 @@ def test_the_proxy_core_applies_the_normaliser_both_ways():
                         b"CSeq: x INVITE\r\n\r\n", Peer("udp", "10.1.0.5", 5060), 0.1)
     assert [parse_message(s.data).status for s in out] == [400]
     assert proxy.stats.internal_errors == 0
+
+
+# --- Diversion <-> History-Info (RFC 7544) -----------------------------------------------------
+
+from ryu_apps.signalling.gateway.normalise import diversion_to_history, history_to_diversion  # noqa: E402
+from ryu_apps.signalling.gateway.profile import DiversionForm  # noqa: E402
+
+
+def test_one_diversion_becomes_two_history_entries_with_the_cause():
+    message = diversion_to_history(invite('Diversion: <sip:2001@site-b.example>;reason=user-busy;counter=1'))
+    assert message.header("diversion") is None
+    assert message.header("history-info") == \
+        "<sip:2001@site-b.example>;index=1, <sip:02079460000@site-b.example;cause=486>;index=1.1"
+
+
+def test_a_chain_of_diversions_oldest_first_each_target_with_its_cause():
+    message = diversion_to_history(invite('Diversion: <sip:2002@b>;reason=no-answer',      # newest first
+                                          'Diversion: <sip:2001@b>;reason=unconditional'))
+    assert message.header("history-info") == \
+        "<sip:2001@b>;index=1, <sip:2002@b;cause=302>;index=1.1, " \
+        "<sip:02079460000@site-b.example;cause=408>;index=1.1.1"
+
+
+def test_history_info_becomes_diversion_newest_first():
+    message = history_to_diversion(invite(
+        "History-Info: <sip:2001@b>;index=1, <sip:2002@b;cause=302>;index=1.1",
+        "History-Info: <sip:02079460000@site-b.example;cause=486>;index=1.1.1"))
+    assert message.header("history-info") is None
+    assert message.header_values("diversion") == [
+        "<sip:2002@b>;reason=user-busy;counter=1;privacy=off",
+        "<sip:2001@b>;reason=unconditional;counter=1;privacy=off"]
+
+
+def test_round_trip_and_unknown_causes_and_in_dialog_requests():
+    original = invite('Diversion: <sip:2001@b>;reason=deflection')
+    back = history_to_diversion(diversion_to_history(original))
+    assert back.header_values("diversion") == ["<sip:2001@b>;reason=deflection;counter=1;privacy=off"]
+    odd = history_to_diversion(invite("History-Info: <sip:1@b>;index=1, <sip:2@b;cause=499>;index=1.1"))
+    assert odd.header("diversion") == "<sip:1@b>;reason=unknown;counter=1;privacy=off"
+    in_dialog = invite('Diversion: <sip:2001@b>;reason=user-busy', to="<sip:x@b>;tag=9")
+    assert diversion_to_history(in_dialog) == in_dialog
+    both = diversion_to_history(invite("Diversion: <sip:1@b>", "History-Info: <sip:9@b>;index=1"))
+    assert both.header("diversion") is None and both.header("history-info") == "<sip:9@b>;index=1"
+
+
+def test_profiles_apply_diversion_both_ways():
+    pbx = Profile("pbx", diversion=DiversionForm.DIVERSION)
+    canonical = inbound(invite('Diversion: <sip:2001@b>;reason=user-busy'), pbx)
+    assert canonical.header("history-info") is not None and canonical.header("diversion") is None
+    assert outbound(canonical, pbx).header("diversion") == "<sip:2001@b>;reason=user-busy;counter=1;privacy=off"
+    assert outbound(invite('Diversion: <sip:2001@b>;reason=user-busy'),
+                    Profile("hi", diversion=DiversionForm.HISTORY_INFO)).header("history-info") is not None
+    assert BUILTIN_PROFILES["cisco-cucm"].diversion is DiversionForm.DIVERSION

@@ -15,6 +15,7 @@ BASE = yaml.safe_load(EXAMPLE.read_text())
 
 PROFILE = {
     "identity": "rpid",
+    "diversion": "diversion",
     "numbers": {"country_code": 44, "national_prefix": "0", "international_prefix": "00", "form": "national"},
     "strip_topology": True,
     "headers": {
@@ -50,6 +51,7 @@ def test_a_full_profile_is_read_into_typed_rules():
     assert gateway.of("site-b").signalling is Signalling.H323 and gateway.interworking and gateway.normalising
     profile = gateway.profile_of("site-b")
     assert profile.identity is Identity.RPID and profile.strip_topology and profile.dtmf == "info"
+    assert profile.diversion.value == "diversion"
     assert profile.numbers is not None and profile.numbers.country_code == "44"
     assert profile.numbers.form is NumberForm.NATIONAL
     assert [r.action for r in profile.inbound] == [HeaderAction.REMOVE, HeaderAction.RENAME]
@@ -87,6 +89,7 @@ def mutate(path, value):
     (("headers", "outbound", 0, "value"), "a\r\nInjected: 1", "profiles.pbx-b.headers.outbound[0].value", "CR"),
     (("headers", "sideways"), [], "profiles.pbx-b.headers.sideways", "unknown key"),
     (("identity",), "pid", "profiles.pbx-b.identity", "must be one of"),
+    (("diversion",), "both", "profiles.pbx-b.diversion", "must be one of"),
     (("numbers", "country_code"), "4x", "profiles.pbx-b.numbers.country_code", "digits"),
     (("numbers", "form"), "local", "profiles.pbx-b.numbers.form", "must be one of"),
     (("numbers", "national_prefix"), "00", "profiles.pbx-b.numbers.national_prefix", "differ"),

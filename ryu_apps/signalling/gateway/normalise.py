@@ -31,10 +31,10 @@ from ryu_apps.core.network import Community
 
 from ..sip.errors import ParseError
 from ..sip.message import (Header, Message, NameAddr, Request, Response, param, parse_message, parse_name_addr,
-                           render_params, serialize, with_headers)
+                           render_params, serialize, split_list)
 from ..sip.sdp import STATIC_PAYLOAD_TYPES
 from ..sip.transaction import Peer, Send
-from .profile import (TOPOLOGY_HEADERS, GatewayConfig, HeaderAction, HeaderRule, Identity, NumberForm, NumberPlan,
+from .profile import (TOPOLOGY_HEADERS, DiversionForm, GatewayConfig, HeaderAction, HeaderRule, Identity, NumberForm, NumberPlan,
                       Profile, SdpRules)
 
 __all__ = ["ProxyNormaliser", "filter_sdp", "inbound", "national_to_e164", "e164_to_national", "outbound",
@@ -209,6 +209,88 @@ def _pai_to_rpid(message: Message) -> Message:
     return _with(message, tuple(kept))
 
 
+# --- redirection: Diversion (RFC 5806) <-> History-Info (RFC 7044), after RFC 7544 -------------
+
+#: Diversion reason -> History-Info cause (RFC 7544; reasons without a cause of their own: 404).
+DIVERSION_TO_CAUSE = {"unknown": "404", "user-busy": "486", "no-answer": "408", "unconditional": "302",
+                      "deflection": "480", "unavailable": "503", "time-of-day": "404", "do-not-disturb": "404",
+                      "follow-me": "404", "out-of-service": "404", "away": "404"}
+#: History-Info cause -> Diversion reason (RFC 7544; any other cause: unknown).
+CAUSE_TO_DIVERSION = {"404": "unknown", "302": "unconditional", "486": "user-busy", "408": "no-answer",
+                      "480": "deflection", "487": "deflection", "503": "unavailable"}
+
+
+def _uri_param(uri: str, name: str) -> str | None:
+    for part in uri.split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def _without_uri_param(uri: str, name: str) -> str:
+    parts = uri.split(";")
+    return ";".join([parts[0]] + [p for p in parts[1:] if p.partition("=")[0].strip().lower() != name])
+
+
+def diversion_to_history(message: Message) -> Message:
+    """Diversion headers (newest first) of an initial INVITE -> History-Info entries
+    (oldest first, ``index=1``, ``1.1``, ...; each target carries the ``cause`` of the
+    diversion that reached it; the last target is the Request-URI)."""
+    if not isinstance(message, Request) or message.method != "INVITE" or not _is_initial(message):
+        return message
+    values = [v for n, v in message.headers if n == "diversion"]
+    if not values:
+        return message
+    kept = [(n, v) for n, v in message.headers if n != "diversion"]
+    if any(n == "history-info" for n, _ in kept):          # both: History-Info wins (RFC 7544)
+        return _with(message, tuple(kept))
+    entries: list[tuple[str, str]] = []                   # (uri, reason), oldest first
+    for value in reversed([item for v in values for item in split_list(v)]):
+        try:
+            addr = parse_name_addr(value)
+        except ParseError:
+            continue
+        entries.append((addr.uri, (param(addr.params, "reason") or "unknown").strip('"').lower()))
+    if not entries:
+        return _with(message, tuple(kept))
+    history: list[str] = []
+    index = "1"
+    for i, (uri, _) in enumerate(entries):
+        cause = "" if i == 0 else f";cause={DIVERSION_TO_CAUSE.get(entries[i - 1][1], '404')}"
+        history.append(f"<{uri}{cause}>;index={index}")
+        index += ".1"
+    history.append(f"<{message.uri};cause={DIVERSION_TO_CAUSE.get(entries[-1][1], '404')}>;index={index}")
+    return _with(message, tuple(kept) + (("history-info", ", ".join(history)),))
+
+
+def history_to_diversion(message: Message) -> Message:
+    """History-Info of an initial INVITE -> Diversion (RFC 7544): every entry but the last
+    is a diverting party, its reason from the next entry's ``cause``, ``counter=1``,
+    ``privacy=full`` when the entry asks for history privacy; newest first."""
+    if not isinstance(message, Request) or message.method != "INVITE" or not _is_initial(message):
+        return message
+    values = [item for n, v in message.headers if n == "history-info" for item in split_list(v)]
+    if not values:
+        return message
+    kept = [(n, v) for n, v in message.headers if n not in ("history-info", "diversion")]
+    entries = []
+    for value in values:
+        try:
+            entries.append(parse_name_addr(value))
+        except ParseError:
+            continue
+    diversions: list[str] = []
+    for entry, after in zip(entries, entries[1:]):
+        cause = _uri_param(after.uri, "cause") or "404"
+        reason = CAUSE_TO_DIVERSION.get(cause, "unknown")
+        privacy = "full" if "privacy=history" in entry.uri.lower() or "%3bprivacy" in entry.uri.lower() else "off"
+        uri = _without_uri_param(_without_uri_param(entry.uri.split("?")[0], "cause"), "index")
+        diversions.append(f"<{uri}>;reason={reason};counter=1;privacy={privacy}")
+    out = tuple(kept) + tuple(("diversion", d) for d in reversed(diversions))
+    return _with(message, out)
+
+
 # --- header rules -----------------------------------------------------------------------------
 
 def apply_header_rules(message: Message, rules: Iterable[HeaderRule]) -> Message:
@@ -352,6 +434,8 @@ def inbound(message: Message, profile: Profile) -> Message:
         message = apply_header_rules(message, profile.inbound)
     if profile.identity is Identity.RPID:
         message = _rpid_to_pai(message)
+    if profile.diversion is DiversionForm.DIVERSION:
+        message = diversion_to_history(message)
     if profile.numbers is not None:
         message = _rewrite_numbers(message, profile.numbers, NumberForm.E164)
     return message
@@ -365,6 +449,10 @@ def outbound(message: Message, profile: Profile) -> Message:
         message = _pai_to_rpid(message)
     elif profile.identity is Identity.PAI:
         message = _rpid_to_pai(message)
+    if profile.diversion is DiversionForm.DIVERSION:
+        message = history_to_diversion(message)
+    elif profile.diversion is DiversionForm.HISTORY_INFO:
+        message = diversion_to_history(message)
     if profile.strip_topology:
         message = strip_topology(message)
     if profile.sdp != SdpRules():

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
-__all__ = ["BUILTIN_PROFILES", "GENERIC", "HeaderAction", "HeaderRule", "Identity", "NumberForm", "NumberPlan",
+__all__ = ["BUILTIN_PROFILES", "DiversionForm", "GENERIC", "HeaderAction", "HeaderRule", "Identity", "NumberForm", "NumberPlan",
            "Profile", "SdpRules", "Signalling", "TOPOLOGY_HEADERS"]
 
 
@@ -38,6 +38,12 @@ class Identity(str, Enum):
     KEEP = "keep"          # pass identity headers as they are
     PAI = "pai"            # the PBX speaks P-Asserted-Identity (+ Privacy), RFC 3325
     RPID = "rpid"          # the PBX speaks Remote-Party-ID (draft-ietf-sip-privacy-04)
+
+
+class DiversionForm(str, Enum):
+    KEEP = "keep"                  # pass Diversion / History-Info as they are
+    HISTORY_INFO = "history-info"  # the PBX speaks History-Info (RFC 7044): the canonical form
+    DIVERSION = "diversion"        # the PBX speaks Diversion (RFC 5806), mapped per RFC 7544
 
 
 class NumberForm(str, Enum):
@@ -75,6 +81,7 @@ class SdpRules:
 class Profile:
     name: str
     identity: Identity = Identity.KEEP
+    diversion: DiversionForm = DiversionForm.KEEP
     numbers: NumberPlan | None = None
     strip_topology: bool = False               # drop TOPOLOGY_HEADERS from messages sent to the PBX
     inbound: tuple[HeaderRule, ...] = ()       # applied to messages received from the PBX
@@ -84,7 +91,7 @@ class Profile:
 
     @property
     def changes_nothing(self) -> bool:
-        return (self.identity is Identity.KEEP and self.numbers is None and not self.strip_topology
+        return (self.identity is Identity.KEEP and self.diversion is DiversionForm.KEEP and self.numbers is None and not self.strip_topology
                 and not self.inbound and not self.outbound and self.sdp == SdpRules())
 
 
@@ -98,10 +105,11 @@ GENERIC = Profile("generic")
 BUILTIN_PROFILES: dict[str, Profile] = {
     "generic": GENERIC,
     # Cisco Unified CM SIP trunks send and read Remote-Party-ID ("Remote-Party-Id" is
-    # checked by default on the SIP trunk page; P-Asserted-Identity is an option), use
-    # payload type 101 for RFC 2833/4733 events, and put Cisco-Guid / Session-ID headers
-    # and a Cisco User-Agent on their messages.
-    "cisco-cucm": Profile("cisco-cucm", identity=Identity.RPID, strip_topology=True,
+    # checked by default on the SIP trunk page; P-Asserted-Identity is an option), carry
+    # redirections in Diversion headers, use payload type 101 for RFC 2833/4733 events,
+    # and put Cisco-Guid / Session-ID headers and a Cisco User-Agent on their messages.
+    "cisco-cucm": Profile("cisco-cucm", identity=Identity.RPID, diversion=DiversionForm.DIVERSION,
+                          strip_topology=True,
                           inbound=(HeaderRule(HeaderAction.REMOVE, "cisco-guid"),),
                           sdp=SdpRules(telephone_event_pt=101)),
     # Asterisk / FreePBX chan_sip and chan_pjsip peers with sendrpid=pai (the setting
