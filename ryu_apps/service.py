@@ -192,11 +192,13 @@ class MamService:
         def admit(now: float) -> Decision:
             if not self._watchers:
                 return self.manager.admit(request, now, media)
-            known = self._known(request.call_id)      # a retransmission: decided before, nothing new
+            counters = self.manager.counters
+            admitted = counters.admitted           # unchanged after an Admitted: a retransmission
+            known = self._known(request.call_id) if media is not None else None
             decision = self.manager.admit(request, now, media)
-            if known is None:
+            if not isinstance(decision, Admitted) or counters.admitted != admitted:
                 self._activity += self._decided(request, decision, now)
-            elif media is not None and not known.media_attached:
+            elif known is not None and not known.media_attached:
                 self._answered(request.call_id, now)
             return decision
         started = time.perf_counter()

@@ -15,6 +15,7 @@ import threading
 from typing import Sequence
 
 from ..core.cdr import CDR, Record
+from ..core.cdr import FIELDS as CDR_FIELDS
 from ..core.cdr import from_dict as cdr_from_dict, to_dict as cdr_to_dict
 from ..core.errors import StoreUnavailable
 from ..core.locations import Location
@@ -91,12 +92,16 @@ class SqliteLedger:
                        (location.community, location.ip, location.port))
 
 
+#: one column per exported field (no JSON: serialising was most of a record's cost)
 CDR_SCHEMA = """
-CREATE TABLE IF NOT EXISTS cdrs (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, at REAL NOT NULL,
-                                 first REAL NOT NULL, caller TEXT NOT NULL, callee TEXT NOT NULL,
-                                 body TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS cdrs_at ON cdrs (at);
-"""
+CREATE TABLE IF NOT EXISTS call_records (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, first REAL NOT NULL,
+                                         {columns});
+CREATE INDEX IF NOT EXISTS call_records_at ON call_records (at);
+""".format(columns=", ".join(CDR_FIELDS))
+
+
+INSERT_CDR = (f"INSERT INTO call_records (at, first, {', '.join(CDR_FIELDS)}) "
+              f"VALUES ({', '.join('?' * (len(CDR_FIELDS) + 2))})")
 
 
 class SqliteCdrStore:
@@ -105,7 +110,7 @@ class SqliteCdrStore:
     The default: the ledger's own file (a second connection; WAL lets it write beside the
     ledger). With the etcd ledger each controller keeps the records of the calls it
     handled in a local file (``cdr.path``, default ``cdr.sqlite`` beside the configuration).
-    ``at`` is when the record was made (release or refusal), ``first`` when the call
+    One column per field of :data:`ryu_apps.core.cdr.FIELDS`; ``at`` is when the record was made (release or refusal), ``first`` when the call
     first held bandwidth (its admission; a refusal's time): a period query reads the rows
     whose span meets it through the index on ``at``.
     """
@@ -128,14 +133,12 @@ class SqliteCdrStore:
             self._db.close()
 
     def add(self, records: Sequence[Record]) -> None:
-        rows = [(r.kind, r.at, r.admitted_at if isinstance(r, CDR) else r.at, r.caller_community,
-                 r.callee_community, json.dumps(cdr_to_dict(r))) for r in records]
+        rows = [(r.at, r.admitted_at if isinstance(r, CDR) else r.at, *cdr_to_dict(r).values()) for r in records]
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._db.executemany("INSERT INTO cdrs (kind, at, first, caller, callee, body) "
-                                         "VALUES (?, ?, ?, ?, ?, ?)", rows)
+                    self._db.executemany(INSERT_CDR, rows)
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
@@ -155,9 +158,9 @@ class SqliteCdrStore:
             where.append("first < ?" if overlapping else "at < ?")
             args.append(end)
         if community is not None:
-            where.append("(caller = ? OR callee = ?)")
+            where.append("(caller_community = ? OR callee_community = ?)")
             args += [community, community]
-        sql = "SELECT body FROM cdrs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY at, id"
+        sql = f"SELECT {', '.join(CDR_FIELDS)} FROM call_records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY at, id"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
@@ -166,11 +169,11 @@ class SqliteCdrStore:
                 rows = self._db.execute(sql, args).fetchall()
         except sqlite3.Error as error:
             raise StoreUnavailable(f"cannot read the call records {self.path}: {error}") from None
-        return [cdr_from_dict(json.loads(body)) for (body,) in rows]
+        return [cdr_from_dict(dict(zip(CDR_FIELDS, row))) for row in rows]
 
     def purge(self, before: float) -> int:
         try:
             with self._lock:
-                return self._db.execute("DELETE FROM cdrs WHERE at < ?", (before,)).rowcount
+                return self._db.execute("DELETE FROM call_records WHERE at < ?", (before,)).rowcount
         except sqlite3.Error as error:
             raise StoreUnavailable(f"cannot purge the call records {self.path}: {error}") from None
