@@ -171,7 +171,7 @@ def test_forty_clients_each_get_every_event_in_order(rig: Rig) -> None:
         stream.close()
 
 
-@pytest.mark.parametrize("rig", [{"client_queue": 1000}], indirect=True)
+@pytest.mark.parametrize("rig", [{"client_queue": 2500}], indirect=True)
 def test_a_client_that_stops_reading_is_dropped_and_never_holds_up_admission(rig: Rig) -> None:
     stalled = Stream(rig.port, rcvbuf=1024)                # asks, then never reads
     reader = Stream(rig.port)
