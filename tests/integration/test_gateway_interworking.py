@@ -267,6 +267,63 @@ def test_dtmf_both_ways_h245_user_input_and_sip_info(lab: Lab) -> None:
     assert stats["dtmf-h323-to-sip"] == 1 and stats["dtmf-sip-to-h323"] == 1 and stats["pools_kbps"]["h-s"] == 0
 
 
+def test_mutated_input_on_both_ports_stops_nothing_and_a_clean_call_follows(lab: Lab) -> None:
+    """2,000 mutated SIP datagrams and 150 mutated H.225 streams at the gateway process;
+    then a clean H.323 -> SIP call is answered and released, with no internal error."""
+    import random
+    rng = random.Random(1818)
+    guid = sim.new_guid()
+    fast = [sim.olc_audio(1, "g711Ulaw64k", 20, reverse=False, media=None, rtcp=(H_HOST, 40001)),
+            sim.olc_audio(2, "g711Ulaw64k", 20, reverse=True, media=H_RTP, rtcp=(H_HOST, 40001))]
+    h323_seeds = [sim.q931(sim.SETUP, 9, False, sim.setup_body(guid, [("dialledDigits", "4420")],
+                                                              [("dialledDigits", "331")], fast, (H_HOST, 1720)),
+                           called="4420"),
+                  sim.q931(sim.RELEASE_COMPLETE, 9, False, sim.release_body(guid), cause=16)]
+    sdp = f"v=0\r\no=- 1 1 IN IP4 {S_HOST}\r\ns=-\r\nc=IN IP4 {S_HOST}\r\nt=0 0\r\nm=audio 5 RTP/AVP 0\r\n"
+    sip_seed = (f"INVITE sip:99999@site-h.example SIP/2.0\r\nVia: SIP/2.0/UDP {S_HOST}:5060;branch=z9hG4bKf\r\n"
+                f"From: <sip:4420@site-s.example>;tag=f\r\nTo: <sip:99999@site-h.example>\r\nCall-ID: fz\r\n"
+                f"CSeq: 1 INVITE\r\nContact: <sip:f@{S_HOST}>\r\nContent-Type: application/sdp\r\n"
+                f"Content-Length: {len(sdp)}\r\n\r\n{sdp}").encode()
+
+    def mutate(data: bytes) -> bytes:
+        out = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            at = rng.randrange(len(out))
+            roll = rng.random()
+            if roll < 0.5:
+                out[at] = rng.randrange(256)
+            elif roll < 0.75:
+                del out[at:at + rng.randint(1, 30)]
+            else:
+                out[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 30)))
+            if not out:
+                out = bytearray(b"\x00")
+        return bytes(out)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind((S_HOST, 0))
+        for i in range(2000):
+            udp.sendto(mutate(sip_seed), ("127.0.0.1", lab.sip_port))
+            if i % 200 == 0:
+                time.sleep(0.01)
+    for _ in range(150):
+        try:
+            with socket.create_connection(("127.0.0.1", lab.h323_port), timeout=2, source_address=(H_HOST, 0)) as s:
+                s.sendall(mutate(rng.choice(h323_seeds)))
+        except OSError:
+            pass
+    lab.start_uas("uas_answer.xml")
+    sock, guid, crv = h323_call(lab)
+    while (message := sim.read_tpkt(sock, 5)) is not None and message["type"] != sim.CONNECT:
+        pass
+    assert message is not None, "no Connect after the fuzzing"
+    sock.sendall(sim.q931(sim.RELEASE_COMPLETE, crv, False, sim.release_body(guid), cause=16))
+    assert lab.wait_uas() == 0
+    sock.close()
+    stats = lab.settle()
+    assert stats["internal_errors"] == 0 and stats["pools_kbps"]["h-s"] == 0 and stats["admitted_calls"] == 0
+    assert stats.get("sip-malformed", 0) > 100
+
+
 def test_sip_caller_cancels_while_the_h323_side_rings(lab: Lab) -> None:
     import threading
     served: dict[str, Any] = {}
