@@ -164,8 +164,9 @@ class DemandOperations:
         if policy is None:
             return aggregate
         used = self._state.used[aggregate.id] + kbps
-        room = self._room(aggregate)
-        for size in policy.grow_sizes(aggregate.size_kbps, used):
+        sizes = policy.grow_sizes(aggregate.size_kbps, used)
+        room = self._room(aggregate) if sizes else 0
+        for size in sizes:
             if size <= room:
                 return self._resize(aggregate, size, aggregate.path, f"autosize: {used} kbit/s would be over "
                                     f"{policy.grow_at:g} of {aggregate.size_kbps}", now, target=KeepTarget)

@@ -555,9 +555,12 @@ class MediaAggregationManager(DemandOperations):
         ``shared`` False the caller queues the change to the entries all pools share
         (per-port classes, guards) itself, once for many pools."""
         shared_before = self._plans.shared() if shared else set()
-        before = self._plans.aggregate(old) | self._plans.calls_on(old.id)
+        # a call's flows depend on its pool's path, class and tag, never its size: a resize in
+        # place re-plans the pool's meters and classes only (O(1) in the calls it carries)
+        calls_follow = (old.path, old.dscp, old.tag, old.communities) != (new.path, new.dscp, new.tag, new.communities)
+        before = self._plans.aggregate(old) | (self._plans.calls_on(old.id) if calls_follow else set())
         self._state.replace_aggregate(old, new)
-        after = self._plans.aggregate(new) | self._plans.calls_on(new.id)
+        after = self._plans.aggregate(new) | (self._plans.calls_on(new.id) if calls_follow else set())
         self._queue(diff(before, after))
         if shared:
             self._queue(diff(shared_before, self._plans.shared()))

@@ -181,9 +181,36 @@ def test_an_aggregate_moves_off_a_failed_link_and_its_call_keeps_flowing(tmp_pat
         finally:
             run("ip", "link", "set", emu.interface("c1", port), "up")
         wait("the repaired link verified again", lambda: links()[("c1", via)]["state"] == "verified")
-        # no flapping back: the pool stays where it is, the call too
+        # no flapping back: the pool stays where it is until the path has been stable for
+        # dataplane.reoptimize_hold_s (60 s by default), the call too
         assert emu.api("GET", "/aggregates/site-x--site-y")[1]["path"] == ["e1", "c1", other, "c2", "e2"]
         assert emu.api("GET", "/calls/x-to-y")[0] == 200
+        # re-optimised on request while the call's media flows: make-before-break, no loss;
+        # then grown and shrunk in place (meters modified, never deleted): no loss either
+        for change in (lambda: emu.api("POST", "/aggregates/site-x--site-y/reoptimize"),
+                       lambda: emu.api("PATCH", "/aggregates/site-x--site-y", {"size_kbps": 9000}),
+                       lambda: emu.api("PATCH", "/aggregates/site-x--site-y", {"size_kbps": 3000})):
+            report, body = media_during(emu, change)
+            print(f"media while the pool became {'-'.join(body['path'])} / {body['size_kbps']} kbit/s: "
+                  f"{report['packets']} packets, loss {report['loss_pct']} %")
+            assert report["packets"] >= 140 and report["loss_pct"] <= 1.0, report
+        pool = emu.api("GET", "/aggregates/site-x--site-y")[1]
+        assert pool["path"] == path and pool["size_kbps"] == 3000 and pool["last_resize"]["reason"] == "operator"
+        assert emu.api("GET", "/calls/x-to-y")[1]["state"] == "active"
+
+
+def media_during(emu: Any, change: Any) -> tuple[dict, dict]:
+    """The call x-to-y's media for 3 s, with ``change`` made 1 s in: (media report, its answer)."""
+    import threading
+    done: dict = {}
+    sender = threading.Thread(target=lambda: done.update(media(emu, "x1", ["10.0.2.1:33000:23000"],
+                                                                 {"y1": [33000]})))
+    sender.start()
+    time.sleep(1.7)                          # the receiver starts 0.7 s in, then 1 s of media
+    status, body = change()
+    assert status == 200, body
+    sender.join(timeout=40)
+    return done["y1"], body
 
 
 def test_site_controllers_on_etcd_keep_calls_up_when_one_dies(tmp_path: Path) -> None:
