@@ -268,9 +268,10 @@ class MamService:
 
     def change_aggregate(self, aggregate_id: str, size_kbps: int | None = None,
                          autosize: Autosize | None | type[Keep] = Keep,
-                         schedule: Iterable[ScheduleEntry] | None = None) -> Aggregate:
+                         schedule: Iterable[ScheduleEntry] | None = None,
+                         path: Iterable[str] | None = None) -> Aggregate:
         return self._mutate(lambda t: self.manager.change_aggregate(
-            aggregate_id, size_kbps=size_kbps, autosize=autosize, schedule=schedule, now=t))
+            aggregate_id, size_kbps=size_kbps, autosize=autosize, schedule=schedule, path=path, now=t))
 
     def reoptimize_aggregate(self, aggregate_id: str) -> Aggregate:
         return self._mutate(lambda t: self.manager.reoptimize_aggregate(aggregate_id, t))

@@ -490,13 +490,14 @@ class MediaAggregationManager(DemandOperations):
 
     def change_aggregate(self, aggregate_id: str, *, size_kbps: int | None = None,
                          autosize: Autosize | None | type[Keep] = Keep,
-                         schedule: Iterable[ScheduleEntry] | None = None, now: float = 0.0) -> Aggregate:
-        """An operator's change of size, autosize policy and schedule, all or nothing. A new
-        policy without a size brings the size within the policy's range."""
+                         schedule: Iterable[ScheduleEntry] | None = None, path: Iterable[str] | None = None,
+                         now: float = 0.0) -> Aggregate:
+        """An operator's change of size, autosize policy, schedule and pinned path, all or
+        nothing. A new policy without a size brings the size within the policy's range."""
         old = self.aggregate(aggregate_id)
         with self._transaction():
-            if schedule is not None:
-                self.reconfigure_aggregate(aggregate_id, schedule=schedule, now=now)
+            if schedule is not None or path is not None:
+                self.reconfigure_aggregate(aggregate_id, schedule=schedule, path=path, now=now)
             if autosize is Keep:
                 if size_kbps is not None:
                     self.resize_aggregate(aggregate_id, size_kbps, now)
@@ -883,7 +884,8 @@ class MediaAggregationManager(DemandOperations):
         if len(set(path)) != len(path):
             raise InvalidRequest("must not visit a switch twice", field="path")
         for a, b in zip(path, path[1:]):
-            self.topology.link(a, b)
+            if not self.topology.has_link(a, b):
+                raise Unprocessable(f"no link between {a} and {b}", field="path")
 
     def _narrowest(self, path: tuple[str, ...]) -> str:
         book = self._state.book

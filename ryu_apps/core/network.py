@@ -159,6 +159,9 @@ class Topology:
                 return switch
         return None
 
+    def has_link(self, a: str, b: str) -> bool:
+        return bool(self._graph.has_edge(a, b))
+
     def link(self, a: str, b: str) -> Link:
         try:
             link: Link = self._graph.edges[a, b]["link"]

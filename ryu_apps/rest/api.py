@@ -295,11 +295,14 @@ class RestApi:
         if "autosize" in raw:
             autosize = _autosize(body.get("autosize", dict, None))
         schedule = _schedule(body.get("schedule", list, None))
+        path = body.get("path", list, None)
+        if path is not None and (not path or not all(isinstance(name, str) and name for name in path)):
+            raise HttpError(400, "must be a list of switch names", field="path")
         body.done()
-        if size is None and autosize is Keep and schedule is None:
-            raise HttpError(400, "give size_kbps, autosize (an object, or null to stop) or schedule",
+        if size is None and autosize is Keep and schedule is None and path is None:
+            raise HttpError(400, "give size_kbps, autosize (an object, or null to stop), schedule or path",
                             field="size_kbps")
-        aggregate = self.service.change_aggregate(params["id"], size, autosize, schedule)
+        aggregate = self.service.change_aggregate(params["id"], size, autosize, schedule, path)
         return json_response(self.service.read(lambda m: _aggregate(m, aggregate.id, detail=True)))
 
     def reoptimize_aggregate(self, request: Request, params: dict[str, str]) -> Response:

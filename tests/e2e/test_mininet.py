@@ -185,9 +185,12 @@ def test_an_aggregate_moves_off_a_failed_link_and_its_call_keeps_flowing(tmp_pat
         # dataplane.reoptimize_hold_s (60 s by default), the call too
         assert emu.api("GET", "/aggregates/site-x--site-y")[1]["path"] == ["e1", "c1", other, "c2", "e2"]
         assert emu.api("GET", "/calls/x-to-y")[0] == 200
-        # re-optimised on request while the call's media flows: make-before-break, no loss;
-        # then grown and shrunk in place (meters modified, never deleted): no loss either
-        for change in (lambda: emu.api("POST", "/aggregates/site-x--site-y/reoptimize"),
+        # moved back by the operator while the call's media flows: make-before-break, no loss
+        # (re-optimisation has nothing to gain here: both paths have 4 hops); then grown and
+        # shrunk in place (meters modified, never deleted): no loss either
+        status, body = emu.api("POST", "/aggregates/site-x--site-y/reoptimize")
+        assert status == 200 and body["moved"] is False, body
+        for change in (lambda: emu.api("PATCH", "/aggregates/site-x--site-y", {"path": path}),
                        lambda: emu.api("PATCH", "/aggregates/site-x--site-y", {"size_kbps": 9000}),
                        lambda: emu.api("PATCH", "/aggregates/site-x--site-y", {"size_kbps": 3000})):
             report, body = media_during(emu, change)
@@ -196,6 +199,7 @@ def test_an_aggregate_moves_off_a_failed_link_and_its_call_keeps_flowing(tmp_pat
             assert report["packets"] >= 140 and report["loss_pct"] <= 1.0, report
         pool = emu.api("GET", "/aggregates/site-x--site-y")[1]
         assert pool["path"] == path and pool["size_kbps"] == 3000 and pool["last_resize"]["reason"] == "operator"
+        assert pool["pinned"] is True
         assert emu.api("GET", "/calls/x-to-y")[1]["state"] == "active"
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from conftest import line_topology, mesh_topology
-from ryu_apps.core.errors import CapacityError, Conflict, InvalidRequest, MamError, NotFound
+from ryu_apps.core.errors import Unprocessable, CapacityError, Conflict, InvalidRequest, MamError, NotFound
 from ryu_apps.core.manager import MediaAggregationManager
 
 
@@ -66,11 +66,11 @@ def test_delete_with_calls_needs_force_and_releases_them(manager):
 
 @pytest.mark.parametrize("kwargs, field", [
     ({"size_kbps": 0}, "size_kbps"), ({"dscp": 64}, "dscp"), ({"aggregate_id": ""}, "id"),
-    ({"levels": []}, "levels"), ({"path": ["s1", "s3"]}, None),
+    ({"levels": []}, "levels"), ({"path": ["s1", "s3"]}, "path"),
 ])
 def test_bad_aggregate_requests_name_the_field(manager, kwargs, field):
     args = {"aggregate_id": "ab", "a": "site-a", "b": "site-b", "size_kbps": 100} | kwargs
-    with pytest.raises((InvalidRequest, NotFound)) as error:
+    with pytest.raises((InvalidRequest, NotFound, Unprocessable)) as error:
         manager.create_aggregate(args.pop("aggregate_id"), args.pop("a"), args.pop("b"), args.pop("size_kbps"),
                                  **args)
     if field:

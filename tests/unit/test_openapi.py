@@ -185,6 +185,7 @@ WALK: list[tuple[str, str, int, dict[str, Any]]] = [
     ("/mam/v1/aggregates/{id}", "PATCH", 400, {"path": {"id": "a-b"}, "body": {
         "autosize": {"min_kbps": 3000, "max_kbps": 500, "step_kbps": 500}}}),
     ("/mam/v1/aggregates/{id}", "PATCH", 200, {"path": {"id": "a-b"}, "body": {"autosize": None, "schedule": []}}),
+    ("/mam/v1/aggregates/{id}", "PATCH", 422, {"path": {"id": "a-b"}, "body": {"path": ["s1", "s3"]}}),
     ("/mam/v1/aggregates/{id}/reoptimize", "POST", 200, {"path": {"id": "a-b"}}),
     ("/mam/v1/aggregates/{id}/reoptimize", "POST", 401, {"path": {"id": "a-b"}, "auth": None}),
     ("/mam/v1/aggregates/{id}/reoptimize", "POST", 403, {"path": {"id": "a-b"}, "auth": "wrong"}),
