@@ -7,6 +7,8 @@
    throughput without records, then with the recorder writing every ended call and every
    refusal to the ledger's file (batched). Goal: no more than 10 % lower. Also the cost
    per record, and what it comes to at 1,000 calls/s.
+   Then the same at a paced 1,000 calls/s: the rate achieved, admission latency and the
+   CPU it takes, with and without records.
 2. Event fan-out: the same admissions with 50 clients following GET /mam/v1/events over
    loopback (a threaded WSGI server; one reader thread for every client): admission
    throughput with and without them, every event delivered to every client, and the
@@ -135,6 +137,48 @@ def bench_records(calls: int, rounds: int = 5) -> None:
     print(f"  SQLite write alone: {per * 1e6:.1f} µs per record in batches of 256")
 
 
+def paced(service: MamService, rate: float, seconds: float, tag: str) -> tuple[float, list[float]]:
+    """Offer ``rate`` calls/s (admit one, release the oldest) for ``seconds``: the rate
+    achieved and each admission's latency."""
+    live: list[str] = []
+    for i in range(ACTIVE):
+        service.admit(AdmissionRequest(f"{tag}-warm-{i}", "a", "b", MEDIA))
+        live.append(f"{tag}-warm-{i}")
+    latencies = []
+    started = time.perf_counter()
+    done = 0
+    while (now := time.perf_counter()) - started < seconds:
+        due = int((now - started) * rate)
+        while done < due:
+            service.release(live[done % ACTIVE], "bye")
+            t0 = time.perf_counter()
+            service.admit(AdmissionRequest(f"{tag}-{done}", "a", "b", MEDIA))
+            latencies.append(time.perf_counter() - t0)
+            live[done % ACTIVE] = f"{tag}-{done}"
+            done += 1
+        time.sleep(0.0005)
+    return done / (time.perf_counter() - started), sorted(latencies)
+
+
+def bench_paced(rate: float = 1000.0, seconds: float = 5.0) -> None:
+    print(f"\nat {rate:,.0f} calls/s offered for {seconds:g} s (SQLite ledger):")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label in ("without records", "with records"):
+            path = os.path.join(tmp, label.replace(" ", "-") + ".sqlite")
+            service = sqlite_service(path)
+            recorder = None
+            if label == "with records":
+                recorder = CdrRecorder(SqliteCdrStore(path))
+                service.watch(recorder)
+            cpu = time.process_time()
+            achieved, latencies = paced(service, rate, seconds, label[:4])
+            if recorder is not None:
+                recorder.flush()
+            busy = (time.process_time() - cpu) / seconds
+            print(f"  {label:16} {achieved:,.0f} calls/s, admission p50 {latencies[len(latencies) // 2] * 1e3:.2f} ms, "
+                  f"p99 {latencies[int(len(latencies) * 0.99)] * 1e3:.2f} ms, CPU {busy:.0%} of one core")
+
+
 class Followers:
     """``count`` clients of GET /mam/v1/events, read by one thread (selectors)."""
 
@@ -150,6 +194,7 @@ class Followers:
             self.selector.register(sock, selectors.EVENT_READ, i)
             self.socks.append(sock)
         self.tails = [b""] * count
+        self.heard = [False] * count           # the stream's first bytes came: subscribed
         self.stop = False
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -166,6 +211,7 @@ class Followers:
                     self.selector.unregister(key.fileobj)
                     continue
                 now = time.perf_counter()
+                self.heard[i] = True
                 text = self.tails[i] + data
                 cut = text.rfind(b"\n")
                 self.tails[i] = text[cut + 1:]
@@ -188,7 +234,7 @@ def bench_fanout(calls: int, clients: int) -> None:
     print(f"\nevent fan-out: {calls:,} calls with {clients} clients on GET /mam/v1/events (loopback)")
 
     def memory_service() -> tuple[MamService, EventHub]:
-        hub = EventHub(wakeup=ThreadWakeup, client_queue=100_000, max_clients=clients + 10)
+        hub = EventHub(wakeup=ThreadWakeup, client_queue=100_000, max_clients=3 * clients)
         service = MamService(build_manager(parse_config(config())), clock=time.time)
         service.watch(hub)
         return service, hub
@@ -223,8 +269,28 @@ def bench_fanout(calls: int, clients: int) -> None:
         print(f"  {last:,} events; {complete} of {clients} clients got every one "
               f"({hub.dropped} dropped), the last {drained * 1000:.0f} ms after the last decision")
         if delays:
-            print(f"  decision to client: p50 {statistics.median(delays) * 1000:.1f} ms, "
+            print(f"  decision to client at full speed: p50 {statistics.median(delays) * 1000:.1f} ms, "
                   f"p99 {delays[int(len(delays) * 0.99)] * 1000:.1f} ms ({len(delays):,} samples)")
+        # the same clients at a paced 1,000 calls/s (2,000 events/s)
+        followers = Followers(int(url.rsplit(":", 1)[1]), clients)
+        started = time.monotonic()
+        while not all(followers.heard) and time.monotonic() - started < 20:
+            time.sleep(0.01)
+        first = hub.last_id
+        published.clear()
+        achieved, latencies = paced(service, 1000.0, 3.0, "paced")
+        last = hub.last_id
+        started = time.monotonic()
+        while min(followers.last) < last and time.monotonic() - started < 30:
+            time.sleep(0.02)
+        followers.close()
+        delays = sorted(arrival - published[ident] for ident, arrivals in followers.arrivals.items()
+                        if ident in published and ident > first for arrival in arrivals)
+        complete = sum(1 for n in followers.last if n == last)
+        if delays:
+            print(f"  at 1,000 calls/s: {achieved:,.0f} achieved, admission p99 {latencies[int(len(latencies) * 0.99)] * 1e3:.2f} ms; "
+                  f"{complete} of {clients} clients got every event; decision to client p50 "
+                  f"{statistics.median(delays) * 1000:.1f} ms, p99 {delays[int(len(delays) * 0.99)] * 1000:.1f} ms")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=50)
     args = parser.parse_args(argv if argv is not None else [])
     bench_records(args.calls)
+    bench_paced()
     bench_fanout(args.calls // 4, args.clients)
 
 
