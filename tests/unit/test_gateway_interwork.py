@@ -454,7 +454,7 @@ def test_sip_side_admission_refusal_and_bad_offers():
     control = Control(reject=RejectReason.POOL_FULL)
     call = S2H(control)
     out = sip_out(call.first)
-    assert [r.status for r in out] == [503] and out[0].header("reason").startswith("Q.850;cause=34")
+    assert [r.status for r in out] == [100, 503] and out[1].header("reason").startswith("Q.850;cause=34")
     assert call.conn is None
     gw = gateway(Control())
     assert [r.status for r in sip_out(gw.sip_receive(invite_bytes(body=b""), PBX_S, 0.0))] == [488]
@@ -612,3 +612,70 @@ def test_odd_info_bodies_are_answered_and_carry_nothing():
                 f"CSeq: 13 INFO\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
         out = call.gw.sip_receive(info, PBX_S, 2.0)
         assert [r.status for r in sip_out(out)] == [status] and h323_out(out) == []
+
+
+# --- deferred admission (REST mode): Perform out, performed in ------------------------------------
+
+from ryu_apps.signalling.call_control import Admit, AttachMedia, Release  # noqa: E402
+from ryu_apps.signalling.h323.actions import Perform  # noqa: E402
+
+
+def performs(actions):
+    return [a for a in actions if isinstance(a, Perform)]
+
+
+def test_deferred_admission_h323_caller_waits_then_the_invite_goes():
+    control = Control()
+    gw = gateway(control)
+    gw.defer = True
+    conn = gw.h323_accept(("10.1.0.5", 33000))
+    guid = sim.new_guid()
+    setup = sim.q931(sim.SETUP, 9, False, sim.setup_body(guid, [("dialledDigits", "442079460000")], [],
+                                                         faststart_offer(), PBX_H), called="442079460000")
+    out = gw.h323_data(conn, setup, 0.0)
+    (ask,) = performs(out)
+    assert isinstance(ask.op, Admit) and sip_out(out) == [] and control.admits == []
+    assert [m["type"] for m in h323_out(out)] == [sim.CALL_PROCEEDING]
+    out = gw.performed(ask.ticket, Admitted(ask.op.request.call_id, "a-b", 91), 0.2)
+    assert len(sip_out(out, "INVITE")) == 1
+    invite = sip_out(out, "INVITE")[0]
+    out = gw.sip_receive(response(invite, 200, body=sdp(*S_RTP)), PBX_S, 1.0)
+    assert [type(p.op) for p in performs(out)] == [AttachMedia]
+    out = gw.h323_data(conn, sim.q931(sim.RELEASE_COMPLETE, 9, False, sim.release_body(guid), cause=16), 2.0)
+    assert [(type(p.op), p.op.call_id) for p in performs(out)] == [(Release, "gw-" + guid.hex())]
+    assert len(sip_out(out, "BYE")) == 1
+
+
+def test_deferred_admission_the_caller_leaves_or_control_is_slow_a_late_yes_is_released():
+    gw = gateway(Control())
+    gw.defer = True
+    conn = gw.h323_accept(("10.1.0.5", 33000))
+    guid = sim.new_guid()
+    setup = sim.q931(sim.SETUP, 9, False, sim.setup_body(guid, [("dialledDigits", "442079460000")], [],
+                                                         faststart_offer(), PBX_H), called="442079460000")
+    (ask,) = performs(gw.h323_data(conn, setup, 0.0))
+    gw.h323_closed(conn, 0.5)                                     # the caller gave up
+    out = gw.performed(ask.ticket, Admitted("gw-" + guid.hex(), "a-b", 91), 1.0)
+    assert [type(p.op) for p in performs(out)] == [Release] and sip_out(out) == []
+    conn = gw.h323_accept(("10.1.0.5", 33001))
+    guid = sim.new_guid()
+    setup = sim.q931(sim.SETUP, 10, False, sim.setup_body(guid, [("dialledDigits", "442079460000")], [],
+                                                          faststart_offer(), PBX_H), called="442079460000")
+    (ask,) = performs(gw.h323_data(conn, setup, 10.0))
+    out = gw.handle_timer(15.1)                                   # control_timeout_s
+    assert [(m["type"], m["cause"]) for m in h323_out(out)] == [(sim.RELEASE_COMPLETE, 41)]
+    late = gw.performed(ask.ticket, Admitted("gw-" + guid.hex(), "a-b", 91), 16.0)
+    assert [type(p.op) for p in performs(late)] == [Release]
+    assert gw.internal_errors == 0
+
+
+def test_deferred_admission_sip_caller_refused_by_the_pool():
+    gw = gateway(Control())
+    gw.defer = True
+    out = gw.sip_receive(invite_bytes(), PBX_S, 0.0)
+    (ask,) = performs(out)
+    assert [r.status for r in sip_out(out)] == [100] and not any(isinstance(a, StreamOpen) for a in out)
+    out = gw.performed(ask.ticket, Rejected(ask.op.request.call_id, RejectReason.POOL_FULL, "full"), 0.3)
+    finals = sip_out(out)
+    assert [r.status for r in finals] == [503] and finals[0].header("reason").startswith("Q.850;cause=34")
+    assert performs(out) == [] and h323_out(out) == []

@@ -42,8 +42,8 @@ from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, Signal
 from ryu_apps.core.calls import MediaEndpoint
 from ryu_apps.core.codec import MediaSpec
 
-from ..call_control import CallControl
-from ..h323.actions import StreamClose, StreamOpen, StreamSend
+from ..call_control import Admit, AttachMedia, CallControl, ControlOp, Modify, Release
+from ..h323.actions import Perform, StreamClose, StreamOpen, StreamSend
 from ..h323.asn1 import Asn1Error, decode_h245, decode_uu, encode_h245, encode_uu
 from ..h323.q931 import (IE, SPEECH_BEARER, MessageType, Q931, Q931Error, TpktFramer, cause_ie, number_ie, parse,
                          serialize as q931_bytes, tpkt)
@@ -63,7 +63,8 @@ from .profile import GENERIC, Profile
 
 log = logging.getLogger(__name__)
 
-Action = Union[Send, StreamOpen, StreamSend, StreamClose]
+Action = Union[Send, StreamOpen, StreamSend, StreamClose, Perform]
+Then = Callable[["Bridge", Any, float], None]
 
 NORMAL, TEMPORARY_FAILURE, TIMER_EXPIRY, NO_ROUTE, UNALLOCATED = 16, 41, 102, 3, 1
 INVALID_IE, BEARER_NOT_IMPLEMENTED, NO_ANSWER = 100, 65, 19
@@ -91,6 +92,7 @@ class GatewaySettings:
     t2: float = 4.0
     t303: float = 4.0                               # Setup sent, nothing back
     no_answer_s: float = 180.0                      # ringing without an answer (T301 / timer C)
+    control_timeout_s: float = 5.0                  # deferred admission (REST mode): no answer -> cause 41
 
 
 class Phase(str, Enum):
@@ -122,6 +124,8 @@ class Bridge:
     callee_media: MediaEndpoint | None = None
     attached: tuple[MediaEndpoint, MediaEndpoint] | None = None
     faststart_sent: bool = False
+    h323_open: bool = True                        # False until the S->H leg's connection is asked for
+    admitted_at: float = 0.0
     # SIP leg
     invite: Request | None = None                 # H->S: ours; S->H: the caller's
     remote_tag: str | None = None
@@ -139,9 +143,14 @@ class Bridge:
 class Gateway:
     """The interworking core. Never raises out of an entry point."""
 
-    def __init__(self, settings: GatewaySettings, control: CallControl, directory: Directory, ids: IdSource) -> None:
+    def __init__(self, settings: GatewaySettings, control: CallControl, directory: Directory, ids: IdSource, *,
+                 defer: bool = False) -> None:
         self.settings = settings
         self.control = control
+        self.defer = defer                               # admission answered later (Perform / performed)
+        self._pending: dict[int, tuple[Bridge, Then]] = {}
+        self._ignored: set[int] = set()                  # tickets of modify/attach/release: no continuation
+        self._ticket = 0
         self.directory = directory
         self.ids = ids
         self.bridges: dict[str, Bridge] = {}             # admission call id -> bridge
@@ -177,6 +186,22 @@ class Gateway:
     def call_ended(self, call_id: str, cause: str, now: float) -> list[Action]:
         """Admission ended the call (preempted, aggregate deleted, media idle, REST)."""
         return self._run(self._admission_ended, call_id, cause, now)
+
+    def reconcile(self, live: set[str], asked_at: float, now: float) -> list[Action]:
+        """REST mode: the call ids the controller held at ``asked_at``; admitted calls of ours
+        from before then that it no longer holds were ended by it: clear both legs."""
+        return self._run(self._reconcile, live, asked_at, now)
+
+    def _reconcile(self, live: set[str], asked_at: float, now: float) -> None:
+        for bridge in list(self.bridges.values()):
+            if bridge.admitted and not bridge.released and bridge.admitted_at <= asked_at \
+                    and bridge.call_id not in live and bridge.phase is not Phase.ENDED:
+                self._count("controller-ended")
+                self._admission_ended(bridge.call_id, "released by the controller", now)
+
+    def performed(self, ticket: int, result: Any, now: float) -> list[Action]:
+        """Deferred mode: the answer (a Decision, None, or the exception) to a Perform."""
+        return self._run(self._performed, ticket, result, now)
 
     def next_timer(self) -> float | None:
         return min(self._timers.values(), default=None)
@@ -343,9 +368,6 @@ class Gateway:
         sip_call_id = f"{self.ids('call-id', call_id)}@{self.settings.sip_host}"
         bridge = Bridge(call_id, guid, True, caller, callee, conn, message.call_ref, sip_peer, sip_call_id,
                         self.ids("tag", call_id), proposals=tuple(proposals), offer=offer, caller_media=offer.receive)
-        if not self._admit(bridge, conn, message.call_ref):
-            return
-        self._register(bridge)
         domain = self.settings.domains.get(callee, sip_peer.host)
         number = "+" + called.lstrip("+")                 # it matched e164_prefixes: an E.164 number
         if calling and calling.lstrip("+").isdigit() and self.directory.by_number(calling) is not None:
@@ -359,16 +381,24 @@ class Gateway:
             ("from", f"<sip:{calling or 'anonymous'}@{self.settings.sip_host}>;tag={bridge.local_tag}"),
             ("to", f"<{uri}>"), ("call-id", sip_call_id), ("cseq", "1 INVITE"),
             ("contact", f"<sip:gw@{self.settings.sip_host}:{self.settings.sip_port}>"),
-            ("allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),
+            ("allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"),
         ]
         if calling:
             headers.append(("p-asserted-identity", f"<sip:{calling}@{self.settings.sip_host}>"))
         headers.append(("content-type", "application/sdp"))
-        bridge.invite = Request("INVITE", uri, tuple(headers), sdp)
-        self._sip_send(bridge, bridge.invite)
-        bridge.interval = self.settings.t1
-        self._arm(bridge, "retransmit", now + bridge.interval)
-        self._arm(bridge, "timer-b", now + 64 * self.settings.t1)
+        invite = Request("INVITE", uri, tuple(headers), sdp)
+        self._register(bridge)
+
+        def decided(bridge: Bridge, result: Any, now: float) -> None:
+            if not self._admitted(bridge, result, now):
+                return
+            bridge.invite = invite
+            self._sip_send(bridge, invite)
+            bridge.interval = self.settings.t1
+            self._arm(bridge, "retransmit", now + bridge.interval)
+            self._arm(bridge, "timer-b", now + 64 * self.settings.t1)
+        self._decide(bridge, AdmissionRequest(call_id, caller, callee, offer.spec(), protocol=SignallingProtocol.H323),
+                     decided, now)
 
     def _h323_refuse(self, conn: int, crv: int, guid: bytes, cause: int) -> None:
         self._count(f"h323-refused-{cause}")
@@ -501,25 +531,24 @@ class Gateway:
         bridge = Bridge(call_id, guid, False, caller, callee, conn, crv, source, request.call_id,
                         self.ids("tag", call_id), offer=offer, caller_media=offer.receive, invite=request,
                         sip_payload_types={name: pt for name, pt, _ in sdp.codecs})
-        try:
-            decision = self.control.admit(AdmissionRequest(call_id, caller, callee, offer.spec(),
-                                                           protocol=SignallingProtocol.SIP))
-        except Exception as error:  # noqa: BLE001 - call control down: refuse this call only
-            log.warning("admission failed for %s: %s", call_id, error)
-            self._reply(request, source, 503, reason=(TEMPORARY_FAILURE, "call control unreachable"))
-            return
-        if isinstance(decision, Rejected):
-            self._count(f"rejected-{decision.reason.value}")
-            status, cause = SIP_REJECTIONS[decision.reason]
-            self._reply(request, source, status, reason=(cause, f"{decision.reason.value}: {decision.detail}"))
-            return
-        bridge.admitted = True
-        self._count("admitted")
+        bridge.h323_open = False
         self._register(bridge)
         self._respond_invite(bridge, 100, now, with_sdp=False)
+
+        def decided(bridge: Bridge, result: Any, now: float) -> None:
+            if self._admitted(bridge, result, now):
+                self._send_setup(bridge, user, request, target, now)
+        self._decide(bridge, AdmissionRequest(call_id, caller, callee, offer.spec(), protocol=SignallingProtocol.SIP),
+                     decided, now)
+
+    def _send_setup(self, bridge: Bridge, user: str, request: Request, target: tuple[str, int], now: float) -> None:
+        """S->H, admitted: open the connection to the H.323 PBX and send the Setup."""
+        offer, guid, conn, crv = bridge.offer, bridge.guid, bridge.conn, bridge.crv
+        assert offer is not None and offer.receive is not None
         called = user.lstrip("+") if user.lstrip("+").isdigit() else user
         calling = parse_uri(parse_name_addr(request.header("from") or "").uri).user or ""
         self._framers[conn] = TpktFramer()
+        bridge.h323_open = True
         self._out.append(StreamOpen(conn, target[0], target[1]))
         rtcp = MediaEndpoint(offer.receive.ip, offer.receive.port + 1)
         setup = ("setup", {
@@ -682,9 +711,9 @@ class Gateway:
         connected = bridge.phase is Phase.CONNECTED
         bridge.phase = Phase.ENDED
         self._count("ended")
-        if not from_h323:
+        if not from_h323 and bridge.h323_open:
             self._send_release(bridge.conn, bridge.crv, bridge.h323_caller, bridge.guid, cause)
-        if not closed:
+        if not closed and bridge.h323_open:
             self._out.append(StreamClose(bridge.conn))
         if not from_sip and not bye_sent:
             if bridge.h323_caller:
@@ -715,10 +744,7 @@ class Gateway:
         if bridge.admitted and not bridge.released:
             bridge.released = True
             if release:
-                try:
-                    self.control.release(bridge.call_id, cause)
-                except Exception as error:  # noqa: BLE001 - admission reclaims calls it no longer hears of
-                    log.warning("release of %s failed: %s", bridge.call_id, error)
+                self._op(Release(bridge.call_id, cause))
                 self._count("released")
 
     def _admission_ended(self, call_id: str, cause: str, now: float) -> None:
@@ -795,33 +821,93 @@ class Gateway:
             self._end(bridge, TIMER_EXPIRY, "ack-timeout", now)
         elif name == "forget":
             self._forget(bridge)
+        elif name == "admission":
+            self._admission_timeout(bridge, now)
 
     # --- admission ------------------------------------------------------------------------
 
-    def _admit(self, bridge: Bridge, conn: int, crv: int) -> bool:
-        assert bridge.offer is not None
-        try:
-            decision = self.control.admit(AdmissionRequest(bridge.call_id, bridge.caller_community,
-                                                           bridge.callee_community, bridge.offer.spec(),
-                                                           protocol=SignallingProtocol.H323))
-        except Exception as error:  # noqa: BLE001 - call control down: refuse this call only
-            log.warning("admission failed for %s: %s", bridge.call_id, error)
-            self._h323_refuse(conn, crv, bridge.guid, TEMPORARY_FAILURE)
-            return False
-        if isinstance(decision, Rejected):
-            self._count(f"rejected-{decision.reason.value}")
-            self._h323_refuse(conn, crv, bridge.guid, H323_REJECTIONS[decision.reason][1])
-            return False
-        assert isinstance(decision, Admitted)
-        bridge.admitted = True
-        self._count("admitted")
-        return True
+    def _decide(self, bridge: Bridge, request: AdmissionRequest, then: Then, now: float) -> None:
+        """Ask admission for ``bridge``: at once (in-process), or by a Perform the shell runs
+        off its loop (REST mode), answered through :meth:`performed`."""
+        if not self.defer:
+            result: Any
+            try:
+                result = self.control.admit(request)
+            except Exception as error:  # noqa: BLE001 - call control down: refuse this call only
+                result = error
+            then(bridge, result, now)
+            return
+        self._ticket += 1
+        self._pending[self._ticket] = (bridge, then)
+        self._out.append(Perform(self._ticket, Admit(request)))
+        self._arm(bridge, "admission", now + self.settings.control_timeout_s)
+
+    def _performed(self, ticket: int, result: Any, now: float) -> None:
+        if ticket in self._ignored:
+            self._ignored.discard(ticket)
+            if isinstance(result, Exception):
+                log.warning("call control failed: %s", result)
+            return
+        entry = self._pending.pop(ticket, None)
+        if entry is None:                                   # answered after its timeout
+            if isinstance(result, Admitted):
+                self._op(Release(result.call_id, "admission answered too late"))
+            return
+        bridge, then = entry
+        self._disarm(bridge, "admission")
+        if bridge.phase is Phase.ENDED:                      # the call ended while admission thought
+            if isinstance(result, Admitted):
+                self._op(Release(bridge.call_id, "ended before admission answered"))
+            return
+        then(bridge, result, now)
+
+    def _admission_timeout(self, bridge: Bridge, now: float) -> None:
+        for ticket in [t for t, (b, _) in self._pending.items() if b is bridge]:
+            _, then = self._pending.pop(ticket)                # a late yes is released (_performed)
+            then(bridge, TimeoutError("call control did not answer in time"), now)
+
+    def _admitted(self, bridge: Bridge, result: Any, now: float) -> bool:
+        """True if admitted; else the call is refused on the leg that asked (cause and status
+        as the proxy and the gatekeeper give them)."""
+        if isinstance(result, Admitted):
+            bridge.admitted, bridge.admitted_at = True, now
+            self._count("admitted")
+            return True
+        if isinstance(result, Rejected):
+            self._count(f"rejected-{result.reason.value}")
+            status, cause = SIP_REJECTIONS[result.reason]
+            if bridge.h323_caller:
+                cause = H323_REJECTIONS[result.reason][1]
+            why = f"{result.reason.value}: {result.detail}"
+        else:
+            log.warning("admission failed for %s: %s", bridge.call_id, result)
+            self._count("control-errors")
+            status, cause, why = 503, TEMPORARY_FAILURE, "call control unreachable"
+        if bridge.h323_caller:
+            self._end(bridge, cause, why, now, from_sip=True)
+        else:
+            self._end(bridge, cause, why, now, from_h323=True, closed=True, status=status)
+        return False
+
+    def _op(self, op: ControlOp) -> None:
+        """modify / attach_media / release: at once, or as a Perform whose answer is dropped."""
+        if not self.defer:
+            try:
+                if isinstance(op, Modify):
+                    self.control.modify(op.call_id, op.media)
+                elif isinstance(op, AttachMedia):
+                    self.control.attach_media(op.call_id, op.caller, op.callee)
+                elif isinstance(op, Release):
+                    self.control.release(op.call_id, op.cause)
+            except Exception as error:  # noqa: BLE001 - admission reclaims what it no longer hears of
+                log.warning("%s of %s failed: %s", type(op).__name__, getattr(op, "call_id", "?"), error)
+            return
+        self._ticket += 1
+        self._ignored.add(self._ticket)
+        self._out.append(Perform(self._ticket, op))
 
     def _modify(self, bridge: Bridge, chosen: tuple[str, int]) -> None:
-        try:
-            self.control.modify(bridge.call_id, MediaSpec(chosen[0], chosen[1]))
-        except Exception as error:  # noqa: BLE001 - the call keeps its first allocation
-            log.warning("modify of %s failed: %s", bridge.call_id, error)
+        self._op(Modify(bridge.call_id, MediaSpec(chosen[0], chosen[1])))
 
     def _attach(self, bridge: Bridge) -> None:
         if bridge.caller_media is None or bridge.callee_media is None:
@@ -830,11 +916,8 @@ class Gateway:
         if bridge.attached == pair:
             return
         bridge.attached = pair
-        try:
-            self.control.attach_media(bridge.call_id, *pair)
-            self._count("attached")
-        except Exception as error:  # noqa: BLE001
-            log.warning("attach_media of %s failed: %s", bridge.call_id, error)
+        self._count("attached")
+        self._op(AttachMedia(bridge.call_id, *pair))
 
     def _register(self, bridge: Bridge) -> None:
         self.bridges[bridge.call_id] = bridge

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -22,8 +23,8 @@ from typing import Any, Callable
 
 from ryu_apps.core.errors import MamError
 
-from ..call_control import CallControl
-from ..h323.actions import StreamClose, StreamOpen, StreamSend
+from ..call_control import CallControl, perform
+from ..h323.actions import Perform, StreamClose, StreamOpen, StreamSend
 from ..h323.hub_server import Faults
 from ..sip.transaction import Peer, Send
 from .interwork import Action, Directory, Gateway, GatewaySettings
@@ -90,8 +91,11 @@ class _Stream(asyncio.Protocol):
 
 
 class GatewayServer:
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: Gateway, live_calls: Callable[[], set[str]] | None = None,
+                 reconcile_s: float = 5.0) -> None:
         self.gw = gw
+        self.live_calls, self.reconcile_s = live_calls, reconcile_s
+        self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-admission")
         self.faults = Faults()
         self.streams: dict[int, _Stream] = {}
         self.waiting: dict[int, list[bytes]] = {}
@@ -118,6 +122,42 @@ class GatewayServer:
         self.server = await loop.create_server(lambda: _Stream(self), settings.h323_host, settings.h323_port,
                                                reuse_address=True)
         self._schedule()
+        if self.live_calls is not None:
+            loop.call_later(self.reconcile_s, self._reconcile)
+
+    def _reconcile(self) -> None:
+        """REST mode: ask (on the ordered worker) which calls the controller holds; clear ours
+        it no longer does. Then again in ``reconcile_s``."""
+        loop, live_calls = self._loop, self.live_calls
+        assert loop is not None and live_calls is not None
+        asked_at = loop.time()
+
+        def run() -> None:
+            try:
+                live = live_calls()
+            except Exception as error:  # noqa: BLE001 - try again next time
+                loop.call_soon_threadsafe(self.faults.record, "reconcile", error)
+                return
+            loop.call_soon_threadsafe(self.guard, "reconcile", lambda: self.gw.reconcile(live, asked_at, self.now()))
+        try:
+            self.worker.submit(run)
+        except RuntimeError:                       # shutting down
+            return
+        loop.call_later(self.reconcile_s, self._reconcile)
+
+    def _perform(self, action: Perform) -> None:
+        loop = self._loop
+        assert loop is not None
+
+        def run() -> None:
+            result: Any
+            try:
+                result = perform(self.gw.control, action.op)
+            except Exception as error:  # noqa: BLE001 - an unreachable controller is an answer
+                result = error
+            loop.call_soon_threadsafe(self.guard, "performed",
+                                      lambda: self.gw.performed(action.ticket, result, self.now()))
+        self.worker.submit(run)
 
     async def stop(self) -> None:
         if self._timer is not None:
@@ -129,6 +169,7 @@ class GatewayServer:
         for stream in list(self.streams.values()):
             if stream.transport is not None:
                 stream.transport.close()
+        self.worker.shutdown(wait=False, cancel_futures=True)
 
     def on_changes(self, changes: Any) -> None:
         """A MamService listener: calls admission ended itself get cleared on both legs."""
@@ -169,6 +210,8 @@ class GatewayServer:
                         stream.transport.close()
                     elif action.conn in self.waiting:
                         self.closing.add(action.conn)
+                elif isinstance(action, Perform):
+                    self._perform(action)
             except Exception as error:  # noqa: BLE001
                 self.faults.record(type(action).__name__, error)
 
@@ -224,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ryu_apps.signalling.gateway",
                                      description="SIP <-> H.323 signalling gateway between communities.")
     parser.add_argument("--config", required=True, help="configuration file (gateway:, profiles:, communities)")
+    parser.add_argument("--controller", help="ask this controller's REST API for admission (e.g. "
+                        "http://127.0.0.1:8080) instead of running it in this process")
+    parser.add_argument("--token", default=os.environ.get("MAM_TOKEN") or os.environ.get("MAM_API_TOKEN"),
+                        help="bearer token for the controller's REST API (or MAM_TOKEN)")
+    parser.add_argument("--reconcile-s", type=float, default=5.0,
+                        help="REST mode: how often to ask which calls the controller still holds (default 5)")
     parser.add_argument("--stats-file", help="write counters as JSON here on exit and on SIGUSR1")
     parser.add_argument("--log-level", default="WARNING")
     return parser
@@ -235,9 +284,19 @@ def build_server(args: argparse.Namespace) -> tuple[GatewayServer, CallControl]:
     from ..h323.directory import TopologyDirectory
     from ..sip.ids import HashIds
     site = load_config(args.config)
-    service = MamService(build_manager(site))
     settings = settings_from_config(site.gateway, site.topology.communities, site.sip.t1_s)
-    directory: Directory = TopologyDirectory(lambda: service.manager.topology)
+    topology = site.topology
+    directory: Directory = TopologyDirectory(lambda: topology)     # communities from the file: no lookups
+    if args.controller:                 # admission over REST, off the loop (Perform / performed)
+        from ..h323.rest_queries import live_calls
+        from ..sip.rest_client import RestCallControl
+        rest = RestCallControl(args.controller, args.token)
+        gw = Gateway(settings, rest, directory, HashIds(os.urandom(16)), defer=True)
+        server = GatewayServer(gw, live_calls=lambda: live_calls(rest) | set(rest.sip_calls()),
+                               reconcile_s=max(0.1, args.reconcile_s))
+        return server, rest
+    service = MamService(build_manager(site))
+    directory = TopologyDirectory(lambda: service.manager.topology)
     gw = Gateway(settings, service, directory, HashIds(os.urandom(16)))
     server = GatewayServer(gw)
     service.subscribe(server.on_changes)
