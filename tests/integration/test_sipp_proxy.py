@@ -312,3 +312,64 @@ def test_standalone_process(tmp_path: Path) -> None:
     stats = json.loads(stats_file.read_text())
     assert stats["admitted"] == 3 and stats["released"] == 3 and stats["active_calls"] == 0
     assert stats["rejected"] == {"pool-full": 3} and stats["internal_errors"] == 0
+
+
+def autosized(pool_calls: tuple[int, int], port: int, uas_port: int) -> dict[str, Any]:
+    document = site_config(pool_calls[0] * PCMU_KBPS, port, uas_port)
+    document["aggregates"][0]["autosize"] = {"min_kbps": pool_calls[0] * PCMU_KBPS,
+                                             "max_kbps": pool_calls[1] * PCMU_KBPS,
+                                             "step_kbps": 2 * PCMU_KBPS, "grow_at": 0.9, "shrink_at": 0.3}
+    return document
+
+
+def test_a_burst_grows_an_autosized_pool_from_its_minimum_and_a_slower_link_preempts_with_a_reason(
+        tmp_path: Path) -> None:
+    """Issue 16 with real SIPp: a pool of 2 calls that may grow to 6 admits a burst of 6 calls
+    (refusing the 7th and 8th: pool-full at max_kbps); then the link's port slows down so it
+    reserves room for 3 calls only: exactly the 3 newest calls are preempted, and each party
+    gets a BYE whose first Reason is RFC 4411 preemption (SIPp checks it); at a speed that
+    holds no call the others follow. The pool ends empty, reduced, with its size as target."""
+    from ryu_apps.core.survey import PortInfo
+    port, uas_port = free_port(), free_port()
+    config = parse_config(autosized((2, 6), port, uas_port))
+    service = MamService(build_manager(config))
+    proxy = ThreadedProxy(service, ProxyConfig.from_sip_config(config.sip))
+    service.subscribe(proxy.server.on_changes)
+    sipp = Sipp(tmp_path, port, uas_port)
+    try:
+        sipp.start_uas("uas_answer.xml")
+        result: dict[str, Any] = {}
+        caller = threading.Thread(target=lambda: result.update(
+            zip(("rc", "counts"), sipp.uac("uac_preempted.xml", 8, ["pcmu"], rate=20, timeout_s=60))))
+        caller.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proxy.stats().rejected.get("pool-full", 0) < 2:
+            time.sleep(0.1)
+        assert proxy.active_calls() == 6 and service.read(lambda m: m.aggregate("a-b").size_kbps) == 6 * PCMU_KBPS, (
+            proxy.stats(), errors_of(sipp.workdir))
+        assert service.read(lambda m: m.counters.resizes) == {"grow": 2}
+        admitted = [c.call_id for c in service.read(lambda m: m.calls("a-b"))]
+        # the switches describe their ports; then s1's link port slows to 600 kbit/s: at the
+        # configured share (50 %) the link may reserve 300 kbit/s, room for 3 calls
+        for switch in ("s1", "s2"):
+            service.observe(lambda survey: survey.ports_described(
+                switch, {n: PortInfo(f"{switch}-eth{n}") for n in (1, 2)}))
+        assert proxy.active_calls() == 6
+        service.observe(lambda survey: survey.port_changed("s1", 1, PortInfo("s1-eth1", speed_kbps=600)))
+        survivors = [c.call_id for c in service.read(lambda m: m.calls("a-b"))]
+        assert survivors == admitted[:3]
+        assert service.read(lambda m: (m.aggregate("a-b").size_kbps, m.aggregate("a-b").target_kbps)) == (
+            300, 6 * PCMU_KBPS)
+        service.observe(lambda survey: survey.port_changed("s1", 1, PortInfo("s1-eth1", speed_kbps=100)))
+        caller.join(timeout=80)
+        assert not caller.is_alive()
+        assert result["rc"] == 0, errors_of(sipp.workdir)
+        counts = result["counts"]
+        assert (total(counts, "200"), total(counts, "BYE"), total(counts, "503")) == (6, 6, 2), counts
+        assert service.read(lambda m: m.counters.preempted_by) == {"capacity": 6}
+        settle(proxy)
+    finally:
+        sipp.stop_uas()
+        proxy.close()
+    assert proxy.used_kbps() == 0 and proxy.active_calls() == 0
+    assert proxy.server.proxy.stats.internal_errors == 0
