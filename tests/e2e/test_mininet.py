@@ -197,6 +197,9 @@ def test_an_aggregate_moves_off_a_failed_link_and_its_call_keeps_flowing(tmp_pat
             print(f"media while the pool became {'-'.join(body['path'])} / {body['size_kbps']} kbit/s: "
                   f"{report['packets']} packets, loss {report['loss_pct']} %")
             assert report["packets"] >= 140 and report["loss_pct"] <= 1.0, report
+            meters = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-meters", emu.bridge("e1")],
+                                    capture_output=True, text=True, timeout=20).stdout
+            assert f"rate={body['size_kbps']} " in meters, meters        # the ingress meter followed it
         pool = emu.api("GET", "/aggregates/site-x--site-y")[1]
         assert pool["path"] == path and pool["size_kbps"] == 3000 and pool["last_resize"]["reason"] == "operator"
         assert pool["pinned"] is True
