@@ -317,6 +317,11 @@ class MediaAggregationManager(DemandOperations):
             elif isinstance(key, tuple) and len(key) == 2:
                 try:
                     self._demand_timer(key, now)
+                except LedgerConflict:
+                    # another controller sharing the ledger changed the pool first (it runs the
+                    # same timers): its change stands, ours is not made twice; the timer is armed
+                    # again by the next change of use, from the state the ledger now holds
+                    continue
                 except StoreUnavailable as error:
                     self._pending_notes.append(f"aggregate {key[1]}: {key[0]} not recorded: {error.message}; retrying")
                     self._state.deadlines.set(key, now + self.settings.timers.retry_s)

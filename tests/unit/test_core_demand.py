@@ -396,3 +396,27 @@ def test_no_sequence_of_arrivals_departures_and_capacity_changes_oversubscribes_
     for call_id in list(live):
         manager.release(call_id, now + 1)
     assert all(manager.used_kbps(pool.id) == 0 for pool in manager.aggregates())
+
+
+def test_a_shrink_another_controller_made_first_is_not_made_twice():
+    """Two controllers on one ledger run the same shrink timer; the second's commit is refused
+    (LedgerConflict), it catches up and does not take a second step."""
+    from ryu_apps.core.store import LedgerConflict, MemoryLedger
+
+    class Shared(MemoryLedger):
+        refuse = False
+
+        def commit(self, writes):
+            if self.refuse:
+                self.refuse = False
+                raise LedgerConflict("another controller came first", fresh=())
+            super().commit(writes)
+
+    ledger = Shared()
+    manager = MediaAggregationManager(line_topology(), ledger=ledger)
+    manager.create_aggregate("ab", "site-a", "site-b", 1000, autosize=POLICY)
+    manager.admit(call("c0"), now=0)
+    ledger.refuse = True
+    manager.handle_timer(60)
+    assert manager.aggregate("ab").size_kbps == 1000 and manager.next_timer() != 61
+    assert manager.counters.resizes == {}
