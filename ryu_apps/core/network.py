@@ -109,6 +109,7 @@ class Topology:
     _by_name: dict[str, Community] = field(init=False, repr=False, compare=False)
     _adjacency: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
     _reservable: dict[Hop, int] = field(init=False, repr=False, compare=False)
+    _links: dict[Hop, Link] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         graph = nx.Graph()
@@ -134,6 +135,7 @@ class Topology:
         object.__setattr__(self, "_graph", graph)
         object.__setattr__(self, "_by_name", {c.name: c for c in self.communities})
         object.__setattr__(self, "_adjacency", {name: tuple(graph.adj[name]) for name in graph.nodes})
+        object.__setattr__(self, "_links", {hop: link for link in self.links for hop in link.hops()})
         object.__setattr__(self, "_reservable", {hop: link.reservable_kbps for link in self.links
                                                  for hop in link.hops()})
 
@@ -164,8 +166,7 @@ class Topology:
 
     def link(self, a: str, b: str) -> Link:
         try:
-            link: Link = self._graph.edges[a, b]["link"]
-            return link
+            return self._links[a, b]
         except KeyError:
             raise NotFound(f"no link between {a} and {b}") from None
 
