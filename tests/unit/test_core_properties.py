@@ -27,7 +27,7 @@ from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, Reject
 from ryu_apps.core.calls import CallState, MediaEndpoint
 from ryu_apps.core.codec import MediaSpec
 from ryu_apps.core.errors import MamError, StoreUnavailable
-from ryu_apps.core.flowplan import FlowEntry, call_entries
+from ryu_apps.core.flowplan import FlowEntry
 from ryu_apps.core.manager import MediaAggregationManager
 from ryu_apps.core.paths import constrained_path
 from ryu_apps.core.store import MemoryLedger
@@ -249,14 +249,6 @@ class Ledger(RuleBasedStateMachine):
     def shared_entries_kept_up_to_date_equal_a_fresh_drawing(self):
         plans = self.manager._plans
         assert plans.shared() == plans.shared_from_scratch()
-
-    @invariant()
-    def remembered_call_flows_equal_a_fresh_drawing(self):
-        state, plans = self.manager._state, self.manager._plans
-        for call in state.calls.values():
-            if call.media_attached:
-                assert plans.call(call) == call_entries(call, state.aggregates[call.aggregate_id], TOPOLOGY,
-                                                        plans.options, state.locations)
 
     @invariant()
     def pools_by_pair_match_a_fresh_index(self):
