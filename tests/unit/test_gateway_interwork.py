@@ -679,3 +679,49 @@ def test_deferred_admission_sip_caller_refused_by_the_pool():
     finals = sip_out(out)
     assert [r.status for r in finals] == [503] and finals[0].header("reason").startswith("Q.850;cause=34")
     assert performs(out) == [] and h323_out(out) == []
+
+
+# --- re-INVITE / UPDATE ----------------------------------------------------------------------------
+
+def in_dialog(method, to, body=b"", cseq=20, extra=()):
+    head = [f"{method} sip:gw@10.0.0.1:5080 SIP/2.0", f"Via: SIP/2.0/UDP 10.2.0.5;branch=z9hG4bK{method}{cseq}",
+            "From: <sip:+442071230000@site-s.example>;tag=caller1", f"To: {to}", "Call-ID: s2h-1",
+            f"CSeq: {cseq} {method}", "Contact: <sip:pbx@10.2.0.5:5060>", *extra]
+    if body:
+        head.append("Content-Type: application/sdp")
+    return ("\r\n".join(head) + f"\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def test_a_session_refresh_reinvite_is_answered_with_the_calls_media():
+    control = Control()
+    call = S2H(control)
+    to = sip_out(call.h323(sim.CONNECT, "connect", call.answer_fast()))[0].header("to")
+    offer = sdp(*S_RTP, pts="8 0", names=("PCMA", "PCMU"))
+    out = sip_out(call.gw.sip_receive(in_dialog("INVITE", to, offer, extra=("Session-Expires: 1800;refresher=uac",
+                                                                            "Supported: timer")), PBX_S, 60.0))
+    assert [r.status for r in out] == [200]
+    assert out[0].header("session-expires") == "1800;refresher=uac" and out[0].header("require") == "timer"
+    body = out[0].body.decode()
+    assert "c=IN IP4 10.1.0.5" in body and "m=audio 40000 RTP/AVP 8\r\n" in body
+    hold = sdp("0.0.0.0", 50000, pts="8", names=("PCMA",))
+    assert [r.status for r in sip_out(call.gw.sip_receive(in_dialog("INVITE", to, hold, 21), PBX_S, 61.0))] == [200]
+    update = sip_out(call.gw.sip_receive(in_dialog("UPDATE", to, b"", 22), PBX_S, 62.0))
+    assert [r.status for r in update] == [200] and b"m=audio 40000" in update[0].body
+    moved = sdp("10.2.0.9", 50000, pts="8", names=("PCMA",))
+    refused = sip_out(call.gw.sip_receive(in_dialog("INVITE", to, moved, 23), PBX_S, 63.0))
+    assert [r.status for r in refused] == [488] and refused[0].header("reason").startswith("Q.850;cause=65")
+    other_codec = sdp(*S_RTP, pts="18", names=("G729",))
+    assert [r.status for r in sip_out(call.gw.sip_receive(in_dialog("INVITE", to, other_codec, 24), PBX_S,
+                                                          64.0))] == [488]
+    assert len(control.releases) == 0 and call.gw.bridges        # the call goes on
+
+
+def test_a_reinvite_from_the_sip_callee_of_an_h323_caller_and_before_the_answer():
+    call = H2S(Control())
+    early = (f"INVITE sip:gw@10.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 10.2.0.5;branch=z9hG4bKe\r\n"
+             f"From: {call.invite.header('to')};tag=callee1\r\nTo: {call.invite.header('from')}\r\n"
+             f"Call-ID: {call.invite.call_id}\r\nCSeq: 5 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
+    assert [r.status for r in sip_out(call.sip(early))] == [491]
+    call.answer()
+    out = sip_out(call.sip(early.replace(b"5 INVITE", b"6 INVITE").replace(b"bKe", b"bKf"), 9.0))
+    assert [r.status for r in out] == [200] and b"c=IN IP4 10.1.0.5" in out[0].body

@@ -26,7 +26,8 @@ SIP_TO_Q850: dict[int, int] = {
     513: 127, 580: 47, 600: 17, 603: 21, 604: 1, 606: 58,
 }
 
-REASON_PHRASES = {403: "Forbidden", 404: "Not Found", 408: "Request Timeout", 410: "Gone", 480: "Temporarily Unavailable",
+REASON_PHRASES = {400: "Bad Request", 415: "Unsupported Media Type", 416: "Unsupported URI Scheme",
+                  481: "Call/Transaction Does Not Exist", 491: "Request Pending", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout", 410: "Gone", 480: "Temporarily Unavailable",
                   484: "Address Incomplete", 486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
                   500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
                   503: "Service Unavailable", 504: "Server Time-out"}

@@ -126,6 +126,7 @@ class Bridge:
     faststart_sent: bool = False
     h323_open: bool = True                        # False until the S->H leg's connection is asked for
     admitted_at: float = 0.0
+    codec: tuple[str, int] | None = None          # the codec both sides settled on (name, ptime)
     # SIP leg
     invite: Request | None = None                 # H->S: ours; S->H: the caller's
     remote_tag: str | None = None
@@ -322,6 +323,7 @@ class Gateway:
         if spec is not None and receive is not None and bridge.offer is not None:
             bridge.callee_media = receive
             bridge.offer = Offer(((spec.codec, spec.ptime_ms),), bridge.offer.receive)
+            bridge.codec = (spec.codec, spec.ptime_ms)
             self._attach(bridge)
             return True
         return bridge.callee_media is not None
@@ -489,8 +491,8 @@ class Gateway:
             self._reply(request, source, 200, bridge)
         elif method == "INFO":
             self._sip_info(bridge, request, source, now)
-        elif method == "INVITE":
-            self._reply(request, source, 488, bridge, reason=(BEARER_NOT_IMPLEMENTED, "re-INVITE not supported"))
+        elif method in ("INVITE", "UPDATE"):
+            self._refresh(bridge, request, source, now)
         else:
             self._reply(request, source, 501, bridge)
 
@@ -644,6 +646,8 @@ class Gateway:
         except MediaError:
             return None
         bridge.callee_media = sdp.receive
+        bridge.codec = chosen
+        bridge.sip_payload_types = {name: pt for name, pt, _ in sdp.codecs}
         if bridge.offer is not None and bridge.offer.codecs[0][0] != chosen[0]:
             self._modify(bridge, chosen)
         self._attach(bridge)
@@ -658,6 +662,48 @@ class Gateway:
             fields["fastStart"] = faststart
             bridge.faststart_sent = True
         self._send_h323(bridge.conn, bridge.crv, True, kind, (name, fields))
+
+    # --- re-INVITE / UPDATE: session refresh (RFC 4028) and hold ------------------------------
+
+    def _refresh(self, bridge: Bridge, request: Request, source: Peer, now: float) -> None:
+        """A re-INVITE or UPDATE on a bridged call. The H.323 leg's media cannot be changed
+        without H.245, so: an offer that keeps the call's codec and address (a session
+        refresh, RFC 4028), or puts it on hold (no address), or no offer at all, is answered
+        200 with the gateway's side of the media as it is; anything else 488."""
+        if bridge.phase is not Phase.CONNECTED or bridge.codec is None:
+            self._reply(request, source, 491 if request.method == "INVITE" else 200, bridge)
+            return
+        ours = bridge.callee_media if not bridge.h323_caller else bridge.caller_media
+        theirs = bridge.caller_media if not bridge.h323_caller else bridge.callee_media
+        if request.body:
+            try:
+                offer = read_sdp(request.body)
+            except MediaError as error:
+                self._reply(request, source, 488, bridge, reason=(88, str(error)))
+                return
+            same_codec = any(name == bridge.codec[0] for name, _, _ in offer.codecs)
+            if not same_codec or (offer.receive is not None and offer.receive != theirs):
+                self._count("reinvite-refused")
+                self._reply(request, source, 488, bridge,
+                            reason=(BEARER_NOT_IMPLEMENTED, "the H.323 leg's media cannot change"))
+                return
+            bridge.sip_payload_types.update({name: pt for name, pt, _ in offer.codecs})
+        if ours is None:
+            self._reply(request, source, 488, bridge, reason=(BEARER_NOT_IMPLEMENTED, "no media to describe"))
+            return
+        self._count("session-refreshed")
+        extra: list[tuple[str, str]] = [("contact", f"<sip:gw@{self.settings.sip_host}:{self.settings.sip_port}>"),
+                                        ("content-type", "application/sdp")]
+        expires = request.header("session-expires")
+        if expires:
+            delta = expires.split(";")[0].strip()
+            if delta.isdigit():
+                extra.append(("session-expires", f"{delta};refresher=uac"))
+                if "timer" in [t.strip().lower() for t in ",".join(request.header_values("supported")).split(",")]:
+                    extra.append(("require", "timer"))
+        body = build_sdp(ours, (bridge.codec,), now_id(now), payload_types=bridge.sip_payload_types)
+        response = build_response(request, 200, "OK", extra=extra, body=body)
+        self._out.append(Send(serialize(response), source))
 
     # --- DTMF: H.245 userInputIndication <-> SIP INFO (application/dtmf-relay) ----------------
 
