@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.integration,
 PCMU_KBPS = 91           # G.711 20 ms at Ethernet level with the default tags
 POOL_CALLS = 5
 TOKEN = strong_token("kamailio")
-DIALOG_TIMEOUT_S = 6
+DIALOG_TIMEOUT_S = 8     # a vanished caller's call ends this long after its 200 (whole-second ticks)
 RETRY_AFTER_S = 7
 
 
@@ -204,7 +204,7 @@ def test_a_vanished_caller_is_released_by_the_dialog_timeout(lab: Lab) -> None:
     run = lab.caller("uac_vanish_txn.xml", 3, rate=20, limit=3)
     assert run.exit == 0 and run.failed == 0, run.errors
     assert lab.controller.pool() == (3 * PCMU_KBPS, 3)      # no BYE: the calls hold their bandwidth
-    time.sleep(DIALOG_TIMEOUT_S - 1.5)
+    time.sleep(DIALOG_TIMEOUT_S - 4)        # a loaded machine only makes this check later: keep 4 s clear
     assert lab.controller.pool()[1] == 3, "released before the dialog timeout"
     lab.settle(DIALOG_TIMEOUT_S + 5)
     assert lab.stats()["released"] - before["released"] == 3
