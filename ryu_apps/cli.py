@@ -324,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--from", dest="start", help="ISO 8601 time (UTC unless it says) or epoch seconds")
         command.add_argument("--to", dest="end", help="ISO 8601 time or epoch seconds (report default: now)")
     records.add_argument("--community")
+    report.add_argument("--png", metavar="FILE", help="also draw one aggregate's use and refusals (needs matplotlib)")
+    report.add_argument("--aggregate", help="the aggregate --png draws (default: the only one)")
     records.add_argument("--csv", action="store_true", help="CSV with a header line (default: a table)")
     return parser
 
@@ -341,6 +343,34 @@ def _autosize(text: str) -> dict[str, Any]:
         except ValueError:
             raise CliError(f"autosize {text!r}: {name} must be a number, not {part!r}", code=2) from None
     return policy
+
+
+def _chart(client: Client, args: argparse.Namespace, report: Any, out: TextIO) -> None:
+    from datetime import datetime
+    from .charts import pool_chart
+    from .core.cdr import CDR, from_dict
+    pools = [a["id"] for a in client.request("GET", "/aggregates")["aggregates"]]
+    name = args.aggregate or (pools[0] if len(pools) == 1 else None)
+    if name is None:
+        raise CliError(f"--png: name the aggregate to draw with --aggregate (one of {', '.join(pools) or 'none'})")
+    pool = client.request("GET", f"/aggregates/{_path(name)}")
+    start, end = (datetime.fromisoformat(report[key].replace("Z", "+00:00")).timestamp() for key in ("from", "to"))
+    rows = client.request("GET", "/cdrs", query={"from": report["from"], "format": "json"})["cdrs"]
+    records = []
+    for row in rows:
+        for key in ("admitted_at", "answered_at", "released_at", "refused_at"):
+            if row.get(key):
+                row[key] = datetime.fromisoformat(row[key].replace("Z", "+00:00")).timestamp()
+        records.append(from_dict(row))
+    for call in client.request("GET", "/calls", query={"aggregate": name})["calls"]:      # still up: held to now
+        records.append(CDR(call["call_id"], call["protocol"], call["caller_community"], call["callee_community"],
+                           name, call["level"], call["media"]["codec"], call["kbps"], call["admitted_at"], None,
+                           end, "in-progress"))
+    try:
+        pool_chart(args.png, name, pool["size_kbps"], records, start, end)
+    except (RuntimeError, OSError) as error:
+        raise CliError(f"--png {args.png}: {error}") from None
+    out.write(f"chart of {name} written to {args.png}\n")
 
 
 def _endpoint(text: str | None, name: str) -> dict[str, Any] | None:
@@ -432,6 +462,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     elif args.command == "report":
         body, show = client.request("GET", "/reports/usage", query={"from": args.start, "to": args.end}), show_report
+        if args.png:
+            _chart(client, args, body, out)
     else:  # stats
         body, show = client.request("GET", "/stats"), show_stats
     if args.json:

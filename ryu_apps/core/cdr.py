@@ -295,3 +295,38 @@ def percentile_level(time_at: Mapping[int, float], fraction: float) -> int:
             return level
     return max(time_at)  # pragma: no cover - rounding
 
+
+
+# --- series for charts ------------------------------------------------------------------
+
+def held_steps(records: Iterable[Record], start: float, end: float) -> list[tuple[float, int]]:
+    """kbit/s held over ``[start, end)`` as (time, level from then on) steps, from ``start``."""
+    changes: dict[float, int] = {}
+    level = 0
+    for record in records:
+        if not isinstance(record, CDR):
+            continue
+        if record.admitted_at < start < record.released_at or record.admitted_at == start:
+            level += record.kbps
+        elif start < record.admitted_at < end:
+            changes[record.admitted_at] = changes.get(record.admitted_at, 0) + record.kbps
+        if start < record.released_at < end and record.admitted_at < end:
+            changes[record.released_at] = changes.get(record.released_at, 0) - record.kbps
+    steps = [(start, level)]
+    for when in sorted(changes):
+        level += changes[when]
+        steps.append((when, level))
+    return steps
+
+
+def refusal_counts(records: Iterable[Record], start: float, end: float, step: float) -> dict[str, list[int]]:
+    """Refusals per reason in consecutive ``step``-second buckets of ``[start, end)``."""
+    if not step > 0 or not end > start:
+        raise ValueError("the period must end after it starts, in steps longer than zero")
+    buckets = max(1, -(-int(end - start) // int(max(1.0, step))))
+    out: dict[str, list[int]] = {}
+    for record in records:
+        if isinstance(record, Refusal) and start <= record.refused_at < end:
+            counts = out.setdefault(record.reason, [0] * buckets)
+            counts[min(buckets - 1, int((record.refused_at - start) // step))] += 1
+    return dict(sorted(out.items()))

@@ -388,3 +388,52 @@ def test_mamctl_cdrs_csv_and_report(rest: Rest) -> None:
         err = io.StringIO()
         assert main(["--url", url, "report", "--from", "soon"], io.StringIO(), err) == 1
         assert "from" in err.getvalue()
+
+
+def test_calls_ended_because_their_path_stayed_down_are_recorded_after_the_grace_period() -> None:
+    from ryu_apps.core.survey import PortInfo
+    from ryu_apps.events import EventHub, ThreadWakeup
+    service, recorder, clock = rig()
+    hub = EventHub(wakeup=ThreadWakeup)
+    service.watch(hub)
+    client, _, _ = hub.subscribe(None)
+    decision = service.admit(request("c1"), MEDIA)
+    assert isinstance(decision, Admitted)
+    service.flows_installed(decision.serial)                            # the switches confirmed: active
+    ports = {10: PortInfo("p10"), 11: PortInfo("p11", 0, False)}       # s2's port toward s3 goes down
+    service.observe(lambda survey: survey.ports_described("s2", ports))
+    service.handle_timer()
+    assert recorder.query() == []                                        # within the grace period: nothing ends
+    clock.now += 11
+    service.handle_timer()
+    record = only_call(recorder)
+    assert record.cause.startswith("preempted: path-down") and record.preempted_by is None
+    assert record.answered_at is not None and record.duration_s == pytest.approx(11)
+    kinds = [e.type for e in client.take()]
+    assert kinds[:2] == ["call.admitted", "call.answered"] and "link.state" in kinds and kinds[-1] == "call.released"
+
+
+def test_chart_series_held_kbps_and_refusals_by_bucket() -> None:
+    from ryu_apps.core.cdr import held_steps, refusal_counts
+    records = [cdr("c1", 10, 20, 70), cdr("c2", 30, 40, 130, kbps=24), cdr("c3", -20, -10, 15),
+               refusal("r1", 50), refusal("r2", 120), refusal("r3", 99, reason="path-down"), refusal("r4", 0)]
+    assert held_steps(records, 0, 100) == [(0, 80), (10, 160), (15, 80), (30, 104), (70, 24)]
+    assert refusal_counts(records, 0, 100, 50) == {"path-down": [0, 1], "pool-full": [1, 1]}
+    with pytest.raises(ValueError):
+        refusal_counts(records, 0, 100, 0)
+
+
+def test_mamctl_report_draws_a_png_of_a_pool(rest: Rest, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from test_cli import serve
+    from ryu_apps.cli import main
+    rest.service.admit(request("c3"))                   # still up: drawn up to the end
+    chart = tmp_path / "a-b.png"
+    for url in serve(rest.app):
+        out = io.StringIO()
+        assert main(["--url", url, "report", "--from", "2027-01-15T07:55Z", "--to", "2027-01-15T08:10Z",
+                     "--png", str(chart)], out) == 0, out.getvalue()
+        assert "written to" in out.getvalue()
+        err = io.StringIO()
+        assert main(["--url", url, "report", "--png", str(chart), "--aggregate", "nope"], io.StringIO(), err) == 1
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
