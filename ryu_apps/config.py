@@ -799,7 +799,8 @@ def _gateway(root: _Node, communities: tuple[Community, ...]) -> GatewayConfig:
         enabled=section.get("enabled", _bool, True),
         sip_listen=(sip_listen.rpartition(":")[0].strip("[]"), int(sip_listen.rpartition(":")[2])),
         h323_listen=(h323_listen.rpartition(":")[0].strip("[]"), int(h323_listen.rpartition(":")[2])),
-        pbx=tuple(pbx), no_answer_s=section.get("no_answer_s", _number(1.0, 3600.0), 180.0))
+        pbx=tuple(pbx), no_answer_s=section.get("no_answer_s", _number(1.0, 3600.0), 180.0),
+        trusted=tuple(str(a) for a in section.get("trusted", _list(_ip), ())))
     section.done()
     return gateway
 

@@ -226,7 +226,7 @@ class MediaAggregationApp(compat.RyuApp):
         from .signalling.h323.gatekeeper import Gatekeeper, GatekeeperSettings
         from .signalling.h323.hub_server import HubGatekeeper
         service = self.service
-        gatekeeper = Gatekeeper(GatekeeperSettings.from_config(h323), service,
+        gatekeeper = Gatekeeper(GatekeeperSettings.from_config(h323, self.config.gateway), service,
                                 TopologyDirectory(lambda: service.manager.topology))
         self.h323 = HubGatekeeper(gatekeeper, spawn=compat.hub.spawn, sleep=compat.hub.sleep,
                                   socket_factory=socket.socket, event_factory=compat.WakeupEvent)

@@ -40,7 +40,7 @@ def free_port(kind: int, host: str = "127.0.0.1") -> int:
 
 
 class Lab:
-    def __init__(self, workdir: Path, pool_kbps: int = 1000) -> None:
+    def __init__(self, workdir: Path, pool_kbps: int = 1000, gatekeeper: bool = False) -> None:
         self.workdir = workdir
         self.sip_port, self.h323_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
         self.uas_port = free_port(socket.SOCK_DGRAM, S_HOST)
@@ -62,8 +62,20 @@ class Lab:
                         "pbx": {"site-s": f"{S_HOST}:{self.uas_port}",
                                 "site-h": f"{H_HOST}:{self.phone.getsockname()[1]}"}},
         }
+        self.gk: subprocess.Popen[str] | None = None
+        if gatekeeper:                       # the MAM gatekeeper routes calls to site-s to the gateway
+            self.ras_port, self.call_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+            config["h323"] = {"ras_listen": f"127.0.0.1:{self.ras_port}", "call_listen": f"127.0.0.1:{self.call_port}"}
+            config["gateway"]["trusted"] = ["127.0.0.1"]
         path = workdir / "site.yaml"
         path.write_text(yaml.safe_dump(config))
+        if gatekeeper:
+            self.gk_stats = workdir / "gk.json"
+            self.gk = subprocess.Popen([sys.executable, "-m", "ryu_apps.signalling.h323", "--config", str(path),
+                                        "--stats-file", str(self.gk_stats)], cwd=REPO, stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, text=True)
+            assert self.gk.stdout is not None
+            assert self.gk.stdout.readline().startswith("H.323 gatekeeper")
         self.stats_file = workdir / "stats.json"
         self.log = (workdir / "gateway.log").open("w")
         self.proc = subprocess.Popen([sys.executable, "-m", "ryu_apps.signalling.gateway", "--config", str(path),
@@ -103,7 +115,27 @@ class Lab:
         assert self.uas is not None
         return self.uas.wait(20)
 
+    def gk_report(self) -> dict[str, Any]:
+        assert self.gk is not None
+        before = self.gk_stats.stat().st_mtime_ns if self.gk_stats.exists() else 0
+        self.gk.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if self.gk_stats.exists() and self.gk_stats.stat().st_mtime_ns != before:
+                return dict(json.loads(self.gk_stats.read_text()))
+            time.sleep(0.02)
+        raise AssertionError("no gatekeeper stats")
+
     def close(self) -> None:
+        if self.gk is not None and self.gk.poll() is None:
+            self.gk.send_signal(signal.SIGTERM)
+            try:
+                self.gk.wait(10)
+            except subprocess.TimeoutExpired:
+                self.gk.kill()
+                self.gk.wait(5)
+        if self.gk is not None and self.gk.stdout is not None:
+            self.gk.stdout.close()
         if self.uas is not None and self.uas.poll() is None:
             self.uas.terminate()
             self.uas.wait(5)
@@ -322,6 +354,40 @@ def test_mutated_input_on_both_ports_stops_nothing_and_a_clean_call_follows(lab:
     stats = lab.settle()
     assert stats["internal_errors"] == 0 and stats["pools_kbps"]["h-s"] == 0 and stats["admitted_calls"] == 0
     assert stats.get("sip-malformed", 0) > 100
+
+
+def test_a_phone_registered_at_the_mam_gatekeeper_calls_sip_admitted_once(tmp_path: Path) -> None:
+    """H.323 phone -> ARQ/ACF at the MAM gatekeeper -> Setup relayed to the gateway (trusted:
+    the gatekeeper admitted it, the gateway admits nothing) -> INVITE to SIPp; one allocation,
+    held by the gatekeeper, back to 0 when the phone hangs up."""
+    lab = Lab(tmp_path, gatekeeper=True)
+    phone = sim.Phone("331234", ("127.0.0.1", lab.ras_port), host=H_HOST, rtp_port=H_RTP[1])
+    try:
+        lab.start_uas("uas_answer.xml")
+        assert phone.register()[0] == "registrationConfirm"
+        call = phone.place("442079460000")
+        assert call.admission[0] == "admissionConfirm"
+        connect = call.until(sim.CONNECT)
+        assert connect is not None
+        fast = sim.body_of(connect)[1]["fastStart"]
+        media = sim.dec("olc", fast[0])["forwardLogicalChannelParameters"]["multiplexParameters"][1]
+        assert socket.inet_ntoa(media["mediaChannel"][1][1]["network"]) == S_HOST
+        gk = lab.gk_report()
+        assert gk["admitted_calls"] == 1 and sum(gk["pools_kbps"].values()) > 0
+        gw = lab.stats()
+        assert gw["admitted_calls"] == 0 and gw.get("admitted-by-front-end") == 1 and gw.get("admitted", 0) == 0
+        call.hang_up()
+        assert lab.wait_uas() == 0                                  # SIPp got its BYE
+        call.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and lab.gk_report()["admitted_calls"]:
+            time.sleep(0.1)
+        gk = lab.gk_report()
+        assert gk["admitted_calls"] == 0 and sum(gk["pools_kbps"].values()) == 0
+        assert "INVITE sip:+442079460000@site-s.example" in (tmp_path / "uas.log").read_text()
+    finally:
+        phone.close()
+        lab.close()
 
 
 def test_sip_caller_cancels_while_the_h323_side_rings(lab: Lab) -> None:

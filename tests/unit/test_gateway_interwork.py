@@ -725,3 +725,37 @@ def test_a_reinvite_from_the_sip_callee_of_an_h323_caller_and_before_the_answer(
     call.answer()
     out = sip_out(call.sip(early.replace(b"5 INVITE", b"6 INVITE").replace(b"bKe", b"bKf"), 9.0))
     assert [r.status for r in out] == [200] and b"c=IN IP4 10.1.0.5" in out[0].body
+
+
+def test_a_call_relayed_by_a_trusted_front_end_is_translated_but_never_admitted_here():
+    control = Control()
+    gw = Gateway(GatewaySettings("10.0.0.1", 5080, "10.0.0.1", 1720, sip_pbx={"site-s": PBX_S},
+                                 domains={"site-s": "site-s.example"}, trusted=frozenset({"10.0.0.1"})),
+                 control, Directory(), HashIds(b"t"))
+    conn = gw.h323_accept(("10.0.0.1", 40000))                   # our gatekeeper, in no community
+    guid = sim.new_guid()
+    out = gw.h323_data(conn, sim.q931(sim.SETUP, 3, False, sim.setup_body(guid, [("dialledDigits", "4420")], [],
+                                                                         faststart_offer(), PBX_H),
+                                      called="4420"), 0.0)
+    (invite,) = sip_out(out, "INVITE")
+    gw.sip_receive(response(invite, 200, body=sdp(*S_RTP)), PBX_S, 1.0)
+    gw.h323_data(conn, sim.q931(sim.RELEASE_COMPLETE, 3, False, sim.release_body(guid), cause=16), 2.0)
+    assert control.admits == [] and control.attached == [] and control.releases == []
+    assert gw.stats["admitted-by-front-end"] == 1
+
+
+def test_the_gatekeeper_routes_calls_for_sip_communities_to_the_gateway():
+    from ryu_apps.config import parse_config
+    from ryu_apps.signalling.h323.gatekeeper import GatekeeperSettings
+    import copy, yaml
+    from pathlib import Path
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs/examples/enterprise.yaml").read_text())
+    doc = copy.deepcopy(doc)
+    doc["communities"][0]["signalling"] = "h323"
+    doc["h323"] = {"enabled": True}
+    doc["gateway"] = {"h323_listen": "127.0.0.1:1730", "pbx": {"site-b": "10.0.2.5:5060"}}
+    config = parse_config(doc)
+    settings = GatekeeperSettings.from_config(config.h323, config.gateway)
+    assert settings.route_for("site-b") == ("127.0.0.1", 1730)
+    assert settings.route_for("site-a") is None and settings.route_for(None) is None
+    assert GatekeeperSettings.from_config(config.h323).route_for("site-b") is None

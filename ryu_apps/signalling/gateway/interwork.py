@@ -93,6 +93,7 @@ class GatewaySettings:
     t303: float = 4.0                               # Setup sent, nothing back
     no_answer_s: float = 180.0                      # ringing without an answer (T301 / timer C)
     control_timeout_s: float = 5.0                  # deferred admission (REST mode): no answer -> cause 41
+    trusted: frozenset[str] = frozenset()           # the MAM's own proxy / gatekeeper: their calls are admitted
 
 
 class Phase(str, Enum):
@@ -127,6 +128,7 @@ class Bridge:
     h323_open: bool = True                        # False until the S->H leg's connection is asked for
     admitted_at: float = 0.0
     codec: tuple[str, int] | None = None          # the codec both sides settled on (name, ptime)
+    trusted: bool = False                         # came through our own proxy/gatekeeper: admitted there
     # SIP leg
     invite: Request | None = None                 # H->S: ours; S->H: the caller's
     remote_tag: str | None = None
@@ -349,7 +351,8 @@ class Gateway:
             "protocolIdentifier": PROTOCOL_ID, "destinationInfo": _gateway_type(),
             "callIdentifier": {"guid": guid}}))
         peer = self._peers.get(conn, ("", 0))
-        caller = self.directory.by_address(peer[0])
+        trusted = peer[0] in self.settings.trusted         # relayed by our gatekeeper: admitted there
+        caller = self.directory.by_address(peer[0]) or ("" if trusted else None)
         callee = self.directory.by_number(called) if called else None
         if caller is None or callee is None or not called:
             self._h323_refuse(conn, message.call_ref, guid, UNALLOCATED if caller is not None else 21)
@@ -369,7 +372,8 @@ class Gateway:
             return
         sip_call_id = f"{self.ids('call-id', call_id)}@{self.settings.sip_host}"
         bridge = Bridge(call_id, guid, True, caller, callee, conn, message.call_ref, sip_peer, sip_call_id,
-                        self.ids("tag", call_id), proposals=tuple(proposals), offer=offer, caller_media=offer.receive)
+                        self.ids("tag", call_id), proposals=tuple(proposals), offer=offer, caller_media=offer.receive,
+                        trusted=trusted)
         domain = self.settings.domains.get(callee, sip_peer.host)
         number = "+" + called.lstrip("+")                 # it matched e164_prefixes: an E.164 number
         if calling and calling.lstrip("+").isdigit() and self.directory.by_number(calling) is not None:
@@ -504,7 +508,8 @@ class Gateway:
             self._reply(request, source, 416)
             return
         user = uri.user or ""
-        caller = self.directory.by_address(source.host)
+        trusted = source.host in self.settings.trusted      # relayed by our SIP proxy: admitted there
+        caller = self.directory.by_address(source.host) or ("" if trusted else None)
         callee = (self.directory.by_number(user) if user.lstrip("+").isdigit() else None) or \
             self.directory.by_domain(uri.host)
         if caller is None:
@@ -532,7 +537,7 @@ class Gateway:
         crv = int.from_bytes(guid[:2], "big") & 0x7FFF or 1
         bridge = Bridge(call_id, guid, False, caller, callee, conn, crv, source, request.call_id,
                         self.ids("tag", call_id), offer=offer, caller_media=offer.receive, invite=request,
-                        sip_payload_types={name: pt for name, pt, _ in sdp.codecs})
+                        sip_payload_types={name: pt for name, pt, _ in sdp.codecs}, trusted=trusted)
         bridge.h323_open = False
         self._register(bridge)
         self._respond_invite(bridge, 100, now, with_sdp=False)
@@ -875,6 +880,10 @@ class Gateway:
     def _decide(self, bridge: Bridge, request: AdmissionRequest, then: Then, now: float) -> None:
         """Ask admission for ``bridge``: at once (in-process), or by a Perform the shell runs
         off its loop (REST mode), answered through :meth:`performed`."""
+        if bridge.trusted:                                   # our own proxy/gatekeeper admitted it
+            self._count("admitted-by-front-end")
+            then(bridge, _TRUSTED, now)
+            return
         if not self.defer:
             result: Any
             try:
@@ -915,6 +924,8 @@ class Gateway:
     def _admitted(self, bridge: Bridge, result: Any, now: float) -> bool:
         """True if admitted; else the call is refused on the leg that asked (cause and status
         as the proxy and the gatekeeper give them)."""
+        if result is _TRUSTED:
+            return True                                       # nothing of ours to release
         if isinstance(result, Admitted):
             bridge.admitted, bridge.admitted_at = True, now
             self._count("admitted")
@@ -953,10 +964,12 @@ class Gateway:
         self._out.append(Perform(self._ticket, op))
 
     def _modify(self, bridge: Bridge, chosen: tuple[str, int]) -> None:
+        if not bridge.admitted:
+            return                                        # admitted by our proxy/gatekeeper: theirs to tell
         self._op(Modify(bridge.call_id, MediaSpec(chosen[0], chosen[1])))
 
     def _attach(self, bridge: Bridge) -> None:
-        if bridge.caller_media is None or bridge.callee_media is None:
+        if not bridge.admitted or bridge.caller_media is None or bridge.callee_media is None:
             return
         pair = (bridge.caller_media, bridge.callee_media)
         if bridge.attached == pair:
@@ -1112,6 +1125,8 @@ class Gateway:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+_TRUSTED = object()            # the "decision" for a call our own proxy or gatekeeper admitted
 
 def now_id(now: float) -> int:
     return int(now * 1000) % 4_000_000_000 + 1

@@ -47,7 +47,8 @@ def settings_from_config(gateway: GatewayConfig, communities: Any, sip_t1: float
                 if not gateway.profile_of(c.name).changes_nothing}
     (sip_host, sip_port), (h323_host, h323_port) = gateway.sip_listen, gateway.h323_listen
     return GatewaySettings(sip_host, sip_port, h323_host, h323_port, sip_pbx=sip_pbx, h323_pbx=h323_pbx,
-                           domains=domains, profiles=profiles, t1=sip_t1, no_answer_s=gateway.no_answer_s)
+                           domains=domains, profiles=profiles, t1=sip_t1, no_answer_s=gateway.no_answer_s,
+                           trusted=frozenset(gateway.trusted))
 
 
 class _Sip(asyncio.DatagramProtocol):

@@ -53,13 +53,29 @@ class GatekeeperSettings:
     rip_delay_ms: int = 3000
     answer_cache_s: float = 30.0
     max_message_bytes: int = 16384
+    gateway: Address | None = None       # the SIP <-> H.323 gateway's H.225 address (docs/gateway.md)
+    gateway_communities: frozenset[str] = frozenset()   # callees there are routed to it
 
     @classmethod
-    def from_config(cls, h323: Any) -> "GatekeeperSettings":
+    def from_config(cls, h323: Any, gateway: Any = None) -> "GatekeeperSettings":
+        """``gateway``: the configuration's ``gateway`` section; when enabled, calls to SIP
+        communities with a PBX are routed to the gateway (admitted here, once)."""
+        routed: dict[str, Any] = {}
+        if gateway is not None and getattr(gateway, "enabled", False):
+            pbx = {name for name, _, _ in gateway.pbx}
+            routed = dict(gateway=tuple(gateway.h323_listen), gateway_communities=frozenset(
+                c.community for c in gateway.communities if c.signalling.value == "sip" and c.community in pbx))
         return cls(gatekeeper_id=h323.gatekeeper_id, ras=(h323.ras_host, h323.ras_port),
                    call_signal=(h323.call_host, h323.call_port), registration_ttl_s=h323.registration_ttl_s,
                    irq_interval_s=h323.irq_interval_s, t303_s=h323.t303_s, t310_s=h323.t310_s,
-                   t301_s=h323.t301_s, max_message_bytes=h323.max_message_bytes)
+                   t301_s=h323.t301_s, max_message_bytes=h323.max_message_bytes, **routed)
+
+    def route_for(self, callee_community: str | None) -> Address | None:
+        """Where a call to a community with no registered callee goes: the gateway, if that
+        community speaks SIP behind it."""
+        if self.gateway is not None and callee_community in self.gateway_communities:
+            return self.gateway
+        return None
 
     def timer_s(self, name: str) -> float:
         return float(getattr(self, f"{name}_s"))

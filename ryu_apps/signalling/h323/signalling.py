@@ -160,10 +160,11 @@ class CallSignalling:
                 record.callee_ep = callee_ep.endpoint_id
             if record.caller_media is None:
                 record.caller_media = next((c.media for c in channels if c.reverse and c.media), None)
-            if target is None:
+            route = target or gk.settings.route_for(record.callee_community)   # a SIP community: the gateway
+            if route is None:
                 self.end_call(record, UNALLOCATED_NUMBER, "h323: destination not found", now)
                 return
-            self._refine(record, proposals, lambda: self._route(record, relay, message, target, now), now)
+            self._refine(record, proposals, lambda: self._route(record, relay, message, route, now), now)
 
         if call is not None:
             admitted(call)
@@ -174,6 +175,8 @@ class CallSignalling:
                                                                                                    aliases)
         if callee_community is None and target is not None:
             callee_community = gk.directory.by_address(target[0])
+        if target is None:
+            target = gk.settings.route_for(callee_community)
         if caller_community is None or callee_community is None or target is None:
             self._refuse(conn, message.call_ref, guid, UNALLOCATED_NUMBER if caller_community else 21,
                          "caller or destination in no known community", call_id)

@@ -306,7 +306,7 @@ def build_server(args: argparse.Namespace) -> tuple[GatekeeperServer, CallContro
         from ryu_apps.service import MamService
         site = load_config(args.config)
         service = MamService(build_manager(site))
-        settings = GatekeeperSettings.from_config(site.h323)
+        settings = GatekeeperSettings.from_config(site.h323, site.gateway)
         control = service
         directory: Any = TopologyDirectory(lambda: service.manager.topology)
         defer = False
