@@ -185,7 +185,12 @@ function renderTopology() {
     const group = svg("g", { "data-link": link.a + "-" + link.b });
     group.append(svg("line", { x1, y1, x2, y2, class: "link-" + link.state, "stroke-width": 3 + 9 * Math.min(1, share) }));
     const used = link.directions.map(d => d.reserved_kbps).reduce((a, b) => Math.max(a, b), 0);
-    group.append(svg("text", { x: (x1 + x2) / 2 + 6, y: (y1 + y2) / 2 - 6 },
+    // the label beside the link's middle, on the side away from the centre of the drawing
+    const [mx, my] = [(x1 + x2) / 2, (y1 + y2) / 2];
+    const length = Math.hypot(x2 - x1, y2 - y1) || 1;
+    let [nx, ny] = [-(y2 - y1) / length, (x2 - x1) / length];
+    if (nx * (mx - 400) + ny * (my - 210) < 0) [nx, ny] = [-nx, -ny];
+    group.append(svg("text", { x: mx + 14 * nx, y: my + 14 * ny + 4, "text-anchor": nx < -0.3 ? "end" : nx > 0.3 ? "start" : "middle" },
       `${link.state} · ${Math.round(100 * share)}% reserved (${used} of ${link.reservable_now_kbps} kbit/s)`));
     graph.append(group);
   }
@@ -201,8 +206,15 @@ function renderTopology() {
 function sparkline(points, size) {
   const now = Date.now() / 1000, from = now - HOUR;
   const line = svg("svg", { class: "spark", viewBox: "0 0 120 24", "aria-label": "use over the last hour" });
-  const xy = points.concat([[now, points.length ? points[points.length - 1][1] : 0]])
-    .map(([t, used]) => `${(120 * (Math.max(t, from) - from) / HOUR).toFixed(1)},${(23 - 22 * Math.min(1, used / Math.max(1, size))).toFixed(1)}`);
+  const x = t => (120 * (Math.max(t, from) - from) / HOUR).toFixed(1);
+  const y = used => (23 - 22 * Math.min(1, used / Math.max(1, size))).toFixed(1);
+  const xy = [];
+  let previous = null;
+  for (const [t, used] of points.concat([[now, points.length ? points[points.length - 1][1] : 0]])) {
+    if (previous !== null) xy.push(`${x(t)},${y(previous)}`);      // a step: the level holds until it changes
+    xy.push(`${x(t)},${y(used)}`);
+    previous = used;
+  }
   line.append(svg("polyline", { points: xy.join(" ") }));
   return line;
 }
