@@ -19,6 +19,7 @@ aggregate per pair.
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import ipaddress
 import secrets
@@ -85,9 +86,40 @@ def reserved_entries(plan, switch: str) -> int:
     return count
 
 
-def part_a(calls: int = 10_000) -> None:
+class GcPauses:
+    """Every garbage collection while it is installed: how long, which generation."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def __enter__(self) -> "GcPauses":
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self)
+
+    def summary(self) -> str:
+        if not self.pauses:
+            return "no collection"
+        longest = max(self.pauses, key=lambda p: p[1])
+        by_generation = {g: sum(1 for p in self.pauses if p[0] == g) for g in (0, 1, 2)}
+        over = sum(1 for _, seconds in self.pauses if seconds > 0.005)
+        return (f"{len(self.pauses):,} collections {by_generation} (by generation), longest {longest[1] * 1000:.1f} ms "
+                f"(generation {longest[0]}), {over} over 5 ms, {sum(p[1] for p in self.pauses) * 1000:.0f} ms in all")
+
+
+def part_a(calls: int = 10_000, quiet: bool = False) -> None:
     manager = build_manager(parse_config(config()))
     manager.drain()
+    pauses = GcPauses().__enter__()
     per_call: list[int] = []
     checkpoints = {100, 1_000, calls}
     started = time.perf_counter()
@@ -106,12 +138,28 @@ def part_a(calls: int = 10_000) -> None:
             print(f"   {n + 1:>6,} calls: entries for reserved traffic per core switch {core} "
                   f"(goal <= {4 * PAIRS}); per edge {edges}")
     elapsed = time.perf_counter() - started
+    pauses.__exit__()
+    if quiet:
+        print(f"{calls:,} calls in {elapsed:.2f} s; {pauses.summary()}")
+        return
     hops = len(LINE)
     print(f"   flow entries per call: mean {statistics.mean(per_call):.2f}, max {max(per_call)} (goal <= 4: "
           "ingress and egress edge, each direction)")
     print(f"   per-hop per-call baseline: {2 * hops} entries per call ({hops} switches x 2 directions); "
           f"core switches would hold {2 * calls:,} entries each at {calls:,} calls")
-    print(f"   (admission + media + plan for {calls:,} calls: {elapsed:.2f} s)")
+    print(f"   (admission + media + plan for {calls:,} calls: {elapsed:.2f} s; garbage collection on that path: "
+          f"{pauses.summary()})")
+
+
+def gc_tuned(calls: int = 20_000) -> None:
+    """Collections on the core's call path, CPython's default thresholds against the
+    controller's (ryu_apps/gc_tuning.py), in fresh interpreters (the settings are global)."""
+    for label, setup in (("default", "import gc; gc.set_threshold(700, 10, 10)"),
+                         ("controller", "from ryu_apps import gc_tuning; gc_tuning.tune()")):
+        code = (f"import sys; sys.path[:0] = {[str(ROOT), str(ROOT / 'benchmarks')]!r}; {setup}; "
+                f"import bench_openflow as b; b.part_a({calls}, quiet=True)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600).stdout
+        print(f"   GC {label:>10}: {(out.strip().splitlines() or ['no output'])[-1]}")
 
 
 def part_c(calls: int = 5_000) -> None:
@@ -255,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="calls for the real-OVS part (default 10000)")
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)  # run_all passes its own
     part_a()
+    gc_tuned()
     part_c()
     part_b(args.calls)
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from . import compat, security
+from . import compat, gc_tuning, security
 from .config import Config, ConfigError, build_manager, load_config
 from .core.errors import MamError
 from .core.cdr import CdrStore, MemoryCdrStore
@@ -107,6 +107,7 @@ class MediaAggregationApp(compat.RyuApp):
         log.info("media aggregation manager: %d switch(es), %d communities, %d aggregate(s), store %s",
                  len(manager.topology.switches), len(manager.topology.communities), len(manager.aggregates()),
                  self.config.store_path or "in memory")
+        gc_tuning.tune()      # live calls stay off the collector's hot path (see gc_tuning.py)
 
     # --- shells ---------------------------------------------------------------------------
 
