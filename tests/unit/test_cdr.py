@@ -437,3 +437,31 @@ def test_mamctl_report_draws_a_png_of_a_pool(rest: Rest, tmp_path: Path) -> None
         err = io.StringIO()
         assert main(["--url", url, "report", "--png", str(chart), "--aggregate", "nope"], io.StringIO(), err) == 1
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
+
+
+def test_a_sip_call_through_the_proxy_leaves_a_record_when_either_side_hangs_up() -> None:
+    """The SIP front end: INVITE, 200 with SDP (answered), ACK, BYE; and a refused INVITE."""
+    from test_sip_proxy import CALLER, PROXY_HOST, Harness, establish, invite, request
+    document = {
+        "topology": {"switches": [{"name": "s1", "dpid": 1}, {"name": "s2", "dpid": 2}],
+                     "links": [{"a": "s1", "a_port": 1, "b": "s2", "b_port": 1, "capacity_kbps": 10000}]},
+        "communities": [
+            {"name": "a", "edge": "s1", "access_ports": [2], "prefixes": ["10.1.0.0/16"], "domains": ["site-a.example"]},
+            {"name": "b", "edge": "s2", "access_ports": [2], "prefixes": ["10.2.0.0/16"], "domains": ["site-b.example"]}],
+        "aggregates": [{"id": "a-b", "between": ["a", "b"], "size_kbps": 100}],
+    }
+    clock = Clock()
+    service = MamService(build_manager(parse_config(document)), clock=clock)
+    recorder = CdrRecorder(MemoryCdrStore(), clock=clock)
+    service.watch(recorder)
+    h = Harness()
+    h.proxy.control = service  # type: ignore[assignment]
+    establish(h, "s1")
+    h.send(invite("s2", "z9hG4bKs2"), CALLER)                    # the pool holds one call: 503/488 to the caller
+    clock.now += 30
+    h.send(request("BYE", "s1", "z9hG4bKbye", 2, route=f"Route: <sip:{PROXY_HOST}:5060;lr>\r\n"), CALLER)
+    records = recorder.query()
+    refusal, call = records
+    assert isinstance(refusal, Refusal) and refusal.protocol == "sip" and refusal.reason == "pool-full"
+    assert isinstance(call, CDR) and (call.call_id, call.protocol, call.aggregate_id) == ("s1", "sip", "a-b")
+    assert call.answered_at is not None and call.duration_s == pytest.approx(30) and call.cause
