@@ -465,3 +465,21 @@ def test_a_sip_call_through_the_proxy_leaves_a_record_when_either_side_hangs_up(
     assert isinstance(refusal, Refusal) and refusal.protocol == "sip" and refusal.reason == "pool-full"
     assert isinstance(call, CDR) and (call.call_id, call.protocol, call.aggregate_id) == ("s1", "sip", "a-b")
     assert call.answered_at is not None and call.duration_s == pytest.approx(30) and call.cause
+
+
+def test_an_h323_call_released_by_drq_leaves_a_record() -> None:
+    """The H.323 front end: ARQ, Setup, Connect (answered), DRQ; and an ARJ for a full pool."""
+    import h323sim as sim
+    from h323_harness import PHONE_A, Harness, service as h323_service
+    harness = Harness(service=h323_service(91))
+    recorder = CdrRecorder(MemoryCdrStore(), clock=lambda: 0.0)
+    harness.service.watch(recorder)
+    a, _ = harness.two_phones()
+    first = harness.call(a)
+    refused = harness.call(a, seq=11)
+    assert refused["ras"][0] == "admissionReject"
+    assert harness.ras(PHONE_A, sim.drq(50, a, first["guid"]))[0][0] == "disengageConfirm"
+    refusal, call = recorder.query()
+    assert isinstance(refusal, Refusal) and (refusal.protocol, refusal.reason) == ("h323", "pool-full")
+    assert isinstance(call, CDR) and call.call_id == "h323-" + first["guid"].hex() and call.protocol == "h323"
+    assert call.answered_at is not None and call.kbps == PCMU_KBPS and call.cause
