@@ -40,7 +40,8 @@ def free_port(kind: int, host: str = "127.0.0.1") -> int:
 
 
 class Lab:
-    def __init__(self, workdir: Path, pool_kbps: int = 1000, gatekeeper: bool = False) -> None:
+    def __init__(self, workdir: Path, pool_kbps: int = 1000, gatekeeper: bool = False,
+                 config_override: dict[str, Any] | None = None) -> None:
         self.workdir = workdir
         self.sip_port, self.h323_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
         self.uas_port = free_port(socket.SOCK_DGRAM, S_HOST)
@@ -62,6 +63,16 @@ class Lab:
                         "pbx": {"site-s": f"{S_HOST}:{self.uas_port}",
                                 "site-h": f"{H_HOST}:{self.phone.getsockname()[1]}"}},
         }
+        if config_override is not None:      # the same ports, another document (the caller's edits)
+            config = config_override
+            self.sip_port = int(config["gateway"]["sip_listen"].rpartition(":")[2])
+            self.h323_port = int(config["gateway"]["h323_listen"].rpartition(":")[2])
+            self.uas_port = int(config["gateway"]["pbx"]["site-s"].rpartition(":")[2])
+            self.phone.close()
+            self.phone = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.phone.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.phone.bind((H_HOST, int(config["gateway"]["pbx"]["site-h"].rpartition(":")[2])))
+            self.phone.listen(4)
         self.gk: subprocess.Popen[str] | None = None
         if gatekeeper:                       # the MAM gatekeeper routes calls to site-s to the gateway
             self.ras_port, self.call_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
@@ -236,12 +247,14 @@ def serve_h323_callee(lab: Lab, *, busy: bool = False, ring_only: bool = False) 
     return {"conn": conn, "setup": setup}
 
 
-def sipp_uac(lab: Lab, scenario: str, hold_ms: int = 500) -> subprocess.CompletedProcess[bytes]:
+def sipp_uac(lab: Lab, scenario: str, hold_ms: int = 500,
+             target_port: int | None = None) -> subprocess.CompletedProcess[bytes]:
     inject = lab.workdir / "codecs.csv"
     inject.write_text("SEQUENTIAL\n0;PCMU;\n")
     return subprocess.run(["sipp", "-sf", str(SCENARIOS / scenario), "-inf", str(inject), "-i", S_HOST,
                            "-p", str(free_port(socket.SOCK_DGRAM, S_HOST)), "-t", "u1", "-s", "331234",
-                           f"127.0.0.1:{lab.sip_port}", "-m", "1", "-d", str(hold_ms), "-timeout", "20s",
+                           f"127.0.0.1:{target_port or lab.sip_port}", "-m", "1", "-d", str(hold_ms),
+                           "-timeout", "20s",
                            "-timeout_error", "-trace_msg", "-message_file", str(lab.workdir / "uac.log"),
                            "-nostdin"], cwd=lab.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           timeout=40)
@@ -387,6 +400,49 @@ def test_a_phone_registered_at_the_mam_gatekeeper_calls_sip_admitted_once(tmp_pa
         assert "INVITE sip:+442079460000@site-s.example" in (tmp_path / "uas.log").read_text()
     finally:
         phone.close()
+        lab.close()
+
+
+def test_a_sip_call_through_the_mam_proxy_to_h323_is_admitted_once(tmp_path: Path) -> None:
+    """SIPp -> the MAM SIP proxy (admits; routes site-h's domain to the gateway) -> gateway
+    (trusts the proxy: translates only) -> H.323 PBX; the proxy holds the one allocation."""
+    import threading
+    lab = Lab(tmp_path)
+    proxy_port = free_port(socket.SOCK_DGRAM)
+    document = yaml.safe_load((tmp_path / "site.yaml").read_text())
+    document["communities"][0]["domains"] = ["site-b.example"]        # uac_call.xml dials ...@site-b.example
+    document["sip"] = {"enabled": True, "listen": f"127.0.0.1:{proxy_port}", "transports": ["udp"],
+                       "routes": {"site-b.example": f"127.0.0.1:{lab.sip_port}"}}
+    document["gateway"]["trusted"] = ["127.0.0.1"]
+    lab.close()
+    lab = Lab(tmp_path, config_override=document)
+    proxy_stats = tmp_path / "proxy.json"
+    proxy = subprocess.Popen([sys.executable, "-m", "ryu_apps.signalling.sip", "--config", str(tmp_path / "site.yaml"),
+                              "--stats-file", str(proxy_stats)], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proxy.stdout is not None and proxy.stdout.readline().startswith("SIP proxy")
+        served: dict[str, Any] = {}
+        thread = threading.Thread(target=lambda: served.update(serve_h323_callee(lab)))
+        thread.start()
+        result = sipp_uac(lab, "uac_call.xml", target_port=proxy_port)
+        thread.join(10)
+        assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+        release = sim.read_tpkt(served["conn"], 5)
+        assert release is not None and release["type"] == sim.RELEASE_COMPLETE
+        served["conn"].close()
+        gw = lab.settle()
+        assert gw.get("admitted-by-front-end") == 1 and gw.get("admitted", 0) == 0 and gw["internal_errors"] == 0
+        proxy.send_signal(signal.SIGTERM)
+        proxy.wait(10)
+        counters = json.loads(proxy_stats.read_text())
+        assert counters["admitted"] == 1 and counters["released"] == 1 and counters["attached"] == 1, counters
+    finally:
+        if proxy.poll() is None:
+            proxy.kill()
+            proxy.wait(5)
+        if proxy.stdout is not None:
+            proxy.stdout.close()
         lab.close()
 
 
