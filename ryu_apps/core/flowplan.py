@@ -211,10 +211,17 @@ def diff(old: Iterable[Entry], new: Iterable[Entry]) -> PlanDiff:
     return PlanDiff(tuple(sorted(after - before, key=_order)), tuple(sorted(before - after, key=_order)))
 
 
-def _order(entry: Entry) -> tuple[int, str, str]:
-    # Meters before the flows that use them; classes first of all.
-    rank = {PortClass: 0, MeterEntry: 1, FlowEntry: 2}[type(entry)]
-    return rank, entry.switch, repr(entry)
+def _order(entry: Entry) -> tuple[int, str, int, int, str, int]:
+    """Classes first of all, meters before the flows that use them; then by switch and a
+    total order of what identifies the entry (deterministic whatever the hash seed).
+    Built from numbers and the match's plain repr: the dataclasses' own repr (the key this
+    replaced) took half the time of a call's diff."""
+    if type(entry) is FlowEntry:
+        return 2, entry.switch, entry.table, entry.priority, repr(entry.match), entry.cookie
+    if type(entry) is MeterEntry:
+        return 1, entry.switch, entry.meter_id, entry.rate_kbps, "", entry.burst_kbits
+    assert isinstance(entry, PortClass)
+    return 0, entry.switch, entry.port, entry.queue_id, repr(entry.dscps), entry.min_kbps
 
 
 @dataclass(frozen=True)
