@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-APT_PACKAGES=(python3 python3-venv python3-dev gcc tzdata openvswitch-switch mininet sip-tester tshark
+APT_PACKAGES=(python3 python3-venv python3-dev gcc tzdata openssl openvswitch-switch mininet sip-tester tshark
               iputils-ping iproute2 ethtool tcpdump procps psmisc
               kamailio kamailio-utils-modules kamailio-extra-modules  # http_client, jansson: docs/kamailio.md
               etcd-server etcd-client                                 # the shared ledger: docs/cluster.md
