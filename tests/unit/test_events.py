@@ -5,6 +5,7 @@ admission."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -188,9 +189,14 @@ def test_a_client_that_stops_reading_is_dropped_and_never_holds_up_admission(rig
     follower = threading.Thread(target=follow, daemon=True)
     follower.start()
     started = time.monotonic()
+    def read_up_to() -> int:
+        ids = re.findall(rb"id: (\d+)\n", bytes(raw[-2000:]))
+        return int(ids[-1]) if ids else 0
     for n in range(3000):                                  # 6,000 events of ~400 bytes: far past any socket buffer
         assert admit(rig.service, f"call-{n}-" + "x" * 100)
         rig.service.release(f"call-{n}-" + "x" * 100)
+        if n % 100 == 99:        # a reader that keeps up stays (admission is faster than this test's reader:
+            wait_for(lambda: read_up_to() >= 2 * n - 1000, timeout=10)   # pace it, but never by the stalled one)
     elapsed = time.monotonic() - started
     assert elapsed < 20, f"3,000 admissions took {elapsed:.1f} s with a stalled client"
     wait_for(lambda: rig.hub.dropped == 1, timeout=20)
