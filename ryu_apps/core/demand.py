@@ -31,7 +31,7 @@ from .calls import Call
 from .errors import Conflict, NotFound, Unprocessable
 from .flowplan import PlanDiff
 from .network import Hop
-from .paths import constrained_path, widest_path
+from .paths import constrained_path, hop_count, widest_path
 from .schedule import scheduled
 
 if TYPE_CHECKING:
@@ -105,6 +105,7 @@ class DemandOperations:
     _faults: "dict[Link, str]"
     _pending_notes: list[str]
     _last_resize: dict[str, ResizeRecord]
+    _hop_counts: dict[tuple[str, str], int]
     _replace_aggregate: Callable[..., Aggregate]
     _release: Callable[..., "ReleasedCall"]
     _queue: Callable[[PlanDiff], None]
@@ -329,6 +330,15 @@ class DemandOperations:
 
     # --- re-optimisation -----------------------------------------------------------------
 
+    def _fewest_hops(self, aggregate: Aggregate) -> int:
+        """Hops of the shortest path between the pool's edges in the whole topology (cached:
+        the topology is fixed); a pool already that short has nothing to gain (no search)."""
+        ends = (aggregate.path[0], aggregate.path[-1])
+        known = self._hop_counts.get(ends)
+        if known is None:
+            known = self._hop_counts[ends] = hop_count(self.topology, *ends)
+        return known
+
     def _better_path(self, aggregate: Aggregate) -> tuple[str, ...] | None:
         """A path with fewer hops than ``aggregate``'s that holds what it wants (or at
         least its size), or None."""
@@ -346,8 +356,8 @@ class DemandOperations:
             return
         for aggregate in self._state.aggregates.values():
             key = ("reoptimize", aggregate.id)
-            wants = (not aggregate.pinned and self.path_fault(aggregate) is None
-                     and self._better_path(aggregate) is not None)
+            wants = (not aggregate.pinned and len(aggregate.path) - 1 > self._fewest_hops(aggregate)
+                     and self.path_fault(aggregate) is None and self._better_path(aggregate) is not None)
             if not wants:
                 if self._state.deadlines.get(key) is not None:
                     self._state.set_deadline(key, None)

@@ -126,6 +126,7 @@ class MediaAggregationManager(DemandOperations):
         self._faults: dict[Link, str] = {}
         self._retry_releases: dict[str, str] = {}       # call id -> cause, for releases the ledger refused
         self._last_resize: dict[str, ResizeRecord] = {}
+        self._hop_counts: dict[tuple[str, str], int] = {}
         self._now = now                                   # the latest time heard (for others' changes)
         self._restore(now)
 

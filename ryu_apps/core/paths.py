@@ -145,3 +145,24 @@ def widest_path(topology: Topology, book: CapacityBook, source: str, target: str
             best = (found, widths[middle])
             low = middle + 1
     return best
+
+
+def hop_count(topology: Topology, source: str, target: str) -> int:
+    """Hops of the shortest path between two switches in the whole topology, whatever is
+    reserved or closed (a breadth-first search); a large number when they are not joined."""
+    if source == target:
+        return 0
+    adjacent = topology.adjacency
+    seen, frontier, hops = {source}, [source], 0
+    while frontier:
+        hops += 1
+        following = []
+        for here in frontier:
+            for there in adjacent.get(here, ()):
+                if there == target:
+                    return hops
+                if there not in seen:
+                    seen.add(there)
+                    following.append(there)
+        frontier = following
+    return 1 << 30
