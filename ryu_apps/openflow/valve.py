@@ -580,7 +580,15 @@ class Valve:
                 if self._ingress.get(serial, set()) <= idle:     # every ingress entry has idled at least once
                     self._check_idle(serial, ref, actions)
         if switch.writable:       # the plan still wants it: put it back
-            self._send(switch, FlowAdd(entry), actions)
+            xid = self._send(switch, FlowAdd(entry), actions)
+            if kind is not None and kind[0] is CookieKind.CALL:
+                # a switch that refuses it now (table full, say) fails the call, as at install:
+                # the call would otherwise stay active with half its flows; the barrier after
+                # it forgets the xid once the switch took it
+                switch.xid_serial[xid] = kind[1]
+                barrier = self._send(switch, Barrier(), actions)
+                self.counters["barriers"] += 1
+                switch.barriers[barrier] = BarrierWait([], [xid], False)
         return actions
 
     def _check_idle(self, serial: int, fresh: IngressRef, actions: list[Action]) -> None:
