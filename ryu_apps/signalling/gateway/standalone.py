@@ -25,6 +25,7 @@ from ryu_apps.core.errors import MamError
 
 from ..call_control import CallControl, perform
 from ..h323.actions import Perform, StreamClose, StreamOpen, StreamSend
+from ..h323.async_streams import StreamTable
 from ..h323.hub_server import Faults
 from ..sip.transaction import Peer, Send
 from .interwork import Action, Directory, Gateway, GatewaySettings
@@ -67,30 +68,6 @@ class _Sip(asyncio.DatagramProtocol):
         self.server.faults.record("sip-receive", exc)
 
 
-class _Stream(asyncio.Protocol):
-    def __init__(self, server: "GatewayServer", conn: int | None = None) -> None:
-        self.server = server
-        self.conn = conn
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        if self.conn is None:
-            peer = transport.get_extra_info("peername") or ("", 0)
-            self.conn = self.server.gw.h323_accept((str(peer[0]), int(peer[1])))
-        self.server.streams[self.conn] = self
-
-    def data_received(self, data: bytes) -> None:
-        conn = self.conn
-        assert conn is not None
-        self.server.guard("h323-receive", lambda: self.server.gw.h323_data(conn, data, self.server.now()))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        conn = self.conn
-        if conn is not None and self.server.streams.pop(conn, None) is not None:
-            self.server.guard("h323-close", lambda: self.server.gw.h323_closed(conn, self.server.now()))
-
-
 class GatewayServer:
     def __init__(self, gw: Gateway, live_calls: Callable[[], set[str]] | None = None,
                  reconcile_s: float = 5.0) -> None:
@@ -98,9 +75,11 @@ class GatewayServer:
         self.live_calls, self.reconcile_s = live_calls, reconcile_s
         self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-admission")
         self.faults = Faults()
-        self.streams: dict[int, _Stream] = {}
-        self.waiting: dict[int, list[bytes]] = {}
-        self.closing: set[int] = set()
+        self.tcp = StreamTable(self.guard, self.faults.record,
+                               accepted=lambda host, port: self.gw.h323_accept((host, port)),
+                               received=lambda conn, data: self.gw.h323_data(conn, data, self.now()),
+                               closed=lambda conn, reset: self.gw.h323_closed(conn, self.now()),
+                               kinds=("h323-receive", "h323-close"))
         self.sip: _Sip | None = None
         self.server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,7 +99,7 @@ class GatewayServer:
         sock.bind((settings.sip_host, settings.sip_port))
         _, sip = await loop.create_datagram_endpoint(lambda: _Sip(self), sock=sock)
         self.sip = sip
-        self.server = await loop.create_server(lambda: _Stream(self), settings.h323_host, settings.h323_port,
+        self.server = await loop.create_server(lambda: self.tcp.protocol(), settings.h323_host, settings.h323_port,
                                                reuse_address=True)
         self._schedule()
         if self.live_calls is not None:
@@ -167,9 +146,7 @@ class GatewayServer:
             self.sip.transport.close()
         if self.server is not None:
             self.server.close()
-        for stream in list(self.streams.values()):
-            if stream.transport is not None:
-                stream.transport.close()
+        self.tcp.close_all()
         self.worker.shutdown(wait=False, cancel_futures=True)
 
     def on_changes(self, changes: Any) -> None:
@@ -195,46 +172,13 @@ class GatewayServer:
                 if isinstance(action, Send):
                     if self.sip is not None and self.sip.transport is not None:
                         self.sip.transport.sendto(action.data, (action.peer.host, action.peer.port))
-                elif isinstance(action, StreamSend):
-                    stream = self.streams.get(action.conn)
-                    if stream is not None and stream.transport is not None:
-                        stream.transport.write(action.data)
-                    elif action.conn in self.waiting:
-                        self.waiting[action.conn].append(action.data)
-                elif isinstance(action, StreamOpen):
-                    self.waiting[action.conn] = []
+                elif isinstance(action, (StreamSend, StreamOpen, StreamClose)):
                     assert self._loop is not None
-                    self._loop.create_task(self._open(action))
-                elif isinstance(action, StreamClose):
-                    stream = self.streams.pop(action.conn, None)
-                    if stream is not None and stream.transport is not None:
-                        stream.transport.close()
-                    elif action.conn in self.waiting:
-                        self.closing.add(action.conn)
+                    self.tcp.act(action, self._loop)
                 elif isinstance(action, Perform):
                     self._perform(action)
             except Exception as error:  # noqa: BLE001
                 self.faults.record(type(action).__name__, error)
-
-    async def _open(self, action: StreamOpen) -> None:
-        assert self._loop is not None
-        try:
-            _, stream = await asyncio.wait_for(self._loop.create_connection(
-                lambda: _Stream(self, action.conn), action.host, action.port), 3.0)
-        except Exception as error:  # noqa: BLE001
-            self.faults.record("connect", error, f"to {action.host}:{action.port}")
-            self.waiting.pop(action.conn, None)
-            self.closing.discard(action.conn)
-            self.guard("connect", lambda: self.gw.h323_closed(action.conn, self.now()))
-            return
-        for data in self.waiting.pop(action.conn, []):
-            if stream.transport is not None:
-                stream.transport.write(data)
-        if action.conn in self.closing:
-            self.closing.discard(action.conn)
-            self.streams.pop(action.conn, None)
-            if stream.transport is not None:
-                stream.transport.close()
 
     def _schedule(self) -> None:
         when = self.gw.next_timer()

@@ -31,6 +31,7 @@ from ryu_apps.core.errors import MamError
 from ..call_control import CallControl, perform
 from .actions import Action, Datagram, Perform, StreamClose, StreamOpen, StreamSend
 from .gatekeeper import Gatekeeper, GatekeeperSettings
+from .async_streams import StreamTable
 from .hub_server import Faults
 
 log = logging.getLogger(__name__)
@@ -58,31 +59,6 @@ class _Ras(asyncio.DatagramProtocol):
         self.server.faults.record("ras-receive", exc)
 
 
-class _Stream(asyncio.Protocol):
-    def __init__(self, server: "GatekeeperServer", conn: int | None = None) -> None:
-        self.server = server
-        self.conn = conn
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        if self.conn is None:
-            peer = transport.get_extra_info("peername") or ("", 0)
-            self.conn = self.server.gk.stream_opened(peer[0], peer[1], self.server.now())
-        self.server.streams[self.conn] = self
-
-    def data_received(self, data: bytes) -> None:
-        conn = self.conn
-        assert conn is not None
-        self.server.guard("stream", lambda: self.server.gk.stream_data(conn, data, self.server.now()))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        conn = self.conn
-        if conn is not None and self.server.streams.pop(conn, None) is not None:
-            self.server.guard("stream-close", lambda: self.server.gk.stream_closed(conn, self.server.now(),
-                                                                                 exc is not None))
-
-
 class GatekeeperServer:
     def __init__(self, gk: Gatekeeper, ras_bind: tuple[str, int], call_bind: tuple[str, int],
                  live_calls: Callable[[], set[str]] | None = None, reconcile_s: float = RECONCILE_S) -> None:
@@ -90,9 +66,10 @@ class GatekeeperServer:
         self.live_calls, self.reconcile_s = live_calls, reconcile_s
         self.ras_bind, self.call_bind = ras_bind, call_bind
         self.faults = Faults()
-        self.streams: dict[int, _Stream] = {}
-        self.waiting: dict[int, list[bytes]] = {}
-        self.closing: set[int] = set()
+        self.tcp = StreamTable(self.guard, self.faults.record,
+                               accepted=lambda host, port: self.gk.stream_opened(host, port, self.now()),
+                               received=lambda conn, data: self.gk.stream_data(conn, data, self.now()),
+                               closed=lambda conn, reset: self.gk.stream_closed(conn, self.now(), reset))
         self.ras_latency: list[float] = []        # seconds from a datagram's arrival to its answers sent
         self.ras_cpu: list[float] = []            # of which this thread ran (the rest: it was preempted)
         self.ras: _Ras | None = None
@@ -112,7 +89,7 @@ class GatekeeperServer:
         loop = self._loop = asyncio.get_running_loop()
         _, ras = await loop.create_datagram_endpoint(lambda: _Ras(self), local_addr=self.ras_bind)
         self.ras = ras
-        self.server = await loop.create_server(lambda: _Stream(self), self.call_bind[0], self.call_bind[1],
+        self.server = await loop.create_server(lambda: self.tcp.protocol(), self.call_bind[0], self.call_bind[1],
                                                reuse_address=True)
         self._schedule()
         if self.live_calls is not None:
@@ -145,9 +122,7 @@ class GatekeeperServer:
             self.ras.transport.close()
         if self.server is not None:
             self.server.close()
-        for stream in list(self.streams.values()):
-            if stream.transport is not None:
-                stream.transport.close()
+        self.tcp.close_all()
         self.worker.shutdown(wait=False, cancel_futures=True)
 
     # --- notifications from other threads -----------------------------------------------------
@@ -180,46 +155,13 @@ class GatekeeperServer:
                 if isinstance(action, Datagram):
                     if self.ras is not None and self.ras.transport is not None:
                         self.ras.transport.sendto(action.data, (action.host, action.port))
-                elif isinstance(action, StreamSend):
-                    stream = self.streams.get(action.conn)
-                    if stream is not None and stream.transport is not None:
-                        stream.transport.write(action.data)
-                    elif action.conn in self.waiting:
-                        self.waiting[action.conn].append(action.data)
-                elif isinstance(action, StreamOpen):
-                    self.waiting[action.conn] = []
+                elif isinstance(action, (StreamSend, StreamOpen, StreamClose)):
                     assert self._loop is not None
-                    self._loop.create_task(self._open(action))
-                elif isinstance(action, StreamClose):
-                    stream = self.streams.pop(action.conn, None)
-                    if stream is not None and stream.transport is not None:
-                        stream.transport.close()
-                    elif action.conn in self.waiting:
-                        self.closing.add(action.conn)
+                    self.tcp.act(action, self._loop)
                 elif isinstance(action, Perform):
                     self._perform(action)
             except Exception as error:  # noqa: BLE001
                 self.faults.record(type(action).__name__, error)
-
-    async def _open(self, action: StreamOpen) -> None:
-        assert self._loop is not None
-        try:
-            _, stream = await asyncio.wait_for(self._loop.create_connection(
-                lambda: _Stream(self, action.conn), action.host, action.port), 3.0)
-        except Exception as error:  # noqa: BLE001
-            self.faults.record("connect", error, f"to {action.host}:{action.port}")
-            self.waiting.pop(action.conn, None)
-            self.closing.discard(action.conn)
-            self.guard("connect", lambda: self.gk.stream_closed(action.conn, self.now(), True))
-            return
-        for data in self.waiting.pop(action.conn, []):
-            if stream.transport is not None:
-                stream.transport.write(data)
-        if action.conn in self.closing:
-            self.closing.discard(action.conn)
-            self.streams.pop(action.conn, None)
-            if stream.transport is not None:
-                stream.transport.close()
 
     def _perform(self, action: Perform) -> None:
         loop = self._loop
