@@ -26,7 +26,7 @@ from ..core.cdr import MemoryCdrStore, call_record, usage_report
 from ..core.autosize import Autosize
 from ..core.demand import ResizeRecord
 from ..core.errors import MamError
-from ..core.manager import Keep
+from ..core.pools import Keep
 from ..core.schedule import ScheduleEntry, parse_schedule
 from ..core.manager import MediaAggregationManager
 from ..core.serialize import aggregate_to_dict, call_to_dict
