@@ -49,6 +49,7 @@ from .learning import BestEffort
 from .messages import (Barrier, FlowAdd, FlowDelete, FlowStat, FlowStatsRequest, Message, MeterAdd,
                        MeterConfigRequest, MeterDelete, PacketOut, PortDescRequest, RoleRequest)
 from .reconcile import FlowKey, canonical, flow_key, reconcile
+from .staging import make_before_break
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,9 @@ class Valve:
         then what is no longer needed. A stage still waiting when the next plan change
         comes is sent at once first, so plan changes never overtake one another."""
         actions = self._flush_stages(now)
-        stages = self._stages(plan)
+        stages = make_before_break(plan, self.flows, self.meters, self.classes)
+        if len(stages) > 1:
+            self.counters["staged_changes"] += 1
         for stage in stages[:-1]:
             self._staged.append(stage)
         last = stages[-1] if stages else plan
@@ -169,39 +172,6 @@ class Valve:
             self._staged_released = released
             return actions + self._next_stage(now)
         return actions + self._apply(last, now, released)
-
-    def _stages(self, plan: PlanDiff) -> list[PlanDiff]:
-        """``plan`` as make-before-break stages (one stage when it only adds or only removes)."""
-        adds_new: list[Entry] = []
-        changed_add: list[Entry] = []
-        changed_remove: list[Entry] = []
-        flow_adds = {e.key for e in plan.add if isinstance(e, FlowEntry)}
-        meter_adds = {(e.switch, e.meter_id) for e in plan.add if isinstance(e, MeterEntry)}
-        class_adds = {(e.switch, e.port, e.queue_id) for e in plan.add if isinstance(e, PortClass)}
-        for entry in plan.add:
-            if isinstance(entry, FlowEntry) and flow_key(entry) in self.flows.get(entry.switch, {}):
-                changed_add.append(entry)
-            elif isinstance(entry, MeterEntry) and entry.meter_id in self.meters.get(entry.switch, {}):
-                changed_add.append(entry)
-            elif isinstance(entry, PortClass) and (entry.switch, entry.port) in self.classes:
-                changed_add.append(entry)
-            else:
-                adds_new.append(entry)
-        gone: list[Entry] = []
-        for entry in plan.remove:           # the old half of an entry changed in place goes with the new half
-            if isinstance(entry, FlowEntry) and entry.key in flow_adds \
-                    or isinstance(entry, MeterEntry) and (entry.switch, entry.meter_id) in meter_adds \
-                    or isinstance(entry, PortClass) and (entry.switch, entry.port, entry.queue_id) in class_adds:
-                changed_remove.append(entry)
-            else:
-                gone.append(entry)
-        stages = [PlanDiff(add=tuple(adds_new)), PlanDiff(add=tuple(changed_add), remove=tuple(changed_remove)),
-                  PlanDiff(remove=tuple(gone))]
-        stages = [stage for stage in stages if stage]
-        if len(stages) < 2 or not gone and not changed_add:
-            return [plan]
-        self.counters["staged_changes"] += 1
-        return stages
 
     def _next_stage(self, now: float) -> list[Action]:
         """Send the next waiting stage; it waits on its own barriers before the one after."""
