@@ -26,6 +26,7 @@ from ryu_apps.core.errors import MamError
 from ..call_control import CallControl, perform
 from ..h323.actions import Perform, StreamClose, StreamOpen, StreamSend
 from ..h323.async_streams import StreamTable
+from ..h323.loop_timer import LoopTimer
 from ..h323.hub_server import Faults
 from ..sip.transaction import Peer, Send
 from .interwork import Action, Directory, Gateway, GatewaySettings
@@ -83,8 +84,8 @@ class GatewayServer:
         self.sip: _Sip | None = None
         self.server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self.timer = LoopTimer(self.gw.next_timer,
+                               lambda: self.guard("timer", lambda: self.gw.handle_timer(self.now())))
 
     def now(self) -> float:
         assert self._loop is not None
@@ -140,8 +141,7 @@ class GatewayServer:
         self.worker.submit(run)
 
     async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self.timer.cancel()
         if self.sip is not None and self.sip.transport is not None:
             self.sip.transport.close()
         if self.server is not None:
@@ -181,21 +181,8 @@ class GatewayServer:
                 self.faults.record(type(action).__name__, error)
 
     def _schedule(self) -> None:
-        when = self.gw.next_timer()
-        if when is None or when == self._timer_at:
-            return
-        if self._timer is not None:
-            if self._timer_at is not None and self._timer_at <= when:
-                return
-            self._timer.cancel()
-        assert self._loop is not None
-        self._timer_at = when
-        self._timer = self._loop.call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self.guard("timer", lambda: self.gw.handle_timer(self.now()))
+        if self._loop is not None:           # start() arms it once the loop runs
+            self.timer.arm(self._loop)
 
     def report(self) -> dict[str, Any]:
         stats: dict[str, Any] = dict(self.gw.stats)

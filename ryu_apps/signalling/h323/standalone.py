@@ -32,6 +32,7 @@ from ..call_control import CallControl, perform
 from .actions import Action, Datagram, Perform, StreamClose, StreamOpen, StreamSend
 from .gatekeeper import Gatekeeper, GatekeeperSettings
 from .async_streams import StreamTable
+from .loop_timer import LoopTimer
 from .hub_server import Faults
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,8 @@ class GatekeeperServer:
         self.server: asyncio.AbstractServer | None = None
         self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="h323-admission")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self.timer = LoopTimer(self.gk.next_timer,
+                               lambda: self.guard("timer", lambda: self.gk.handle_timer(self.now())))
 
     def now(self) -> float:
         assert self._loop is not None
@@ -116,8 +117,7 @@ class GatekeeperServer:
         loop.call_later(self.reconcile_s, self._reconcile)
 
     async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self.timer.cancel()
         if self.ras is not None and self.ras.transport is not None:
             self.ras.transport.close()
         if self.server is not None:
@@ -178,21 +178,8 @@ class GatekeeperServer:
         self.worker.submit(run)
 
     def _schedule(self) -> None:
-        when = self.gk.next_timer()
-        if when is None or when == self._timer_at:
-            return
-        if self._timer is not None:
-            if self._timer_at is not None and self._timer_at <= when:
-                return
-            self._timer.cancel()
-        assert self._loop is not None
-        self._timer_at = when
-        self._timer = self._loop.call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self.guard("timer", lambda: self.gk.handle_timer(self.now()))
+        if self._loop is not None:           # start() arms it once the loop runs
+            self.timer.arm(self._loop)
 
     def report(self) -> dict[str, Any]:
         stats = asdict(self.gk.stats)
