@@ -36,13 +36,7 @@ class SqliteLedger:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.Error as error:
-            raise StoreUnavailable(f"cannot open the SQLite ledger {path}: {error}", field="store") from None
+        self._db = _open(path, SCHEMA, "the SQLite ledger", "store")
 
     def close(self) -> None:
         with self._lock:
@@ -120,13 +114,7 @@ class SqliteCdrStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(CDR_SCHEMA)
-        except sqlite3.Error as error:
-            raise StoreUnavailable(f"cannot open the call records {path}: {error}", field="cdr") from None
+        self._db = _open(path, CDR_SCHEMA, "the call records", "cdr")
 
     def close(self) -> None:
         with self._lock:
@@ -177,3 +165,15 @@ class SqliteCdrStore:
                 return self._db.execute("DELETE FROM call_records WHERE at < ?", (before,)).rowcount
         except sqlite3.Error as error:
             raise StoreUnavailable(f"cannot purge the call records {self.path}: {error}") from None
+
+
+def _open(path: str, schema: str, what: str, field: str) -> sqlite3.Connection:
+    """A connection in WAL mode with ``schema`` applied; a failure names ``what`` and ``field``."""
+    try:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(schema)
+    except sqlite3.Error as error:
+        raise StoreUnavailable(f"cannot open {what} {path}: {error}", field=field) from None
+    return db
