@@ -499,7 +499,7 @@ def test_a_bug_or_a_failing_admission_is_contained():
 
     def boom(*args):
         raise RuntimeError("bug")
-    gw._sip_request = boom
+    gw.sip.on_request = boom
     assert gw.sip_receive(invite_bytes(), PBX_S, 0.0) == [] and gw.internal_errors == 1
 
 

@@ -1,0 +1,144 @@
+"""The gateway's record of one bridged call and what every part of it shares.
+
+:class:`Bridge` holds both legs of one call (the H.323 leg's connection and call
+reference, the SIP leg's dialog) and its :class:`Phase`; :class:`GatewaySettings` the
+gateway's addresses, routes, profiles and timers; :class:`Directory` the communities by
+address, domain and number. The helpers below build and read the small H.225.0 values
+both legs use.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable, Mapping, Protocol, Union
+
+from ryu_apps.core.calls import MediaEndpoint
+
+from ..h323.actions import Perform, StreamClose, StreamOpen, StreamSend
+from ..sip.message import NameAddr, Request, parse_name_addr
+from ..sip.transaction import Peer, Send
+from .media_map import Offer, Proposal
+from .profile import Profile
+
+Action = Union[Send, StreamOpen, StreamSend, StreamClose, Perform]
+Then = Callable[["Bridge", Any, float], None]
+
+NORMAL, TEMPORARY_FAILURE, TIMER_EXPIRY, NO_ROUTE, UNALLOCATED = 16, 41, 102, 3, 1
+INVALID_IE, BEARER_NOT_IMPLEMENTED, NO_ANSWER = 100, 65, 19
+TRUSTED = object()            # the "decision" for a call our own proxy or gatekeeper admitted
+
+
+class Directory(Protocol):
+    def by_address(self, ip: str) -> str | None: ...
+
+    def by_domain(self, domain: str) -> str | None: ...
+
+    def by_number(self, digits: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    sip_host: str                                   # the gateway's SIP address (Via, Contact)
+    sip_port: int
+    h323_host: str                                  # its H.225 call-signalling address
+    h323_port: int
+    sip_pbx: Mapping[str, Peer] = field(default_factory=dict)          # SIP community -> its PBX
+    h323_pbx: Mapping[str, tuple[str, int]] = field(default_factory=dict)   # H.323 community -> its PBX
+    domains: Mapping[str, str] = field(default_factory=dict)           # community -> domain for URIs
+    profiles: Mapping[str, Profile] = field(default_factory=dict)      # SIP community -> its profile
+    t1: float = 0.5                                 # SIP retransmission base
+    t2: float = 4.0
+    t303: float = 4.0                               # Setup sent, nothing back
+    no_answer_s: float = 180.0                      # ringing without an answer (T301 / timer C)
+    control_timeout_s: float = 5.0                  # deferred admission (REST mode): no answer -> cause 41
+    trusted: frozenset[str] = frozenset()           # the MAM's own proxy / gatekeeper: their calls are admitted
+
+
+class Phase(str, Enum):
+    SETUP = "setup"
+    PROCEEDING = "proceeding"
+    RINGING = "ringing"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+@dataclass(eq=False)
+class Bridge:
+    call_id: str                     # admission's id, both legs
+    guid: bytes
+    h323_caller: bool                # True: H.323 -> SIP
+    caller_community: str
+    callee_community: str
+    conn: int                        # the H.323 leg's TCP connection
+    crv: int
+    sip_peer: Peer
+    sip_call_id: str
+    local_tag: str
+    phase: Phase = Phase.SETUP
+    admitted: bool = False
+    released: bool = False
+    proposals: tuple[Proposal, ...] = ()          # H.323 caller's fastStart
+    offer: Offer | None = None
+    caller_media: MediaEndpoint | None = None
+    callee_media: MediaEndpoint | None = None
+    attached: tuple[MediaEndpoint, MediaEndpoint] | None = None
+    faststart_sent: bool = False
+    h323_open: bool = True                        # False until the S->H leg's connection is asked for
+    admitted_at: float = 0.0
+    codec: tuple[str, int] | None = None          # the codec both sides settled on (name, ptime)
+    trusted: bool = False                         # came through our own proxy/gatekeeper: admitted there
+    # SIP leg
+    invite: Request | None = None                 # H->S: ours; S->H: the caller's
+    remote_tag: str | None = None
+    remote_target: str | None = None
+    local_cseq: int = 1
+    last_response: bytes | None = None            # S->H: our latest response to the INVITE
+    final_sent: bool = False
+    acked: bool = False
+    pending: dict[str, Request] = field(default_factory=dict)    # our non-INVITE requests by branch
+    retransmit_at: float = 0.0
+    interval: float = 0.5
+    sip_payload_types: dict[str, str] = field(default_factory=dict)
+
+
+def now_id(now: float) -> int:
+    return int(now * 1000) % 4_000_000_000 + 1
+
+
+def guid_of(fields: dict[str, Any]) -> bytes | None:
+    ident = fields.get("callIdentifier")
+    guid = ident.get("guid") if isinstance(ident, dict) else None
+    if not isinstance(guid, bytes) or len(guid) != 16:
+        guid = fields.get("conferenceID")
+    return guid if isinstance(guid, bytes) and len(guid) == 16 else None
+
+
+def dialled(aliases: Any) -> str | None:
+    if not isinstance(aliases, list):
+        return None
+    for alias in aliases:
+        if isinstance(alias, tuple) and len(alias) == 2 and alias[0] == "dialledDigits" and isinstance(alias[1], str):
+            return alias[1]
+    return None
+
+
+def alias(user: str) -> tuple[str, str]:
+    digits = user.lstrip("+")
+    if digits and all(c in "0123456789#*," for c in digits) and len(digits) <= 128:
+        return ("dialledDigits", digits)
+    return ("h323-ID", user[:256] or "mam-gw")
+
+
+def gateway_type() -> dict[str, Any]:
+    return {"gateway": {}, "mc": False, "undefinedNode": False}
+
+
+def packed(host: str) -> bytes:
+    return ipaddress.IPv4Address(host).packed
+
+
+def strip_tag(value: str) -> str:
+    addr = parse_name_addr(value)
+    return NameAddr(addr.display, addr.uri, tuple(p for p in addr.params if p[0] != "tag"), addr.bracketed).render()
