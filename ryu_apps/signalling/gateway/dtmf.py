@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from ..h323.h245 import DIGITS, user_input
 
-DIGITS = "0123456789*#ABCD"
 RFC4733_EVENTS = {str(i): str(i) for i in range(10)} | {"10": "*", "11": "#", "12": "A", "13": "B", "14": "C",
                                                         "15": "D"}
 
-
-def user_input(kind: str, value: Any) -> tuple[str | None, int]:
-    """(digit, duration ms) of an H.245 userInputIndication, or (None, 0)."""
-    if kind != "indication" or not isinstance(value, tuple) or value[0] != "userInput":
-        return None, 0
-    choice = value[1]
-    if not isinstance(choice, tuple) or len(choice) != 2:
-        return None, 0
-    if choice[0] == "alphanumeric" and isinstance(choice[1], str) and choice[1][:1].upper() in DIGITS:
-        return choice[1][:1].upper(), 100
-    if choice[0] == "signal" and isinstance(choice[1], dict):
-        digit = str(choice[1].get("signalType", ""))[:1].upper()
-        duration = choice[1].get("duration", 100)
-        if digit and digit in DIGITS:
-            return digit, duration if isinstance(duration, int) and 1 <= duration <= 65535 else 100
-    return None, 0
+__all__ = ["DIGITS", "RFC4733_EVENTS", "dtmf_body", "user_input"]
 
 
 def dtmf_body(body: bytes, content_type: str) -> tuple[str | None, int]:
