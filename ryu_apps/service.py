@@ -31,7 +31,8 @@ from .core.codec import MediaSpec
 from .core.errors import NotFound
 from .core.flowplan import Entry
 from .core.locations import Verdict
-from .core.manager import Changes, MediaAggregationManager, ReleasedCall
+from .core.changes import Changes, ReleasedCall
+from .core.manager import MediaAggregationManager
 from .core.pools import Keep
 from .core.schedule import ScheduleEntry
 from .core.store import Write

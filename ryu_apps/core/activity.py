@@ -13,7 +13,7 @@ from typing import Union
 from .admission import AdmissionRequest, Rejected
 from .aggregate import Aggregate
 from .calls import Call
-from .manager import ReleasedCall
+from .changes import ReleasedCall
 from .survey import Transition
 
 

@@ -36,7 +36,8 @@ from .schedule import scheduled
 
 if TYPE_CHECKING:
     from .journal import Journal
-    from .manager import Counters, ManagerSettings, ReleasedCall
+    from .changes import ReleasedCall
+    from .manager import Counters, ManagerSettings
     from .network import Link, Topology
     from .reservations import Reservations
 

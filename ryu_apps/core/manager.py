@@ -23,9 +23,11 @@ from .admission import (AdmissionRequest, Admitted, Decision, Rejected, RejectRe
                         SignallingProtocol)
 from .aggregate import EF, Aggregate, CapacityBook
 from .calls import Call, CallState, MediaEndpoint
+from .changes import Changes, ReleasedCall
 from .codec import CodecPolicy, MediaSpec
 from .demand import PREEMPTED_PRIORITY, KeepTarget, ResizeRecord
 from .errors import CapacityError, NotFound, StoreUnavailable, Unprocessable
+from .flowkeys import FlowKeys, carried, resolve
 from .flowplan import Entry, PlanDiff, PlanOptions, diff
 from .journal import Journal
 from .lifecycle import LifecycleTimers
@@ -55,30 +57,6 @@ class ManagerSettings:
     reoptimize_hold_s: float = 60.0      # ... for this long
     path_down_grace_s: float = 10.0      # an aggregate with no open path at all ends its calls after this
     timezone: dt.tzinfo = dt.timezone.utc   # the site's, for aggregate schedules
-
-
-@dataclass(frozen=True)
-class ReleasedCall:
-    call_id: str
-    aggregate_id: str
-    kbps: int
-    cause: str
-    serial: int = 0
-    #: the call as it was when released, and the call that preempted it (records: ryu_apps/core/cdr.py)
-    call: Call | None = field(default=None, compare=False, repr=False)
-    preempted_by: str | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class Changes:
-    """What the shell must act on after a mutation: plan changes and calls that ended."""
-
-    plan: PlanDiff = PlanDiff()
-    released: tuple[ReleasedCall, ...] = ()
-    notes: tuple[str, ...] = ()          # what the operator should hear (an aggregate moved, or could not)
-
-    def __bool__(self) -> bool:
-        return bool(self.plan or self.released or self.notes)
 
 
 @dataclass
@@ -123,6 +101,7 @@ class MediaAggregationManager(PoolOperations):
         self._hop_counts: dict[tuple[str, str], int] = {}
         self._now = now                                   # the latest time heard (for others' changes)
         self._restore(now)
+        self._flow_keys = FlowKeys(self._plans.expected())      # one flow per key on the switches
 
     # --- state restored from the ledger ------------------------------------------------
 
@@ -267,12 +246,12 @@ class MediaAggregationManager(PoolOperations):
 
     def expected_plan(self) -> frozenset[Entry]:
         """Everything the switches should hold now (for a (re)connecting switch)."""
-        return self._plans.expected()
+        return resolve(self._plans.expected())
 
     def drain(self) -> Changes:
         """Take the plan changes and call releases committed since the last drain."""
-        plan = PlanDiff.chain(self._pending_plan)
-        changes = Changes(plan, tuple(self._pending_released), tuple(self._pending_notes))
+        plan, waiting = self._flow_keys.apply(PlanDiff.chain(self._pending_plan))
+        changes = Changes(plan, tuple(self._pending_released), tuple(self._pending_notes), carried(plan, waiting))
         self._pending_plan.clear()
         self._pending_released.clear()
         self._pending_notes.clear()

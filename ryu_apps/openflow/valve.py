@@ -37,14 +37,14 @@ from typing import Iterable, Mapping
 
 from ..core.flowplan import (COOKIE_PREFIX, COOKIE_PREFIX_MASK, CookieKind, Entry, FlowEntry, MeterEntry, PlanDiff,
                              PortClass, parse_cookie)
-from ..core.manager import Changes
+from ..core.changes import Changes
 from ..core.network import Topology
 from ..core.survey import PortInfo
 from . import events as ev
 from .actions import (Action, ApplyClass, Failed, Installed, LearnTerminal, ObserveLink, ObservePort, ObservePorts,
                       ObserveSwitchGone, Release, Removed, Send)
 from .batch import SwitchBatch, batch_for
-from .idle import MediaIdle
+from .idle import CallIngress, IngressRef, MediaIdle
 from .learning import BestEffort
 from .messages import (Barrier, FlowAdd, FlowDelete, FlowStat, FlowStatsRequest, Message, MeterAdd,
                        MeterConfigRequest, MeterDelete, PacketOut, PortDescRequest, RoleRequest)
@@ -56,7 +56,6 @@ log = logging.getLogger(__name__)
 ALL_ONES_64 = 0xFFFF_FFFF_FFFF_FFFF
 ETH_LLDP = 0x88CC
 SYNC = -1            # a call waits for a switch's reconcile (its barrier xid is not known yet)
-IngressRef = tuple[str, FlowKey]
 
 
 @dataclass
@@ -125,11 +124,8 @@ class Valve:
         self.switches: dict[str, SwitchState] = {}
         self._conns: dict[int, SwitchState] = {}
         self.pending: dict[int, Pending] = {}
-        self._ingress: dict[int, set[IngressRef]] = {}
-        self._idle: dict[int, set[IngressRef]] = {}      # ingress entries that idled out (and were put back)
-        self._checks: dict[int, set[IngressRef]] = {}     # counters asked for before releasing
+        self._ingress = CallIngress()
         self._heard: dict[tuple[str, str], int] = {}
-        self._pins: dict[tuple[str, str], dict[int, int]] = {}   # (switch, terminal IP) -> its calls' ports
         self.reconciled: list[Reconciled] = []            # the last 64
         self.reconcile_counts: dict[str, int] = {}        # reconciles so far, by switch name
         self.counters: dict[str, int] = {"flow_mods": 0, "meter_mods": 0, "barriers": 0, "errors": 0,
@@ -258,7 +254,12 @@ class Valve:
         return actions
 
     def plan_changed(self, changes: Changes, now: float) -> list[Action]:
-        return self.apply_plan(changes.plan, now, frozenset(r.serial for r in changes.released))
+        released = frozenset(r.serial for r in changes.released)
+        actions = self.apply_plan(changes.plan, now, released)
+        for serial in sorted(changes.carried - released):       # another call's identical flows carry it
+            if serial not in self.pending:
+                actions.append(Installed(serial, 0.0))
+        return actions
 
     def _update_view(self, name: str, batch: SwitchBatch) -> None:
         flows, meters = self.flows[name], self.meters[name]
@@ -266,15 +267,14 @@ class Valve:
             key = flow_key(entry)
             if flows.get(key) == entry:
                 del flows[key]
-                self._forget_ingress(name, key, entry)
+                self._ingress.dropped(name, key, entry)
         for entry in batch.flow_adds:
             key = flow_key(entry)
+            replaced = flows.get(key)
+            if replaced is not None and replaced != entry:      # the switch replaces it: forget it too
+                self._ingress.dropped(name, key, replaced)
             flows[key] = entry
-            if entry.notify_removed:
-                kind = parse_cookie(entry.cookie)
-                if kind is not None and kind[0] is CookieKind.CALL:
-                    self._ingress.setdefault(kind[1], set()).add((name, key))
-                    self._pin(name, entry, +1)
+            self._ingress.held(name, key, entry)
         for meter in batch.meter_removes:
             meters.pop(meter.meter_id, None)
         for meter in batch.meter_adds + batch.meter_modifies:
@@ -283,37 +283,6 @@ class Valve:
             self.classes.pop((name, port_class.port), None)
         for port_class in batch.classes:
             self.classes[(name, port_class.port)] = port_class
-
-    def _pin(self, name: str, entry: FlowEntry, delta: int) -> None:
-        """A call's ingress entry pins its terminal (source address) to the entry's in_port."""
-        fields = dict(entry.match)
-        port, ip = fields.get("in_port"), fields.get("ipv4_src", fields.get("ipv6_src"))
-        if not isinstance(port, int) or not isinstance(ip, str):
-            return
-        ports = self._pins.setdefault((name, ip), {})
-        ports[port] = ports.get(port, 0) + delta
-        if ports[port] <= 0:
-            del ports[port]
-            if not ports:
-                del self._pins[(name, ip)]
-
-    def _forget_ingress(self, name: str, key: FlowKey, entry: FlowEntry) -> None:
-        kind = parse_cookie(entry.cookie)
-        if kind is None or kind[0] is not CookieKind.CALL:
-            return
-        if entry.notify_removed:
-            self._pin(name, entry, -1)
-        serial = kind[1]
-        refs = self._ingress.get(serial)
-        if refs is not None:
-            refs.discard((name, key))
-            if not refs:
-                del self._ingress[serial]
-                self._idle.pop(serial, None)
-                self._checks.pop(serial, None)
-        idle = self._idle.get(serial)
-        if idle is not None:
-            idle.discard((name, key))
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -545,9 +514,7 @@ class Valve:
                 return [Release(serial, f"media-idle: no media for {entry.idle_timeout} s in one direction")]
             if self.media_idle is MediaIdle.BOTH:
                 ref = (switch.name, key)
-                idle = self._idle.setdefault(serial, set())
-                idle.add(ref)
-                if self._ingress.get(serial, set()) <= idle:     # every ingress entry has idled at least once
+                if self._ingress.idled(serial, ref):     # every ingress entry has idled at least once
                     self._check_idle(serial, ref, actions)
         if switch.writable:       # the plan still wants it: put it back
             xid = self._send(switch, FlowAdd(entry), actions)
@@ -565,7 +532,7 @@ class Valve:
         """Did any of the call's other ingress entries carry media since it was put back?
         Ask each switch for their counters; the call goes only if every one says zero."""
         asked: set[IngressRef] = set()
-        for ref in sorted(self._ingress.get(serial, set()) - {fresh}):
+        for ref in self._ingress.others(serial, fresh):
             name, key = ref
             switch = self.switches.get(name)
             entry = self.flows[name].get(key)
@@ -574,25 +541,14 @@ class Valve:
             xid = self._send(switch, FlowStatsRequest(entry.cookie, ALL_ONES_64, entry.table, entry.match), actions)
             switch.idle_queries[xid] = (serial, key)
             asked.add(ref)
-        self._checks[serial] = asked
+        self._ingress.asked(serial, asked)
         if not asked:
             actions.append(self._idle_release(serial))
 
     def _idle_answer(self, switch: SwitchState, event: ev.FlowStatsReply) -> list[Action]:
         serial, key = switch.idle_queries.pop(event.xid)
-        ref = (switch.name, key)
-        checks = self._checks.get(serial)
-        if checks is None or ref not in checks:
-            return []
-        if any(flow_key(stat.entry) == key and stat.packet_count > 0 for stat in event.flows):
-            self._idle.get(serial, set()).discard(ref)     # that one came back: the call lives on
-            del self._checks[serial]
-            return []
-        checks.discard(ref)
-        if checks or not self._ingress.get(serial, set()) <= self._idle.get(serial, set()):
-            return []
-        del self._checks[serial]
-        return [self._idle_release(serial)]
+        carried = any(flow_key(stat.entry) == key and stat.packet_count > 0 for stat in event.flows)
+        return [self._idle_release(serial)] if self._ingress.answered(serial, (switch.name, key), carried) else []
 
     def _idle_release(self, serial: int) -> Release:
         return Release(serial, f"media-idle: no media in either direction for {self.idle_timeout_s} s")
@@ -661,7 +617,7 @@ class Valve:
                         self._heard[heard] = event.in_port
                         actions.append(LearnTerminal(community.name, event.ip, event.in_port))
                     break
-            pinned = self._pins.get((name, event.ip))
+            pinned = self._ingress.pinned(name, event.ip)
             if pinned and event.in_port not in pinned:
                 # A call pins this address to another port: a frame claiming it from here is a
                 # spoof until the core says the terminal moved. Neither flooded (its ARP would

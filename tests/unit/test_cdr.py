@@ -18,7 +18,7 @@ from ryu_apps.core.admission import AdmissionRequest, Admitted, RejectReason, Se
 from ryu_apps.core.calls import MediaEndpoint
 from ryu_apps.core.cdr import (CDR, MemoryCdrStore, Refusal, from_dict, to_dict, usage, usage_report)
 from ryu_apps.core.codec import MediaSpec
-from ryu_apps.core.manager import ReleasedCall
+from ryu_apps.core.changes import ReleasedCall
 from ryu_apps.core.replica import RELEASED_ELSEWHERE
 from ryu_apps.records import CdrRecorder
 from ryu_apps.rest.api import make_wsgi_app

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from ryu_apps.core.admission import AdmissionRequest
+from ryu_apps.core.calls import MediaEndpoint
+from ryu_apps.core.codec import MediaSpec
 from ryu_apps.core.flowplan import COOKIE_PREFIX, CookieKind, FlowEntry, Output, cookie
 from ryu_apps.core.locations import Verdict
 from ryu_apps.openflow import events as ev
@@ -426,3 +429,51 @@ def test_metrics_show_reconciles_messages_and_failures(rig: Rig) -> None:
     assert 'mam_switch_reconcile_entries{change="added",switch="s2"}' in text       # labels sorted
     assert 'mam_shell_failures_total{event="broken"} 1.0' in text
     assert 'mam_openflow_messages_total{kind="barriers"}' in text
+
+
+@pytest.mark.parametrize("first_to_end", ["call-1", "call-2"])
+def test_two_calls_on_the_same_media_keep_it_protected_until_the_last_ends(rig: Rig, first_to_end: str) -> None:
+    # Two live calls between the same addresses and ports draw ingress flows with one key:
+    # the switch can hold only one. The newest call's is held; when either call ends the
+    # other's media must still be policed and tagged, and nothing of the first may linger.
+    learn(rig, "s1", 1, "10.0.0.1", "02:00:00:00:00:01")
+    rig.admit("call-1", "a", "b")
+    rig.admit("call-2", "a", "b")
+    assert rig.state("call-1") == rig.state("call-2") == "active"
+    for switch in ("s1", "s2", "s3"):
+        assert rig.holds_the_plan(switch), rig.mismatch(switch)
+    manager = rig.service.manager
+    labels = {c: manager.call(c).tag_to_callee for c in ("call-1", "call-2")}
+    ingress, core, _ = rig.network.trace("s1", media("10.0.0.1", "10.0.0.2", 5000, in_port=1))
+    assert core.packet.labels == [labels["call-2"]]                 # the newest call holds the key
+    rig.service.release(first_to_end, cause="bye")
+    rig.deliver()
+    survivor = "call-2" if first_to_end == "call-1" else "call-1"
+    assert rig.state(survivor) == "active" and rig.state(first_to_end) is None
+    for switch in ("s1", "s2", "s3"):
+        assert rig.holds_the_plan(switch), rig.mismatch(switch)
+    ingress, core, egress = rig.network.trace("s1", media("10.0.0.1", "10.0.0.2", 5000, in_port=1))
+    assert ingress.meters and core.packet.labels == [labels[survivor]]
+    assert egress.switch == "s3" and egress.out_ports == [2]
+    rig.service.release(survivor, cause="bye")
+    rig.deliver()
+    assert rig.network.trace("s1", media("10.0.0.1", "10.0.0.2", 5000, in_port=1))[0].meters == []
+    assert rig.valve._ingress.pinned("s1", "10.0.0.1") is None         # no pin left behind by either call
+
+
+def test_a_call_whose_every_flow_another_call_holds_becomes_active() -> None:
+    # Both communities behind one edge: a call has ingress flows only. When a second call
+    # between the same media is drawn in the same change, the older one's flows wait behind
+    # the newer's; it is carried by them and must not hang in "installing".
+    config = {**CONFIG, "aggregates": [{"id": "b-c", "between": ["b", "c"], "size_kbps": 20000}]}
+    rig = Rig(config)
+    rig.connect()
+    manager = rig.service.manager
+    for call_id in ("call-1", "call-2"):
+        rig.service.admit(AdmissionRequest(call_id, "b", "c", MediaSpec("pcmu")))
+    rig.service._mutate(lambda now: [                 # both drawn in one change
+        manager.attach_media(call_id, MediaEndpoint("10.0.0.7", 4000), MediaEndpoint("10.0.0.8", 5000), now)
+        for call_id in ("call-1", "call-2")])
+    rig.deliver()
+    assert rig.state("call-1") == rig.state("call-2") == "active"
+    assert rig.holds_the_plan("s3"), rig.mismatch("s3")
