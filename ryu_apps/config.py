@@ -8,58 +8,47 @@ Every error names the path of the offending key, e.g.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
-
-import ipaddress
 import re
-import zoneinfo
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import yaml
 
+from .config_fields import ConfigError as ConfigError
+from .config_fields import Node as _Node
+from .config_fields import boolean as _bool
+from .config_fields import choice as _choice
+from .config_fields import hostport as _hostport
+from .config_fields import integer as _int
+from .config_fields import ip_address as _ip
+from .config_fields import listing as _list
+from .config_fields import number as _number
+from .config_fields import string as _str
+from .config_fields import string_or_int as _str_or_int
+from .config_network import AggregateSpec as AggregateSpec
+from .config_network import CallsConfig as CallsConfig
+from .config_network import CdrConfig as CdrConfig
+from .config_network import DataplaneConfig as DataplaneConfig
+from .config_network import (check_references, read_aggregate, read_calls, read_cdr, read_community,
+                             read_dataplane, read_link, read_policy, read_switch, read_timezone)
 from .core import limits
-from .core.admission import ServiceLevel
-from .core.aggregate import ALL_LEVELS, EF
+from .core.aggregate import EF
 from .core.autosize import Autosize
-from .core.schedule import ScheduleEntry, parse_schedule
-from .core.codec import STANDARD_CODECS, Codec, CodecPolicy, Layer, MediaClass
+from .core.codec import STANDARD_CODECS, CodecPolicy
 from .core.errors import MamError
 from .core.flowplan import PlanOptions
 from .core.lifecycle import LifecycleTimers
 from .core.locations import PortSecurity
 from .core.manager import ManagerSettings, MediaAggregationManager
-from .core.network import Community, Link, Switch, Terminal, Topology
+from .core.network import Community, Topology
+from .core.schedule import ScheduleEntry
 from .core.store import Ledger, LedgerConflict
 from .signalling.gateway.profile import (BUILTIN_PROFILES, CommunitySignalling, DiversionForm, GatewayConfig,
-                                         HeaderAction,
-                                         HeaderRule, Identity, NumberForm, NumberPlan, Profile, SdpRules,
-                                         Signalling)
+                                         HeaderAction, HeaderRule, Identity, NumberForm, NumberPlan, Profile,
+                                         SdpRules, Signalling)
 from .store.url import EtcdUrl
 
 T = TypeVar("T")
-
-
-class ConfigError(MamError):
-    """A configuration value is wrong; ``path`` names the key (``links[2].b_port``)."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(message, field=path or "(top)")
-        self.path = path
-
-
-@dataclass(frozen=True)
-class AggregateSpec:
-    id: str
-    communities: tuple[str, str]
-    size_kbps: int
-    dscp: int = EF
-    priority: int = 0
-    levels: frozenset[ServiceLevel] = ALL_LEVELS
-    preemption: bool = False
-    path: tuple[str, ...] | None = None
-    autosize: Autosize | None = None           # follow demand: docs/configuration.md#aggregates-that-follow-demand
-    schedule: tuple[ScheduleEntry, ...] = ()   # time-of-day sizes, in the top-level timezone
 
 
 @dataclass(frozen=True)
@@ -154,34 +143,6 @@ class H323Config:
 
 
 @dataclass(frozen=True)
-class DataplaneConfig:
-    discovery: bool = False         # LLDP (ryu.topology) checks the configured links
-    port_speeds: str = "limit"      # "limit": a slower port cuts a link's reservable share; "warn"
-    reroute: bool = True            # move an aggregate off a link that goes down when another path fits
-    reoptimize: bool = True         # a moved aggregate returns to a shorter path once it is back and stable ...
-    reoptimize_hold_s: float = 60.0   # ... for this long
-    path_down_grace_s: float = 10.0   # an aggregate with no open path ends its calls after this
-    class_mode: str = "tc"          # "tc" (userspace OVS), "ovsdb" (set_queue honoured), "none"
-    barrier_timeout_s: float = 5.0  # a call's flows (or their removal) not confirmed in this time: released
-    max_terminals_per_port: int = 16
-    media_idle: str = "both"        # idle media releases a call when "both" directions, "either", or "off"
-    ovsdb: str = "unix:/var/run/openvswitch/db.sock"   # class_mode ovsdb: unix:PATH or tcp:HOST:PORT
-
-
-@dataclass(frozen=True)
-class CallsConfig:
-    attach_timeout_s: float = 240.0    # admitted but never given both media addresses: reclaimed
-
-
-@dataclass(frozen=True)
-class CdrConfig:
-    """Call detail records (docs/operations.md)."""
-
-    retention_days: float = 90.0       # records older than this are purged
-    path: str | None = None            # SQLite file; default: the ledger's file, or cdr.sqlite beside an etcd config
-
-
-@dataclass(frozen=True)
 class ClusterConfig:
     """Several controllers on one etcd ledger (docs/cluster.md)."""
 
@@ -214,340 +175,7 @@ class Config:
         return EtcdUrl.parse(self.store_path) if self.store_path and self.store_path.startswith("etcd://") else None
 
 
-# --- the small validation toolkit ------------------------------------------------------
-
-class _Node:
-    """A mapping being read; remembers which keys were used so leftovers are errors."""
-
-    def __init__(self, value: Any, path: str) -> None:
-        if not isinstance(value, dict):
-            raise ConfigError(path, f"expected a mapping, got {_kind(value)}")
-        self.value, self.path = value, path
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def get(self, name: str, convert: Callable[[Any, str], T], default: Any = ...) -> T:
-        self.used.add(name)
-        if name not in self.value or self.value[name] is None:
-            if default is ...:
-                close = difflib.get_close_matches(name, [str(k) for k in self.value if k not in self.used], 1)
-                if close:  # a typo is the likelier mistake: point at the key as written
-                    raise ConfigError(self.key(close[0]), f"unknown key; did you mean {name!r}?")
-                raise ConfigError(self.key(name), "is required")
-            return default  # type: ignore[no-any-return]  # the caller's default, of the caller's type
-        return convert(self.value[name], self.key(name))
-
-    def done(self) -> None:
-        unknown = sorted(set(map(str, self.value)) - self.used)
-        if unknown:
-            raise ConfigError(self.key(unknown[0]), f"unknown key (expected one of: {', '.join(sorted(self.used))})")
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__
-
-
-def _str(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(path, f"expected a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _bool(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(path, f"expected true or false, got {value!r}")
-    return value
-
-
-def _int(low: int, high: int) -> Callable[[Any, str], int]:
-    def convert(value: Any, path: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(path, f"expected an integer, got {value!r}")
-        if not low <= value <= high:
-            raise ConfigError(path, f"must be between {low} and {high}, got {value}")
-        return value
-    return convert
-
-
-def _number(low: float, high: float) -> Callable[[Any, str], float]:
-    def convert(value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(path, f"expected a number, got {value!r}")
-        if not low <= value <= high:
-            raise ConfigError(path, f"must be between {low} and {high}, got {value}")
-        return float(value)
-    return convert
-
-
-def _list(item: Callable[[Any, str], T], *, min_items: int = 0) -> Callable[[Any, str], tuple[T, ...]]:
-    def convert(value: Any, path: str) -> tuple[T, ...]:
-        if not isinstance(value, list):
-            raise ConfigError(path, f"expected a list, got {_kind(value)}")
-        if len(value) < min_items:
-            raise ConfigError(path, f"needs at least {min_items} item(s)")
-        return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
-    return convert
-
-
-def _choice(*options: str) -> Callable[[Any, str], str]:
-    def convert(value: Any, path: str) -> str:
-        text = _str(value, path).lower()
-        if text not in options:
-            raise ConfigError(path, f"must be one of {', '.join(options)}, got {value!r}")
-        return text
-    return convert
-
-
-def _prefix(value: Any, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    try:
-        return ipaddress.ip_network(str(value), strict=False)
-    except ValueError:
-        raise ConfigError(path, f"not an IP prefix: {value!r}") from None
-
-
-def _ip(value: Any, path: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    try:
-        return ipaddress.ip_address(str(value))
-    except ValueError:
-        raise ConfigError(path, f"not an IP address: {value!r}") from None
-
-
-def _dpid(value: Any, path: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 64:
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.replace(":", ""), 16)
-        except ValueError:
-            pass
-    raise ConfigError(path, f"not a datapath id (integer or hex like 00:00:00:00:00:00:00:01): {value!r}")
-
-
-def _mac(value: Any, path: str) -> str:
-    text = _str(value, path).lower()
-    parts = text.split(":")
-    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
-        raise ConfigError(path, f"not a MAC address: {value!r}")
-    return text
-
-
-def _hostport(value: Any, path: str) -> str:
-    text = _str(value, path)
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(path, f"expected host:port, got {value!r}")
-    return text
-
-
-def _ovsdb_address(value: Any, path: str) -> str:
-    """An OVSDB server as ovsdb-client names it: unix:/path/to/db.sock or tcp:HOST:PORT."""
-    text = _str(value, path)
-    kind, _, rest = text.partition(":")
-    if kind == "unix" and rest.startswith("/"):
-        return text
-    if kind == "tcp":
-        host, sep, port = rest.rpartition(":")
-        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        if sep and port.isdigit() and 0 < int(port) < 65536:
-            try:
-                ipaddress.ip_address(host)
-                return text
-            except ValueError:
-                pass
-    raise ConfigError(path, f"expected unix:/path/to/db.sock or tcp:IP:PORT (e.g. tcp:192.0.2.10:6640), got {value!r}")
-
-
 # --- sections ---------------------------------------------------------------------------
-
-def _switch(value: Any, path: str) -> Switch:
-    node = _Node(value, path)
-    switch = Switch(node.get("name", _str), node.get("dpid", _dpid))
-    node.done()
-    return switch
-
-
-def _link(value: Any, path: str) -> Link:
-    node = _Node(value, path)
-    port = _int(*limits.SWITCH_PORT)
-    a, a_port = node.get("a", _str), node.get("a_port", port)
-    b, b_port = node.get("b", _str), node.get("b_port", port)
-    capacity = node.get("capacity_kbps", _int(*limits.LINK_KBPS))
-    share = node.get("reservable", _number(0.0, 1.0), None)
-    reservable = node.get("reservable_kbps", _int(0, limits.LINK_KBPS[1]), None)
-    node.done()
-    if share is not None and reservable is not None:
-        raise ConfigError(node.key("reservable"), "give reservable (a share) or reservable_kbps, not both")
-    if reservable is None:
-        reservable = int(capacity * (0.5 if share is None else share))
-    if reservable > capacity:
-        raise ConfigError(node.key("reservable_kbps"), f"{reservable} exceeds capacity_kbps {capacity}")
-    if a == b:
-        raise ConfigError(node.key("b"), "a link joins two different switches")
-    return Link(a, a_port, b, b_port, capacity, reservable)
-
-
-def _terminal(value: Any, path: str) -> Terminal:
-    node = _Node(value, path)
-    terminal = Terminal(node.get("ip", _ip), node.get("port", _int(*limits.SWITCH_PORT)), node.get("mac", _mac, None))
-    node.done()
-    return terminal
-
-
-def _community(value: Any, path: str) -> Community:
-    node = _Node(value, path)
-    community = Community(
-        name=node.get("name", _str),
-        edge=node.get("edge", _str),
-        access_ports=node.get("access_ports", _list(_int(*limits.SWITCH_PORT), min_items=1)),
-        prefixes=node.get("prefixes", _list(_prefix, min_items=1)),
-        domains=tuple(d.lower() for d in node.get("domains", _list(_str), ())),
-        terminals=node.get("terminals", _list(_terminal), ()),
-        e164_prefixes=node.get("e164_prefixes", _list(_e164_prefix), ()),
-    )
-    node.used.update(_COMMUNITY_GATEWAY_KEYS)    # read by _gateway (the gateway section below)
-    node.done()
-    return community
-
-
-def _levels(value: Any, path: str) -> frozenset[ServiceLevel]:
-    def level(item: Any, item_path: str) -> ServiceLevel:
-        try:
-            return ServiceLevel.parse(_str(item, item_path))
-        except ValueError as error:
-            raise ConfigError(item_path, str(error)) from None
-    return frozenset(_list(level, min_items=1)(value, path))
-
-
-def _aggregate(value: Any, path: str) -> AggregateSpec:
-    node = _Node(value, path)
-    between = node.get("between", _list(_str, min_items=2))
-    if len(between) != 2 or between[0] == between[1]:
-        raise ConfigError(node.key("between"), "must name exactly two different communities")
-    autosize = node.get("autosize", _autosize, None)
-    spec = AggregateSpec(
-        id=node.get("id", _str),
-        communities=(between[0], between[1]),
-        size_kbps=node.get("size_kbps", _int(*limits.SIZE_KBPS), ... if autosize is None else autosize.min_kbps),
-        dscp=node.get("dscp", _int(*limits.DSCP), EF),
-        priority=node.get("priority", _int(*limits.PRIORITY), 0),
-        levels=node.get("levels", _levels, ALL_LEVELS),
-        preemption=node.get("preemption", _bool, False),
-        path=node.get("path", _list(_str, min_items=1), None),
-        autosize=autosize,
-        schedule=node.get("schedule", _schedule, ()),
-    )
-    node.done()
-    if autosize is not None and not autosize.min_kbps <= spec.size_kbps <= autosize.max_kbps:
-        raise ConfigError(node.key("size_kbps"), f"{spec.size_kbps} is outside autosize's "
-                                                 f"{autosize.min_kbps}..{autosize.max_kbps}")
-    return spec
-
-
-def _autosize(value: Any, path: str) -> Autosize:
-    if not isinstance(value, dict):
-        raise ConfigError(path, f"expected a mapping, got {_kind(value)}")
-    try:
-        return Autosize.from_dict(value)
-    except MamError as error:
-        raise ConfigError(path + (error.field or "").removeprefix("autosize"), error.message) from None
-
-
-def _schedule(value: Any, path: str) -> tuple[ScheduleEntry, ...]:
-    try:
-        return parse_schedule(value, path)
-    except MamError as error:
-        raise ConfigError(error.field or path, error.message) from None
-
-
-def _timezone(value: Any, path: str) -> dt.tzinfo:
-    name = _str(value, path)
-    if name.upper() == "UTC":
-        return dt.timezone.utc
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(path, f"unknown time zone {name!r} (an IANA name such as Europe/Paris, or UTC)") from None
-
-
-def _codec(value: Any, path: str) -> Codec:
-    node = _Node(value, path)
-    codec = Codec(
-        name=node.get("name", _str).lower(),
-        bitrate_bps=node.get("bitrate_bps", _int(1, 10 ** 8)),
-        default_ptime_ms=node.get("ptime_ms", _int(*limits.PTIME_MS), 20),
-        payload_type=node.get("payload_type", _int(0, 127), None),
-        clock_rate=node.get("clock_rate", _int(1000, 192000), 8000),
-        media_class=MediaClass(node.get("media_class", _choice(*(m.value for m in MediaClass)), "voice")),
-    )
-    node.done()
-    return codec
-
-
-def _policy(value: Any, path: str) -> CodecPolicy:
-    node = _Node(value, path)
-    custom = node.get("custom", _list(_codec), ())
-    layer = Layer(node.get("layer", _choice(*(l.value for l in Layer)), "ethernet"))
-    tag_bytes = node.get("tag_bytes", _int(0, 64), None)
-    rtcp_packet_bytes = node.get("rtcp_packet_bytes", _int(0, 1500), 128)
-    codecs = {c.name: c for c in STANDARD_CODECS} | {c.name: c for c in custom}
-    allowed = node.get("allowed", _list(_str, min_items=1), None)
-    node.done()
-    if allowed is not None:
-        for i, name in enumerate(allowed):
-            if name.lower() not in codecs:
-                raise ConfigError(f"{node.key('allowed')}[{i}]",
-                                  f"unknown codec {name!r} (known: {', '.join(sorted(codecs))})")
-    kwargs: dict[str, Any] = {"codecs": tuple(codecs.values()), "layer": layer, "rtcp_packet_bytes": rtcp_packet_bytes,
-                              "allowed": None if allowed is None else frozenset(a.lower() for a in allowed)}
-    if tag_bytes is not None:
-        kwargs["tag_bytes"] = tag_bytes
-    return CodecPolicy(**kwargs)
-
-
-def _dataplane(value: Any, path: str) -> tuple[DataplaneConfig, PlanOptions]:
-    node = _Node(value, path)
-    config = DataplaneConfig(
-        discovery=node.get("discovery", _bool, False),
-        port_speeds=node.get("port_speeds", _choice("limit", "warn"), "limit"),
-        reroute=node.get("reroute", _bool, True),
-        reoptimize=node.get("reoptimize", _bool, True),
-        reoptimize_hold_s=node.get("reoptimize_hold_s", _number(0.0, 86400.0), 60.0),
-        path_down_grace_s=node.get("path_down_grace_s", _number(0.0, 3600.0), 10.0),
-        class_mode=node.get("class_mode", _choice("tc", "ovsdb", "none"), "tc"),
-        barrier_timeout_s=node.get("barrier_timeout_s", _number(0.1, 60.0), 5.0),
-        max_terminals_per_port=node.get("max_terminals_per_port", _int(0, 100_000), 16),
-        media_idle=node.get("media_idle", _choice("both", "either", "off"), "both"),
-        ovsdb=node.get("ovsdb", _ovsdb_address, DataplaneConfig.ovsdb),
-    )
-    plan = PlanOptions(
-        pcp=node.get("pcp", _int(*limits.PCP), 5),
-        use_set_queue=node.get("set_queue", _bool, False),
-        queue_id=node.get("queue_id", _int(0, 0xFFFFFFFE), 1),
-        call_idle_timeout_s=(node.get("call_idle_timeout_s", _int(0, 65535), 60)
-                             * (config.media_idle != "off")),      # off: call flows never idle out
-        meter_burst_ms=node.get("meter_burst_ms", _int(1, 10000), 100),
-        rtcp_match=node.get("rtcp_match", _choice("masked", "exact", "off"), "masked"),
-    )
-    node.done()
-    return config, plan
-
-
-def _calls(value: Any, path: str) -> CallsConfig:
-    node = _Node(value, path)
-    calls = CallsConfig(attach_timeout_s=node.get("attach_timeout_s", _number(1.0, 86400.0), 240.0))
-    node.done()
-    return calls
-
-
-def _cdr(value: Any, path: str) -> CdrConfig:
-    node = _Node(value, path)
-    cdr = CdrConfig(retention_days=node.get("retention_days", _number(0.01, 36500.0), 90.0),
-                    path=node.get("path", _str, None))
-    node.done()
-    return cdr
-
 
 def _readable(value: Any, path: str) -> str:
     text = _str(value, path)
@@ -730,22 +358,8 @@ def _gatekeeper_id(value: Any, path: str) -> str:
     return text
 
 
-def _e164_prefix(value: Any, path: str) -> str:
-    text = _str_or_int(value, path).lstrip("+")
-    if not text.isdigit() or len(text) > 15:
-        raise ConfigError(path, f"expected the leading digits of E.164 numbers (up to 15), got {value!r}")
-    return text
-
-
-def _str_or_int(value: Any, path: str) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return _str(value, path)
-
-
 # --- the gateway section (issue 18): profiles: and the communities' signalling/profile ------
 
-_COMMUNITY_GATEWAY_KEYS = ("signalling", "profile")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!%'*+._`~-]+")   # RFC 3261 token (``*`` for remove globs)
 
 
@@ -933,26 +547,26 @@ def parse_config(document: Any) -> Config:
     """Validate an already-loaded YAML document."""
     root = _Node(document, "")
     topo = root.get("topology", lambda v, p: _Node(v, p))
-    switches = topo.get("switches", _list(_switch, min_items=1))
-    links = topo.get("links", _list(_link), ())
+    switches = topo.get("switches", _list(read_switch, min_items=1))
+    links = topo.get("links", _list(read_link), ())
     topo.done()
-    communities = root.get("communities", _list(_community), ())
-    aggregates = root.get("aggregates", _list(_aggregate), ())
-    policy = root.get("codecs", _policy, CodecPolicy())
-    dataplane, plan = root.get("dataplane", _dataplane, (DataplaneConfig(), PlanOptions()))
-    calls = root.get("calls", _calls, CallsConfig())
+    communities = root.get("communities", _list(read_community), ())
+    aggregates = root.get("aggregates", _list(read_aggregate), ())
+    policy = root.get("codecs", read_policy, CodecPolicy())
+    dataplane, plan = root.get("dataplane", read_dataplane, (DataplaneConfig(), PlanOptions()))
+    calls = root.get("calls", read_calls, CallsConfig())
     api = root.get("api", _api, ApiConfig())
     openflow = root.get("openflow", _openflow, OpenFlowConfig())
     sip = root.get("sip", _sip, SipConfig())
     h323 = root.get("h323", _h323, H323Config())
     store = root.get("store", _store, None)
     cluster = root.get("cluster", _cluster, ClusterConfig())
-    cdr = root.get("cdr", _cdr, CdrConfig())
+    cdr = root.get("cdr", read_cdr, CdrConfig())
     gateway = _gateway(root, communities)
-    timezone = root.get("timezone", _timezone, dt.timezone.utc)
+    timezone = root.get("timezone", read_timezone, dt.timezone.utc)
     root.done()
 
-    _check_references(switches, links, communities, aggregates)
+    check_references(switches, links, communities, aggregates)
     _check_roles(cluster, {s.name for s in switches})
     try:
         topology = Topology(switches, links, communities)
@@ -980,50 +594,6 @@ def _check_roles(cluster: ClusterConfig, switches: set[str]) -> None:
             if name in owner:
                 raise ConfigError(where, f"switch {name} is already in group {owner[name]}")
             owner[name] = group
-
-
-def _check_references(switches: Iterable[Switch], links: Iterable[Link], communities: Iterable[Community],
-                      aggregates: Iterable[AggregateSpec]) -> None:
-    names: dict[str, int] = {}
-    dpids: dict[int, int] = {}
-    for i, switch in enumerate(switches):
-        if switch.name in names:
-            raise ConfigError(f"topology.switches[{i}].name", f"duplicate switch {switch.name!r}")
-        if switch.dpid in dpids:
-            raise ConfigError(f"topology.switches[{i}].dpid", f"dpid {switch.dpid} already used by another switch")
-        names[switch.name], dpids[switch.dpid] = i, i
-    used_ports: dict[tuple[str, int], str] = {}
-    for i, link in enumerate(links):
-        for end, port in (("a", link.a_port), ("b", link.b_port)):
-            name = link.a if end == "a" else link.b
-            if name not in names:
-                raise ConfigError(f"topology.links[{i}].{end}", f"unknown switch {name!r}")
-            where = f"topology.links[{i}].{end}_port"
-            if (name, port) in used_ports:
-                raise ConfigError(where, f"port {port} of {name} is already used by {used_ports[name, port]}")
-            used_ports[name, port] = where
-    seen: set[str] = set()
-    for i, community in enumerate(communities):
-        if community.name in seen:
-            raise ConfigError(f"communities[{i}].name", f"duplicate community {community.name!r}")
-        seen.add(community.name)
-        if community.edge not in names:
-            raise ConfigError(f"communities[{i}].edge", f"unknown switch {community.edge!r}")
-        for j, port in enumerate(community.access_ports):
-            if (community.edge, port) in used_ports:
-                raise ConfigError(f"communities[{i}].access_ports[{j}]",
-                                  f"port {port} of {community.edge} is a link port ({used_ports[community.edge, port]})")
-        for j, terminal in enumerate(community.terminals):
-            if terminal.port not in community.access_ports:
-                raise ConfigError(f"communities[{i}].terminals[{j}].port", "not one of the community's access_ports")
-    ids: set[str] = set()
-    for i, aggregate in enumerate(aggregates):
-        if aggregate.id in ids:
-            raise ConfigError(f"aggregates[{i}].id", f"duplicate aggregate {aggregate.id!r}")
-        ids.add(aggregate.id)
-        for j, name in enumerate(aggregate.communities):
-            if name not in seen:
-                raise ConfigError(f"aggregates[{i}].between[{j}]", f"unknown community {name!r}")
 
 
 def load_config(path: str) -> Config:
