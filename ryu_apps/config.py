@@ -120,6 +120,7 @@ class SipConfig:
     max_call_s: float = 14400.0
     control_timeout_s: float = 5.0
     controller_poll_s: float = 5.0
+    workers: int = 0                        # standalone proxy: worker processes (0: one process)
     overload: SipOverloadConfig = field(default_factory=SipOverloadConfig)
     tcp: SipTcpConfig = field(default_factory=SipTcpConfig)
 
@@ -293,6 +294,7 @@ def _sip(value: Any, path: str) -> SipConfig:
         max_call_s=node.get("max_call_s", _number(60.0, 7 * 86400.0), default.max_call_s),
         control_timeout_s=node.get("control_timeout_s", _number(0.1, 60.0), default.control_timeout_s),
         controller_poll_s=node.get("controller_poll_s", _number(0.1, 3600.0), default.controller_poll_s),
+        workers=node.get("workers", _int(0, 64), default.workers),
         overload=node.get("overload", _sip_overload, default.overload),
         tcp=node.get("tcp", _sip_tcp, default.tcp),
     )

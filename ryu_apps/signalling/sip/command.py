@@ -34,6 +34,7 @@ from .standalone import SipServer
 
 log = logging.getLogger(__name__)
 TOKEN_VARIABLE = "MAM_TOKEN"           # the same variable mamctl reads
+MAX_WORKERS = 64
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -64,21 +65,61 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{DEFAULT_POLL_S:g}, or sip.controller_poll_s)")
     parser.add_argument("--timer-c", type=float, default=None, help="seconds an INVITE may ring (default 180)")
     parser.add_argument("--stats-file", help="write counters and INVITE latency as JSON here on exit and SIGUSR1")
+    parser.add_argument("--workers", type=_workers, default=None, metavar="N",
+                        help="N proxy worker processes plus one process owning admission (with --config; "
+                             "default sip.workers, else 0: one process); see docs/sip.md")
+    parser.add_argument("--shared-reader", choices=("owner", "workers"), default="owner",
+                        help="--workers: who reads the public UDP socket: the owner, steering each datagram "
+                             "to its call's worker in order (default), or every worker (see docs/performance.md)")
+    parser.add_argument("--worker-spec", help=argparse.SUPPRESS)     # set by the owner for its workers
     parser.add_argument("--log-level", default="WARNING")
     return parser
 
 
-def build_server(args: argparse.Namespace) -> tuple[SipServer, CallControl]:
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected a number of workers from 0 to {MAX_WORKERS}, got {text!r}")
+    return int(text)
+
+
+def load_site(args: argparse.Namespace) -> Any:
     if not args.controller and not args.config:
         raise ValueError("give --controller URL (admission over REST) and/or --config FILE")
+    if not args.config:
+        return None
+    from ryu_apps.config import load_config
+    return load_config(args.config)
+
+
+def worker_count(args: argparse.Namespace, site: Any) -> int:
+    """``--workers``, else the file's ``sip.workers``; 0: one process (admission in it)."""
+    count = args.workers if args.workers is not None else site.sip.workers if site is not None else 0
+    if count and (args.controller or site is None):
+        raise ValueError("--workers needs --config (admission in the owner process) and no --controller")
+    return int(count)
+
+
+def proxy_settings(args: argparse.Namespace, site: Any) -> tuple[ProxyConfig, str, tuple[str, ...]]:
+    """The proxy's configuration from the file's ``sip:`` section and the command line,
+    the host to bind and the transports."""
+    sip = site.sip if site is not None else None
+    base = ProxyConfig.from_sip_config(sip) if sip is not None else ProxyConfig()
+    listen_host = sip.listen_host if sip is not None else base.host
+    host, port = args.listen if args.listen else (listen_host, base.port)
+    routes = RouteTable(base.routes.routes + RouteTable.from_specs(args.route).routes)
+    timers = base.timers if args.timer_c is None else dataclasses.replace(base.timers, timer_c=args.timer_c)
+    advertised = args.advertise or (sip.advertise if sip is not None and not args.listen else None) or host
+    config = dataclasses.replace(base, host=advertised, port=port, routes=routes, timers=timers)
+    transports = tuple(t.strip() for t in (args.transports or ",".join(sip.transports if sip else ("udp", "tcp"))).split(","))
+    return config, host, transports
+
+
+def build_server(args: argparse.Namespace, site: Any = None) -> tuple[SipServer, CallControl]:
+    if site is None:
+        site = load_site(args)
     control: CallControl
-    sip = None
+    sip = site.sip if site is not None else None
     watch: CallWatch | None = None
-    site = None
-    if args.config:
-        from ryu_apps.config import load_config
-        site = load_config(args.config)
-        sip = site.sip
     if args.controller:
         from .rest_client import RestCallControl
         rest = RestCallControl(args.controller, args.token)
@@ -91,23 +132,20 @@ def build_server(args: argparse.Namespace) -> tuple[SipServer, CallControl]:
         from ryu_apps.service import MamService
         assert site is not None
         control = MamService(build_manager(site))
-    base = ProxyConfig.from_sip_config(sip) if sip is not None else ProxyConfig()
-    listen_host = sip.listen_host if sip is not None else base.host
-    host, port = args.listen if args.listen else (listen_host, base.port)
-    routes = RouteTable(base.routes.routes + RouteTable.from_specs(args.route).routes)
-    timers = base.timers if args.timer_c is None else dataclasses.replace(base.timers, timer_c=args.timer_c)
-    advertised = args.advertise or (sip.advertise if sip is not None and not args.listen else None) or host
-    config = dataclasses.replace(base, host=advertised, port=port, routes=routes, timers=timers)
-    transports = tuple(t.strip() for t in (args.transports or ",".join(sip.transports if sip else ("udp", "tcp"))).split(","))
+    config, host, transports = proxy_settings(args, site)
     proxy = SipProxy(config, control, HashIds(os.urandom(16)), deferred=watch is not None)
-    if site is not None:                # per-PBX normalisation profiles (None: the plain path)
-        from ..gateway.normalise import ProxyNormaliser
-        proxy.normaliser = ProxyNormaliser.for_config(site.gateway, site.topology.communities)
+    normalise(proxy, site)
     server = SipServer(proxy, transports, bind_host=host, watch=watch)
     subscribe = getattr(control, "subscribe", None)
     if subscribe is not None:           # in-process admission tells us about calls it ended
         subscribe(server.on_changes)
     return server, control
+
+
+def normalise(proxy: SipProxy, site: Any) -> None:
+    if site is not None:                # per-PBX normalisation profiles (None: the plain path)
+        from ..gateway.normalise import ProxyNormaliser
+        proxy.normaliser = ProxyNormaliser.for_config(site.gateway, site.topology.communities)
 
 
 async def serve(server: SipServer, stats_file: str | None) -> None:
@@ -132,13 +170,29 @@ async def serve(server: SipServer, stats_file: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        server, _ = build_server(args)
-    except (RouteError, ValueError, MamError) as error:
+        site = load_site(args)
+        workers = worker_count(args, site)
+        if args.worker_spec:
+            from .workers import worker_main
+            return worker_main(args, site)
+        if workers:
+            from .owner import owner_main
+            return owner_main(args, argv, site, workers)
+        server, _ = build_server(args, site)
+    except (RouteError, ValueError, MamError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    fast_loop()
+    asyncio.run(serve(server, args.stats_file))
+    return 0
+
+
+def fast_loop() -> None:
+    """uvloop if installed, and garbage-collector settings for short-lived call state."""
     try:
         import uvloop  # type: ignore[import-not-found]
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
@@ -150,5 +204,3 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    asyncio.run(serve(server, args.stats_file))
-    return 0

@@ -13,12 +13,24 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
-from typing import Callable
+from typing import Callable, Protocol
 
 from ..call_control import CallControl
 from .control_jobs import ControlFailed, Job, JobResult, job_call_id, run_job
 
 log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    """What the shell needs of whatever runs a deferred proxy's jobs: this module's thread
+    pool (REST), or a worker's admission channel (:mod:`.workers`)."""
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def submit(self, jobs: list[tuple[int, Job]]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class JobRunner:

@@ -74,7 +74,8 @@ class SipProxy(CallFlow):
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
         self._timers = Timers()
         self._out: list[Send] = []
-        self._own_sent_by = f"{config.host}:{config.port}"
+        self._own_sent_by = f"{config.host}:{config.port}"      # in our Via and Record-Route
+        self.own_ports = {config.port}     # ports of ours a URI may name (a worker adds the shared one)
         self.overload = OverloadGate(config.overload)
         self._reject_tag = "ovl" + ids("overload-tag")[:12]      # our stateless 503s' To tag
         self._reject_tag_bytes = self._reject_tag.encode()
@@ -550,7 +551,7 @@ class SipProxy(CallFlow):
         return prepend_header(pop_first_value(request, "via"), "via", value)
 
     def _is_own(self, uri: SipUri) -> bool:
-        return uri.host == self.config.host and (uri.port or 5060) == self.config.port
+        return uri.host == self.config.host and (uri.port or 5060) in self.own_ports
 
     def _is_own_route(self, value: str) -> bool:
         try:

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from .call_watch import CallWatch
 from .control_jobs import JobResult
-from .control_runner import JobRunner
+from .control_runner import JobRunner, Runner
 from .errors import ParseError
 from .guard import Faults, deliverable, resolve_routes
 from .message import Message
@@ -45,7 +45,7 @@ class SipServer:
                  bind_host: str | None = None, *, watch: CallWatch | None = None, control_workers: int = 8) -> None:
         self.proxy = proxy
         self.watch = watch
-        self.runner: JobRunner | None = None
+        self.runner: Runner | None = None           # deferred mode; a worker sets its channel first
         self._control_workers = control_workers
         self.transports = transports
         self.bind_host = bind_host or proxy.config.host
@@ -67,13 +67,14 @@ class SipServer:
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         resolve_routes(self.proxy)
-        if self.proxy.deferred:
+        if self.proxy.deferred and self.runner is None:
             self.runner = JobRunner(self.proxy.control, loop, self._job_done, self._control_workers)
         if self.watch is not None:
             self.watch.start(loop, self)
         port = self.proxy.config.port
         if "udp" in self.transports:
-            self.udp = UdpEndpoint.bind(self, self.bind_host, port)
+            if self.udp is None:                    # (a worker's socket is bound by the owner)
+                self.udp = UdpEndpoint.bind(self, self.bind_host, port)
             self.udp.start(loop)
         if "tcp" in self.transports:
             self.tcp_server = await loop.create_server(lambda: TcpConnection(self), self.bind_host, port,

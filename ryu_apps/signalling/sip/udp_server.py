@@ -14,10 +14,9 @@ import asyncio
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .standalone import SipServer
+from .guard import Faults
 
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 BATCH = 64                      # datagrams read per wake-up at most (then the loop runs other work)
@@ -25,14 +24,22 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)     # Linux: the kernel's
 ANCILLARY = socket.CMSG_SPACE(16)
 
 
+class DatagramSink(Protocol):
+    """Where an endpoint's datagrams go (the :class:`~.standalone.SipServer`, or a worker's steering)."""
+
+    faults: Faults
+
+    def on_datagram(self, data: bytes, host: str, port: int, waited: float = 0.0) -> None: ...
+
+
 class UdpEndpoint:
-    def __init__(self, server: "SipServer", sock: socket.socket) -> None:
+    def __init__(self, server: DatagramSink, sock: socket.socket) -> None:
         self.server = server
         self.sock = sock
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def bind(cls, server: "SipServer", host: str, port: int) -> "UdpEndpoint":
+    def bind(cls, server: DatagramSink, host: str, port: int) -> "UdpEndpoint":
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
