@@ -1,7 +1,8 @@
 """Call setups per second through three SIP servers on this machine, measured alternately in one run.
 
     python benchmarks/bench_sip_peers.py [--rounds 3] [--seconds 5] [--rates 250,500,...]
-                                         [--peers reference,front-end,proxy] [--workers 2]
+                                         [--peers reference,front-end,proxy,proxy-workers] [--workers 2]
+                                         [--proxy-workers 2]
 
 Peers (each on free ports, started fresh for each sweep, stopped by PID):
   reference   Kamailio 5.6 as a stateful record-routing proxy, no admission
@@ -11,6 +12,8 @@ Peers (each on free ports, started fresh for each sweep, stopped by PID):
               controller's REST API and admission without OpenFlow (benchmarks/peers/rest_only.py)
   proxy       the project's standalone SIP proxy, admission in process
               (python -m ryu_apps.signalling.sip --config)
+  proxy-workers  the same proxy as --proxy-workers worker processes plus one process owning
+              admission (python -m ryu_apps.signalling.sip --config --workers N)
 Callers and callees are SIPp (tests/sipp/uac_call_txn.xml, uas_answer_txn.xml: INVITE, 100,
 180, 200 with SDP, ACK, BYE, 200, zero hold; transactions tolerate 180/200 reordering).
 
@@ -47,9 +50,9 @@ from benchmarks.peers.procs import free_port  # noqa: E402
 from benchmarks.peers.sipp import Uas, run_uac  # noqa: E402
 
 DEFAULT_RATES = "250,500,750,1000,1500,2000,3000,4000,5000,6000,7000,8000"
-PEERS = ("reference", "front-end", "proxy")
+PEERS = ("reference", "front-end", "proxy", "proxy-workers")
 LABELS = {"reference": "Kamailio reference proxy", "front-end": "Kamailio + controller admission",
-          "proxy": "project standalone proxy"}
+          "proxy": "project standalone proxy", "proxy-workers": "project proxy, worker processes"}
 
 
 @dataclass
@@ -82,7 +85,7 @@ class Running:
         self.port, self.cpu, self.stop = port, cpu, stop
 
 
-def start(peer: str, workdir: Path, uas_port: int, workers: int) -> Running:
+def start(peer: str, workdir: Path, uas_port: int, workers: int, proxy_workers: int = 2) -> Running:
     port = free_port()
     next_hop = f"sip:127.0.0.1:{uas_port}"
     if peer == "reference":
@@ -101,7 +104,8 @@ def start(peer: str, workdir: Path, uas_port: int, workers: int) -> Running:
             kam.stop()
             controller.stop()
         return Running(port, lambda: {"kamailio": kam.cpu_seconds(), "controller": controller.cpu_seconds()}, stop)
-    proxy = StandaloneProxy(workdir, port, f"127.0.0.1:{uas_port}")
+    proxy = StandaloneProxy(workdir, port, f"127.0.0.1:{uas_port}",
+                            workers=proxy_workers if peer == "proxy-workers" else 0)
     return Running(port, lambda: {"proxy": proxy.cpu_seconds()}, lambda: proxy.stop())
 
 
@@ -110,12 +114,12 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else float("nan")
 
 
-def sweep(peer: str, workdir: Path, rates: list[int], seconds: float, workers: int) -> Sweep:
+def sweep(peer: str, workdir: Path, rates: list[int], seconds: float, workers: int, proxy_workers: int = 2) -> Sweep:
     uas_port = free_port()
     uas = Uas(workdir, uas_port, "uas_answer_txn.xml")
     result = Sweep(peer)
     try:
-        running = start(peer, workdir, uas_port, workers)
+        running = start(peer, workdir, uas_port, workers, proxy_workers)
     except Exception as error:
         uas.stop()
         print(f"  {peer}: could not start: {error}", flush=True)
@@ -160,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default=DEFAULT_RATES)
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--workers", type=int, default=2, help="Kamailio SIP worker processes")
+    parser.add_argument("--proxy-workers", type=int, default=2, help="worker processes of the proxy-workers peer")
     args = parser.parse_args([] if argv is None else argv)      # run_all.py calls main() with no arguments
     if shutil.which("sipp") is None:
         print("sipp is not installed (Debian package sip-tester)")
@@ -175,14 +180,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}")
     print(f"SIP peers on {platform.node()} ({os.cpu_count()} cores, {platform.platform()}), "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; SIPp UAC + UAS share the cores; "
-          f"{args.seconds:g} s per rate, {args.rounds} alternating rounds")
+          f"{args.seconds:g} s per rate, {args.rounds} alternating rounds; Kamailio {args.workers} workers"
+          + (f"; proxy-workers: --workers {args.proxy_workers}" if "proxy-workers" in peers else ""))
     results: dict[str, list[Sweep]] = {p: [] for p in peers}
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}:", flush=True)
             order = peers if round_no % 2 else list(reversed(peers))   # alternate who goes first
             for peer in order:
-                results[peer].append(sweep(peer, Path(tmp), rates, args.seconds, args.workers))
+                results[peer].append(sweep(peer, Path(tmp), rates, args.seconds, args.workers, args.proxy_workers))
+            if "reference" in peers:
+                reference = results["reference"][-1].best
+                ratios = [f"{p}/reference {results[p][-1].best.rate / reference.rate:.2f}"
+                          f" ({results[p][-1].best.rate}/{reference.rate})"
+                          for p in peers if p != "reference" and reference and results[p][-1].best]
+                print(f"  round {round_no} ratios: {'; '.join(ratios) or 'n/a'}", flush=True)
     print("\nsummary: highest sustained rate (0 failed calls), p99 INVITE->200 and CPU per call at that rate,"
           " median (min-max) over rounds")
     for peer in peers:

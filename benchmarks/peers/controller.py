@@ -116,14 +116,16 @@ class Controller:
 class StandaloneProxy:
     """``python -m ryu_apps.signalling.sip --config`` with admission in process (one big pool)."""
 
-    def __init__(self, workdir: Path, port: int, next_hop: str, pool_kbps: int = 100_000_000) -> None:
+    def __init__(self, workdir: Path, port: int, next_hop: str, pool_kbps: int = 100_000_000, workers: int = 0) -> None:
+        """``workers``: N worker processes plus the admission owner (``--workers N``); 0: one process."""
         self.port = port
         self.config = workdir / f"proxy-{port}.yaml"
         self.config.write_text(two_sites(pool_kbps, sip_listen=f"127.0.0.1:{port}", next_hop=next_hop))
         self.stats_file = workdir / f"proxy-{port}.json"
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.process = subprocess.Popen([sys.executable, "-m", "ryu_apps.signalling.sip", "--config", str(self.config),
-                                         "--stats-file", str(self.stats_file)], cwd=workdir, env=env,
+        command = [sys.executable, "-m", "ryu_apps.signalling.sip", "--config", str(self.config),
+                   "--stats-file", str(self.stats_file)] + (["--workers", str(workers)] if workers else [])
+        self.process = subprocess.Popen(command, cwd=workdir, env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             wait_sip(port, self.process)

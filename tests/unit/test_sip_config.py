@@ -58,6 +58,8 @@ def test_every_proxy_config_field_comes_from_the_file() -> None:
     ({"overload": {"retry_after_s": 0}}, "sip.overload.retry_after_s"),
     ({"tcp": {"max_connections": "many"}}, "sip.tcp.max_connections"),
     ({"routes": {"site-b.example": "exämple..test:5060"}}, "sip.routes"),
+    ({"workers": -1}, "sip.workers"), ({"workers": 65}, "sip.workers"), ({"workers": "2"}, "sip.workers"),
+    ({"workers": True}, "sip.workers"),
 ])
 def test_mistakes_name_their_key(sip: dict[str, Any], path: str) -> None:
     with pytest.raises((ConfigError, ValueError)) as raised:
@@ -76,3 +78,23 @@ def test_the_standalone_proxy_reads_the_token_from_mam_token(monkeypatch: pytest
     assert build_parser().parse_args(["--controller", "http://127.0.0.1:1"]).token == "s3cret"
     monkeypatch.delenv("MAM_TOKEN")
     assert build_parser().parse_args(["--controller", "http://127.0.0.1:1"]).token is None
+
+
+def test_workers_come_from_the_file_or_the_command_line_and_need_in_process_admission(tmp_path: Any) -> None:
+    import yaml
+
+    from ryu_apps.signalling.sip.command import load_site, worker_count
+    assert parse_config(site(workers=3)).sip.workers == 3 and parse_config(site()).sip.workers == 0
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(site(workers=2)))
+    parser = build_parser()
+    args = parser.parse_args(["--config", str(config)])
+    assert worker_count(args, load_site(args)) == 2
+    args = parser.parse_args(["--config", str(config), "--workers", "0"])
+    assert worker_count(args, load_site(args)) == 0
+    args = parser.parse_args(["--config", str(config), "--controller", "http://127.0.0.1:1", "--workers", "2"])
+    with pytest.raises(ValueError, match="--workers needs --config"):
+        worker_count(args, load_site(args))
+    for bad in ("-1", "65", "two"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--config", str(config), "--workers", bad])

@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -71,8 +72,9 @@ class ChannelRunner(asyncio.Protocol):
     """The shell's job runner in a worker: :class:`~.channel_client.ChannelClient` on a unix socket."""
 
     def __init__(self, address: str, index: int, on_done: Callable[[int, JobResult], None],
-                 on_event: Callable[[Restore | Ended], None]) -> None:
+                 on_event: Callable[[Restore | Ended], None], on_down: Callable[[], None]) -> None:
         self.address = address
+        self._on_down = on_down
         self.client = ChannelClient(index, os.getpid())
         self._on_done = on_done
         self._on_event = on_event
@@ -147,6 +149,7 @@ class ChannelRunner(asyncio.Protocol):
                 if self.client.state != "down" and self._loop.time() >= deadline:
                     log.error("admission owner unreachable at %r: refusing new calls", self.address)
                     self._answer(self.client.gave_up())
+                    self._on_down()
                     pause = RETRY_S
                 await asyncio.sleep(pause)
         finally:
@@ -186,7 +189,8 @@ class WorkerServer(SipServer):
     def __init__(self, proxy: SipProxy, spec: WorkerSpec) -> None:
         super().__init__(proxy, ("udp",), bind_host=proxy.config.host)
         self.spec = spec
-        self.channel = ChannelRunner(spec.channel, spec.index, self._job_done, self._channel_event)
+        self.channel = ChannelRunner(spec.channel, spec.index, self._job_done, self._channel_event,
+                                     self._owner_down)
         self.runner = self.channel
         own = socket.socket(fileno=spec.own_fd)
         own.setblocking(False)
@@ -200,16 +204,30 @@ class WorkerServer(SipServer):
         await super().start()
         loop = asyncio.get_running_loop()
         if self.spec.read_shared:
-            writers = {i: socket.socket(fileno=fd) for i, fd in enumerate(self.spec.steer_fds) if i != self.spec.index}
-            for sock in writers.values():
-                sock.setblocking(False)
-            self._steering = Steering(self, self.spec, writers)
-            self._shared = UdpEndpoint(self._steering, socket.socket(fileno=self.spec.shared_fd))
-            self._shared.sock.setblocking(False)
-            self._shared.start(loop)
+            self._read_shared()
         steer_in = self._steer_in = socket.socket(fileno=self.spec.steer_fds[self.spec.index])
         steer_in.setblocking(False)
         loop.add_reader(steer_in.fileno(), self._steered_in)
+
+    def _read_shared(self) -> None:
+        """Read the public socket too (steering the others' datagrams to them)."""
+        if self._shared is not None or self._loop is None:
+            return
+        writers = {i: socket.socket(fileno=fd) for i, fd in enumerate(self.spec.steer_fds) if i != self.spec.index}
+        for sock in writers.values():
+            sock.setblocking(False)
+        self._steering = Steering(self, self.spec, writers)
+        self._shared = UdpEndpoint(self._steering, socket.socket(fileno=self.spec.shared_fd))
+        self._shared.sock.setblocking(False)
+        self._shared.start(self._loop)
+
+    def _owner_down(self) -> None:
+        """The owner, who read the public socket, is gone: read it ourselves, so that new
+        calls get their 503 (store-unavailable) instead of silence."""
+        try:
+            self._read_shared()
+        except Exception as error:  # noqa: BLE001
+            self.faults.record("shared-socket", error)
 
     async def stop(self) -> None:
         if self._shared is not None:
@@ -302,6 +320,8 @@ async def run(server: WorkerServer, stats_file: str | None) -> None:
     watch.cancel()
     await server.stop()
     dump()
+    if os.getppid() != parent:            # orphaned: the owner could not remove its channel's directory
+        shutil.rmtree(os.path.dirname(server.spec.channel), ignore_errors=True)
 
 
 def worker_main(args: argparse.Namespace, site: Any) -> int:
