@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, Callable, Coroutine
 
 from ryu_apps.core.errors import MamError
 
@@ -148,25 +148,35 @@ def normalise(proxy: SipProxy, site: Any) -> None:
         proxy.normaliser = ProxyNormaliser.for_config(site.gateway, site.topology.communities)
 
 
-async def serve(server: SipServer, stats_file: str | None) -> None:
+async def serve(server: SipServer, stats_file: str | None,
+                also: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None) -> None:
+    """Run ``server`` until SIGTERM/SIGINT (or ``also`` sets the event it is given);
+    SIGUSR1 and the end write the stats file."""
     await server.start()
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
 
     def dump() -> None:
         if stats_file:
-            with open(stats_file + ".tmp", "w", encoding="utf-8") as handle:
-                json.dump(server.report(), handle, indent=1)
-            os.replace(stats_file + ".tmp", stats_file)
+            write_report(stats_file, server.report())
 
     loop.add_signal_handler(signal.SIGTERM, stopped.set)
     loop.add_signal_handler(signal.SIGINT, stopped.set)
     loop.add_signal_handler(signal.SIGUSR1, dump)
     print(f"SIP proxy listening on {server.bind_host}:{server.proxy.config.port} "
           f"({', '.join(server.transports)})", flush=True)
+    watcher = loop.create_task(also(stopped)) if also is not None else None
     await stopped.wait()
+    if watcher is not None:
+        watcher.cancel()
     await server.stop()
     dump()
+
+
+def write_report(path: str, report: dict[str, Any]) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def main(argv: list[str] | None = None) -> int:

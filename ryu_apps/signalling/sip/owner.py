@@ -38,7 +38,7 @@ from .channel_codec import FrameError
 from .guard import Faults
 from .owner_core import Link, OwnerCore
 from .steering import worker_for, wrap
-from .udp_server import ANCILLARY, BATCH, enable_timestamps, kernel_delay, tune_buffers
+from .udp_server import ANCILLARY, BATCH, kernel_delay, open_udp, tune_buffers
 from .workers import WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -154,10 +154,9 @@ class Owner:
         self.service = MamService(build_manager(site))
         self.core = OwnerCore(self.service)
         self.service.subscribe(self.core.on_changes)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.shared = self._udp(family, host, port)
+        self.shared = open_udp(host, port)
         self.shared_port = int(self.shared.getsockname()[1])
-        self.workers = [Worker(i, self._udp(family, host, 0)) for i in range(count)]
+        self.workers = [Worker(i, open_udp(host, 0)) for i in range(count)]
         self.steer = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(count)]
         for pair in self.steer:
             for sock in pair:
@@ -172,19 +171,6 @@ class Owner:
         self.stopping = False
         self.read_shared = read_shared
         self.dispatcher = None if read_shared else Dispatcher(self.shared, [pair[0] for pair in self.steer])
-
-    @staticmethod
-    def _udp(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            tune_buffers(sock)
-            enable_timestamps(sock)
-            sock.bind((host, port))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
 
     # --- workers ------------------------------------------------------------------------
 
@@ -267,10 +253,9 @@ class Owner:
         return stats
 
     def dump(self) -> None:
+        from .command import write_report
         if self.stats_file:
-            with open(self.stats_file + ".tmp", "w", encoding="utf-8") as handle:
-                json.dump(self.report(), handle, indent=1)
-            os.replace(self.stats_file + ".tmp", self.stats_file)
+            write_report(self.stats_file, self.report())
 
     # --- the loop -----------------------------------------------------------------------
 

@@ -40,17 +40,7 @@ class UdpEndpoint:
 
     @classmethod
     def bind(cls, server: DatagramSink, host: str, port: int) -> "UdpEndpoint":
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            tune_buffers(sock)
-            enable_timestamps(sock)
-            sock.bind((host, port))
-        except BaseException:
-            sock.close()
-            raise
-        return cls(server, sock)
+        return cls(server, open_udp(host, port))
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -95,6 +85,21 @@ class UdpEndpoint:
             self.server.faults.record("udp-send", error, f"to {host}:{port}")
         except Exception as error:  # noqa: BLE001 - whatever the address, the socket stays open
             self.server.faults.record("udp-send", error, f"to {host!r}:{port!r}")
+
+
+def open_udp(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to ``host:port`` (0: the kernel's choice), large buffers, timestamps."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        tune_buffers(sock)
+        enable_timestamps(sock)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def enable_timestamps(sock: socket.socket) -> None:

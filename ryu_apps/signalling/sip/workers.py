@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 from dataclasses import asdict, dataclass
@@ -294,32 +293,17 @@ class OwnerControl:
 
 
 async def run(server: WorkerServer, stats_file: str | None) -> None:
-    loop = asyncio.get_running_loop()
-    stopped = asyncio.Event()
+    from .command import serve
     parent = os.getppid()
 
-    def dump() -> None:
-        if stats_file:
-            with open(stats_file + ".tmp", "w", encoding="utf-8") as handle:
-                json.dump(server.report(), handle, indent=1)
-            os.replace(stats_file + ".tmp", stats_file)
-
-    async def orphan_watch() -> None:
+    async def orphan_watch(stopped: asyncio.Event) -> None:
         while os.getppid() == parent:
             await asyncio.sleep(1.0)
         log.error("admission owner (pid %d) is gone: exiting in %g s", parent, ORPHAN_EXIT_S)
         await asyncio.sleep(ORPHAN_EXIT_S)
         stopped.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopped.set)
-    loop.add_signal_handler(signal.SIGUSR1, dump)
-    await server.start()
-    watch = loop.create_task(orphan_watch())
-    await stopped.wait()
-    watch.cancel()
-    await server.stop()
-    dump()
+    await serve(server, stats_file, orphan_watch)       # (its stdout is not read: the owner speaks)
     if os.getppid() != parent:            # orphaned: the owner could not remove its channel's directory
         shutil.rmtree(os.path.dirname(server.spec.channel), ignore_errors=True)
 
