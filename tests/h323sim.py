@@ -165,6 +165,110 @@ def h245_olc_ack(number: int, media: tuple[str, int], rtcp: tuple[str, int]) -> 
             "mediaChannel": h245addr(*media), "mediaControlChannel": h245addr(*rtcp)})})))
 
 
+H245_PID = (0, 0, 8, 245, 0, 13)
+_H2250_CAP = {"maximumAudioDelayJitter": 60, **{k: {"multicastCapability": False, "multiUniCastConference": False,
+                                                    "mediaDistributionCapability": [dict.fromkeys((
+                                                        "centralizedControl", "distributedControl",
+                                                        "centralizedAudio", "distributedAudio", "centralizedVideo",
+                                                        "distributedVideo"), False)]}
+                                                for k in ("receiveMultipointCapability",
+                                                          "transmitMultipointCapability",
+                                                          "receiveAndTransmitMultipointCapability")},
+              "mcCapability": {"centralizedConferenceMC": False, "decentralizedConferenceMC": False},
+              "rtcpVideoControlCapability": False, "mediaPacketizationCapability": {"h261aVideoPacketization": False}}
+
+
+def h245_tcs(seq: int, codecs: list[tuple[str, int]], te_pt: int | None = None) -> bytes:
+    """A tunnelled TerminalCapabilitySet: receive audio codecs (H.245 names, frames), RFC 2833 events, DTMF."""
+    table = [{"capabilityTableEntryNumber": i + 1, "capability": ("receiveAudioCapability", (name, frames))}
+             for i, (name, frames) in enumerate(codecs)]
+    alternatives = [[e["capabilityTableEntryNumber"] for e in table]]
+    if te_pt is not None:
+        table.append({"capabilityTableEntryNumber": len(table) + 1, "capability": (
+            "receiveRTPAudioTelephonyEventCapability", {"dynamicRTPPayloadType": te_pt, "audioTelephoneEvent": "0-15"})})
+        alternatives.append([len(table)])
+    table.append({"capabilityTableEntryNumber": len(table) + 1,
+                  "capability": ("receiveAndTransmitUserInputCapability", ("dtmf", 0))})
+    alternatives.append([len(table)])
+    return enc("h245", ("request", ("terminalCapabilitySet", {
+        "sequenceNumber": seq, "protocolIdentifier": H245_PID, "multiplexCapability": ("h2250Capability", _H2250_CAP),
+        "capabilityTable": table, "capabilityDescriptors": [{"capabilityDescriptorNumber": 0,
+                                                             "simultaneousCapabilities": alternatives}]})))
+
+
+def h245_msd(number: int, terminal_type: int = 50) -> bytes:
+    return enc("h245", ("request", ("masterSlaveDetermination", {"terminalType": terminal_type,
+                                                                   "statusDeterminationNumber": number})))
+
+
+@dataclass
+class TunnelledH245:
+    """The simulator's own H.245 for a call without fastStart (tunnelled in H.225.0): it
+    sends its capabilities and MSD, acknowledges the peer's, opens one audio channel (of
+    ``codec``) once the peer's capabilities allow it and acknowledges the peer's channel
+    with its RTP address. ``seen`` lists every H.245 message name received."""
+
+    rtp: tuple[str, int]
+    codec: str = "g711Ulaw64k"
+    frames: int = 20
+    te_pt: int | None = None
+    seen: list[str] = field(default_factory=list)
+    peer_codecs: list[str] = field(default_factory=list)
+    peer_te_pt: int | None = None
+    peer_media: tuple[str, int] | None = None          # from the peer's OpenLogicalChannelAck
+    peer_channel: dict[str, Any] | None = None         # the peer's OpenLogicalChannel
+    digits: list[str] = field(default_factory=list)
+    opened: bool = False
+
+    def opening(self) -> list[bytes]:
+        return [h245_tcs(1, [(self.codec, self.frames)], self.te_pt), h245_msd(4242)]
+
+    def on(self, controls: list[bytes] | None) -> list[bytes]:
+        """The answers to a message's h245Control."""
+        out: list[bytes] = []
+        for data in controls or []:
+            kind, (name, body) = dec("h245", data)
+            self.seen.append(name)
+            if name == "terminalCapabilitySet":
+                out.append(enc("h245", ("response", ("terminalCapabilitySetAck",
+                                                     {"sequenceNumber": body["sequenceNumber"]}))))
+                for entry in body.get("capabilityTable", []):
+                    cap = entry["capability"]
+                    if cap[0] == "receiveAudioCapability":
+                        self.peer_codecs.append(cap[1][0])
+                    elif cap[0] == "receiveRTPAudioTelephonyEventCapability":
+                        self.peer_te_pt = cap[1]["dynamicRTPPayloadType"]
+                if not self.opened and self.codec in self.peer_codecs:
+                    self.opened = True
+                    out.append(h245_olc(1, self.codec, self.frames, (self.rtp[0], self.rtp[1] + 1)))
+            elif name == "masterSlaveDetermination":
+                mine = body["terminalType"] > 50     # the larger terminal type is master
+                out.append(enc("h245", ("response", ("masterSlaveDeterminationAck",
+                                                     {"decision": ("master" if mine else "slave", 0)}))))
+            elif name == "openLogicalChannel":
+                self.peer_channel = body
+                out.append(h245_olc_ack(body["forwardLogicalChannelNumber"], self.rtp, (self.rtp[0], self.rtp[1] + 1)))
+            elif name == "openLogicalChannelAck":
+                address = body["forwardMultiplexAckParameters"][1]["mediaChannel"][1][1]
+                self.peer_media = (socket.inet_ntoa(address["network"]), address["tsapIdentifier"])
+            elif name == "userInput":
+                self.digits.append(body[1]["signalType"] if body[0] == "signal" else body[1])
+        return out
+
+
+def facility(crv: int, from_destination: bool, guid: bytes, h245: list[bytes]) -> bytes:
+    """A Facility tunnelling H.245 (transportedInformation)."""
+    return q931(FACILITY, crv, from_destination, ("facility", {"protocolIdentifier": PID,
+                                                               "reason": ("transportedInformation", 0),
+                                                               "callIdentifier": {"guid": guid}}),
+                extra_pdu={"h245Tunnelling": True, "h245Control": h245})
+
+
+def controls_of(message: dict[str, Any]) -> list[bytes]:
+    pdu = (message.get("uu") or {}).get("h323-uu-pdu", {})
+    return list(pdu.get("h245Control", []))
+
+
 def q931(message_type: int, crv: int, from_destination: bool, uu_body: tuple[str, dict[str, Any]] | None,
          called: str | None = None, cause: int | None = None, extra_pdu: dict[str, Any] | None = None) -> bytes:
     ref = (crv & 0x7FFF) | (0x8000 if from_destination else 0)

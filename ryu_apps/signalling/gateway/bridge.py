@@ -17,9 +17,11 @@ from typing import Any, Callable, Mapping, Protocol, Union
 from ryu_apps.core.calls import MediaEndpoint
 
 from ..h323.actions import Perform, StreamClose, StreamOpen, StreamSend
-from ..sip.message import NameAddr, Request, parse_name_addr
+from ..h323.h245 import H245Session
+from ..h323.media import Channel
+from ..sip.message import NameAddr, Request, Response, parse_name_addr
 from ..sip.transaction import Peer, Send
-from .media_map import Offer, Proposal
+from .media_map import Offer, Proposal, SdpMedia
 from .profile import Profile
 
 Action = Union[Send, StreamOpen, StreamSend, StreamClose, Perform]
@@ -52,6 +54,7 @@ class GatewaySettings:
     t2: float = 4.0
     t303: float = 4.0                               # Setup sent, nothing back
     no_answer_s: float = 180.0                      # ringing without an answer (T301 / timer C)
+    h245_timeout_s: float = 10.0                    # no fastStart: media not settled by then -> cause 102
     control_timeout_s: float = 5.0                  # deferred admission (REST mode): no answer -> cause 41
     trusted: frozenset[str] = frozenset()           # the MAM's own proxy / gatekeeper: their calls are admitted
 
@@ -101,6 +104,16 @@ class Bridge:
     retransmit_at: float = 0.0
     interval: float = 0.5
     sip_payload_types: dict[str, str] = field(default_factory=dict)
+    # tunnelled H.245 (no fastStart on the H.323 leg; late offer on the SIP leg): see .h245_leg
+    h245: H245Session | None = None
+    h245_queue: list[bytes] = field(default_factory=list)        # to tunnel in the next H.225.0 message
+    our_channel: int | None = None                # our OpenLogicalChannel (the SIP party transmits)
+    their_channels: dict[int, Channel] = field(default_factory=dict)   # the H.323 party's, not yet acked
+    sip_offer: SdpMedia | None = None             # H->S: the SIP callee's offer in its 200
+    answer_200: Response | None = None            # H->S: that 200, its ACK (with our answer) owed
+    late_ack: Request | None = None               # H->S: the ACK sent, for retransmitted 200s
+    connect_seen: bool = False                    # S->H: Connect arrived, our 200 waits for the media
+    telephone_event_pt: int | None = None         # RFC 4733 payload type both sides agreed on
 
 
 def now_id(now: float) -> int:

@@ -88,7 +88,11 @@ class H323Leg:
             return
         pdu = self.uu_pdu(message)
         controls = None if pdu is None else pdu.get("h245Control")
-        if isinstance(controls, list) and controls:
+        if bridge.h245 is not None:
+            self.gw.h245.feed(bridge, controls, now)
+            if bridge.phase is Phase.ENDED:
+                return
+        elif isinstance(controls, list) and controls:
             self.h245_in(bridge, controls, now)
         if bridge.h323_caller:
             return                        # H->S: the caller's Facility, Information ... are not carried over
@@ -108,7 +112,13 @@ class H323Leg:
             self.gw.disarm(bridge, "t303")
             if self.answer_media(bridge, fields):
                 self.gw.dialog.respond_invite(bridge, 183, now, with_sdp=True)
-        elif kind == MessageType.CONNECT and bridge.phase is not Phase.CONNECTED:
+        elif kind == MessageType.CONNECT and bridge.h245 is not None and not bridge.connect_seen:
+            bridge.connect_seen = True                     # the 200 goes when H.245 has the media
+            self.gw.disarm(bridge, "t303", "no-answer")
+            self.gw.arm(bridge, "h245", now + self.gw.settings.h245_timeout_s)
+            self.gw.h245.progress(bridge, now)
+            self.gw.h245.flush(bridge)
+        elif kind == MessageType.CONNECT and bridge.phase is not Phase.CONNECTED and bridge.h245 is None:
             self.answer_media(bridge, fields)
             if bridge.callee_media is None or bridge.offer is None:
                 self.gw.end(bridge, BEARER_NOT_IMPLEMENTED, "h323: Connect without fastStart media", now)
@@ -138,7 +148,8 @@ class H323Leg:
 
     def on_setup(self, conn: int, message: Q931, now: float) -> None:
         self.gw.count("h323-setups")
-        body = self.uu_body(message)
+        pdu = self.uu_pdu(message)
+        body = self.uu_body(message, pdu)
         if body is None or body[0] != "setup":
             self.refuse(conn, message.call_ref, b"", INVALID_IE)
             return
@@ -173,21 +184,24 @@ class H323Leg:
             self.gw.count("faststart-undecodable")
             proposals = []
         offer = offer_of(proposals)
-        if not offer.codecs or offer.receive is None:
-            self.refuse(conn, message.call_ref, guid, BEARER_NOT_IMPLEMENTED)   # no fastStart: not yet
+        tunnelled = pdu is not None and pdu.get("h245Tunnelling") is True and not proposals
+        if (not offer.codecs or offer.receive is None) and not tunnelled:
+            self.refuse(conn, message.call_ref, guid, BEARER_NOT_IMPLEMENTED)   # H.245 on its own connection
             return
         sip_call_id = f"{self.gw.ids('call-id', call_id)}@{self.gw.settings.sip_host}"
         bridge = Bridge(call_id, guid, True, caller, callee, conn, message.call_ref, sip_peer, sip_call_id,
                         self.gw.ids("tag", call_id), proposals=tuple(proposals), offer=offer,
                         caller_media=offer.receive,
                         trusted=trusted)
+        if tunnelled:                                       # no fastStart: H.245, and a late offer
+            self.gw.h245.caller_setup(bridge, pdu.get("h245Control") if pdu else None, now)
+            offer = bridge.offer = Offer((self.gw.h245.admission_codec(bridge),), None)
         domain = self.gw.settings.domains.get(callee, sip_peer.host)
         number = "+" + called.lstrip("+")                 # it matched e164_prefixes: an E.164 number
         if calling and calling.lstrip("+").isdigit() and self.gw.directory.by_number(calling) is not None:
             calling = "+" + calling.lstrip("+")
         uri = f"sip:{number}@{domain}"
-        sdp = build_sdp(offer.receive, offer.codecs, now_id(now),
-                        telephone_event_pt=None)
+        sdp = b"" if offer.receive is None else build_sdp(offer.receive, offer.codecs, now_id(now))
         headers: list[tuple[str, str]] = [
             ("via", self.gw.dialog.via(self.gw.ids("branch", call_id, "invite"))),
             ("max-forwards", "70"),
@@ -198,9 +212,11 @@ class H323Leg:
         ]
         if calling:
             headers.append(("p-asserted-identity", f"<sip:{calling}@{self.gw.settings.sip_host}>"))
-        headers.append(("content-type", "application/sdp"))
+        if sdp:
+            headers.append(("content-type", "application/sdp"))
         invite = Request("INVITE", uri, tuple(headers), sdp)
         self.gw.register(bridge)
+        self.gw.h245.flush(bridge)
 
         def decided(bridge: Bridge, result: Any, now: float) -> None:
             if not self.gw.admitted(bridge, result, now):
@@ -231,32 +247,37 @@ class H323Leg:
     def send_setup(self, bridge: Bridge, user: str, request: Request, target: tuple[str, int], now: float) -> None:
         """S->H, admitted: open the connection to the H.323 PBX and send the Setup."""
         offer, guid, conn, crv = bridge.offer, bridge.guid, bridge.conn, bridge.crv
-        assert offer is not None and offer.receive is not None
+        assert offer is not None
         called = user.lstrip("+") if user.lstrip("+").isdigit() else user
         calling = parse_uri(parse_name_addr(request.header("from") or "").uri).user or ""
         self.gw.framers[conn] = TpktFramer()
         bridge.h323_open = True
         self.gw.emit(StreamOpen(conn, target[0], target[1]))
-        rtcp = MediaEndpoint(offer.receive.ip, offer.receive.port + 1)
-        setup = ("setup", {
+        setup: tuple[str, dict[str, Any]] = ("setup", {
             "protocolIdentifier": PROTOCOL_ID,
             "sourceAddress": [alias(calling)] if calling else [("h323-ID", "mam-gw")],
             "sourceInfo": gateway_type(), "destinationAddress": [alias(called)], "activeMC": False,
             "conferenceID": guid, "conferenceGoal": ("create", 0), "callType": ("pointToPoint", 0),
             "sourceCallSignalAddress": ("ipAddress", {"ip": packed(self.gw.settings.h323_host),
                                                       "port": self.gw.settings.h323_port}),
-            "callIdentifier": {"guid": guid}, "fastStart": faststart_offer(offer, rtcp),
+            "callIdentifier": {"guid": guid},
             "mediaWaitForConnect": False, "canOverlapSend": False, "multipleCalls": False,
             "maintainConnection": False})
+        h245: list[bytes] = []
+        if offer.receive is not None:
+            setup[1]["fastStart"] = faststart_offer(offer, MediaEndpoint(offer.receive.ip, offer.receive.port + 1))
+        else:                                               # late offer: H.245 tunnelled in the Setup
+            h245 = self.gw.h245.setup_messages(bridge, now)
         ies: list[tuple[int, bytes]] = [(IE.BEARER_CAPABILITY, SPEECH_BEARER)]
         if calling.lstrip("+").isdigit():
             ies.append((IE.CALLING_PARTY_NUMBER, number_ie(calling.lstrip("+"), calling=True)))
         if called.isdigit():
             ies.append((IE.CALLED_PARTY_NUMBER, number_ie(called)))
-        self.send(conn, crv, False, MessageType.SETUP, setup, ies=ies)
+        self.send(conn, crv, False, MessageType.SETUP, setup, ies=ies, h245=h245)
         self.gw.arm(bridge, "t303", now + self.gw.settings.t303)
 
-    def send_to_caller(self, bridge: Bridge, kind: int, name: str, faststart: list[bytes] | None) -> None:
+    def send_to_caller(self, bridge: Bridge, kind: int, name: str, faststart: list[bytes] | None, *,
+                       h245: list[bytes] | None = None) -> None:
         fields: dict[str, Any] = {"protocolIdentifier": PROTOCOL_ID, "destinationInfo": gateway_type(),
                                   "callIdentifier": {"guid": bridge.guid}}
         if kind == MessageType.CONNECT:
@@ -264,7 +285,7 @@ class H323Leg:
         if faststart and not bridge.faststart_sent:
             fields["fastStart"] = faststart
             bridge.faststart_sent = True
-        self.send(bridge.conn, bridge.crv, True, kind, (name, fields))
+        self.send(bridge.conn, bridge.crv, True, kind, (name, fields), h245=h245)
 
     def h245_in(self, bridge: Bridge, controls: list[Any], now: float) -> None:
         """Tunnelled H.245 from the H.323 leg: each userInputIndication becomes a SIP INFO."""
@@ -277,12 +298,16 @@ class H323Leg:
             digit, duration = user_input(kind, value)
             if digit is None:
                 continue                                 # other H.245 (capabilities ...): not carried
-            if bridge.phase is not Phase.CONNECTED:
-                self.gw.count("dtmf-before-answer")
-                continue
-            self.gw.count("dtmf-h323-to-sip")
-            body = f"Signal={digit}\r\nDuration={duration}\r\n".encode("ascii")
-            self.gw.dialog.in_dialog(bridge, "INFO", (("content-type", "application/dtmf-relay"),), body, now)
+            self.dtmf_to_sip(bridge, digit, duration, now)
+
+    def dtmf_to_sip(self, bridge: Bridge, digit: str, duration: int, now: float) -> None:
+        """A userInputIndication's digit -> an INFO in the SIP dialog (after the answer)."""
+        if bridge.phase is not Phase.CONNECTED:
+            self.gw.count("dtmf-before-answer")
+            return
+        self.gw.count("dtmf-h323-to-sip")
+        body = f"Signal={digit}\r\nDuration={duration}\r\n".encode("ascii")
+        self.gw.dialog.in_dialog(bridge, "INFO", (("content-type", "application/dtmf-relay"),), body, now)
 
     def send(self, conn: int, crv: int, to_originator: bool, kind: int, body: tuple[str, dict[str, Any]],
                    *, cause: int | None = None, ies: list[tuple[int, bytes]] | None = None,
@@ -290,15 +315,16 @@ class H323Leg:
         message = Q931(kind, crv, to_originator, tuple(ies or ()))
         if cause is not None:
             message = message.with_ie(IE.CAUSE, cause_ie(cause))
-        pdu: dict[str, Any] = {"h323-message-body": body}
+        pdu: dict[str, Any] = {"h323-message-body": body, "h245Tunnelling": True}
         if h245:
-            pdu.update({"h245Tunnelling": True, "h245Control": h245})
+            pdu["h245Control"] = h245
         message = message.with_user_user(encode_uu({"h323-uu-pdu": pdu}))
         self.gw.emit(StreamSend(conn, tpkt(q931_bytes(message))))
 
-    def send_release(self, conn: int, crv: int, to_originator: bool, guid: bytes, cause: int) -> None:
+    def send_release(self, conn: int, crv: int, to_originator: bool, guid: bytes, cause: int, *,
+                     h245: list[bytes] | None = None) -> None:
         fields: dict[str, Any] = {"protocolIdentifier": PROTOCOL_ID, "reason": (release_reason(cause), 0)}
         if len(guid) == 16:
             fields["callIdentifier"] = {"guid": guid}
         self.send(conn, crv, to_originator, MessageType.RELEASE_COMPLETE, ("releaseComplete", fields),
-                        cause=cause)
+                  cause=cause, h245=h245)

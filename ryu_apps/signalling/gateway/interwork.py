@@ -53,6 +53,7 @@ from ..sip.transaction import Peer, Send
 from .causes import status_of_q850
 from .bridge import (Action, Bridge, Directory, GatewaySettings, NO_ANSWER, Phase, TEMPORARY_FAILURE, TIMER_EXPIRY,
                      TRUSTED, Then)
+from .h245_leg import H245Leg
 from .h323_leg import H323Leg
 from .sip_dialog import SipDialog
 from .sip_leg import SipLeg
@@ -88,6 +89,7 @@ class Gateway:
         self.h323 = H323Leg(self)
         self.sip = SipLeg(self)
         self.dialog = SipDialog(self)
+        self.h245 = H245Leg(self)
 
     def h323_accept(self, peer: tuple[str, int]) -> int:
         """A TCP connection to the gateway's H.225 port was accepted: its id."""
@@ -162,7 +164,10 @@ class Gateway:
         bridge.phase = Phase.ENDED
         self.count("ended")
         if not from_h323 and bridge.h323_open:
-            self.h323.send_release(bridge.conn, bridge.crv, bridge.h323_caller, bridge.guid, cause)
+            self.h323.send_release(bridge.conn, bridge.crv, bridge.h323_caller, bridge.guid, cause,
+                                   h245=self.h245.ending(bridge))
+        if bridge.answer_200 is not None:
+            self.h245.reject_answer(bridge)             # a 200's offer is answered in its ACK before the BYE
         if not closed and bridge.h323_open:
             self.emit(StreamClose(bridge.conn))
         if not from_sip and not bye_sent:
@@ -179,7 +184,7 @@ class Gateway:
                 self.dialog.final(bridge, status or status_of_q850(cause), cause, why, now)
         elif from_sip and status is not None and not bridge.h323_caller:
             self.dialog.final(bridge, status, cause, why, now)        # CANCEL: 487 to the INVITE
-        self.disarm(bridge, "t303", "no-answer", "timer-b", "ack")
+        self.disarm(bridge, "t303", "no-answer", "timer-b", "ack", "h245")
         keep_final = not bridge.h323_caller and bridge.final_sent and not connected
         if not keep_final:
             self.disarm(bridge, "retransmit")       # (a final to the INVITE repeats until its ACK)
@@ -265,6 +270,8 @@ class Gateway:
             self.end(bridge, TIMER_EXPIRY, "h323: T303 expired", now)
         elif name == "no-answer":
             self.end(bridge, NO_ANSWER, "no-answer", now, status=480 if not bridge.h323_caller else None)
+        elif name == "h245":
+            self.end(bridge, TIMER_EXPIRY, "h245: media not settled in time", now)
         elif name == "ack":
             self.end(bridge, TIMER_EXPIRY, "ack-timeout", now)
         elif name == "forget":

@@ -105,13 +105,15 @@ class SipDialog:
         self.gw.arm(bridge, "request-retransmit", now + bridge.interval)
         self.gw.arm(bridge, "request-timeout", now + 64 * self.gw.settings.t1)
 
-    def respond_invite(self, bridge: Bridge, status: int, now: float, *, with_sdp: bool) -> None:
+    def respond_invite(self, bridge: Bridge, status: int, now: float, *, with_sdp: bool,
+                       body: bytes = b"") -> None:
         """S->H: a response to the caller's INVITE (18x/200 with our To tag and Contact)."""
         invite = bridge.invite
         if invite is None or bridge.h323_caller:
             return
         extra: list[tuple[str, str]] = []
-        body = b""
+        if body:
+            extra.append(("content-type", "application/sdp"))
         if status > 100:
             extra.append(("contact", self.contact()))
         if with_sdp and bridge.callee_media is not None and bridge.offer is not None:

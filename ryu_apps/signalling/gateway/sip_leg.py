@@ -21,7 +21,8 @@ from ..sip.message import (Partial, Request, Response, build_response, parse_mes
 from ..sip.transaction import Peer, Send
 from . import normalise
 from .causes import q850_of_reason, q850_of_status
-from .media_map import MediaError, answer_faststart, build_sdp, read_sdp
+from .h245_leg import LATE_CODECS
+from .media_map import MediaError, Offer, answer_faststart, build_sdp, read_sdp
 from .profile import GENERIC
 from .bridge import BEARER_NOT_IMPLEMENTED, Bridge, NORMAL, NO_ROUTE, Phase, now_id
 from .dtmf import dtmf_body
@@ -93,6 +94,8 @@ class SipLeg:
             if not bridge.h323_caller and bridge.phase is Phase.CONNECTED:
                 bridge.acked = True
                 self.gw.disarm(bridge, "ack", "retransmit")
+                if bridge.h245 is not None:
+                    self.gw.h245.on_ack(bridge, request, now)
             elif not bridge.h323_caller and bridge.final_sent:
                 self.gw.disarm(bridge, "retransmit")
                 self.gw.forget_later(bridge, now)
@@ -135,16 +138,13 @@ class SipLeg:
         if callee is None or target is None:
             self.gw.dialog.reply(request, source, 404, reason=(NO_ROUTE, "no H.323 route"))
             return
-        if not request.body:
-            self.gw.dialog.reply(request, source, 488, reason=(BEARER_NOT_IMPLEMENTED, "late offer not supported"))
-            return
         try:
-            sdp = read_sdp(request.body)
+            sdp = read_sdp(request.body) if request.body else None       # None: a late offer (H.245 follows)
         except MediaError as error:
             self.gw.dialog.reply(request, source, 488, reason=(88, str(error)))
             return
-        offer = sdp.offer()
-        if not offer.codecs or offer.receive is None:
+        offer = sdp.offer() if sdp is not None else Offer(LATE_CODECS[:1], None)
+        if sdp is not None and (not offer.codecs or offer.receive is None):
             self.gw.dialog.reply(request, source, 488, reason=(BEARER_NOT_IMPLEMENTED, "no codec H.245 can carry"))
             return
         ids = self.gw.ids
@@ -154,7 +154,9 @@ class SipLeg:
         crv = int.from_bytes(guid[:2], "big") & 0x7FFF or 1
         bridge = Bridge(call_id, guid, False, caller, callee, conn, crv, source, request.call_id,
                         self.gw.ids("tag", call_id), offer=offer, caller_media=offer.receive, invite=request,
-                        sip_payload_types={name: pt for name, pt, _ in sdp.codecs}, trusted=trusted)
+                        sip_payload_types={name: pt for name, pt, _ in sdp.codecs} if sdp else {}, trusted=trusted)
+        if sdp is None:
+            bridge.offer = offer = Offer(self.gw.h245.late_codecs(bridge)[:1], None)
         bridge.h323_open = False
         self.gw.register(bridge)
         self.gw.dialog.respond_invite(bridge, 100, now, with_sdp=False)
@@ -205,6 +207,10 @@ class SipLeg:
                 self.gw.h323.send_to_caller(bridge, MessageType.PROGRESS, "progress", media)
             return
         self.gw.disarm(bridge, "timer-b", "no-answer")
+        if status < 300 and bridge.h245 is not None:
+            self.gw.dialog.learn_dialog(bridge, response)
+            self.gw.h245.on_200(bridge, response, now)       # offer in the 200: answer in the ACK
+            return
         if status < 300:
             self.gw.dialog.learn_dialog(bridge, response)
             self.gw.dialog.send(bridge, self.gw.dialog.ack(bridge, response))
