@@ -8,7 +8,8 @@ checks independently on both sides' packets.
 ``Phone`` registers on the gatekeeper's RAS port, places calls (ARQ, Setup with
 fastStart on TCP to the address the ACF names) and answers them (ARQ answerCall,
 Alerting + Connect with the accepted fastStart channel); it answers the gatekeeper's IRQ,
-DRQ and URQ. Messages are values (pycrate dicts) so tests can also feed them to the
+DRQ and URQ. Without fastStart (``fast_start=False``) it speaks H.245 tunnelled in
+H.225.0 (:class:`TunnelledH245`: capabilities, MSD, one audio channel each way, DTMF). Messages are values (pycrate dicts) so tests can also feed them to the
 sans-IO core without sockets.
 """
 
@@ -269,6 +270,34 @@ def controls_of(message: dict[str, Any]) -> list[bytes]:
     return list(pdu.get("h245Control", []))
 
 
+def answer_tunnelled(sock: socket.socket, setup: dict[str, Any], rtp: tuple[str, int], codec: str = "g711Ulaw64k",
+                     frames: int = 20) -> TunnelledH245:
+    """Answer a Setup without fastStart: Alerting with the answers to its H.245 and our
+    capabilities and MSD, then Connect; :func:`converse` runs the rest."""
+    guid = body_of(setup)[1]["callIdentifier"]["guid"]
+    h245 = TunnelledH245(rtp, codec, frames)
+    pdu = {"h245Tunnelling": True, "h245Control": h245.on(controls_of(setup)) + h245.opening()}
+    sock.sendall(q931(ALERTING, setup["crv"], True, answer_body("alerting", guid), extra_pdu=pdu))
+    sock.sendall(q931(CONNECT, setup["crv"], True, answer_body("connect", guid), extra_pdu={"h245Tunnelling": True}))
+    return h245
+
+
+def converse(sock: socket.socket, crv: int, from_destination: bool, guid: bytes, h245: TunnelledH245,
+             stop: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Read messages, answering their tunnelled H.245 in a Facility, until ``stop(seen)`` is
+    true or the stream ends (or is silent for ``timeout``). Returns the messages read."""
+    seen: list[dict[str, Any]] = []
+    while not stop(seen):
+        message = read_tpkt(sock, timeout)
+        if message is None:
+            break
+        seen.append(message)
+        answers = h245.on(controls_of(message))
+        if answers:
+            sock.sendall(facility(crv, from_destination, guid, answers))
+    return seen
+
+
 def q931(message_type: int, crv: int, from_destination: bool, uu_body: tuple[str, dict[str, Any]] | None,
          called: str | None = None, cause: int | None = None, extra_pdu: dict[str, Any] | None = None) -> bytes:
     ref = (crv & 0x7FFF) | (0x8000 if from_destination else 0)
@@ -464,7 +493,9 @@ class Phone:
         return self.media_host or self.host
 
     def place(self, number: str, codec: str = "g711Ulaw64k", frames: int = 20,
-              bandwidth: int = 1280, kind: str = "dialledDigits") -> "OutgoingCall":
+              bandwidth: int = 1280, kind: str = "dialledDigits", fast_start: bool = True) -> "OutgoingCall":
+        """ARQ, then Setup with fastStart, or (``fast_start=False``) without it, H.245
+        tunnelled: our capabilities and MSD in the Setup; :meth:`OutgoingCall.converse` runs it."""
         guid = new_guid()
         assert self.endpoint_id is not None
         answer = self.request(arq(self.next_seq(), self.endpoint_id, guid, [(kind, number)], bandwidth))
@@ -477,9 +508,14 @@ class Phone:
         rtp = self.rtp_host
         fast = [olc_audio(1, codec, frames, reverse=False, media=None, rtcp=(rtp, self.rtp_port + 1)),
                 olc_audio(2, codec, frames, reverse=True, media=(rtp, self.rtp_port), rtcp=(rtp, self.rtp_port + 1))]
+        extra = None
+        if not fast_start:
+            fast = []
+            call.h245 = TunnelledH245((rtp, self.rtp_port), codec, frames)
+            extra = {"h245Tunnelling": True, "h245Control": call.h245.opening()}
         sock.sendall(q931(SETUP, call.crv, False, setup_body(guid, [(kind, number)], [(self.alias_kind, self.alias)],
                                                              fast, self.signal_address),
-                          called=number if kind == "dialledDigits" else None))
+                          called=number if kind == "dialledDigits" else None, extra_pdu=extra))
         return call
 
     def accept(self, timeout: float = 5.0) -> "IncomingCall":
@@ -497,6 +533,11 @@ class OutgoingCall:
     admission: tuple[str, dict[str, Any]]
     crv: int = field(default_factory=lambda: int.from_bytes(os.urandom(2), "big") & 0x7FFF or 1)
     sock: socket.socket | None = None
+    h245: TunnelledH245 | None = None                 # no fastStart: the call's tunnelled H.245
+
+    def converse(self, stop: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
+        assert self.sock is not None and self.h245 is not None
+        return converse(self.sock, self.crv, False, self.guid, self.h245, stop, timeout)
 
     def read(self, timeout: float = 5.0) -> dict[str, Any] | None:
         assert self.sock is not None
@@ -527,6 +568,11 @@ class IncomingCall:
     phone: Phone
     sock: socket.socket
     setup: dict[str, Any]
+    h245: TunnelledH245 | None = None
+
+    def converse(self, stop: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
+        assert self.h245 is not None
+        return converse(self.sock, self.setup["crv"], True, self.guid, self.h245, stop, timeout)
 
     @property
     def guid(self) -> bytes:
@@ -538,9 +584,15 @@ class IncomingCall:
         return self.phone.request(arq(self.phone.next_seq(), self.phone.endpoint_id, self.guid, None, bandwidth,
                                       answer=True, crv=self.setup["crv"]))
 
-    def answer(self, codec: str = "g711Ulaw64k", frames: int = 20, alert: bool = True) -> None:
-        """Alerting, then Connect with the accepted fastStart channels (our RTP address)."""
+    def answer(self, codec: str = "g711Ulaw64k", frames: int = 20, alert: bool = True,
+               fast_start: bool = True) -> None:
+        """Alerting, then Connect with the accepted fastStart channels (our RTP address); or,
+        ``fast_start=False``, H.245 tunnelled: the answers to the Setup's H.245 and our
+        capabilities and MSD in the Alerting (:meth:`converse` runs the rest)."""
         host, port = self.phone.rtp_host, self.phone.rtp_port
+        if not fast_start:
+            self.h245 = answer_tunnelled(self.sock, self.setup, (host, port), codec, frames)
+            return
         fast = [olc_audio(1, codec, frames, reverse=False, media=(host, port), rtcp=(host, port + 1)),
                 olc_audio(2, codec, frames, reverse=True, media=None, rtcp=(host, port + 1))]
         if alert:

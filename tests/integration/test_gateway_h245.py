@@ -1,0 +1,152 @@
+"""The gateway process without fastStart, on real sockets: the H.323 endpoint simulator speaks
+H.245 tunnelled in H.225.0 (``TunnelledH245``), SIPp does a late offer (INVITE without SDP, or
+a 200 offering to an INVITE without SDP). Both directions answered with DTMF and hung up from
+either side, a busy callee, and a capture whose tunnelled H.245 tshark decodes. The pool
+is back at 0 after each call (the rig is test_gateway_interworking.py's).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import h323sim as sim
+from h323lab import Capture, capture_available
+from test_gateway_interworking import H_HOST, H_RTP, S_HOST, Lab, lab, sipp_uac  # noqa: F401 - lab is a fixture
+
+pytestmark = [pytest.mark.integration]
+
+
+def h323_caller(lab: Lab, number: str = "442079460000") -> tuple[socket.socket, bytes, int, sim.TunnelledH245]:
+    """A Setup without fastStart: h245Tunnelling, our TerminalCapabilitySet and MSD tunnelled."""
+    guid, crv = sim.new_guid(), 654
+    peer = sim.TunnelledH245(H_RTP)
+    sock = socket.create_connection(("127.0.0.1", lab.h323_port), timeout=5, source_address=(H_HOST, 0))
+    sock.sendall(sim.q931(sim.SETUP, crv, False, sim.setup_body(guid, [("dialledDigits", number)],
+                                                               [("dialledDigits", "331234")], [], (H_HOST, 1720)),
+                          called=number, extra_pdu={"h245Tunnelling": True, "h245Control": peer.opening()}))
+    return sock, guid, crv, peer
+
+
+def connected(peer: sim.TunnelledH245):
+    return lambda seen: peer.peer_media is not None and any(m["type"] == sim.CONNECT for m in seen)
+
+
+def h323_to_sip_call(lab: Lab) -> None:
+    lab.start_uas("uas_late_offer.xml")
+    sock, guid, crv, peer = h323_caller(lab)
+    seen = sim.converse(sock, crv, False, guid, peer, connected(peer))
+    assert [m["type"] for m in seen][:1] == [sim.CALL_PROCEEDING] and sim.ALERTING in [m["type"] for m in seen]
+    assert peer.peer_media is not None and peer.peer_media[0] == S_HOST           # SIPp's offer, via our OLCAck
+    assert peer.peer_codecs == ["g711Ulaw64k"] and peer.peer_te_pt == 101         # our TCS: the 200's offer
+    busy = lab.stats()
+    assert busy["admitted_calls"] == 1 and busy["pools_kbps"]["h-s"] > 0
+    uii = sim.enc("h245", ("indication", ("userInput", ("signal", {"signalType": "5", "duration": 160}))))
+    sock.sendall(sim.facility(crv, False, guid, [uii]))
+    time.sleep(0.3)
+    sock.sendall(sim.q931(sim.RELEASE_COMPLETE, crv, False, sim.release_body(guid), cause=16))
+    assert lab.wait_uas() == 0                      # SIPp: ACK with the answer, INFO, BYE
+    sock.close()
+
+
+def test_h323_without_faststart_to_a_sip_late_offer_dtmf_then_h323_hangs_up(lab: Lab) -> None:
+    h323_to_sip_call(lab)
+    log = (lab.workdir / "uas.log").read_text()
+    invite = log[log.index("INVITE sip:"):]
+    invite = invite[:invite.index("\n\n") if "\n\n" in invite else len(invite)]
+    assert re.search(r"Content-Length: *0", invite) and "application/sdp" not in invite
+    ack = log[log.index("ACK sip:"):]
+    assert f"c=IN IP4 {H_HOST}" in ack and "m=audio 40000 RTP/AVP 0" in ack
+    assert "Signal=5" in log and "Reason: Q.850;cause=16" in log
+    stats = lab.settle()
+    assert (stats["admitted_calls"], stats["pools_kbps"]["h-s"]) == (0, 0)
+    assert stats["admitted"] == 1 and stats["released"] == 1 and stats["attached"] == 1
+    assert stats["late-offer-answered"] == 1 and stats["internal_errors"] == 0
+
+
+def test_h323_without_faststart_to_a_busy_sip_callee_gets_cause_17(lab: Lab) -> None:
+    lab.start_uas("uas_busy_txn.xml")
+    sock, guid, crv, peer = h323_caller(lab)
+    seen = sim.converse(sock, crv, False, guid, peer, lambda s: s and s[-1]["type"] == sim.RELEASE_COMPLETE)
+    assert seen and (seen[-1]["type"], seen[-1]["cause"]) == (sim.RELEASE_COMPLETE, 17)
+    assert lab.wait_uas() == 0
+    sock.close()
+    stats = lab.settle()
+    assert stats["pools_kbps"]["h-s"] == 0 and stats["released"] == 1
+
+
+def serve_h323_callee(lab: Lab, served: dict[str, Any]) -> None:
+    """The H.323 PBX without fastStart: answers the Setup's H.245, rings, connects, and runs
+    its tunnelled H.245 until the gateway's ReleaseComplete."""
+    lab.phone.settimeout(5)
+    conn, _ = lab.phone.accept()
+    setup = sim.read_tpkt(conn, 5)
+    assert setup is not None and setup["type"] == sim.SETUP
+    guid = sim.body_of(setup)[1]["callIdentifier"]["guid"]
+    peer = sim.answer_tunnelled(conn, setup, H_RTP)
+    served.update(setup=setup, conn=conn, h245=peer, seen=sim.converse(
+        conn, setup["crv"], True, guid, peer, lambda s: bool(s) and s[-1]["type"] == sim.RELEASE_COMPLETE, 10))
+
+
+def sip_to_h323_call(lab: Lab) -> dict[str, Any]:
+    served: dict[str, Any] = {}
+    thread = threading.Thread(target=serve_h323_callee, args=(lab, served))
+    thread.start()
+    result = sipp_uac(lab, "uac_late_offer.xml")
+    thread.join(15)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    served["conn"].close()
+    return served
+
+
+def test_sip_late_offer_to_h323_without_faststart_dtmf_then_sip_hangs_up(lab: Lab) -> None:
+    served = sip_to_h323_call(lab)
+    setup = served["setup"]
+    assert "fastStart" not in sim.body_of(setup)[1] and setup["uu"]["h323-uu-pdu"]["h245Tunnelling"] is True
+    peer: sim.TunnelledH245 = served["h245"]
+    assert peer.peer_media is not None and peer.peer_media[0] == S_HOST      # the ACK's answer, via our OLCAck
+    assert peer.digits == ["5"]                                               # SIPp's INFO
+    release = served["seen"][-1]
+    assert (release["type"], release["cause"]) == (sim.RELEASE_COMPLETE, 16)
+    assert "endSessionCommand" in [sim.dec("h245", c)[1][0] for c in sim.controls_of(release)]
+    received = (lab.workdir / "uac.log").read_text()
+    assert f"c=IN IP4 {H_HOST}" in received and "m=audio 40000 RTP/AVP 0" in received
+    stats = lab.settle()
+    assert (stats["admitted_calls"], stats["pools_kbps"]["h-s"]) == (0, 0)
+    assert stats["admitted"] == 1 and stats["released"] == 1 and stats["attached"] == 1
+    assert stats["dtmf-sip-to-h323"] == 1 and stats["internal_errors"] == 0
+
+
+@pytest.mark.skipif(capture_available() is not None, reason=str(capture_available()))
+def test_tshark_decodes_the_tunnelled_h245_of_both_directions(lab: Lab, tmp_path: Path) -> None:
+    pcap = tmp_path / "h245.pcap"
+    capture = Capture(pcap, [lab.sip_port, lab.h323_port, lab.uas_port, lab.phone.getsockname()[1]])
+    try:
+        h323_to_sip_call(lab)
+        sip_to_h323_call(lab)
+    finally:
+        capture.stop()
+    decode = ["tshark", "-r", str(pcap), "-n", "-d", f"udp.port=={lab.sip_port},sip",
+              "-d", f"udp.port=={lab.uas_port},sip"]
+    verbose = subprocess.run(decode + ["-V"], capture_output=True, text=True, timeout=120)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "Malformed" not in verbose.stdout, [l for l in verbose.stdout.splitlines() if "Malformed" in l][:5]
+    text = verbose.stdout
+    for name in ("terminalCapabilitySet", "terminalCapabilitySetAck", "masterSlaveDetermination",
+                 "masterSlaveDeterminationAck", "openLogicalChannel", "openLogicalChannelAck",
+                 "endSessionCommand", "userInput", "receiveRTPAudioTelephonyEventCapability"):
+        assert name in text, name
+    assert text.count("h245Tunnelling: True") >= 8
+    summary = subprocess.run(decode, capture_output=True, text=True, timeout=120).stdout
+    for kind in ("setup", "alerting", "connect", "facility", "releaseComplete"):
+        assert sum(f"CS: {kind}" in line for line in summary.splitlines()) >= 2, (kind, summary)
+    for sip in ("INVITE", "180 Ringing", "200 OK", "ACK", "INFO", "BYE"):
+        assert sip in summary, (sip, summary)
+    assert lab.settle()["pools_kbps"]["h-s"] == 0
