@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,7 +18,8 @@ import pytest
 
 import h323sim as sim
 from h323lab import Capture, capture_available
-from test_gateway_interworking import H_HOST, H_RTP, S_HOST, Lab, lab, sipp_uac  # noqa: F401 - lab is a fixture
+from test_gateway_interworking import (H_HOST, H_RTP, S_HOST, Lab, lab, sipp_uac,  # noqa: F401 - lab: a fixture
+                                       tshark_decode)
 
 pytestmark = [pytest.mark.integration]
 
@@ -133,18 +133,12 @@ def test_tshark_decodes_the_tunnelled_h245_of_both_directions(lab: Lab, tmp_path
         sip_to_h323_call(lab)
     finally:
         capture.stop()
-    decode = ["tshark", "-r", str(pcap), "-n", "-d", f"udp.port=={lab.sip_port},sip",
-              "-d", f"udp.port=={lab.uas_port},sip"]
-    verbose = subprocess.run(decode + ["-V"], capture_output=True, text=True, timeout=120)
-    assert verbose.returncode == 0, verbose.stderr
-    assert "Malformed" not in verbose.stdout, [l for l in verbose.stdout.splitlines() if "Malformed" in l][:5]
-    text = verbose.stdout
+    text, summary = tshark_decode(lab, pcap)
     for name in ("terminalCapabilitySet", "terminalCapabilitySetAck", "masterSlaveDetermination",
                  "masterSlaveDeterminationAck", "openLogicalChannel", "openLogicalChannelAck",
                  "endSessionCommand", "userInput", "receiveRTPAudioTelephonyEventCapability"):
         assert name in text, name
     assert text.count("h245Tunnelling: True") >= 8
-    summary = subprocess.run(decode, capture_output=True, text=True, timeout=120).stdout
     for kind in ("setup", "alerting", "connect", "facility", "releaseComplete"):
         assert sum(f"CS: {kind}" in line for line in summary.splitlines()) >= 2, (kind, summary)
     for sip in ("INVITE", "180 Ringing", "200 OK", "ACK", "INFO", "BYE"):

@@ -512,6 +512,18 @@ def test_a_full_pool_refuses_both_ways_cause_34_and_503(tmp_path: Path) -> None:
         lab.close()
 
 
+def tshark_decode(lab: Lab, pcap: Path) -> tuple[str, str]:
+    """tshark's verbose decoding of a capture of both legs (asserted free of malformed
+    frames) and its one-line summary. Q.931/H.225.0 in TPKT on any TCP port is found by
+    tshark's heuristic; SIP on the gateway's and SIPp's ports is named."""
+    decode = ["tshark", "-r", str(pcap), "-n", "-d", f"udp.port=={lab.sip_port},sip",
+              "-d", f"udp.port=={lab.uas_port},sip"]
+    verbose = subprocess.run(decode + ["-V"], capture_output=True, text=True, timeout=120)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "Malformed" not in verbose.stdout, [l for l in verbose.stdout.splitlines() if "Malformed" in l][:5]
+    return verbose.stdout, subprocess.run(decode, capture_output=True, text=True, timeout=120).stdout
+
+
 @pytest.mark.skipif(capture_available() is not None, reason=str(capture_available()))
 def test_tshark_decodes_both_legs_without_a_malformed_frame(lab: Lab, tmp_path: Path) -> None:
     import threading
@@ -541,17 +553,11 @@ def test_tshark_decodes_both_legs_without_a_malformed_frame(lab: Lab, tmp_path: 
         served["conn"].close()
     finally:
         capture.stop()
-    # Q.931/H.225.0 in TPKT on any TCP port is found by tshark's heuristic (no decode-as needed)
-    decode = ["tshark", "-r", str(pcap), "-n", "-d", f"udp.port=={lab.sip_port},sip",
-              "-d", f"udp.port=={lab.uas_port},sip"]
-    verbose = subprocess.run(decode + ["-V"], capture_output=True, text=True, timeout=120)
-    assert verbose.returncode == 0, verbose.stderr
-    assert "Malformed" not in verbose.stdout, [l for l in verbose.stdout.splitlines() if "Malformed" in l][:5]
-    summary = subprocess.run(decode, capture_output=True, text=True, timeout=120).stdout
+    verbose, summary = tshark_decode(lab, pcap)
     for kind in ("setup", "callProceeding", "alerting", "connect", "releaseComplete"):
         assert sum(f"CS: {kind}" in line for line in summary.splitlines()) >= 2 if kind != "callProceeding" \
             else f"CS: {kind}" in summary, (kind, summary)
-    assert verbose.stdout.count("userInputIndication") >= 2 or verbose.stdout.count("userInput") >= 2
+    assert verbose.count("userInputIndication") >= 2 or verbose.count("userInput") >= 2
     for sip in ("INVITE", "180 Ringing", "200 OK", "ACK", "BYE", "INFO"):
         assert sip in summary, (sip, summary)
     assert lab.settle()["pools_kbps"]["h-s"] == 0

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 
 import h323sim as sim
-from test_gateway_interwork import (H_RTP, PBX_H, PBX_S, S_RTP, Control, gateway, h323_out, invite_bytes, response,
-                                    sdp, sip_out)
+from test_gateway_interwork import (H_RTP, PBX_H, PBX_S, S_RTP, Control, cancel_while_ringing, drain_and_balance,
+                                    gateway, h323_out,
+                                    invite_bytes, response, sdp, sip_out)
 
 from ryu_apps.signalling.gateway.profile import Profile, SdpRules
 from ryu_apps.signalling.h323.actions import StreamOpen
@@ -23,6 +24,33 @@ OFFER = sdp(*S_RTP, pts="0 101", names=("PCMU", "telephone-event"))
 
 def h245_names(messages) -> list[str]:
     return [sim.dec("h245", c)[1][0] for m in messages for c in sim.controls_of(m)]
+
+
+def bye_releases(gw, from_: str, to: str, call_id: str, now: float) -> list:
+    """A BYE from the SIP party: the H.323 leg gets one ReleaseComplete cause 16 (returned)."""
+    bye = (f"BYE sip:gw@10.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 10.2.0.5;branch=z9hG4bKbye\r\n"
+           f"From: {from_}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 50 BYE\r\n"
+           f"Reason: Q.850;cause=16\r\n\r\n").encode()
+    released = h323_out(gw.sip_receive(bye, PBX_S, now))
+    assert [(m["type"], m["cause"]) for m in released] == [(sim.RELEASE_COMPLETE, 16)]
+    return released
+
+
+def converse(call, actions, from_destination: bool, now: float) -> list:
+    """Feed the gateway's tunnelled H.245 (in ``actions``) to the simulator and its answers
+    back in a Facility, until neither has more to say. Returns the H.225.0 messages the
+    gateway sent; every action is kept in ``call.out``."""
+    seen = []
+    pending = h323_out(actions, call.conn)
+    while pending:
+        seen += pending
+        answers = [a for m in pending for a in call.peer.on(sim.controls_of(m))]
+        pending = []
+        if answers:
+            more = call.gw.h323_data(call.conn, sim.facility(call.crv, from_destination, call.guid, answers), now)
+            call.out += more
+            pending = h323_out(more, call.conn)
+    return seen
 
 
 class H2S:
@@ -42,19 +70,7 @@ class H2S:
         self.invite = sip_out(self.out, "INVITE")[0] if sip_out(self.out, "INVITE") else None
 
     def converse(self, actions, now):
-        """Feed the gateway's tunnelled H.245 to the simulator and its answers back (Facility),
-        until neither has more to say. Returns every H.225.0 message the gateway sent."""
-        seen = []
-        pending = h323_out(actions, self.conn)
-        while pending:
-            seen += pending
-            answers = [a for m in pending for a in self.peer.on(sim.controls_of(m))]
-            pending = []
-            if answers:
-                more = self.gw.h323_data(self.conn, sim.facility(self.crv, False, self.guid, answers), now)
-                self.out += more
-                pending = h323_out(more, self.conn)
-        return seen
+        return converse(self, actions, False, now)
 
     def sip(self, data, now=1.0):
         actions = self.gw.sip_receive(data, PBX_S, now)
@@ -101,12 +117,8 @@ def test_h323_without_faststart_sip_callee_hangs_up_end_session_in_release_compl
     control = Control()
     call = H2S(control)
     call.sip(response(call.invite, 200, body=OFFER), 1.0)
-    bye = (f"BYE sip:gw@10.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 10.2.0.5;branch=z9hG4bKbye\r\n"
-           f"From: {call.invite.header('to')};tag=callee1\r\nTo: {call.invite.header('from')}\r\n"
-           f"Call-ID: {call.invite.call_id}\r\nCSeq: 5 BYE\r\nReason: Q.850;cause=16\r\n\r\n").encode()
-    out = call.gw.sip_receive(bye, PBX_S, 2.0)
-    released = h323_out(out)
-    assert [(m["type"], m["cause"]) for m in released] == [(sim.RELEASE_COMPLETE, 16)]
+    released = bye_releases(call.gw, f"{call.invite.header('to')};tag=callee1", call.invite.header("from"),
+                            call.invite.call_id, 2.0)
     assert h245_names(released) == ["closeLogicalChannel", "endSessionCommand"]
     assert len(control.releases) == 1
 
@@ -184,14 +196,7 @@ class S2H:
         actions = self.gw.h323_data(self.conn, sim.q931(message_type, self.crv, True, body, cause=cause,
                                                         extra_pdu=extra), now)
         self.out += actions
-        pending = h323_out(actions, self.conn)
-        while pending:
-            answers = [a for m in pending for a in self.peer.on(sim.controls_of(m))]
-            pending = []
-            if answers:
-                more = self.gw.h323_data(self.conn, sim.facility(self.crv, True, self.guid, answers), now)
-                self.out += more
-                pending = h323_out(more, self.conn)
+        converse(self, actions, True, now)
         return actions
 
     def ring_and_connect(self, now=1.0):
@@ -210,10 +215,7 @@ class S2H:
 
     def h323_after(self, actions, now):
         self.out += actions
-        for m in h323_out(actions, self.conn):
-            answers = self.peer.on(sim.controls_of(m))
-            if answers:
-                self.out += self.gw.h323_data(self.conn, sim.facility(self.crv, True, self.guid, answers), now)
+        converse(self, actions, True, now)
         return actions
 
 
@@ -246,12 +248,8 @@ def test_late_offer_answered_offer_in_200_answer_in_ack_then_sip_hangs_up():
     call.ack(oks[0], sdp(*S_RTP, pts="8 101", names=("PCMA", "telephone-event")))
     assert call.peer.peer_media == S_RTP                              # its channel acked with the SIP address
     assert [(a.ip, a.port, b.ip, b.port) for _, a, b in control.attached] == [("10.2.0.5", 50000, "10.1.0.5", 40000)]
-    bye = (f"BYE sip:gw@10.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 10.2.0.5;branch=z9hG4bKbye\r\n"
-           f"From: <sip:+442071230000@site-s.example>;tag=caller1\r\nTo: {oks[0].header('to')}\r\n"
-           f"Call-ID: s2h-1\r\nCSeq: 11 BYE\r\n\r\n").encode()
-    out = call.gw.sip_receive(bye, PBX_S, 5.0)
-    released = h323_out(out)
-    assert [(m["type"], m["cause"]) for m in released] == [(sim.RELEASE_COMPLETE, 16)]
+    released = bye_releases(call.gw, "<sip:+442071230000@site-s.example>;tag=caller1", oks[0].header("to"),
+                            "s2h-1", 5.0)
     assert "endSessionCommand" in h245_names(released)
     assert control.balanced() and len(control.releases) == 1 and call.gw.internal_errors == 0
 
@@ -270,11 +268,7 @@ def test_late_offer_h323_callee_hangs_up_busy_and_cancel():
     control = Control()
     call = S2H(control)
     call.h323(sim.ALERTING, "alerting", 1.0, h245=call.peer.on(sim.controls_of(call.setup)))
-    cancel = invite_bytes(body=b"").replace(b"INVITE sip", b"CANCEL sip", 1).replace(b"10 INVITE", b"10 CANCEL")
-    out = call.gw.sip_receive(cancel, PBX_S, 2.0)
-    assert sorted(r.status for r in sip_out(out)) == [200, 487]
-    assert [(m["type"], m["cause"]) for m in h323_out(out)] == [(sim.RELEASE_COMPLETE, 16)]
-    assert len(control.releases) == 1
+    cancel_while_ringing(call.gw, control)
 
 
 def test_late_offer_ack_without_a_usable_answer_ends_the_call_with_65():
@@ -350,7 +344,6 @@ def test_garbage_h245_in_a_tunnelled_call_is_counted_and_the_call_goes_on():
 
 def test_mutated_tunnelled_calls_never_raise_and_leave_admission_balanced():
     import random
-    from collections import Counter
     rng = random.Random(245)
     control = Control()
     h2s, s2h = H2S(control), S2H(control)
@@ -378,13 +371,5 @@ def test_mutated_tunnelled_calls_never_raise_and_leave_admission_balanced():
         conn = h2s.gw.h323_accept(("10.1.0.5", 41000 + i))
         h2s.gw.h323_data(conn, mutate(setup), now)
         s2h.gw.h323_data(s2h.conn, mutate(rng.choice(seeds_h323)), now)
-    for gw in (h2s.gw, s2h.gw):
-        while (deadline := gw.next_timer()) is not None and deadline < now + 100:
-            gw.handle_timer(deadline)
-        for call_id in list(gw.bridges):
-            gw.call_ended(call_id, "test over", now + 100)
-        assert gw.internal_errors == 0
-    admitted = Counter(r.call_id for r in control.admits)
-    released = Counter(c for c, _ in control.releases)
-    assert all(released[c] <= admitted[c] for c in released) and all(released[c] >= admitted[c] for c in admitted)
-    assert len(admitted) > 20 and h2s.gw.stats.get("h323-setups", 0) > 500       # the mutants reached the core
+    drain_and_balance((h2s.gw, s2h.gw), control, now)
+    assert len(control.admits) > 20 and h2s.gw.stats.get("h323-setups", 0) > 500       # the mutants reached the core

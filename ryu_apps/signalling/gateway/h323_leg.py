@@ -1,4 +1,5 @@
-"""The gateway's H.323 leg: Q.931/H.225.0 on one TCP connection per call (fastStart media).
+"""The gateway's H.323 leg: Q.931/H.225.0 on one TCP connection per call (fastStart media,
+or H.245 tunnelled in it: :mod:`.h245_leg`; every message sent says ``h245Tunnelling``).
 
 Reads TPKT-framed Q.931 from the H.323 PBX, turns a Setup into a bridge (H.323 -> SIP) or
 sends the Setup of a SIP caller's call (SIP -> H.323), and maps the callee's

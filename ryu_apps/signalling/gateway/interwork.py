@@ -1,13 +1,14 @@
 """The SIP <-> H.323 interworking core: a sans-IO back-to-back user agent.
 
 One :class:`Bridge` per call joins an H.323 leg (Q.931/H.225.0 over one TCP connection,
-fastStart media) and a SIP leg (a UA dialog over UDP). Bytes, connection events and
+fastStart media, or H.245 tunnelled in H.225.0 when there is no fastStart) and a SIP leg (a UA dialog over UDP). Bytes, connection events and
 ``now`` go in; :class:`~..sip.transaction.Send` (SIP datagrams) and
 :mod:`..h323.actions` stream actions come out; timers through :meth:`Gateway.next_timer`
 and :meth:`Gateway.handle_timer`.
 
 The parts: :mod:`.bridge` (the per-call record, its phases, settings), :mod:`.h323_leg`
-(Q.931/H.225.0 in and out), :mod:`.sip_leg` (SIP that arrives), :mod:`.sip_dialog` (SIP
+(Q.931/H.225.0 in and out), :mod:`.h245_leg` (tunnelled H.245 and SIP late offer, for
+calls without fastStart), :mod:`.sip_leg` (SIP that arrives), :mod:`.sip_dialog` (SIP
 the gateway sends), :mod:`.dtmf`; this module holds the entry points, timers, admission
 and the one way a call ends.
 
@@ -23,6 +24,8 @@ Mapping (docs/gateway.md has the ladders):
 H.323                          SIP
 =============================  =====================================
 Setup + fastStart              INVITE + SDP offer
+Setup, tunnelled H.245         INVITE without SDP; offer in 200, answer in ACK
+Setup, tunnelled H.245         <- INVITE without SDP; offer in 200 (after OLC/Ack)
 CallProceeding                 100 Trying
 Alerting                       180 Ringing
 Progress (fastStart)           183 Session Progress + SDP (early media)
@@ -31,8 +34,8 @@ ReleaseComplete (cause N)      BYE / CANCEL / final >= 300, ``Reason: Q.850;caus
 =============================  =====================================
 
 Q.850 causes and SIP statuses map per RFC 3398 (:mod:`.causes`); a Reason header's
-Q.850 cause wins over the status. Not here yet: H.245 without fastStart (no media ->
-488 / cause 65), DTMF, T.38, SIP late offer, re-INVITE (answered 488), TCP for SIP.
+Q.850 cause wins over the status. Not here yet: H.245 on its own TCP connection (cause
+65), T.38, a re-INVITE that changes the media (488), TCP for SIP.
 """
 
 from __future__ import annotations
