@@ -42,6 +42,8 @@ class CommunitySpec:
     prefixes: tuple[str, ...]
     domains: tuple[str, ...]
     hosts: tuple[HostSpec, ...]
+    e164_prefixes: tuple[str, ...] = ()        # the community's numbers (H.323 aliases, the gateway)
+    signalling: str = "sip"                    # what its PBX speaks: sip or h323 (docs/gateway.md)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class NetworkSpec:
                 "name": c.name, "edge": c.edge, "access_ports": [h.port for h in c.hosts],
                 "prefixes": list(c.prefixes), "domains": list(c.domains),
                 "terminals": [{"ip": h.address, "port": h.port, "mac": h.mac} for h in c.hosts],
+                **({"e164_prefixes": list(c.e164_prefixes)} if c.e164_prefixes else {}),
+                **({"signalling": c.signalling} if c.signalling != "sip" else {}),
             } for c in self.communities],
             "codecs": {"allowed": list(self.codecs)},
             "dataplane": dict(dataplane or {"class_mode": "tc"}),

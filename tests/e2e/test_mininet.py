@@ -61,7 +61,7 @@ def admit(emu: Any, call_id: str, caller: str, callee: str, caller_media: tuple[
 
 
 def test_admitted_media_keeps_its_quality_under_a_flood_and_loses_it_without_the_aggregate(tmp_path: Path) -> None:
-    from demo import run_demo
+    from demo import SITE_H_CALLS, run_demo, site_h_line
     figures = run_demo(tmp_path / "demo", seconds=8, calls=25, say=print, h323_calls=1)
     with_loss = figures["reserved"]["media_loss_pct"]
     without_loss = figures["best_effort"]["media_loss_pct"]
@@ -77,6 +77,19 @@ def test_admitted_media_keeps_its_quality_under_a_flood_and_loses_it_without_the
     assert figures["reserved"]["media_packets"] >= 0.95 * figures["reserved"]["media_sent"]
     assert with_loss is not None and with_loss <= 1.0
     assert without_loss is not None and without_loss >= max(5.0, 5 * with_loss)
+    # the H.323 site: its terminal registers at the gatekeeper, which admits each call on
+    # site-h--site-b and relays it to the gateway, which bridges it to SIPp at site-b
+    site_h = figures["site_h"]
+    print(site_h_line(site_h))
+    assert site_h["attempted"] == SITE_H_CALLS and site_h["admitted"] == site_h["pool_kbps"] // 91
+    assert site_h["refused"] == site_h["attempted"] - site_h["admitted"]                    # ARJ, pool full
+    assert site_h["connected"] == site_h["completed"] == site_h["admitted"]
+    assert site_h["protocols"] == ["h323"] and site_h["used_kbps"] == 91 * site_h["admitted"]
+    assert site_h["used_after_kbps"] == 0
+    h_with, h_without = site_h["reserved"]["loss_pct"], site_h["best_effort"]["loss_pct"]
+    assert site_h["reserved"]["packets"] >= 0.95 * site_h["reserved"]["sent"]
+    assert h_with is not None and h_with <= 1.0
+    assert h_without is not None and h_without >= max(5.0, 5 * h_with)
 
 
 def test_overlapping_prefixes_reach_the_right_terminals(tmp_path: Path) -> None:
