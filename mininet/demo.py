@@ -8,7 +8,7 @@ and an H.323 site whose calls to the SIP site go through the gatekeeper and the 
    on s1) in Mininet with Open vSwitch in userspace, and the controller under
    `ryu-manager` with its SIP proxy, H.323 gatekeeper and SIP <-> H.323 gateway;
 2. creates the aggregates site-a--site-b (2 Mbit/s on a 10 Mbit/s WAN) and site-h--site-b
-   (400 kbit/s) over REST;
+   (450 kbit/s) over REST;
 3. site-h's simulated H.323 terminal offers 5 calls to site-b's numbers (its pool holds 4,
    the 5th gets ARJ): the gatekeeper admits each and relays it to the gateway, which calls
    SIPp at site-b; then SIPp calls through the proxy until the pool is full: the excess gets 503;
@@ -50,7 +50,7 @@ H323_PORT_BASE = 24000        # H.323 callers' RTP ports (callees' at +1000)
 # The H.323 site: a third community on s1 (behind the same WAN as site-a) whose terminals
 # speak H.323; its calls to site-b's numbers are bridged to SIP by the gateway.
 SITE_H_CALLS = 5              # offered from site-h; its pool holds 4
-SITE_H_POOL_KBPS = 400
+SITE_H_POOL_KBPS = 450        # 4 G.711 calls (91 kbit/s each) and headroom like site-a--site-b's
 SITE_H_AGGREGATE = "site-h--site-b"
 SITE_H_PORT_BASE = 26000      # its terminals' RTP ports (SIPp answers on 3xxxx for 2xxxx: 36000...)
 SITE_H = CommunitySpec("site-h", "s1", ("10.0.3.0/24",), ("site-h.example",), (
