@@ -144,3 +144,34 @@ def test_tshark_decodes_the_tunnelled_h245_of_both_directions(lab: Lab, tmp_path
     for sip in ("INVITE", "180 Ringing", "200 OK", "ACK", "INFO", "BYE"):
         assert sip in summary, (sip, summary)
     assert lab.settle()["pools_kbps"]["h-s"] == 0
+
+
+def test_a_registered_phone_without_faststart_calls_sip_through_the_mam_gatekeeper(tmp_path: Path) -> None:
+    """Phone.place(fast_start=False): ARQ/ACF at the MAM gatekeeper, the Setup (tunnelled H.245,
+    no fastStart) relayed to the gateway, a late offer to SIPp; the gatekeeper holds the one
+    allocation and it is back at 0 after the phone hangs up."""
+    lab = Lab(tmp_path, gatekeeper=True)
+    phone = sim.Phone("331234", ("127.0.0.1", lab.ras_port), host=H_HOST, rtp_port=H_RTP[1])
+    try:
+        lab.start_uas("uas_late_offer.xml")
+        assert phone.register()[0] == "registrationConfirm"
+        call = phone.place("442079460000", fast_start=False)
+        assert call.admission[0] == "admissionConfirm" and call.h245 is not None
+        peer = call.h245
+        seen = call.converse(connected(peer))
+        assert sim.CONNECT in [m["type"] for m in seen], seen
+        assert peer.peer_media is not None and peer.peer_media[0] == S_HOST
+        gw = lab.stats()
+        assert gw["admitted_calls"] == 0 and gw.get("admitted-by-front-end") == 1
+        call.hang_up()
+        assert lab.wait_uas() == 0
+        call.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and lab.gk_report()["admitted_calls"]:
+            time.sleep(0.1)
+        gk = lab.gk_report()
+        assert gk["admitted_calls"] == 0 and sum(gk["pools_kbps"].values()) == 0
+        assert f"c=IN IP4 {H_HOST}" in (tmp_path / "uas.log").read_text()
+    finally:
+        phone.close()
+        lab.close()
