@@ -373,3 +373,14 @@ def test_mutated_tunnelled_calls_never_raise_and_leave_admission_balanced():
         s2h.gw.h323_data(s2h.conn, mutate(rng.choice(seeds_h323)), now)
     drain_and_balance((h2s.gw, s2h.gw), control, now)
     assert len(control.admits) > 20 and h2s.gw.stats.get("h323-setups", 0) > 500       # the mutants reached the core
+
+
+def test_a_from_uri_that_does_not_parse_still_gets_its_setup():
+    """Found by the mutants above: a From whose host does not parse made send_setup raise
+    after admission (an internal error, the call left admitted without a Setup)."""
+    control = Control()
+    gw = gateway(control)
+    data = invite_bytes(body=b"").replace(b"@site-s.example>;tag=caller1", b"@\x1eite-s.example>;tag=caller1")
+    out = gw.sip_receive(data, PBX_S, 0.0)
+    (setup,) = h323_out(out)
+    assert sim.body_of(setup)[1]["sourceAddress"] == [("h323-ID", "mam-gw")] and gw.internal_errors == 0

@@ -20,6 +20,7 @@ from ..h323.q931 import (IE, SPEECH_BEARER, MessageType, Q931, Q931Error, TpktFr
                          serialize as q931_bytes, tpkt)
 from ..h323.ras import PROTOCOL_ID
 from ..h323.reasons import release_reason
+from ..sip.errors import ParseError
 from ..sip.message import Request, parse_name_addr, parse_uri
 from .media_map import MediaError, Offer, accepted_of, build_sdp, faststart_offer, offer_of, parse_faststart
 from .bridge import (BEARER_NOT_IMPLEMENTED, Bridge, INVALID_IE, NORMAL, NO_ROUTE, Phase, TEMPORARY_FAILURE,
@@ -250,7 +251,10 @@ class H323Leg:
         offer, guid, conn, crv = bridge.offer, bridge.guid, bridge.conn, bridge.crv
         assert offer is not None
         called = user.lstrip("+") if user.lstrip("+").isdigit() else user
-        calling = parse_uri(parse_name_addr(request.header("from") or "").uri).user or ""
+        try:
+            calling = parse_uri(parse_name_addr(request.header("from") or "").uri).user or ""
+        except ParseError:                                   # a From URI that does not parse: no calling number
+            calling = ""
         self.gw.framers[conn] = TpktFramer()
         bridge.h323_open = True
         self.gw.emit(StreamOpen(conn, target[0], target[1]))
