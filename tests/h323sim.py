@@ -167,6 +167,10 @@ def h245_olc_ack(number: int, media: tuple[str, int], rtcp: tuple[str, int]) -> 
 
 
 H245_PID = (0, 0, 8, 245, 0, 13)
+T38_FAX = {"t38FaxProtocol": ("udp", 0), "t38FaxProfile": {
+    "fillBitRemoval": False, "transcodingJBIG": False, "transcodingMMR": False, "version": 0,
+    "t38FaxRateManagement": ("transferredTCF", 0),
+    "t38FaxUdpOptions": {"t38FaxMaxBuffer": 200, "t38FaxMaxDatagram": 72, "t38FaxUdpEC": ("t38UDPRedundancy", 0)}}}
 _H2250_CAP = {"maximumAudioDelayJitter": 60, **{k: {"multicastCapability": False, "multiUniCastConference": False,
                                                     "mediaDistributionCapability": [dict.fromkeys((
                                                         "centralizedControl", "distributedControl",
@@ -179,10 +183,14 @@ _H2250_CAP = {"maximumAudioDelayJitter": 60, **{k: {"multicastCapability": False
               "rtcpVideoControlCapability": False, "mediaPacketizationCapability": {"h261aVideoPacketization": False}}
 
 
-def h245_tcs(seq: int, codecs: list[tuple[str, int]], te_pt: int | None = None) -> bytes:
-    """A tunnelled TerminalCapabilitySet: receive audio codecs (H.245 names, frames), RFC 2833 events, DTMF."""
+def h245_tcs(seq: int, codecs: list[tuple[str, int]], te_pt: int | None = None, t38: bool = False) -> bytes:
+    """A tunnelled TerminalCapabilitySet: receive audio codecs (H.245 names, frames), T.38, RFC 2833
+    events, DTMF."""
     table = [{"capabilityTableEntryNumber": i + 1, "capability": ("receiveAudioCapability", (name, frames))}
              for i, (name, frames) in enumerate(codecs)]
+    if t38:
+        table.append({"capabilityTableEntryNumber": len(table) + 1, "capability": (
+            "receiveDataApplicationCapability", {"application": ("t38fax", T38_FAX), "maxBitRate": 144})})
     alternatives = [[e["capabilityTableEntryNumber"] for e in table]]
     if te_pt is not None:
         table.append({"capabilityTableEntryNumber": len(table) + 1, "capability": (
@@ -220,9 +228,30 @@ class TunnelledH245:
     peer_channel: dict[str, Any] | None = None         # the peer's OpenLogicalChannel
     digits: list[str] = field(default_factory=list)
     opened: bool = False
+    t38: bool = True                                   # accepts a requestMode for T.38 (fax)
+    peer_t38_media: tuple[str, int] | None = None      # from the peer's Ack of our T.38 channel
+    peer_t38_channel: dict[str, Any] | None = None
+
+    @property
+    def t38_rtp(self) -> tuple[str, int]:
+        return self.rtp[0], self.rtp[1] + 10
+
+    def request_t38(self) -> bytes:
+        """Our requestMode: T.38 fax (the peer should switch its channel)."""
+        return enc("h245", ("request", ("requestMode", {"sequenceNumber": 7, "requestedModes": [
+            [{"type": ("dataMode", {"application": ("t38fax", T38_FAX), "bitRate": 144})}]]})))
+
+    def switch_to_t38(self) -> list[bytes]:
+        """Close our audio channel, open a T.38 one."""
+        close = enc("h245", ("request", ("closeLogicalChannel", {"forwardLogicalChannelNumber": 1,
+                                                                  "source": ("user", 0)})))
+        t38 = {"forwardLogicalChannelNumber": 2, "forwardLogicalChannelParameters": {
+            "dataType": ("data", {"application": ("t38fax", T38_FAX), "maxBitRate": 144}),
+            "multiplexParameters": ("h2250LogicalChannelParameters", {"sessionID": 3})}}
+        return [close, enc("h245", ("request", ("openLogicalChannel", t38)))]
 
     def opening(self) -> list[bytes]:
-        return [h245_tcs(1, [(self.codec, self.frames)], self.te_pt), h245_msd(4242)]
+        return [h245_tcs(1, [(self.codec, self.frames)], self.te_pt, self.t38), h245_msd(4242)]
 
     def on(self, controls: list[bytes] | None) -> list[bytes]:
         """The answers to a message's h245Control."""
@@ -246,12 +275,28 @@ class TunnelledH245:
                 mine = body["terminalType"] > 50     # the larger terminal type is master
                 out.append(enc("h245", ("response", ("masterSlaveDeterminationAck",
                                                      {"decision": ("master" if mine else "slave", 0)}))))
+            elif name == "openLogicalChannel" and body["forwardLogicalChannelParameters"]["dataType"][0] == "data":
+                self.peer_t38_channel = body
+                out.append(h245_olc_ack(body["forwardLogicalChannelNumber"], self.t38_rtp, (self.rtp[0], 1)))
             elif name == "openLogicalChannel":
                 self.peer_channel = body
                 out.append(h245_olc_ack(body["forwardLogicalChannelNumber"], self.rtp, (self.rtp[0], self.rtp[1] + 1)))
             elif name == "openLogicalChannelAck":
                 address = body["forwardMultiplexAckParameters"][1]["mediaChannel"][1][1]
-                self.peer_media = (socket.inet_ntoa(address["network"]), address["tsapIdentifier"])
+                media = (socket.inet_ntoa(address["network"]), address["tsapIdentifier"])
+                if body["forwardLogicalChannelNumber"] == 2:
+                    self.peer_t38_media = media
+                else:
+                    self.peer_media = media
+            elif name == "requestMode":
+                answer = "requestModeAck" if self.t38 else "requestModeReject"
+                fields = {"response": ("willTransmitMostPreferredMode", 0)} if self.t38 else \
+                    {"cause": ("modeUnavailable", 0)}
+                out.append(enc("h245", ("response", (answer, {"sequenceNumber": body["sequenceNumber"], **fields}))))
+                if self.t38:
+                    out += self.switch_to_t38()
+            elif name == "requestModeAck":
+                out += self.switch_to_t38()
             elif name == "userInput":
                 self.digits.append(body[1]["signalType"] if body[0] == "signal" else body[1])
         return out

@@ -68,6 +68,21 @@ class Phase(str, Enum):
 
 
 @dataclass(eq=False)
+class T38State:
+    """A fax switch-over under way or done (:mod:`.t38`)."""
+
+    from_sip: bool                                # the SIP party's re-INVITE asked (else the H.323 party)
+    request: Request | None = None                # that re-INVITE, answered when both addresses are known
+    source: Peer | None = None
+    sip_address: MediaEndpoint | None = None      # where the SIP party receives T.38
+    kinds: tuple[str, ...] = ()                   # the re-INVITE's m= lines (the answer mirrors them)
+    h323_address: MediaEndpoint | None = None     # where the H.323 party receives T.38 (its OLCAck)
+    our_number: int | None = None                 # our T.38 channel
+    their_number: int | None = None               # the H.323 party's T.38 channel, not yet acked
+    cseq: int | None = None                       # our re-INVITE (the H.323 party asked)
+
+
+@dataclass(eq=False)
 class Bridge:
     call_id: str                     # admission's id, both legs
     guid: bytes
@@ -114,6 +129,7 @@ class Bridge:
     late_ack: Request | None = None               # H->S: the ACK sent, for retransmitted 200s
     connect_seen: bool = False                    # S->H: Connect arrived, our 200 waits for the media
     telephone_event_pt: int | None = None         # RFC 4733 payload type both sides agreed on
+    t38: T38State | None = None                   # fax switch-over (H.245 calls only)
 
 
 def now_id(now: float) -> int:

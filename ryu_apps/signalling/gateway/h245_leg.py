@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 from ryu_apps.core.calls import MediaEndpoint
 
 from ..h323.h245 import (Capabilities, CapabilitiesReceived, ChannelClosed, ChannelOpened, ChannelRejected,
-                         ChannelRequested, H245Session, Output, ProtocolError, SessionEnded, UserInput)
+                         ChannelRequested, H245Session, ModeAnswered, ModeRequested, Output, ProtocolError,
+                         SessionEnded, UserInput)
 from ..h323.media import OFFER_CHOICES
 from ..h323.q931 import MessageType
 from ..h323.ras import PROTOCOL_ID
@@ -86,7 +87,7 @@ class H245Leg:
         session = self.session(bridge)
         profile = self.gw.settings.profiles.get(bridge.caller_community, GENERIC)
         event_pt = (profile.sdp.telephone_event_pt or TELEPHONE_EVENT_PT) if self.rfc4733(bridge) else None
-        out = session.start(Capabilities(self.late_codecs(bridge), event_pt), now)
+        out = session.start(Capabilities(self.late_codecs(bridge), event_pt, t38=True), now)
         self.events(bridge, out, now)
         queued, bridge.h245_queue = bridge.h245_queue, []
         return queued
@@ -119,14 +120,28 @@ class H245Leg:
             self.flush(bridge)
 
     def events(self, bridge: Bridge, out: Output, now: float) -> None:
+        session = bridge.h245
+        assert session is not None
         bridge.h245_queue += out.send
         for event in out.events:
             if bridge.phase is Phase.ENDED:
                 return
             if isinstance(event, CapabilitiesReceived):
                 self.gw.count("h245-capabilities")
+            elif isinstance(event, ChannelRequested) and event.channel.codec == "t38":
+                self.gw.t38.their_channel(bridge, session, event.number, now)
             elif isinstance(event, ChannelRequested):
                 bridge.their_channels[event.number] = event.channel
+            elif isinstance(event, (ChannelOpened, ChannelRejected)) and bridge.t38 is not None and \
+                    event.number == bridge.t38.our_number:
+                if isinstance(event, ChannelOpened):
+                    self.gw.t38.channel_opened(bridge, event.media, now)
+                else:
+                    self.gw.t38.failed(bridge, f"our T.38 channel refused ({event.cause})", now)
+            elif isinstance(event, ModeRequested):
+                self.gw.t38.mode_requested(bridge, session, event.sequence, event.mode, now)
+            elif isinstance(event, ModeAnswered):
+                self.gw.t38.mode_answered(bridge, session, event.accepted, now)
             elif isinstance(event, ChannelOpened) and event.number == bridge.our_channel:
                 if event.media is None:
                     self.fail(bridge, "h245: OpenLogicalChannelAck without a media address", now)
@@ -278,7 +293,8 @@ class H245Leg:
         session = bridge.h245
         assert session is not None
         event_pt = self.event_pt(offer) if self.rfc4733(bridge) else None
-        self.events(bridge, session.send_capabilities(Capabilities(offer.offer().codecs, event_pt), now), now)
+        self.events(bridge, session.send_capabilities(Capabilities(offer.offer().codecs, event_pt, t38=True), now),
+                    now)
         self.gw.h323.send_to_caller(bridge, MessageType.CONNECT, "connect", None, h245=self.take(bridge))
         self.gw.arm(bridge, "h245", now + self.gw.settings.h245_timeout_s)
         self.progress(bridge, now)
@@ -319,7 +335,7 @@ class H245Leg:
             bridge.telephone_event_pt = None                  # refused: tell the H.323 side again
             local = bridge.h245.local or Capabilities(self.late_codecs(bridge))
             self.events(bridge, bridge.h245.send_capabilities(
-                Capabilities(local.audio, None, local.user_input), now), now)
+                Capabilities(local.audio, None, local.user_input, local.t38), now), now)
         self.progress(bridge, now)
         self.gw.attach(bridge)
         self.flush(bridge)

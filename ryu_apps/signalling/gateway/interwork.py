@@ -60,6 +60,7 @@ from .h245_leg import H245Leg
 from .h323_leg import H323Leg
 from .sip_dialog import SipDialog
 from .sip_leg import SipLeg
+from .t38 import T38Leg
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class Gateway:
         self.sip = SipLeg(self)
         self.dialog = SipDialog(self)
         self.h245 = H245Leg(self)
+        self.t38 = T38Leg(self)
 
     def h323_accept(self, peer: tuple[str, int]) -> int:
         """A TCP connection to the gateway's H.225 port was accepted: its id."""
@@ -273,6 +275,8 @@ class Gateway:
             self.end(bridge, TIMER_EXPIRY, "h323: T303 expired", now)
         elif name == "no-answer":
             self.end(bridge, NO_ANSWER, "no-answer", now, status=480 if not bridge.h323_caller else None)
+        elif name == "t38":
+            self.t38.failed(bridge, "no answer in time", now)
         elif name == "h245":
             self.end(bridge, TIMER_EXPIRY, "h245: media not settled in time", now)
         elif name == "ack":

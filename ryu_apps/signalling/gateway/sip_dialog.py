@@ -76,10 +76,20 @@ class SipDialog:
         self.in_dialog(bridge, "BYE", (("reason", reason_header(cause)),), b"", now)
 
     def in_dialog(self, bridge: Bridge, method: str, extra: tuple[tuple[str, str], ...], body: bytes,
-                   now: float) -> None:
-        """A request of ours in the SIP dialog (BYE, INFO), retransmitted until answered."""
-        bridge.local_cseq += 1
-        branch = self.gw.ids("branch", bridge.call_id, method.lower(), str(bridge.local_cseq))
+                  now: float, *, cseq: int | None = None) -> None:
+        """A request of ours in the SIP dialog (BYE, INFO, re-INVITE), retransmitted until answered."""
+        if cseq is None:
+            bridge.local_cseq += 1
+        request, branch = self.dialog_request(bridge, method, cseq or bridge.local_cseq, extra, body)
+        self.send_request(bridge, request, branch, now)
+
+    def ack_in_dialog(self, bridge: Bridge, cseq: int) -> None:
+        """The ACK of a 2xx (or a final) to a re-INVITE of ours."""
+        self.send(bridge, self.dialog_request(bridge, "ACK", cseq, (), b"")[0])
+
+    def dialog_request(self, bridge: Bridge, method: str, cseq: int, extra: tuple[tuple[str, str], ...],
+                       body: bytes) -> tuple[Request, str]:
+        branch = self.gw.ids("branch", bridge.call_id, method.lower(), str(cseq))
         if bridge.h323_caller:
             assert bridge.invite is not None
             uri = bridge.remote_target or bridge.invite.uri
@@ -95,8 +105,8 @@ class SipDialog:
             from_ = f"{strip_tag(bridge.invite.header('to') or '')};tag={bridge.local_tag}"
             to = bridge.invite.header("from") or ""
         headers = (("via", self.via(branch)), ("max-forwards", "70"), ("from", from_), ("to", to),
-                   ("call-id", bridge.sip_call_id), ("cseq", f"{bridge.local_cseq} {method}")) + extra
-        self.send_request(bridge, Request(method, uri, headers, body), "z9hG4bK" + branch, now)
+                   ("call-id", bridge.sip_call_id), ("cseq", f"{cseq} {method}")) + extra
+        return Request(method, uri, headers, body), "z9hG4bK" + branch
 
     def send_request(self, bridge: Bridge, request: Request, branch: str, now: float) -> None:
         bridge.pending[branch] = request

@@ -173,6 +173,10 @@ class SipLeg:
             self.gw.count("sip-stray-responses")
             return
         number, method = response.cseq
+        if method == "INVITE" and self.gw.t38.on_response(bridge, response, now):
+            if response.status >= 200:
+                bridge.pending.pop(response.top_via.branch or "", None)
+            return
         if method != "INVITE":
             branch = response.top_via.branch or ""
             if response.status >= 200:
@@ -260,6 +264,9 @@ class SipLeg:
         200 with the gateway's side of the media as it is; anything else 488."""
         if bridge.phase is not Phase.CONNECTED or bridge.codec is None:
             self.gw.dialog.reply(request, source, 491 if request.method == "INVITE" else 200, bridge)
+            return
+        if request.method == "INVITE" and self.gw.t38.wants(request):
+            self.gw.t38.from_sip(bridge, request, source, now)
             return
         ours = bridge.callee_media if not bridge.h323_caller else bridge.caller_media
         theirs = bridge.caller_media if not bridge.h323_caller else bridge.callee_media

@@ -17,6 +17,7 @@ Procedures (the subset a media gateway needs, unidirectional audio channels):
   giving where the peer receives; the peer's OpenLogicalChannel answered by the owner
   (:meth:`H245Session.accept_channel` with where our side receives, or reject);
   CloseLogicalChannel both ways, requestChannelClose;
+* requestMode (T.38 fax over UDP, or back to audio) both ways, with Ack/Reject;
 * EndSessionCommand both ways; userInputIndication (alphanumeric, signal) both ways;
   roundTripDelayRequest answered; any other request gets functionNotSupported.
 """
@@ -30,7 +31,7 @@ from typing import Any, Union
 from ryu_apps.core.calls import MediaEndpoint
 
 from .asn1 import Asn1Error, decode_h245, encode_h245
-from .media import (OFFER_CHOICES, Channel, audio_capability, channel_of, codec_of_data_type, endpoint_of,
+from .media import (OFFER_CHOICES, T38_DATA_TYPE, T38_FAX, Channel, audio_capability, channel_of, codec_of_data_type, endpoint_of,
                     h245_address, olc)
 
 PROTOCOL_ID = (0, 0, 8, 245, 0, 13)
@@ -57,6 +58,7 @@ class Capabilities:
     audio: tuple[tuple[str, int], ...] = ()
     telephone_event_pt: int | None = None
     user_input: bool = True
+    t38: bool = False                               # T.38 fax over UDP (receiveDataApplicationCapability)
 
     def codecs(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.audio)
@@ -108,6 +110,22 @@ class ChannelClosed:
 
 
 @dataclass(frozen=True)
+class ModeRequested:
+    """The peer asks us to transmit ``mode`` ("t38" or "audio"): answer with
+    :meth:`H245Session.answer_mode`."""
+
+    sequence: int
+    mode: str
+
+
+@dataclass(frozen=True)
+class ModeAnswered:
+    """The peer's answer to our requestMode."""
+
+    accepted: bool
+
+
+@dataclass(frozen=True)
 class UserInput:
     digit: str
     duration_ms: int
@@ -127,7 +145,7 @@ class ProtocolError:
 
 
 Event = Union[CapabilitiesReceived, CapabilitiesAcked, MasterSlaveDecided, ChannelRequested, ChannelOpened,
-              ChannelRejected, ChannelClosed, UserInput, SessionEnded, ProtocolError]
+              ChannelRejected, ChannelClosed, ModeRequested, ModeAnswered, UserInput, SessionEnded, ProtocolError]
 
 
 @dataclass
@@ -185,7 +203,7 @@ def capabilities_of(tcs: dict[str, Any]) -> Capabilities:
             order += [n for n in alternatives if isinstance(n, int) and n not in order]
     order += [n for n in table if n not in order]
     audio: list[tuple[str, int]] = []
-    event_pt, uii = None, False
+    event_pt, uii, t38 = None, False, False
     for number in order:
         capability = table.get(number)
         if not isinstance(capability, tuple) or len(capability) != 2:
@@ -200,7 +218,9 @@ def capabilities_of(tcs: dict[str, Any]) -> Capabilities:
             event_pt = pt if isinstance(pt, int) else None
         elif kind in ("receiveUserInputCapability", "receiveAndTransmitUserInputCapability"):
             uii = True
-    return Capabilities(tuple(audio), event_pt, uii)
+        elif kind in ("receiveDataApplicationCapability", "receiveAndTransmitDataApplicationCapability"):
+            t38 = t38 or codec_of_data_type(("data", value))[0] == "t38"
+    return Capabilities(tuple(audio), event_pt, uii, t38)
 
 
 def capability_set(sequence: int, capabilities: Capabilities) -> dict[str, Any]:
@@ -212,6 +232,10 @@ def capability_set(sequence: int, capabilities: Capabilities) -> dict[str, Any]:
             entries.append({"capabilityTableEntryNumber": len(entries) + 1,
                             "capability": ("receiveAudioCapability", audio_capability(codec, ptime))})
             audio.append(len(entries))
+    if capabilities.t38:
+        entries.append({"capabilityTableEntryNumber": len(entries) + 1,
+                        "capability": ("receiveDataApplicationCapability", T38_DATA_TYPE[1])})
+        audio.append(len(entries))                  # an alternative to audio (the fax replaces the voice)
     alternatives = [audio] if audio else []
     if capabilities.telephone_event_pt is not None:
         entries.append({"capabilityTableEntryNumber": len(entries) + 1, "capability": (
@@ -251,6 +275,8 @@ class H245Session:
         self._msd_deadline: float | None = None
         self._msd_retries = 0
         self._next_channel = 1
+        self._mode_sequence = 0
+        self._mode_deadline: float | None = None
         self.outgoing: dict[int, _OutChannel] = {}
         self.incoming: dict[int, Channel] = {}             # the peer's channels, accepted or asked for
         self.accepted: set[int] = set()
@@ -279,6 +305,22 @@ class H245Session:
         value = olc(number, codec, ptime_ms, reverse=False, media=None, control=control, session_id=session_id)
         self.outgoing[number] = _OutChannel(codec, ptime_ms, now + self.timeout_s)
         return number, self._out(("request", ("openLogicalChannel", value)))
+
+    def request_mode(self, mode: str, now: float) -> Output:
+        """Ask the peer to transmit ``mode``: "t38" (T.38 fax over UDP) or "audio" (back to voice)."""
+        self._mode_sequence = self._mode_sequence % 255 + 1
+        self._mode_deadline = now + self.timeout_s
+        element = {"type": ("dataMode", {"application": ("t38fax", T38_FAX), "bitRate": 144})} if mode == "t38" \
+            else {"type": ("audioMode", ("g711Ulaw64k", 0))}
+        return self._out(("request", ("requestMode", {"sequenceNumber": self._mode_sequence,
+                                                       "requestedModes": [[element]]})))
+
+    def answer_mode(self, sequence: int, accept: bool) -> Output:
+        if accept:
+            return self._out(("response", ("requestModeAck", {"sequenceNumber": sequence,
+                                                               "response": ("willTransmitMostPreferredMode", 0)})))
+        return self._out(("response", ("requestModeReject", {"sequenceNumber": sequence,
+                                                              "cause": ("modeUnavailable", 0)})))
 
     def accept_channel(self, number: int, media: MediaEndpoint, control: MediaEndpoint | None) -> Output:
         """Acknowledge the peer's channel ``number``: our side receives it at ``media``."""
@@ -321,7 +363,7 @@ class H245Session:
         return Output([user_input_message(digit.upper(), duration_ms)])
 
     def next_timer(self) -> float | None:
-        deadlines = [d for d in (self._tcs_deadline, self._msd_deadline) if d is not None]
+        deadlines = [d for d in (self._tcs_deadline, self._msd_deadline, self._mode_deadline) if d is not None]
         deadlines += [c.deadline for c in self.outgoing.values() if c.deadline is not None]
         return min(deadlines, default=None)
 
@@ -334,6 +376,10 @@ class H245Session:
             self._msd_deadline = None
             out.extend(self._out(("indication", ("masterSlaveDeterminationRelease", {}))))
             out.events.append(ProtocolError("T106: no answer to our MasterSlaveDetermination"))
+        if self._mode_deadline is not None and self._mode_deadline <= now:
+            self._mode_deadline = None
+            out.extend(self._out(("indication", ("requestModeRelease", {}))))
+            out.events.append(ModeAnswered(False))
         for number, channel in list(self.outgoing.items()):
             if channel.deadline is not None and channel.deadline <= now:
                 del self.outgoing[number]
@@ -428,9 +474,10 @@ class H245Session:
         if "reverseLogicalChannelParameters" in body:
             return self.reject_channel(number, "unsuitableReverseParameters")
         channel = channel_of(body)
-        if channel.codec is None or channel.codec not in OFFER_CHOICES:
+        if channel.codec is None or (channel.codec not in OFFER_CHOICES and channel.codec != "t38"):
             return self.reject_channel(number, "dataTypeNotSupported")
-        if self.local is not None and self.local.audio and channel.codec not in self.local.codecs():
+        if self.local is not None and self.local.audio and channel.codec not in self.local.codecs() and \
+                not (channel.codec == "t38" and self.local.t38):
             return self.reject_channel(number, "dataTypeNotSupported")
         self.incoming[number] = channel
         self.accepted.discard(number)
@@ -455,6 +502,28 @@ class H245Session:
 
     def _on_round_trip(self, body: dict[str, Any], now: float) -> Output:
         return self._out(("response", ("roundTripDelayResponse", {"sequenceNumber": body["sequenceNumber"]})))
+
+    def _on_request_mode(self, body: dict[str, Any], now: float) -> Output:
+        sequence = int(body["sequenceNumber"])
+        first = (body.get("requestedModes") or [[{}]])[0]
+        kind = first[0].get("type", ("", None)) if first else ("", None)
+        mode = "audio" if kind[0] == "audioMode" else "t38" if kind[0] == "dataMode" and \
+            codec_of_data_type(("data", kind[1]))[0] == "t38" else ""
+        if not mode:
+            return self.answer_mode(sequence, False)
+        return Output(events=[ModeRequested(sequence, mode)])
+
+    def _on_mode_ack(self, body: dict[str, Any], now: float) -> Output:
+        if self._mode_deadline is None or body["sequenceNumber"] != self._mode_sequence:
+            return Output()
+        self._mode_deadline = None
+        return Output(events=[ModeAnswered(True)])
+
+    def _on_mode_reject(self, body: dict[str, Any], now: float) -> Output:
+        if self._mode_deadline is None or body["sequenceNumber"] != self._mode_sequence:
+            return Output()
+        self._mode_deadline = None
+        return Output(events=[ModeAnswered(False)])
 
     def _on_tcs_ack(self, body: dict[str, Any], now: float) -> Output:
         if body["sequenceNumber"] != self._tcs_sequence % 256 or self._tcs_deadline is None:
@@ -510,11 +579,12 @@ class H245Session:
 _REQUESTS = {"terminalCapabilitySet": H245Session._on_tcs, "masterSlaveDetermination": H245Session._on_msd,
              "openLogicalChannel": H245Session._on_olc, "closeLogicalChannel": H245Session._on_clc,
              "requestChannelClose": H245Session._on_request_close,
-             "roundTripDelayRequest": H245Session._on_round_trip}
+             "roundTripDelayRequest": H245Session._on_round_trip, "requestMode": H245Session._on_request_mode}
 _RESPONSES = {"terminalCapabilitySetAck": H245Session._on_tcs_ack,
               "terminalCapabilitySetReject": H245Session._on_tcs_reject,
               "masterSlaveDeterminationAck": H245Session._on_msd_ack,
               "masterSlaveDeterminationReject": H245Session._on_msd_reject,
               "openLogicalChannelAck": H245Session._on_olc_ack,
               "openLogicalChannelReject": H245Session._on_olc_reject,
-              "closeLogicalChannelAck": H245Session._on_clc_ack}
+              "closeLogicalChannelAck": H245Session._on_clc_ack, "requestModeAck": H245Session._on_mode_ack,
+              "requestModeReject": H245Session._on_mode_reject}

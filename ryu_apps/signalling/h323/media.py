@@ -166,6 +166,14 @@ def audio_capability(codec: str, ptime_ms: int) -> tuple[str, Any]:
     return (choice, frames)
 
 
+#: T.38 over UDP (UDPTL, redundancy error correction, transferred TCF), H.245 T38FaxProfile.
+T38_FAX = {"t38FaxProtocol": ("udp", 0), "t38FaxProfile": {
+    "fillBitRemoval": False, "transcodingJBIG": False, "transcodingMMR": False, "version": 0,
+    "t38FaxRateManagement": ("transferredTCF", 0),
+    "t38FaxUdpOptions": {"t38FaxMaxBuffer": 200, "t38FaxMaxDatagram": 72, "t38FaxUdpEC": ("t38UDPRedundancy", 0)}}}
+T38_DATA_TYPE = ("data", {"application": ("t38fax", T38_FAX), "maxBitRate": 144})     # 14.4 kbit/s
+
+
 def olc(number: int, codec: str, ptime_ms: int, *, reverse: bool, media: MediaEndpoint | None,
         control: MediaEndpoint | None, session_id: int = 1) -> dict[str, Any]:
     """An OpenLogicalChannel for a fastStart offer or answer."""
@@ -174,7 +182,8 @@ def olc(number: int, codec: str, ptime_ms: int, *, reverse: bool, media: MediaEn
         h2250["mediaChannel"] = h245_address(media)
     if control is not None:
         h2250["mediaControlChannel"] = h245_address(control)
-    params = {"dataType": ("audioData", audio_capability(codec, ptime_ms)),
+    data_type = T38_DATA_TYPE if codec == "t38" else ("audioData", audio_capability(codec, ptime_ms))
+    params = {"dataType": data_type,
               "multiplexParameters": ("h2250LogicalChannelParameters", h2250)}
     value: dict[str, Any] = {"forwardLogicalChannelNumber": number}
     if reverse:
