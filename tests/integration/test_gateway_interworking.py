@@ -138,6 +138,13 @@ class Lab:
             time.sleep(0.02)
         raise AssertionError("no gatekeeper stats")
 
+    def gk_settle(self) -> dict[str, Any]:
+        """The gatekeeper's report once it holds no call (or after 5 s)."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and self.gk_report()["admitted_calls"]:
+            time.sleep(0.1)
+        return self.gk_report()
+
     def close(self) -> None:
         if self.gk is not None and self.gk.poll() is None:
             self.gk.send_signal(signal.SIGTERM)
@@ -424,10 +431,7 @@ def test_a_phone_registered_at_the_mam_gatekeeper_calls_sip_admitted_once(tmp_pa
         call.hang_up()
         assert lab.wait_uas() == 0                                  # SIPp got its BYE
         call.close()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and lab.gk_report()["admitted_calls"]:
-            time.sleep(0.1)
-        gk = lab.gk_report()
+        gk = lab.gk_settle()
         assert gk["admitted_calls"] == 0 and sum(gk["pools_kbps"].values()) == 0
         assert "INVITE sip:+442079460000@site-s.example" in (tmp_path / "uas.log").read_text()
     finally:

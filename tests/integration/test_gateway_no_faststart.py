@@ -95,11 +95,11 @@ def serve_h323_callee(lab: Lab, served: dict[str, Any]) -> None:
         conn, setup["crv"], True, guid, peer, lambda s: bool(s) and s[-1]["type"] == sim.RELEASE_COMPLETE, 10))
 
 
-def sip_to_h323_call(lab: Lab) -> dict[str, Any]:
+def sip_to_h323_call(lab: Lab, scenario: str = "uac_late_offer.xml") -> dict[str, Any]:
     served: dict[str, Any] = {}
     thread = threading.Thread(target=serve_h323_callee, args=(lab, served))
     thread.start()
-    result = sipp_uac(lab, "uac_late_offer.xml")
+    result = sipp_uac(lab, scenario)
     thread.join(15)
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
     served["conn"].close()
@@ -166,12 +166,32 @@ def test_a_registered_phone_without_faststart_calls_sip_through_the_mam_gatekeep
         call.hang_up()
         assert lab.wait_uas() == 0
         call.close()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and lab.gk_report()["admitted_calls"]:
-            time.sleep(0.1)
-        gk = lab.gk_report()
+        gk = lab.gk_settle()
         assert gk["admitted_calls"] == 0 and sum(gk["pools_kbps"].values()) == 0
         assert f"c=IN IP4 {H_HOST}" in (tmp_path / "uas.log").read_text()
     finally:
         phone.close()
         lab.close()
+
+
+def test_a_sip_reinvite_to_t38_switches_the_h323_channels(lab: Lab, tmp_path: Path) -> None:
+    """SIPp (late offer) calls the H.323 PBX, then re-INVITEs to T.38: the simulator gets a
+    requestMode, switches to a T.38 channel, and SIPp's 200 answers m=image at its address;
+    tshark decodes the requestMode and the T.38 channels."""
+    pcap = tmp_path / "t38.pcap"
+    capture = Capture(pcap, [lab.sip_port, lab.uas_port, lab.phone.getsockname()[1]])
+    try:
+        served = sip_to_h323_call(lab, "uac_t38.xml")
+    finally:
+        capture.stop()
+    peer: sim.TunnelledH245 = served["h245"]
+    assert "requestMode" in peer.seen and peer.peer_t38_media is not None and peer.peer_t38_media[0] == S_HOST
+    assert peer.peer_t38_media[1] == 6010                                   # the re-INVITE's image port
+    received = (lab.workdir / "uac.log").read_text()
+    assert f"m=image {H_RTP[1] + 10} udptl t38" in received
+    stats = lab.settle()
+    assert stats["t38-switched"] == 1 and stats["admitted"] == 1 and stats["released"] == 1
+    assert (stats["admitted_calls"], stats["pools_kbps"]["h-s"]) == (0, 0) and stats["internal_errors"] == 0
+    text, _ = tshark_decode(lab, pcap)
+    for name in ("requestMode", "requestModeAck", "t38fax", "closeLogicalChannel"):
+        assert name in text, name

@@ -45,15 +45,25 @@ def test_sip_reinvite_with_t38_switches_the_h323_channels_and_admission():
     assert [m.codec for _, m in control.modified][-1] == "t38"
     assert [(a.port, b.port) for _, a, b in control.attached][-1] == (50010, 40010)
     assert call.gw.stats["t38-switched"] == 1 and call.gw.internal_errors == 0
+    again = call.gw.sip_receive(reinvite(ok.header("to"), "<sip:+442071230000@site-s.example>;tag=caller1",
+                                         "s2h-1", T38_SDP, cseq=31), PBX_S, 6.0)
+    (refresh,) = sip_out(again)                                       # a T.38 session refresh: 200, same media
+    assert refresh.status == 200 and "m=image 40010 udptl t38" in refresh.body.decode()
 
 
-def test_h323_request_mode_sends_a_t38_reinvite_and_the_answer_acks_its_channel():
-    control = Control()
+def h323_asks_for_t38(control: Control) -> H2S:
+    """A connected H.323 caller without fastStart whose requestMode asks for T.38."""
     call = H2S(control)
     call.sip(response(call.invite, 200, body=OFFER), 1.0)
     actions = call.gw.h323_data(call.conn, sim.facility(call.crv, False, call.guid, [call.peer.request_t38()]), 2.0)
     call.out = list(actions)
     call.converse(actions, 2.0)
+    return call
+
+
+def test_h323_request_mode_sends_a_t38_reinvite_and_the_answer_acks_its_channel():
+    control = Control()
+    call = h323_asks_for_t38(control)
     assert "requestModeAck" in call.peer.seen and call.peer.peer_t38_channel is not None
     (offer,) = sip_out(call.out, "INVITE")
     assert "m=image 40010 udptl t38" in offer.body.decode() and offer.header("to").endswith("tag=callee1")
@@ -79,11 +89,7 @@ def test_a_refused_switch_gets_488_and_the_call_goes_on():
 
 def test_a_sip_refusal_of_our_t38_reinvite_ends_the_call_once():
     control = Control()
-    call = H2S(control)
-    call.sip(response(call.invite, 200, body=OFFER), 1.0)
-    actions = call.gw.h323_data(call.conn, sim.facility(call.crv, False, call.guid, [call.peer.request_t38()]), 2.0)
-    call.out = list(actions)
-    call.converse(actions, 2.0)
+    call = h323_asks_for_t38(control)
     (offer,) = sip_out(call.out, "INVITE")
     actions, h323 = call.sip(response(offer, 488), 3.0)
     assert len(sip_out(actions, "ACK")) == 1 and len(sip_out(actions, "BYE")) == 1

@@ -92,6 +92,11 @@ class T38Leg:
     def from_sip(self, bridge: Bridge, request: Request, source: Peer, now: float) -> None:
         offer = t38_offer(request.body)
         session = bridge.h245
+        state = bridge.t38
+        if offer is not None and state is not None and state.request is None and state.h323_address is not None \
+                and offer[0] == state.sip_address:              # on T.38 already: a session refresh
+            self.answer(request, source, state.h323_address, offer[1], now)
+            return
         if offer is None or offer[0] is None or session is None or bridge.t38 is not None or \
                 (session.remote is not None and not session.remote.t38):
             why = "no H.245 on the H.323 leg (fastStart call)" if session is None else \
@@ -179,10 +184,7 @@ class T38Leg:
             self.gw.h245.events(bridge, session.accept_channel(state.their_number, state.sip_address, None), now)
             state.their_number = None
         if state.request is not None and state.source is not None:
-            body = t38_sdp(state.h323_address, state.kinds, now_id(now))
-            response = build_response(state.request, 200, "OK", body=body, extra=(
-                ("contact", self.gw.dialog.contact()), ("content-type", "application/sdp")))
-            self.gw.emit(Send(serialize(response), state.source))
+            self.answer(state.request, state.source, state.h323_address, state.kinds, now)
             state.request = None
         self.gw.disarm(bridge, "t38")
         self.gw.count("t38-switched")
@@ -193,6 +195,12 @@ class T38Leg:
         else:
             bridge.caller_media, bridge.callee_media = state.sip_address, state.h323_address
         self.gw.attach(bridge)
+
+    def answer(self, request: Request, source: Peer, at: MediaEndpoint, kinds: tuple[str, ...], now: float) -> None:
+        body = t38_sdp(at, kinds, now_id(now))
+        response = build_response(request, 200, "OK", body=body, extra=(
+            ("contact", self.gw.dialog.contact()), ("content-type", "application/sdp")))
+        self.gw.emit(Send(serialize(response), source))
 
     # -- the gateway's re-INVITE (the H.323 party asked) --------------------------------------
     def reinvite(self, bridge: Bridge, at: MediaEndpoint, now: float) -> None:
