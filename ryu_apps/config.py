@@ -416,6 +416,7 @@ def _gateway(root: _Node, communities: tuple[Community, ...]) -> GatewayConfig:
         sip_listen=(sip_listen.rpartition(":")[0].strip("[]"), int(sip_listen.rpartition(":")[2])),
         h323_listen=(h323_listen.rpartition(":")[0].strip("[]"), int(h323_listen.rpartition(":")[2])),
         pbx=tuple(pbx), no_answer_s=section.get("no_answer_s", _number(1.0, 3600.0), 180.0),
+        h245_timeout_s=section.get("h245_timeout_s", _number(1.0, 120.0), 10.0),
         trusted=tuple(str(a) for a in section.get("trusted", _list(_ip), ())))
     section.done()
     return gateway

@@ -136,19 +136,23 @@ def test_a_typo_in_a_community_key_is_still_an_error():
 def test_the_gateway_section_and_its_errors():
     doc = document(signalling="h323")
     doc["gateway"] = {"sip_listen": "127.0.0.1:5070", "h323_listen": "127.0.0.1:1730",
-                      "pbx": {"site-a": "10.0.1.5:5060", "site-b": "10.0.2.5:1720"}, "no_answer_s": 60}
+                      "pbx": {"site-a": "10.0.1.5:5060", "site-b": "10.0.2.5:1720"}, "no_answer_s": 60,
+                      "h245_timeout_s": 7}
     gateway = parse_config(doc).gateway
-    assert gateway.enabled and gateway.sip_listen == ("127.0.0.1", 5070) and gateway.no_answer_s == 60
+    assert gateway.enabled and gateway.sip_listen == ("127.0.0.1", 5070) and gateway.no_answer_s == 60 \
+        and gateway.h245_timeout_s == 7
     assert gateway.pbx == (("site-a", "10.0.1.5", 5060), ("site-b", "10.0.2.5", 1720))
     from ryu_apps.signalling.gateway.standalone import settings_from_config
     config = parse_config(doc)
     settings = settings_from_config(config.gateway, config.topology.communities)
     assert settings.sip_pbx["site-a"].port == 5060 and settings.h323_pbx == {"site-b": ("10.0.2.5", 1720)}
     assert settings.domains == {"site-a": "site-a.example", "site-b": "site-b.example"}
+    assert settings.h245_timeout_s == 7
     for key, value, where, message in (
             ("pbx", {"site-z": "10.0.0.1:5060"}, "gateway.pbx.site-z", "unknown community"),
             ("pbx", {"site-a": "pbx.example:5060"}, "gateway.pbx.site-a", "IP"),
             ("sip_listen", "nowhere", "gateway.sip_listen", "host:port"),
+            ("h245_timeout_s", 0, "gateway.h245_timeout_s", ""),
             ("colour", "red", "gateway.colour", "unknown key")):
         bad = copy.deepcopy(doc)
         bad["gateway"][key] = value

@@ -137,6 +137,7 @@ class GatewayConfig:
     h323_listen: tuple[str, int] = ("127.0.0.1", 1730)
     pbx: tuple[tuple[str, str, int], ...] = ()            # (community, host, port) of its PBX's signalling
     no_answer_s: float = 180.0
+    h245_timeout_s: float = 10.0                          # calls without fastStart: media settled by then
     trusted: tuple[str, ...] = ()                         # the MAM's own proxy / gatekeeper: calls admitted there
 
     def profile(self, name: str) -> Profile:

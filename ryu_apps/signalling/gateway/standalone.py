@@ -50,6 +50,7 @@ def settings_from_config(gateway: GatewayConfig, communities: Any, sip_t1: float
     (sip_host, sip_port), (h323_host, h323_port) = gateway.sip_listen, gateway.h323_listen
     return GatewaySettings(sip_host, sip_port, h323_host, h323_port, sip_pbx=sip_pbx, h323_pbx=h323_pbx,
                            domains=domains, profiles=profiles, t1=sip_t1, no_answer_s=gateway.no_answer_s,
+                           h245_timeout_s=gateway.h245_timeout_s,
                            trusted=frozenset(gateway.trusted))
 
 
