@@ -231,6 +231,7 @@ class TunnelledH245:
     t38: bool = True                                   # accepts a requestMode for T.38 (fax)
     peer_t38_media: tuple[str, int] | None = None      # from the peer's Ack of our T.38 channel
     peer_t38_channel: dict[str, Any] | None = None
+    audio_again: bool = False                          # asked back to audio after T.38
 
     @property
     def t38_rtp(self) -> tuple[str, int]:
@@ -240,6 +241,13 @@ class TunnelledH245:
         """Our requestMode: T.38 fax (the peer should switch its channel)."""
         return enc("h245", ("request", ("requestMode", {"sequenceNumber": 7, "requestedModes": [
             [{"type": ("dataMode", {"application": ("t38fax", T38_FAX), "bitRate": 144})}]]})))
+
+    def back_to_audio(self) -> list[bytes]:
+        """Close our T.38 channel, open audio again (channel 3)."""
+        self.audio_again = True
+        close = enc("h245", ("request", ("closeLogicalChannel", {"forwardLogicalChannelNumber": 2,
+                                                                  "source": ("user", 0)})))
+        return [close, h245_olc(3, self.codec, self.frames, (self.rtp[0], self.rtp[1] + 1))]
 
     def switch_to_t38(self) -> list[bytes]:
         """Close our audio channel, open a T.38 one."""
@@ -288,6 +296,10 @@ class TunnelledH245:
                     self.peer_t38_media = media
                 else:
                     self.peer_media = media
+            elif name == "requestMode" and body["requestedModes"][0][0]["type"][0] == "audioMode":
+                out.append(enc("h245", ("response", ("requestModeAck", {
+                    "sequenceNumber": body["sequenceNumber"], "response": ("willTransmitMostPreferredMode", 0)}))))
+                out += self.back_to_audio()
             elif name == "requestMode":
                 answer = "requestModeAck" if self.t38 else "requestModeReject"
                 fields = {"response": ("willTransmitMostPreferredMode", 0)} if self.t38 else \

@@ -36,6 +36,7 @@ def test_sip_reinvite_with_t38_switches_the_h323_channels_and_admission():
     call.h323_after(call.gw.sip_receive(data, PBX_S, 5.0), 5.0)
     assert "requestMode" in call.peer.seen and "closeLogicalChannel" in call.peer.seen
     assert call.peer.peer_t38_media == S_T38                         # its T.38 channel acked with SIPp's address
+    assert call.peer.seen.count("openLogicalChannel") == 2            # audio, then T.38: no audio reopened
     channel = call.peer.peer_t38_channel["forwardLogicalChannelParameters"]
     assert channel["dataType"][1]["application"][0] == "t38fax"
     (answer,) = [m for m in sip_out(call.out, 200) if m.cseq == (30, "INVITE")]
@@ -87,14 +88,20 @@ def test_a_refused_switch_gets_488_and_the_call_goes_on():
     assert control.releases == [] and call.gw.bridges
 
 
-def test_a_sip_refusal_of_our_t38_reinvite_ends_the_call_once():
+def test_a_sip_refusal_of_our_t38_reinvite_puts_the_h323_leg_back_on_audio():
     control = Control()
     call = h323_asks_for_t38(control)
     (offer,) = sip_out(call.out, "INVITE")
+    before = len(call.peer.seen)
     actions, h323 = call.sip(response(offer, 488), 3.0)
-    assert len(sip_out(actions, "ACK")) == 1 and len(sip_out(actions, "BYE")) == 1
-    assert [(m["type"], m["cause"]) for m in h323] == [(sim.RELEASE_COMPLETE, 65)]
-    assert len(control.releases) == 1
+    assert len(sip_out(actions, "ACK")) == 1 and not sip_out(actions, "BYE")
+    assert sim.RELEASE_COMPLETE not in [m["type"] for m in h323]
+    seen = call.peer.seen[before:]
+    assert "requestMode" in seen and seen.count("closeLogicalChannel") == 1 and "openLogicalChannel" in seen
+    assert "openLogicalChannelReject" in seen                          # its T.38 channel refused
+    assert call.peer.audio_again and call.peer.peer_media == S_RTP     # its new audio channel acked
+    assert call.peer.peer_channel["forwardLogicalChannelParameters"]["dataType"][0] == "audioData"
+    assert control.releases == [] and call.gw.stats["t38-refused"] == 1 and call.gw.internal_errors == 0
 
 
 def test_no_answer_to_our_request_mode_gets_488_after_the_h245_timeout():

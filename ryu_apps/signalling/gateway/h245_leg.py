@@ -147,8 +147,10 @@ class H245Leg:
                     self.fail(bridge, "h245: OpenLogicalChannelAck without a media address", now)
                 elif bridge.h323_caller:
                     bridge.caller_media = event.media
+                    self.gw.attach(bridge)
                 else:
                     bridge.callee_media = event.media
+                    self.gw.attach(bridge)
             elif isinstance(event, ChannelRejected) and event.number == bridge.our_channel:
                 self.fail(bridge, f"h245: our channel refused ({event.cause})", now)
             elif isinstance(event, ChannelClosed):
@@ -202,7 +204,7 @@ class H245Leg:
         if offer is None or session.remote is None:
             return                                   # no 200 yet, or the caller's capabilities not yet
         offered = [(name, ptime) for name, _, ptime in offer.codecs if name in OFFER_CHOICES]
-        if bridge.our_channel is None:
+        if bridge.our_channel is None and bridge.t38 is None:
             codec = next(((n, p) for n, p in offered if n in session.remote.codecs()), None)
             if codec is None:
                 self.fail(bridge, "no codec both sides receive", now)
@@ -226,7 +228,7 @@ class H245Leg:
             self.gw.count("late-offer-answered")
 
     def progress_sip_caller(self, bridge: Bridge, session: H245Session, now: float) -> None:
-        if session.remote is not None and bridge.our_channel is None:
+        if session.remote is not None and bridge.our_channel is None and bridge.t38 is None:
             ours = [c for c, _ in self.late_codecs(bridge)]
             codec = next(((n, p) for n, p in session.remote.audio if n in ours), None)
             if codec is None:

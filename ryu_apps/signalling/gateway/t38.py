@@ -14,8 +14,8 @@ answer in ``h245_timeout_s``: 488 (``Reason: Q.850;cause=65``) and the call goes
 H.323 party first (its requestMode asks for T.38): the gateway acks it, closes its audio
 channel, opens a T.38 one, and with the address of the Ack sends a re-INVITE offering
 ``m=image``; the 200's answer gives where the SIP party receives, with which the H.323
-party's T.38 channel is acked. A SIP refusal ends the call (cause from the status): the
-H.323 party has already left audio.
+party's T.38 channel is acked. A SIP refusal puts the H.323 leg back on audio: our T.38
+channel closed, its T.38 channel refused, requestMode audio, our audio channel reopened.
 
 Calls with fastStart have no H.245 session: their T.38 re-INVITE stays a 488.
 """
@@ -34,7 +34,6 @@ from ..sip.message import Request, Response, build_response, serialize
 from ..sip.sdp import parse_sdp
 from ..sip.transaction import Peer, Send
 from .bridge import BEARER_NOT_IMPLEMENTED, Bridge, Phase, T38State, now_id
-from .causes import q850_of_status
 
 if TYPE_CHECKING:
     from .interwork import Gateway
@@ -202,6 +201,28 @@ class T38Leg:
             ("contact", self.gw.dialog.contact()), ("content-type", "application/sdp")))
         self.gw.emit(Send(serialize(response), source))
 
+    def back_to_audio(self, bridge: Bridge, why: str, now: float) -> None:
+        """The H.323 party asked for T.38 and the SIP party refused it: our T.38 channel
+        closed, its T.38 channel refused, requestMode audio, our audio channel opened again
+        (the H.323 party's new audio channel is acked by :meth:`.H245Leg.progress`)."""
+        state, bridge.t38 = bridge.t38, None
+        session = bridge.h245
+        self.gw.disarm(bridge, "t38")
+        self.gw.count("t38-refused")
+        log.info("%s: back to audio: %s", bridge.call_id, why)
+        if state is None or session is None or bridge.codec is None:
+            return
+        if state.our_number is not None:
+            self.gw.h245.events(bridge, session.close_channel(state.our_number), now)
+        if state.their_number is not None:
+            self.gw.h245.events(bridge, session.reject_channel(state.their_number), now)
+        self.gw.h245.events(bridge, session.request_mode("audio", now), now)
+        sip_media = bridge.callee_media if bridge.h323_caller else bridge.caller_media
+        control = None if sip_media is None else MediaEndpoint(sip_media.ip, sip_media.port + 1)
+        bridge.our_channel, out = session.open_channel(bridge.codec[0], bridge.codec[1], control, now)
+        self.gw.h245.events(bridge, out, now)
+        self.gw.h245.flush(bridge)
+
     # -- the gateway's re-INVITE (the H.323 party asked) --------------------------------------
     def reinvite(self, bridge: Bridge, at: MediaEndpoint, now: float) -> None:
         state = bridge.t38
@@ -224,7 +245,7 @@ class T38Leg:
         if state.sip_address is not None:
             return True                                     # a retransmitted 2xx: ACKed again
         if response.status >= 300:
-            self.gw.end(bridge, q850_of_status(response.status), f"t38: re-INVITE {response.status}", now)
+            self.back_to_audio(bridge, f"the SIP party refused T.38 ({response.status})", now)
             return True
         offer = t38_offer(response.body) if response.body else None
         if offer is None or offer[0] is None:
