@@ -1,15 +1,17 @@
 """Perform what the valve decides, with the framework's datapaths and the service.
 
-The app (``mam_app.py``) decodes each event (``decode.py``) and calls :meth:`Shell.event`;
-the service calls :meth:`Shell.on_changes` with each committed plan change (under its
-lock). Either way the valve runs under the shell's lock and its OpenFlow messages are
-rendered and sent at once, in order; everything else is performed after the valve's lock
-is released:
+The app (``mam_app.py``) decodes each event (``decode.py``) and calls :meth:`Shell.event`:
+the valve runs under the shell's lock, its OpenFlow messages are rendered and sent at once,
+in order, and its reports go to the service once the valve's lock is released.
 
-* reports and observations from a switch event go to the service right away;
-* from a plan change (the service's lock is held) they are queued, like every per-port
-  class update, and performed by :meth:`drain` on the app's timer loop, outside the
-  service's lock (a slow ``tc`` or OVSDB transaction never delays an admission).
+The service calls :meth:`Shell.on_changes` with each committed plan change, under its lock,
+on the path of the admission that made it (a SIP or REST request). That only queues the
+change and wakes the app's timer loop, whose :meth:`drain` hands every change queued since
+its last round to the valve as one: each switch gets one batch of flow-mods and one barrier
+for all the calls admitted or released meanwhile, and neither the valve, the rendering nor
+the sending runs on the admission's path or under the service's lock. Reports from those
+changes and per-port class updates are performed there too (a slow ``tc`` or OVSDB
+transaction never delays an admission).
 
 Every boundary is guarded: an exception while handling one event or action is logged
 and counted in :attr:`failures`, and the next one is handled as usual.
@@ -23,7 +25,8 @@ import threading
 import time
 from typing import Any, Callable, Protocol
 
-from ..core.flowplan import PortClass
+from ..core.changes import Changes
+from ..core.flowplan import PlanDiff, PortClass
 from ..service import MamService
 from . import actions as act
 from . import events as ev
@@ -56,9 +59,11 @@ class Shell:
         self.datapaths: dict[int, Any] = {}   # conn -> datapath
         self._next_conn = 0
         self._deferred: collections.deque[act.Action] = collections.deque()
+        self._changes: list[Changes] = []         # committed plan changes not yet given to the valve
         self.failures: collections.Counter[str] = collections.Counter()
         self.sent = 0
         self.transmit = transmit or self._to_datapath
+        self._outgoing: dict[int, list[bytes]] = {}    # conn -> wire bytes not yet handed to its datapath
 
     def start(self) -> None:
         """Give the valve the whole plan (call once, before switches connect)."""
@@ -99,21 +104,16 @@ class Shell:
             self.failures[kind] += 1
             log.exception("OpenFlow event %s failed; carrying on", kind)
 
-    def on_changes(self, changes: Any) -> None:
-        """Service listener (under the service's lock): plan changes and released calls."""
-        try:
-            with self.lock:
-                actions = self.valve.plan_changed(changes, self.clock())
-                rest = self._send_all(actions)
-                self._deferred.extend(rest)
-            if rest:
-                self.wake()
-        except Exception:
-            self.failures["plan-change"] += 1
-            log.exception("plan change failed in the data-plane shell; carrying on")
+    def on_changes(self, changes: Changes) -> None:
+        """Service listener (under the service's lock): queue the change for :meth:`drain`."""
+        with self.lock:
+            self._changes.append(changes)
+        self.wake()
 
     def drain(self) -> None:
-        """Perform what was queued (on the timer loop, outside the service's lock)."""
+        """Send the queued plan changes as one, then perform what was deferred (on the timer
+        loop, outside the service's lock)."""
+        self._send_changes()
         while True:
             with self.lock:
                 if not self._deferred:
@@ -121,6 +121,18 @@ class Shell:
                 batch = list(self._deferred)
                 self._deferred.clear()
             self._perform(batch)
+
+    def _send_changes(self) -> None:
+        try:
+            with self.lock:
+                if not self._changes:
+                    return
+                queued, self._changes = self._changes, []
+                actions = self.valve.plan_changed(merged(queued), self.clock())
+                self._deferred.extend(self._send_all(actions))
+        except Exception:
+            self.failures["plan-change"] += 1
+            log.exception("plan change failed in the data-plane shell; carrying on")
 
     def set_roles(self, responsible: frozenset[str], wanted: dict[str, tuple[ev.Role, int]]) -> None:
         """Clusters: the switches this controller masters now, and the role (with its
@@ -147,7 +159,7 @@ class Shell:
 
     def pending(self) -> bool:
         with self.lock:
-            return bool(self._deferred)
+            return bool(self._deferred or self._changes)
 
     # --- out -----------------------------------------------------------------------------------
 
@@ -168,9 +180,12 @@ class Shell:
                 self.wake()
             else:
                 rest.append(action)
+        self._flush()
         return rest
 
     def _to_datapath(self, send: act.Send) -> bool:
+        """Render one message to wire bytes, kept with the others for its switch until
+        :meth:`_flush`: a batch of flow-mods and its barrier leave in one write."""
         datapath = self.datapaths.get(send.conn)
         if datapath is None:
             return False        # that connection is gone
@@ -179,10 +194,23 @@ class Shell:
             encoder = wire.encoder(datapath.ofproto, datapath.ofproto_parser)
             data = (encoder.flow_add(message.entry, send.xid) if isinstance(message, FlowAdd)
                     else encoder.flow_delete(message.entry, send.xid))
-            datapath.send_msg(encoder.raw(datapath, data, send.xid))
         else:
-            datapath.send_msg(render_with_xid(datapath, message, send.xid))
+            rendered = render_with_xid(datapath, message, send.xid)
+            rendered.serialize()
+            data = bytes(rendered.buf)
+        self._outgoing.setdefault(send.conn, []).append(data)
         return True
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, {}
+        for conn, parts in outgoing.items():
+            datapath = self.datapaths.get(conn)
+            try:
+                if datapath is not None:
+                    datapath.send(b"".join(parts))     # the framework's send queue: one item, one sendall
+            except Exception:
+                self.failures["send"] += 1
+                log.exception("sending %d message(s) to connection %d failed", len(parts), conn)
 
     def _perform(self, actions: list[act.Action]) -> None:
         for action in actions:
@@ -251,3 +279,12 @@ class Shell:
         if transitions:
             ports = self.service.read(lambda manager: frozenset(self.service.survey.link_ports()))
             self.event("link-ports", lambda: ev.LinkPortsChanged(ports))
+
+
+def merged(queued: list[Changes]) -> Changes:
+    """Plan changes committed one after the other, as one (``PlanDiff.chain``: an entry
+    added and removed meanwhile never reaches a switch)."""
+    if len(queued) == 1:
+        return queued[0]
+    return Changes(PlanDiff.chain(c.plan for c in queued), tuple(r for c in queued for r in c.released),
+                   tuple(n for c in queued for n in c.notes), frozenset().union(*(c.carried for c in queued)))

@@ -46,7 +46,6 @@ class FlowModEncoder:
         self._fields: dict[tuple[str, Any], tuple[int, bytes]] = {}    # (name, value) -> (order, TLV)
         self._actions: dict[Action, bytes] = {}
         self._headers: dict[str, tuple[int, bytes]] = {}                # per-call field -> (order, OXM header)
-        self._raw_class: Any = None
 
     # --- pieces -------------------------------------------------------------------------
 
@@ -152,23 +151,6 @@ class FlowModEncoder:
 
     def _message(self, body: bytes, xid: int) -> bytes:
         return _HEADER.pack(self.ofp.OFP_VERSION, self.ofp.OFPT_FLOW_MOD, 8 + len(body), xid) + body
-
-    def raw(self, datapath: Any, data: bytes, xid: int) -> Any:
-        """A message object the framework's ``send_msg`` accepts, carrying ``data`` as is."""
-        if self._raw_class is None:
-            base = self.parser.MsgBase
-
-            class Raw(base):  # type: ignore[misc, valid-type]
-                def __init__(self, datapath: Any, data: bytes, xid: int, version: int, msg_type: int) -> None:
-                    super().__init__(datapath)
-                    self.version, self.msg_type, self.msg_len, self.xid = version, msg_type, len(data), xid
-                    self.buf = data
-
-                def serialize(self) -> None:
-                    pass            # already wire bytes
-
-            self._raw_class = Raw
-        return self._raw_class(datapath, data, xid, self.ofp.OFP_VERSION, self.ofp.OFPT_FLOW_MOD)
 
 
 _ENCODERS: dict[int, FlowModEncoder] = {}

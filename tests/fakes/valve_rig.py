@@ -97,6 +97,8 @@ class Rig:
         self.service.attach_media(call_id, MediaEndpoint(*caller), MediaEndpoint(*callee))
         if deliver:
             self.deliver()
+        else:
+            self.shell.drain()            # sent (the app's timer loop runs this), replies held back
         return decision
 
     def state(self, call_id: str) -> str | None:

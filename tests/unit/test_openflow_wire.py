@@ -10,6 +10,8 @@ os-ken (.venv-osken, ``-m osken``).
 
 from __future__ import annotations
 
+import collections
+
 from types import SimpleNamespace
 from typing import Any
 
@@ -71,17 +73,22 @@ def test_fields_in_any_order_and_empty_matches_and_actions() -> None:
 
 @pytest.mark.osken
 def test_the_shell_sends_those_bytes_with_the_valves_xid() -> None:
-    sent: list[Any] = []
-    dp = SimpleNamespace(ofproto=ofp, ofproto_parser=parser, id=1, send_msg=sent.append)
+    sent: list[bytes] = []
+    dp = SimpleNamespace(ofproto=ofp, ofproto_parser=parser, id=1, send=sent.append)
     shell = Shell.__new__(Shell)
-    shell.datapaths = {3: dp}
+    shell.datapaths, shell._outgoing, shell.failures = {3: dp}, {}, collections.Counter()
     entry = plan_entries()[0]
-    for message in (m.FlowAdd(entry), m.FlowDelete(entry), m.Barrier()):
+    messages = (m.FlowAdd(entry), m.FlowDelete(entry), m.Barrier())
+    for message in messages:
         assert shell._to_datapath(act.Send(entry.switch, 3, 77, message))
-        msg = sent[-1]
-        assert isinstance(msg, parser.MsgBase) and msg.xid == 77
-        msg.serialize()
-        assert bytes(msg.buf) == framework_bytes(message, 77)
+        shell._flush()
+        assert sent[-1] == framework_bytes(message, 77)
+    # a batch for one switch leaves in one write, in order
+    for xid, message in enumerate(messages, start=100):
+        assert shell._to_datapath(act.Send(entry.switch, 3, xid, message))
+    shell._flush()
+    assert sent[-1] == b"".join(framework_bytes(message, xid) for xid, message in enumerate(messages, start=100))
+    assert len(sent) == len(messages) + 1
 
 
 @pytest.mark.osken

@@ -174,6 +174,11 @@ class HubSipServer:
                     self._handle(data, Peer("udp", addr[0], addr[1]), "udp-receive", waited)
             for data, addr, waited in invites:
                 self._handle(data, Peer("udp", addr[0], addr[1]), "udp-receive", waited)
+            # Let the hub's other greenlets run between batches (the data plane's timer loop
+            # sends the flows of the calls just admitted; the switches' barrier replies confirm
+            # them): a busy socket never blocks, so without this the loop would hold the hub
+            # until the socket is empty and the flows would lag the signalling by seconds.
+            self.sleep(0)
 
     def _handle(self, item: Any, peer: Peer, kind: str, waited: float = 0.0) -> None:
         """One datagram (bytes) or framed TCP item through the core, then its outputs out."""
