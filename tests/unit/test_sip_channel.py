@@ -23,7 +23,8 @@ from ryu_apps.signalling.sip.owner_core import WORKER_LOST, OwnerCore
 from ryu_apps.signalling.sip.proxy import SipProxy
 from ryu_apps.signalling.sip.proxy_config import ProxyConfig
 from ryu_apps.signalling.sip.routing import RouteTable
-from ryu_apps.signalling.sip.steering import call_id_of, unwrap, worker_for, wrap
+from ryu_apps.signalling.sip.owner import pack
+from ryu_apps.signalling.sip.steering import PACK_BYTES, call_id_of, unwrap, worker_for, wrap
 from ryu_apps.signalling.sip.transaction import Peer, Send
 from test_sip_proxy import CALLEE, CALLER, PROXY_HOST, answer, invite, only_request, request, sdp, statuses
 
@@ -63,9 +64,14 @@ def test_one_calls_datagrams_go_to_one_worker_and_calls_spread_over_all() -> Non
 
 
 def test_a_steered_datagram_keeps_its_source() -> None:
-    assert unwrap(wrap(b"INVITE ...", "10.1.0.10", 5062, 0.25)) == (b"INVITE ...", "10.1.0.10", 5062, 0.25)
-    with pytest.raises(ValueError):
-        unwrap(b"\x00" * 5)
+    assert unwrap(wrap(b"INVITE ...", "10.1.0.10", 5062, 0.25)) == [(b"INVITE ...", "10.1.0.10", 5062, 0.25)]
+    pieces = [wrap(f"m{n}".encode() * 2000, "::1", n, 0.0) for n in range(40)]
+    packets = pack(pieces)
+    assert 1 < len(packets) < 40 and all(len(p) <= PACK_BYTES for p in packets)
+    assert [d for p in packets for d in unwrap(p)] == [(f"m{n}".encode() * 2000, "::1", n, 0.0) for n in range(40)]
+    for broken in (b"\x00" * 5, wrap(b"data", "h", 1, 0.0)[:-1]):
+        with pytest.raises(ValueError):
+            unwrap(broken)
 
 
 # --- the worker's client ------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from typing import Any
 from .channel_codec import FrameError
 from .guard import Faults
 from .owner_core import Link, OwnerCore
-from .steering import worker_for, wrap
+from .steering import PACK_BYTES, worker_for, wrap
 from .udp_server import ANCILLARY, BATCH, kernel_delay, open_udp, tune_buffers
 from .workers import WorkerSpec
 
@@ -124,22 +124,42 @@ class Dispatcher:
     def readable(self) -> None:
         recvmsg = self.shared.recvmsg
         count = len(self.writers)
+        packets: dict[int, list[bytes]] = {}
         for _ in range(BATCH):
             try:
                 data, ancillary, _, addr = recvmsg(65535, ANCILLARY)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as error:
                 self.faults.record("udp-receive", error)
-                return
+                break
             target = worker_for(data, count)
             self.per_worker[target] += 1
-            try:
-                self.writers[target].send(wrap(data, addr[0], addr[1], kernel_delay(ancillary)))
-            except BlockingIOError:            # that worker is behind (or being restarted): UDP drops
-                self.faults.record("steer-full", None, f"to worker {target}")
-            except OSError as error:
-                self.faults.record("steer", error, f"to worker {target}")
+            packets.setdefault(target, []).append(wrap(data, addr[0], addr[1], kernel_delay(ancillary)))
+        for target, pieces in packets.items():         # one send per worker and wake-up
+            for packet in pack(pieces):
+                try:
+                    self.writers[target].send(packet)
+                except BlockingIOError:        # that worker is behind (or being restarted): UDP drops
+                    self.faults.record("steer-full", None, f"to worker {target}")
+                except OSError as error:
+                    self.faults.record("steer", error, f"to worker {target}")
+
+
+def pack(pieces: list[bytes]) -> list[bytes]:
+    """Wrapped datagrams joined into as few packets of at most PACK_BYTES as their order allows."""
+    packets: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        if current and size + len(piece) > PACK_BYTES:
+            packets.append(b"".join(current))
+            current, size = [], 0
+        current.append(piece)
+        size += len(piece)
+    if current:
+        packets.append(b"".join(current))
+    return packets
 
 
 class Owner:

@@ -7,7 +7,8 @@ retransmissions, the CANCEL and the ACK of a non-2xx answer. Those must reach th
 worker that holds the INVITE transaction, so each datagram belongs to worker
 ``crc32(Call-ID) % N`` (:func:`worker_for`); a worker that reads another's datagram
 hands it over on that worker's unix datagram socket, wrapped with where it came from
-(:func:`wrap` / :func:`unwrap`). Responses and in-dialog requests need no steering:
+(:func:`wrap` / :func:`unwrap`; the datagrams read in one wake-up for one worker travel
+in one packet of at most ``PACK_BYTES``: one send, one wake-up of that worker). Responses and in-dialog requests need no steering:
 they come to the worker's own port (its Via and Record-Route).
 """
 
@@ -16,7 +17,8 @@ from __future__ import annotations
 import struct
 import zlib
 
-ENVELOPE = struct.Struct(">dHB")          # seconds waited in the kernel, source port, length of the host
+ENVELOPE = struct.Struct(">dHBH")         # seconds waited in the kernel, source port, host length, data length
+PACK_BYTES = 48 * 1024                    # a packet of steered datagrams holds at most this much
 
 
 def call_id_of(data: bytes) -> bytes | None:
@@ -41,16 +43,25 @@ def worker_for(data: bytes, workers: int) -> int:
 
 
 def wrap(data: bytes, host: str, port: int, waited: float) -> bytes:
+    """One datagram with where it came from; several wrapped datagrams may travel in one packet."""
     raw = host.encode("ascii", "replace")[:255]
-    return ENVELOPE.pack(waited, port & 0xFFFF, len(raw)) + raw + data
+    return ENVELOPE.pack(waited, port & 0xFFFF, len(raw), len(data)) + raw + data
 
 
-def unwrap(packet: bytes) -> tuple[bytes, str, int, float]:
-    """``(data, host, port, waited)``; ValueError for a packet too short to be one of ours."""
-    if len(packet) < ENVELOPE.size:
-        raise ValueError("steered packet too short")
-    waited, port, length = ENVELOPE.unpack_from(packet)
-    start = ENVELOPE.size + length
-    if len(packet) < start:
-        raise ValueError("steered packet cut in its host")
-    return packet[start:], packet[ENVELOPE.size:start].decode("ascii", "replace"), port, waited
+def unwrap(packet: bytes) -> list[tuple[bytes, str, int, float]]:
+    """Every ``(data, host, port, waited)`` in a packet, in order; ValueError for a packet that
+    is not one of ours (what precedes the damage is returned only if all of it is sound)."""
+    out = []
+    start, size = 0, len(packet)
+    while start < size:
+        if size - start < ENVELOPE.size:
+            raise ValueError("steered packet cut in an envelope")
+        waited, port, host_length, data_length = ENVELOPE.unpack_from(packet, start)
+        host_at = start + ENVELOPE.size
+        data_at = host_at + host_length
+        end = data_at + data_length
+        if end > size:
+            raise ValueError("steered packet cut in a datagram")
+        out.append((packet[data_at:end], packet[host_at:data_at].decode("ascii", "replace"), port, waited))
+        start = end
+    return out

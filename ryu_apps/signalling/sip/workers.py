@@ -81,6 +81,7 @@ class ChannelRunner(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self._closing = False
+        self._outbox: list[bytes] = []
 
     @property
     def in_flight(self) -> int:
@@ -92,9 +93,16 @@ class ChannelRunner(asyncio.Protocol):
 
     def submit(self, jobs: list[tuple[int, Job]]) -> None:
         data, answers = self.client.submit(jobs)
-        if data and self.transport is not None:
-            self.transport.write(data)
+        if data:                            # written once per loop turn: one send for many jobs
+            self._outbox.append(data)
+            if len(self._outbox) == 1 and self._loop is not None:
+                self._loop.call_soon(self._flush)
         self._answer(answers)
+
+    def _flush(self) -> None:
+        data, self._outbox = b"".join(self._outbox), []
+        if data and self.transport is not None:
+            self.transport.write(data)      # (lost with the connection: connected() resends them)
 
     def close(self) -> None:
         self._closing = True
@@ -246,11 +254,12 @@ class WorkerServer(SipServer):
                 self.faults.record("steer-receive", error)
                 return
             try:
-                data, host, port, waited = unwrap(packet)
+                datagrams = unwrap(packet)
             except ValueError as error:
                 self.faults.record("steer-receive", error)
                 continue
-            self.on_datagram(data, host, port, waited)
+            for data, host, port, waited in datagrams:
+                self.on_datagram(data, host, port, waited)
 
     def _channel_event(self, event: Restore | Ended) -> None:
         if isinstance(event, Restore):
