@@ -23,8 +23,7 @@ from ryu_apps.signalling.sip.owner_core import WORKER_LOST, OwnerCore
 from ryu_apps.signalling.sip.proxy import SipProxy
 from ryu_apps.signalling.sip.proxy_config import ProxyConfig
 from ryu_apps.signalling.sip.routing import RouteTable
-from ryu_apps.signalling.sip.owner import pack
-from ryu_apps.signalling.sip.steering import PACK_BYTES, call_id_of, unwrap, worker_for, wrap
+from ryu_apps.signalling.sip.steering import PACK_BYTES, call_id_of, pack, unwrap, worker_for, wrap
 from ryu_apps.signalling.sip.transaction import Peer, Send
 from test_sip_proxy import CALLEE, CALLER, PROXY_HOST, answer, invite, only_request, request, sdp, statuses
 

@@ -6,7 +6,9 @@ controller over REST for every call, off the loop, and polls the controller's SI
 every ``--poll-interval`` seconds to BYE those it ended; ``--config site.yaml`` instead
 runs admission in this process from the configuration file (the same manager the
 controller runs; for tests, benchmarks and single-box setups), whose ``sip:`` section
-then configures the proxy too.
+then configures the proxy too. With ``--config``, ``--workers N`` (or ``sip.workers``)
+runs N proxy worker processes and this process as the owner of admission
+(:mod:`.owner`, :mod:`.workers`; docs/sip.md).
 """
 
 from __future__ import annotations

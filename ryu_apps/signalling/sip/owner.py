@@ -37,9 +37,8 @@ from typing import Any
 from .channel_codec import FrameError
 from .guard import Faults
 from .owner_core import Link, OwnerCore
-from .steering import PACK_BYTES, worker_for, wrap
-from .udp_server import ANCILLARY, BATCH, kernel_delay, open_udp, tune_buffers
-from .workers import WorkerSpec
+from .udp_server import open_udp, tune_buffers
+from .workers import Dispatcher, WorkerSpec
 
 log = logging.getLogger(__name__)
 WATCH_S = 0.2
@@ -110,58 +109,6 @@ class OwnerProtocol(asyncio.Protocol):
         return "?" if self.link is None or self.link.index is None else str(self.link.index)
 
 
-class Dispatcher:
-    """The shared socket's only reader (the default): each datagram, in the order it came,
-    to the worker owning its Call-ID (:mod:`.steering`), through that worker's unix socket.
-    One reader keeps one call's messages in order (an ACK never overtakes the BYE after it)."""
-
-    def __init__(self, shared: socket.socket, writers: list[socket.socket]) -> None:
-        self.shared = shared
-        self.writers = writers
-        self.faults = Faults(log)
-        self.per_worker = [0] * len(writers)
-
-    def readable(self) -> None:
-        recvmsg = self.shared.recvmsg
-        count = len(self.writers)
-        packets: dict[int, list[bytes]] = {}
-        for _ in range(BATCH):
-            try:
-                data, ancillary, _, addr = recvmsg(65535, ANCILLARY)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as error:
-                self.faults.record("udp-receive", error)
-                break
-            target = worker_for(data, count)
-            self.per_worker[target] += 1
-            packets.setdefault(target, []).append(wrap(data, addr[0], addr[1], kernel_delay(ancillary)))
-        for target, pieces in packets.items():         # one send per worker and wake-up
-            for packet in pack(pieces):
-                try:
-                    self.writers[target].send(packet)
-                except BlockingIOError:        # that worker is behind (or being restarted): UDP drops
-                    self.faults.record("steer-full", None, f"to worker {target}")
-                except OSError as error:
-                    self.faults.record("steer", error, f"to worker {target}")
-
-
-def pack(pieces: list[bytes]) -> list[bytes]:
-    """Wrapped datagrams joined into as few packets of at most PACK_BYTES as their order allows."""
-    packets: list[bytes] = []
-    current: list[bytes] = []
-    size = 0
-    for piece in pieces:
-        if current and size + len(piece) > PACK_BYTES:
-            packets.append(b"".join(current))
-            current, size = [], 0
-        current.append(piece)
-        size += len(piece)
-    if current:
-        packets.append(b"".join(current))
-    return packets
-
-
 class Owner:
     def __init__(self, argv: list[str], site: Any, count: int, host: str, port: int, stats_file: str | None,
                  read_shared: bool = False) -> None:
@@ -190,7 +137,8 @@ class Owner:
         self.listener.setblocking(False)
         self.stopping = False
         self.read_shared = read_shared
-        self.dispatcher = None if read_shared else Dispatcher(self.shared, [pair[0] for pair in self.steer])
+        self.dispatcher = None if read_shared else Dispatcher(
+            self.shared, {i: pair[0] for i, pair in enumerate(self.steer)}, Faults(log))
 
     # --- workers ------------------------------------------------------------------------
 

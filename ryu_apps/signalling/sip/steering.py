@@ -65,3 +65,19 @@ def unwrap(packet: bytes) -> list[tuple[bytes, str, int, float]]:
         out.append((packet[data_at:end], packet[host_at:data_at].decode("ascii", "replace"), port, waited))
         start = end
     return out
+
+
+def pack(pieces: list[bytes]) -> list[bytes]:
+    """Wrapped datagrams joined into as few packets of at most PACK_BYTES as their order allows."""
+    packets: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        if current and size + len(piece) > PACK_BYTES:
+            packets.append(b"".join(current))
+            current, size = [], 0
+        current.append(piece)
+        size += len(piece)
+    if current:
+        packets.append(b"".join(current))
+    return packets

@@ -36,8 +36,9 @@ from .control_jobs import Job, JobResult
 from .ids import HashIds
 from .proxy import SipProxy
 from .standalone import SipServer
-from .steering import unwrap, worker_for, wrap
-from .udp_server import BATCH, UdpEndpoint
+from .guard import Faults
+from .steering import pack, unwrap, worker_for, wrap
+from .udp_server import ANCILLARY, BATCH, UdpEndpoint, kernel_delay
 
 log = logging.getLogger(__name__)
 GIVE_UP_S = 1.0                 # no owner for this long: refuse new calls (503 store-unavailable)
@@ -168,28 +169,52 @@ class ChannelRunner(asyncio.Protocol):
                 self._loop.call_soon(self._on_done, ticket, result)
 
 
-class Steering:
-    """The shared socket's datagrams: ours to the server, the others' to their worker."""
+class Dispatcher:
+    """Reads the public socket and hands each datagram, in the order read, to the worker
+    owning its Call-ID (:mod:`.steering`): the datagrams of one wake-up for one worker go
+    packed in one send. In the owner (the default) it keeps nothing; in a worker reading
+    the socket itself (``--shared-reader workers``, or its owner gone) it hands the others'
+    over first, then what they handed it, then its own to ``mine``: a worker that read a
+    call's ACK passes it on before anyone handles that call's BYE, read just after."""
 
-    def __init__(self, server: "WorkerServer", spec: WorkerSpec, writers: dict[int, socket.socket]) -> None:
-        self.server = server
-        self.faults = server.faults
-        self.index, self.count = spec.index, spec.count
+    def __init__(self, shared: socket.socket, writers: dict[int, socket.socket], faults: Faults,
+                 mine: Callable[[list[tuple[bytes, str, int, float]]], None] | None = None, index: int = -1) -> None:
+        self.shared = shared
         self.writers = writers
-        self.steered = 0
+        self.count = len(writers) + (1 if mine is not None else 0)
+        self.faults = faults
+        self.mine = mine
+        self.index = index
+        self.per_worker = [0] * self.count
 
-    def on_datagram(self, data: bytes, host: str, port: int, waited: float = 0.0) -> None:
-        target = worker_for(data, self.count)
-        if target == self.index:
-            self.server.on_datagram(data, host, port, waited)
-            return
-        self.steered += 1
-        try:
-            self.writers[target].send(wrap(data, host, port, waited))
-        except BlockingIOError:
-            self.faults.record("steer-full", None, f"to worker {target}")
-        except OSError as error:
-            self.faults.record("steer", error, f"to worker {target}")
+    def readable(self) -> None:
+        recvmsg = self.shared.recvmsg
+        packets: dict[int, list[bytes]] = {}
+        own: list[tuple[bytes, str, int, float]] = []
+        for _ in range(BATCH):
+            try:
+                data, ancillary, _, addr = recvmsg(65535, ANCILLARY)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as error:
+                self.faults.record("udp-receive", error)
+                break
+            target = worker_for(data, self.count)
+            self.per_worker[target] += 1
+            if target == self.index:
+                own.append((data, addr[0], addr[1], kernel_delay(ancillary)))
+            else:
+                packets.setdefault(target, []).append(wrap(data, addr[0], addr[1], kernel_delay(ancillary)))
+        for target, pieces in packets.items():         # one send per worker and wake-up
+            for packet in pack(pieces):
+                try:
+                    self.writers[target].send(packet)
+                except BlockingIOError:        # that worker is behind (or being restarted): UDP drops
+                    self.faults.record("steer-full", None, f"to worker {target}")
+                except OSError as error:
+                    self.faults.record("steer", error, f"to worker {target}")
+        if own and self.mine is not None:
+            self.mine(own)
 
 
 class WorkerServer(SipServer):
@@ -202,9 +227,9 @@ class WorkerServer(SipServer):
         own = socket.socket(fileno=spec.own_fd)
         own.setblocking(False)
         self.udp = UdpEndpoint(self, own)
-        self._shared: UdpEndpoint | None = None
+        self._shared: socket.socket | None = None
         self._steer_in: socket.socket | None = None
-        self._steering: Steering | None = None
+        self._dispatcher: Dispatcher | None = None
 
     async def start(self) -> None:
         await self.channel.connect()
@@ -217,16 +242,21 @@ class WorkerServer(SipServer):
         loop.add_reader(steer_in.fileno(), self._steered_in)
 
     def _read_shared(self) -> None:
-        """Read the public socket too (steering the others' datagrams to them)."""
+        """Read the public socket too (handing the others' datagrams to them)."""
         if self._shared is not None or self._loop is None:
             return
         writers = {i: socket.socket(fileno=fd) for i, fd in enumerate(self.spec.steer_fds) if i != self.spec.index}
         for sock in writers.values():
             sock.setblocking(False)
-        self._steering = Steering(self, self.spec, writers)
-        self._shared = UdpEndpoint(self._steering, socket.socket(fileno=self.spec.shared_fd))
-        self._shared.sock.setblocking(False)
-        self._shared.start(self._loop)
+        shared = self._shared = socket.socket(fileno=self.spec.shared_fd)
+        shared.setblocking(False)
+        self._dispatcher = Dispatcher(shared, writers, self.faults, self._mine, self.spec.index)
+        self._loop.add_reader(shared.fileno(), self._dispatcher.readable)
+
+    def _mine(self, datagrams: list[tuple[bytes, str, int, float]]) -> None:
+        self._steered_in()                  # what the others read before these, first
+        for data, host, port, waited in datagrams:
+            self.on_datagram(data, host, port, waited)
 
     def _owner_down(self) -> None:
         """The owner, who read the public socket, is gone: read it ourselves, so that new
@@ -237,7 +267,8 @@ class WorkerServer(SipServer):
             self.faults.record("shared-socket", error)
 
     async def stop(self) -> None:
-        if self._shared is not None:
+        if self._shared is not None and self._loop is not None:
+            self._loop.remove_reader(self._shared.fileno())
             self._shared.close()
         if self._steer_in is not None and self._loop is not None:
             self._loop.remove_reader(self._steer_in.fileno())
@@ -270,7 +301,7 @@ class WorkerServer(SipServer):
     def report(self) -> dict[str, Any]:
         stats = super().report()
         stats.update(worker=self.spec.index, pid=os.getpid(), port=self.proxy.config.port,
-                     steered_out=self._steering.steered if self._steering is not None else 0,
+                     read_shared=self._dispatcher.per_worker if self._dispatcher is not None else None,
                      channel=dict(asdict(self.channel.client.counters), state=self.channel.client.state,
                                   errors=self.channel.client.errors))
         return stats
