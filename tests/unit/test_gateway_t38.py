@@ -110,6 +110,7 @@ def test_no_answer_to_our_request_mode_gets_488_after_the_h245_timeout():
     call.peer.on = lambda controls: []
     data = reinvite(ok.header("to"), "<sip:+442071230000@site-s.example>;tag=caller1", "s2h-1", T38_SDP)
     call.gw.sip_receive(data, PBX_S, 5.0)
+    assert sip_out(call.gw.sip_receive(data, PBX_S, 5.5)) == []       # its retransmission waits too
     out = call.gw.handle_timer(15.1)
     assert [m.status for m in sip_out(out)] == [488] and control.releases == []
 

@@ -92,6 +92,8 @@ class T38Leg:
         offer = t38_offer(request.body)
         session = bridge.h245
         state = bridge.t38
+        if state is not None and state.request is not None and state.request.cseq == request.cseq:
+            return                                          # a retransmission: answered when the switch is done
         if offer is not None and state is not None and state.request is None and state.h323_address is not None \
                 and offer[0] == state.sip_address:              # on T.38 already: a session refresh
             self.answer(request, source, state.h323_address, offer[1], now)
