@@ -327,6 +327,37 @@ def controls_of(message: dict[str, Any]) -> list[bytes]:
     return list(pdu.get("h245Control", []))
 
 
+def tpkt(payload: bytes) -> bytes:
+    return struct.pack("!BBH", 3, 0, len(payload) + 4) + payload
+
+
+def untpkt(data: bytes) -> list[bytes]:
+    """The TPKT payloads in ``data`` (whole ones)."""
+    out = []
+    while len(data) >= 4:
+        length = struct.unpack("!H", data[2:4])[0]
+        out.append(data[4:length])
+        data = data[length:]
+    return out
+
+
+def serve_h245(sock: socket.socket, h245: TunnelledH245, stop: Any, timeout: float = 5.0) -> None:
+    """H.245 on its own TCP connection (no tunnelling): answer each message until
+    ``stop()`` is true or the connection ends."""
+    sock.settimeout(timeout)
+    for data in h245.opening():
+        sock.sendall(tpkt(data))
+    while not stop():
+        header = _read(sock, 4)
+        if header is None:
+            return
+        body = _read(sock, struct.unpack("!H", header[2:4])[0] - 4)
+        if body is None:
+            return
+        for answer in h245.on([body]):
+            sock.sendall(tpkt(answer))
+
+
 def answer_tunnelled(sock: socket.socket, setup: dict[str, Any], rtp: tuple[str, int], codec: str = "g711Ulaw64k",
                      frames: int = 20) -> TunnelledH245:
     """Answer a Setup without fastStart: Alerting with the answers to its H.245 and our

@@ -195,3 +195,59 @@ def test_a_sip_reinvite_to_t38_switches_the_h323_channels(lab: Lab, tmp_path: Pa
     text, _ = tshark_decode(lab, pcap)
     for name in ("requestMode", "requestModeAck", "t38fax", "closeLogicalChannel"):
         assert name in text, name
+
+
+@pytest.mark.skipif(capture_available() is not None, reason=str(capture_available()))
+def test_h323_caller_with_h245_on_its_own_connection_to_a_sip_late_offer(lab: Lab, tmp_path: Path) -> None:
+    """No tunnelling: the Setup gives an h245Address; the gateway connects to it and runs H.245
+    there (TPKT, no Q.931); tshark decodes it on that connection."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((H_HOST, 0))
+    listener.listen(1)
+    h245_port = listener.getsockname()[1]
+    pcap = tmp_path / "h245-tcp.pcap"
+    capture = Capture(pcap, [lab.sip_port, lab.h323_port, lab.uas_port, h245_port])
+    peer = sim.TunnelledH245(H_RTP)
+    served: dict[str, Any] = {}
+
+    def serve() -> None:
+        listener.settimeout(5)
+        conn, _ = listener.accept()
+        served["conn"] = conn
+        sim.serve_h245(conn, peer, lambda: False, timeout=10)
+    thread = threading.Thread(target=serve)
+    try:
+        lab.start_uas("uas_late_offer.xml")
+        thread.start()
+        guid, crv = sim.new_guid(), 655
+        sock = socket.create_connection(("127.0.0.1", lab.h323_port), timeout=5, source_address=(H_HOST, 0))
+        body = sim.setup_body(guid, [("dialledDigits", "442079460000")], [("dialledDigits", "331234")], [],
+                              (H_HOST, 1720))
+        body[1]["h245Address"] = sim.taddr(H_HOST, h245_port)
+        sock.sendall(sim.q931(sim.SETUP, crv, False, body, called="442079460000",
+                              extra_pdu={"h245Tunnelling": False}))
+        while (message := sim.read_tpkt(sock, 5)) is not None and message["type"] != sim.CONNECT:
+            pass
+        assert message is not None
+        deadline = time.monotonic() + 5
+        while peer.peer_media is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert peer.peer_media is not None and peer.peer_media[0] == S_HOST
+        sock.sendall(sim.q931(sim.RELEASE_COMPLETE, crv, False, sim.release_body(guid), cause=16))
+        assert lab.wait_uas() == 0
+        thread.join(10)
+        sock.close()
+    finally:
+        capture.stop()
+        listener.close()
+        if "conn" in served:
+            served["conn"].close()
+    assert "endSessionCommand" in peer.seen
+    ack = (lab.workdir / "uas.log").read_text()
+    assert "m=audio 40000 RTP/AVP 0" in ack[ack.index("ACK sip:"):]
+    stats = lab.settle()
+    assert stats["h245-connections"] == 1 and stats["admitted"] == 1 and stats["released"] == 1
+    assert (stats["admitted_calls"], stats["pools_kbps"]["h-s"]) == (0, 0) and stats["internal_errors"] == 0
+    text, _ = tshark_decode(lab, pcap)
+    for name in ("terminalCapabilitySet", "masterSlaveDetermination", "openLogicalChannelAck", "endSessionCommand"):
+        assert name in text, name

@@ -16,7 +16,7 @@ from test_gateway_interwork import (H_RTP, PBX_H, PBX_S, S_RTP, Control, cancel_
                                     invite_bytes, response, sdp, sip_out)
 
 from ryu_apps.signalling.gateway.profile import Profile, SdpRules
-from ryu_apps.signalling.h323.actions import StreamOpen
+from ryu_apps.signalling.h323.actions import StreamClose, StreamOpen, StreamSend
 from ryu_apps.signalling.sip.message import Request
 
 OFFER = sdp(*S_RTP, pts="0 101", names=("PCMU", "telephone-event"))
@@ -384,3 +384,90 @@ def test_a_from_uri_that_does_not_parse_still_gets_its_setup():
     out = gw.sip_receive(data, PBX_S, 0.0)
     (setup,) = h323_out(out)
     assert sim.body_of(setup)[1]["sourceAddress"] == [("h323-ID", "mam-gw")] and gw.internal_errors == 0
+
+
+# --- H.245 on its own TCP connection (no tunnelling) -----------------------------------------
+
+def h245_link(gw, peer, actions, conn, now):
+    """Carry H.245 between the gateway (its StreamSends on ``conn``) and the simulator until
+    quiet; returns every action the gateway emitted on the way."""
+    seen = list(actions)
+    pending = [d for a in actions if isinstance(a, StreamSend) and a.conn == conn for d in sim.untpkt(a.data)]
+    while pending:
+        answers = peer.on(pending)
+        pending = []
+        if answers:
+            more = gw.h323_data(conn, b"".join(sim.tpkt(a) for a in answers), now)
+            seen += more
+            pending = [d for a in more if isinstance(a, StreamSend) and a.conn == conn for d in sim.untpkt(a.data)]
+    return seen
+
+
+def test_h323_caller_with_its_own_h245_connection_to_a_sip_late_offer():
+    control = Control()
+    gw = gateway(control)
+    guid, crv, peer = sim.new_guid(), 21, sim.TunnelledH245(H_RTP)
+    conn = gw.h323_accept(("10.1.0.5", 33000))
+    fields = sim.setup_body(guid, [("dialledDigits", "442079460000")], [("dialledDigits", "331234")], [], PBX_H)
+    fields[1]["h245Address"] = ("ipAddress", {"ip": bytes([10, 1, 0, 5]), "port": 41000})
+    out = gw.h323_data(conn, sim.q931(sim.SETUP, crv, False, fields, called="442079460000",
+                                      extra_pdu={"h245Tunnelling": False}), 0.0)
+    (opened,) = [a for a in out if isinstance(a, StreamOpen)]
+    assert (opened.host, opened.port) == ("10.1.0.5", 41000) and opened.conn != conn
+    invite = sip_out(out, "INVITE")[0]
+    assert invite.body == b""
+    out = gw.h323_data(opened.conn, b"".join(sim.tpkt(d) for d in peer.opening()), 0.5)
+    out = h245_link(gw, peer, out, opened.conn, 0.5)
+    out += gw.sip_receive(response(invite, 200, body=OFFER), PBX_S, 1.0)
+    out = h245_link(gw, peer, out, opened.conn, 1.0)
+    assert [m["type"] for m in h323_out(out, conn)] == [sim.CONNECT]
+    assert all(not sim.controls_of(m) for m in h323_out(out, conn))       # nothing tunnelled
+    ack = sip_out(out, "ACK")
+    assert len(ack) == 1 and "m=audio 40000 RTP/AVP 0" in ack[0].body.decode()
+    assert peer.peer_media == S_RTP and len(control.attached) == 1
+    out = gw.h323_data(conn, sim.q931(sim.RELEASE_COMPLETE, crv, False, sim.release_body(guid), cause=16), 2.0)
+    assert len(sip_out(out, "BYE")) == 1
+    last = [d for a in out if isinstance(a, StreamSend) and a.conn == opened.conn for d in sim.untpkt(a.data)]
+    assert [sim.dec("h245", d)[1][0] for d in last] == ["closeLogicalChannel", "endSessionCommand"]
+    assert any(isinstance(a, StreamClose) and a.conn == opened.conn for a in out)
+    assert len(control.releases) == 1 and not gw.by_h245 and gw.internal_errors == 0
+
+
+def test_an_h323_callee_that_does_not_tunnel_gets_our_h245_on_its_connection():
+    control = Control()
+    call = S2H(control)
+    alerting = sim.answer_body("alerting", call.guid)
+    alerting[1]["h245Address"] = ("ipAddress", {"ip": bytes([10, 1, 0, 5]), "port": 41001})
+    out = call.gw.h323_data(call.conn, sim.q931(sim.ALERTING, call.crv, True, alerting,
+                                                extra_pdu={"h245Tunnelling": False}), 1.0)
+    (opened,) = [a for a in out if isinstance(a, StreamOpen)]
+    resent = [sim.dec("h245", d)[1][0] for a in out if isinstance(a, StreamSend) and a.conn == opened.conn
+              for d in sim.untpkt(a.data)]
+    assert resent == ["terminalCapabilitySet", "masterSlaveDetermination"]      # what the Setup tunnelled
+    h245_link(call.gw, call.peer, out, opened.conn, 1.1)
+    out = call.gw.h323_data(opened.conn, b"".join(sim.tpkt(d) for d in call.peer.opening()), 1.2)
+    out = h245_link(call.gw, call.peer, out, opened.conn, 1.2)
+    out = call.gw.h323_data(call.conn, sim.q931(sim.CONNECT, call.crv, True, sim.answer_body("connect", call.guid),
+                                                extra_pdu={"h245Tunnelling": False}), 1.5)
+    (ok,) = sip_out(out, 200)
+    assert "c=IN IP4 10.1.0.5" in ok.body.decode()
+    h245_link(call.gw, call.peer, call.ack(ok, sdp(*S_RTP, pts="8", names=("PCMA",))), opened.conn, 3.0)
+    assert call.peer.peer_media == S_RTP and len(control.attached) == 1
+    out = call.gw.h323_closed(opened.conn, 4.0)                  # losing H.245 ends the call
+    assert len(sip_out(out, "BYE")) == 1
+    assert [(m["type"], m["cause"]) for m in h323_out(out, call.conn)] == [(sim.RELEASE_COMPLETE, 41)]
+    assert len(control.releases) == 1 and call.gw.internal_errors == 0
+
+
+def test_an_h245_address_outside_the_partys_community_is_never_connected_to():
+    control = Control()
+    gw = gateway(control)
+    conn = gw.h323_accept(("10.1.0.5", 33000))
+    fields = sim.setup_body(sim.new_guid(), [("dialledDigits", "442079460000")], [("dialledDigits", "331234")], [],
+                            PBX_H)
+    fields[1]["h245Address"] = ("ipAddress", {"ip": bytes([192, 0, 2, 9]), "port": 22})
+    out = gw.h323_data(conn, sim.q931(sim.SETUP, 3, False, fields, called="442079460000",
+                                      extra_pdu={"h245Tunnelling": False}), 0.0)
+    assert not any(isinstance(a, StreamOpen) for a in out) and not sip_out(out, "INVITE")
+    assert [(m["type"], m["cause"]) for m in h323_out(out)][-1] == (sim.RELEASE_COMPLETE, 65)
+    assert gw.stats["h245-address-refused"] == 1 and control.admits == []

@@ -130,6 +130,8 @@ class Bridge:
     connect_seen: bool = False                    # S->H: Connect arrived, our 200 waits for the media
     telephone_event_pt: int | None = None         # RFC 4733 payload type both sides agreed on
     t38: T38State | None = None                   # fax switch-over (H.245 calls only)
+    h245_conn: int | None = None                  # H.245 on its own TCP connection (no tunnelling)
+    setup_h245: list[bytes] = field(default_factory=list)   # S->H: what the Setup tunnelled (resent if refused)
 
 
 def now_id(now: float) -> int:
@@ -162,6 +164,16 @@ def alias(user: str) -> tuple[str, str]:
 
 def gateway_type() -> dict[str, Any]:
     return {"gateway": {}, "mc": False, "undefinedNode": False}
+
+
+def address_of(value: Any) -> tuple[str, int] | None:
+    """An H.225.0 TransportAddress (``ipAddress``) -> (host, port), else None."""
+    if not (isinstance(value, tuple) and len(value) == 2 and value[0] == "ipAddress" and isinstance(value[1], dict)):
+        return None
+    ip, port = value[1].get("ip"), value[1].get("port")
+    if not isinstance(ip, bytes) or len(ip) != 4 or not isinstance(port, int) or not 0 < port < 65536:
+        return None
+    return str(ipaddress.IPv4Address(ip)), port
 
 
 def packed(host: str) -> bytes:

@@ -2,7 +2,9 @@
 
 One :class:`~..h323.h245.H245Session` per bridge. Its messages ride in ``h245Control`` of
 the next H.225.0 message the gateway sends (Setup, Connect, ReleaseComplete) or in a
-Facility (``transportedInformation``); its events drive :meth:`H245Leg.progress`, the one
+Facility (``transportedInformation``), or, when the H.323 party does not tunnel and gives
+an ``h245Address``, on a TCP connection the gateway opens to it (TPKT, no Q.931); its
+events drive :meth:`H245Leg.progress`, the one
 place that decides what can be done next, whatever order the messages came in.
 
 H.323 caller (Setup without fastStart, ``h245Tunnelling``) -> SIP callee: the INVITE goes
@@ -37,7 +39,8 @@ from ..h323.h245 import (Capabilities, CapabilitiesReceived, ChannelClosed, Chan
                          ChannelRequested, H245Session, ModeAnswered, ModeRequested, Output, ProtocolError,
                          SessionEnded, UserInput)
 from ..h323.media import OFFER_CHOICES
-from ..h323.q931 import MessageType
+from ..h323.actions import StreamClose, StreamOpen, StreamSend
+from ..h323.q931 import MessageType, TpktFramer, tpkt
 from ..h323.ras import PROTOCOL_ID
 from ..sip.message import Request, Response
 from .bridge import BEARER_NOT_IMPLEMENTED, NORMAL, TIMER_EXPIRY, Bridge, Phase, now_id
@@ -89,8 +92,7 @@ class H245Leg:
         event_pt = (profile.sdp.telephone_event_pt or TELEPHONE_EVENT_PT) if self.rfc4733(bridge) else None
         out = session.start(Capabilities(self.late_codecs(bridge), event_pt, t38=True), now)
         self.events(bridge, out, now)
-        queued, bridge.h245_queue = bridge.h245_queue, []
-        return queued
+        return self.take(bridge)
 
     def caller_setup(self, bridge: Bridge, controls: Any, now: float) -> None:
         """H->S: an H.323 caller's Setup without fastStart: its tunnelled H.245 so far, and our MSD."""
@@ -164,8 +166,36 @@ class H245Leg:
                 self.gw.count("h245-errors")
                 log.debug("H.245 on %s: %s", bridge.call_id, event.reason)
 
-    def flush(self, bridge: Bridge) -> None:
-        """Tunnel what is queued in a Facility (when no other H.225.0 message carried it)."""
+    def connect(self, bridge: Bridge, address: tuple[str, int]) -> None:
+        """H.245 on its own TCP connection (the peer gave an h245Address and does not tunnel)."""
+        conn = self.gw.new_conn()
+        bridge.h245_conn = conn
+        self.gw.by_h245[conn] = bridge
+        self.gw.framers[conn] = TpktFramer()
+        self.gw.count("h245-connections")
+        self.gw.emit(StreamOpen(conn, address[0], address[1]))
+
+    def close_connection(self, bridge: Bridge, last: list[bytes]) -> None:
+        conn = bridge.h245_conn
+        if conn is None:
+            return
+        for data in last:
+            self.gw.emit(StreamSend(conn, tpkt(data)))
+        self.gw.emit(StreamClose(conn))
+        self.gw.by_h245.pop(conn, None)
+        self.gw.framers.pop(conn, None)
+        bridge.h245_conn = None
+
+    def flush(self, bridge: Bridge, extra: list[bytes] | None = None) -> None:
+        """Send what is queued: on the H.245 connection, or tunnelled in a Facility (when no
+        other H.225.0 message carried it)."""
+        if extra:
+            bridge.h245_queue[:0] = extra
+        if bridge.h245_conn is not None and bridge.h245_queue:
+            queued, bridge.h245_queue = bridge.h245_queue, []
+            for data in queued:
+                self.gw.emit(StreamSend(bridge.h245_conn, tpkt(data)))
+            return
         if not bridge.h245_queue or not bridge.h323_open or bridge.phase is Phase.ENDED:
             return
         queued, bridge.h245_queue = bridge.h245_queue, []
@@ -174,6 +204,10 @@ class H245Leg:
         self.gw.h323.send(bridge.conn, bridge.crv, bridge.h323_caller, MessageType.FACILITY, body, h245=queued)
 
     def take(self, bridge: Bridge) -> list[bytes]:
+        """What to tunnel in the H.225.0 message about to go (nothing: H.245 has its own connection)."""
+        if bridge.h245_conn is not None:
+            self.flush(bridge)
+            return []
         queued, bridge.h245_queue = bridge.h245_queue, []
         return queued
 

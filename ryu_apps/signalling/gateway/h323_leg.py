@@ -24,7 +24,7 @@ from ..sip.errors import ParseError
 from ..sip.message import Request, parse_name_addr, parse_uri
 from .media_map import MediaError, Offer, accepted_of, build_sdp, faststart_offer, offer_of, parse_faststart
 from .bridge import (BEARER_NOT_IMPLEMENTED, Bridge, INVALID_IE, NORMAL, NO_ROUTE, Phase, TEMPORARY_FAILURE,
-                     UNALLOCATED, alias, dialled, gateway_type, guid_of, now_id, packed)
+                     UNALLOCATED, address_of, alias, dialled, gateway_type, guid_of, now_id, packed)
 from .dtmf import user_input
 
 if TYPE_CHECKING:
@@ -42,6 +42,12 @@ class H323Leg:
     def data(self, conn: int, data: bytes, now: float) -> None:
         framer = self.gw.framers.get(conn)
         if framer is None:
+            return
+        if conn in self.gw.by_h245:                       # H.245 on its own connection: no Q.931 around it
+            self.gw.h245.feed(self.gw.by_h245[conn], framer.feed(data), now)
+            if framer.broken:
+                self.gw.count("tpkt-broken")
+                self.closed(conn, now)
             return
         for payload in framer.feed(data):
             try:
@@ -100,6 +106,15 @@ class H323Leg:
             return                        # H->S: the caller's Facility, Information ... are not carried over
         body = self.uu_body(message, pdu)
         fields = body[1] if body is not None else {}
+        h245_address = address_of(fields.get("h245Address"))
+        pbx = self.gw.settings.h323_pbx.get(bridge.callee_community, ("", 0))[0]
+        if h245_address is not None and not self.h245_allowed(h245_address[0], pbx, bridge.callee_community):
+            self.gw.count("h245-address-refused")
+            h245_address = None
+        if bridge.h245 is not None and bridge.h245_conn is None and pdu is not None and \
+                pdu.get("h245Tunnelling") is not True and h245_address is not None:
+            self.gw.h245.connect(bridge, h245_address)    # it does not tunnel: what the Setup carried, again
+            self.gw.h245.flush(bridge, bridge.setup_h245)
         if kind == MessageType.ALERTING and bridge.phase in (Phase.SETUP, Phase.PROCEEDING):
             self.answer_media(bridge, fields)
             self.gw.dialog.respond_invite(bridge, 180, now, with_sdp=False)
@@ -187,15 +202,21 @@ class H323Leg:
             proposals = []
         offer = offer_of(proposals)
         tunnelled = pdu is not None and pdu.get("h245Tunnelling") is True and not proposals
-        if (not offer.codecs or offer.receive is None) and not tunnelled:
-            self.refuse(conn, message.call_ref, guid, BEARER_NOT_IMPLEMENTED)   # H.245 on its own connection
+        h245_address = None if tunnelled or proposals else address_of(fields.get("h245Address"))
+        if h245_address is not None and not self.h245_allowed(h245_address[0], peer[0], caller):
+            self.gw.count("h245-address-refused")
+            h245_address = None
+        if (not offer.codecs or offer.receive is None) and not tunnelled and h245_address is None:
+            self.refuse(conn, message.call_ref, guid, BEARER_NOT_IMPLEMENTED)   # no media, no H.245
             return
         sip_call_id = f"{self.gw.ids('call-id', call_id)}@{self.gw.settings.sip_host}"
         bridge = Bridge(call_id, guid, True, caller, callee, conn, message.call_ref, sip_peer, sip_call_id,
                         self.gw.ids("tag", call_id), proposals=tuple(proposals), offer=offer,
                         caller_media=offer.receive,
                         trusted=trusted)
-        if tunnelled:                                       # no fastStart: H.245, and a late offer
+        if tunnelled or h245_address is not None:           # no fastStart: H.245, and a late offer
+            if h245_address is not None:
+                self.gw.h245.connect(bridge, h245_address)
             self.gw.h245.caller_setup(bridge, pdu.get("h245Control") if pdu else None, now)
             offer = bridge.offer = Offer((self.gw.h245.admission_codec(bridge),), None)
         domain = self.gw.settings.domains.get(callee, sip_peer.host)
@@ -232,6 +253,12 @@ class H323Leg:
                                                 protocol=SignallingProtocol.H323),
                      decided, now)
 
+    def h245_allowed(self, host: str, peer: str, community: str) -> bool:
+        """The gateway connects only to an h245Address of the party it talks to: the
+        connection's own peer address, or an address of the same community (never an
+        address a message could point anywhere)."""
+        return host == peer or (bool(community) and self.gw.directory.by_address(host) == community)
+
     def refuse(self, conn: int, crv: int, guid: bytes, cause: int) -> None:
         self.gw.count(f"h323-refused-{cause}")
         self.send_release(conn, crv, True, guid, cause)
@@ -240,6 +267,13 @@ class H323Leg:
         self.gw.peers.pop(conn, None)
 
     def closed(self, conn: int, now: float) -> None:
+        h245 = self.gw.by_h245.pop(conn, None)
+        if h245 is not None:                               # losing H.245 ends the call (H.323 8.5)
+            self.gw.framers.pop(conn, None)
+            h245.h245_conn = None
+            if h245.phase is not Phase.ENDED:
+                self.gw.end(h245, TEMPORARY_FAILURE, "h245: its connection closed", now)
+            return
         self.gw.framers.pop(conn, None)
         self.gw.peers.pop(conn, None)
         bridge = self.gw.by_conn.get(conn)
@@ -272,7 +306,7 @@ class H323Leg:
         if offer.receive is not None:
             setup[1]["fastStart"] = faststart_offer(offer, MediaEndpoint(offer.receive.ip, offer.receive.port + 1))
         else:                                               # late offer: H.245 tunnelled in the Setup
-            h245 = self.gw.h245.setup_messages(bridge, now)
+            h245 = bridge.setup_h245 = self.gw.h245.setup_messages(bridge, now)
         ies: list[tuple[int, bytes]] = [(IE.BEARER_CAPABILITY, SPEECH_BEARER)]
         if calling.lstrip("+").isdigit():
             ies.append((IE.CALLING_PARTY_NUMBER, number_ie(calling.lstrip("+"), calling=True)))

@@ -34,8 +34,8 @@ ReleaseComplete (cause N)      BYE / CANCEL / final >= 300, ``Reason: Q.850;caus
 =============================  =====================================
 
 Q.850 causes and SIP statuses map per RFC 3398 (:mod:`.causes`); a Reason header's
-Q.850 cause wins over the status. Not here yet: H.245 on its own TCP connection (cause
-65), T.38, a re-INVITE that changes the media (488), TCP for SIP.
+Q.850 cause wins over the status. Not here yet: T.38 and RFC 4733 on fastStart calls, a
+re-INVITE that changes the audio media (488), TCP for SIP.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class Gateway:
         self.bridges: dict[str, Bridge] = {}             # admission call id -> bridge
         self.by_sip: dict[str, Bridge] = {}             # SIP Call-ID -> bridge
         self.by_conn: dict[int, Bridge] = {}
+        self.by_h245: dict[int, Bridge] = {}            # H.245 connections (no tunnelling) -> bridge
         self.framers: dict[int, TpktFramer] = {}
         self.peers: dict[int, tuple[str, int]] = {}
         self._next_conn = 1 << 20
@@ -168,9 +169,13 @@ class Gateway:
         connected = bridge.phase is Phase.CONNECTED
         bridge.phase = Phase.ENDED
         self.count("ended")
+        ending = self.h245.ending(bridge)
+        if bridge.h245_conn is not None:               # H.245 on its own connection: ended there
+            self.h245.close_connection(bridge, ending)
+            ending = []
         if not from_h323 and bridge.h323_open:
             self.h323.send_release(bridge.conn, bridge.crv, bridge.h323_caller, bridge.guid, cause,
-                                   h245=self.h245.ending(bridge))
+                                   h245=ending)
         if bridge.answer_200 is not None:
             self.h245.reject_answer(bridge)             # a 200's offer is answered in its ACK before the BYE
         if not closed and bridge.h323_open:
@@ -223,6 +228,8 @@ class Gateway:
             del self.by_sip[bridge.sip_call_id]
         if self.by_conn.get(bridge.conn) is bridge:
             del self.by_conn[bridge.conn]
+        if bridge.h245_conn is not None and self.by_h245.pop(bridge.h245_conn, None) is not None:
+            self.framers.pop(bridge.h245_conn, None)
         self.framers.pop(bridge.conn, None)
         self.peers.pop(bridge.conn, None)
         for key in [k for k in self._timers if k[0] == bridge.call_id]:
