@@ -343,8 +343,11 @@ class MediaAggregationManager(PoolOperations):
         give reduced pools back what fits again, and (re)start re-optimisation holds."""
         try:
             with self._transaction():
-                self._reroute(report_stuck, now)
+                self._reroute(False, now)
                 self._fit_capacity(now)
+                # a stranded pool that fitting shrank (a limited hop on its closed path) may now
+                # fit an open path: move it, and only then say which ones stay
+                self._reroute(report_stuck, now)
                 self._restore_reduced(now)
                 self._plan_reoptimize(now, restart=network_changed)
         except StoreUnavailable as error:

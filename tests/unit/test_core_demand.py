@@ -262,6 +262,27 @@ def test_a_pool_with_no_open_path_ends_its_calls_after_the_grace_period_not_befo
     assert manager.counters.preempted_by == {"path-down": 1}
 
 
+def test_a_stranded_pool_that_a_limited_hop_shrinks_moves_to_an_open_path_that_now_holds_it():
+    # Found by the property test: q (50) is stranded on s1-s3-s5-s4 when s1-s3 fails (the
+    # other path, s1-s2-s4, is full). When s3-s5 then reserves nothing, fitting shrinks q to
+    # 0 kbit/s, which the open path holds: q must move there, not stay stuck on a dead link.
+    manager = MediaAggregationManager(mesh_topology())
+    for aggregate_id, size in (("r", 250), ("p", 50), ("q", 50)):
+        manager.create_aggregate(aggregate_id, "east", "west", size)
+    assert manager.aggregate("q").path == ("s1", "s3", "s5", "s4")
+    down = {manager.topology.link("s1", "s3"): "link s1-s3 is down"}
+    manager.set_link_conditions(down, {}, now=10)
+    assert manager.path_fault(manager.aggregate("q")) is not None         # nowhere to go yet
+    manager.drain()
+    manager.set_link_conditions(down, {manager.topology.link("s3", "s5"): 0}, now=20)
+    q = manager.aggregate("q")
+    assert (q.size_kbps, q.target_kbps, q.path) == (0, 50, ("s1", "s2", "s4"))
+    assert manager.path_fault(q) is None
+    notes = manager.drain().notes
+    assert any(note.startswith("aggregate q moved from s1-s3-s5-s4 to s1-s2-s4") for note in notes), notes
+    assert not any(note.startswith("aggregate q stays") for note in notes), notes
+
+
 def test_a_path_that_comes_back_within_the_grace_period_ends_nothing():
     manager = MediaAggregationManager(line_topology())
     manager.create_aggregate("ab", "site-a", "site-b", 500)
