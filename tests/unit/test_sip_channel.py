@@ -282,3 +282,61 @@ def test_without_the_owner_a_new_call_gets_a_503_saying_store_unavailable() -> N
     assert statuses(out, CALLER) == [100, 503]
     refusal = [s.data for s in out if s.peer == CALLER][-1]
     assert b"store-unavailable: admission owner unavailable" in refusal
+
+
+# --- the owner's watch over its workers ------------------------------------------------------------
+
+class _Process:
+    pid = 4242
+
+    def __init__(self, returncode: int | None) -> None:
+        self.returncode = returncode
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+def test_a_dead_worker_is_settled_once_and_restarted_later_each_time_it_dies_young(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import time as clock
+
+    from fakes.sip_peer import site
+    from ryu_apps.config import parse_config
+    from ryu_apps.signalling.sip import owner as owner_module
+    owner = owner_module.Owner([], parse_config(site()), 2, "127.0.0.1", 0, None)
+    now = [1000.0]
+    started: list[int] = []
+
+    def spawn(worker: Any) -> None:
+        started.append(worker.index)
+        worker.started_at, worker.process = now[0], _Process(None)
+    try:
+        monkeypatch.setattr(owner, "spawn", spawn)
+        monkeypatch.setattr(clock, "monotonic", lambda: now[0])
+        for worker in owner.workers:
+            spawn(worker)
+        started.clear()
+        gaps = []
+        for _ in range(4):                   # worker 0 dies at once, every time
+            owner.workers[0].process = _Process(-9)
+            died = now[0]
+            owner.watch()
+            while not started:
+                now[0] += 0.25
+                owner.watch()
+            gaps.append(now[0] - died)
+            assert started == [0]            # the live worker is never touched
+            started.clear()
+        assert gaps == [1.0, 2.0, 4.0, 8.0] and owner.workers[0].deaths == 4
+        now[0] += 60                         # a worker that lived long is restarted after a second again
+        owner.workers[0].process = _Process(1)
+        owner.watch()
+        now[0] += 1.0
+        owner.watch()
+        assert started == [0]
+    finally:
+        for sock in [owner.listener, owner.shared] + [w.own for w in owner.workers] + [
+                end for pair in owner.steer for end in pair]:
+            sock.close()
+        shutil.rmtree(owner.directory, ignore_errors=True)

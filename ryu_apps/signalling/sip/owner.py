@@ -43,6 +43,8 @@ from .workers import Dispatcher, WorkerSpec
 log = logging.getLogger(__name__)
 WATCH_S = 0.2
 RESPAWN_MIN_S = 1.0
+STABLE_S = 10.0                          # a worker that dies younger than this is restarted ever later,
+MAX_BACKOFF_S = 30.0                     # up to this (a crash loop does not spin the owner)
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 MAX_WRITE_BUFFER = 64 * 1024 * 1024      # a worker that stops reading its answers is cut off
@@ -56,6 +58,8 @@ class Worker:
     started_at: float = 0.0
     starts: int = 0
     deaths: int = 0
+    died_at: float = 0.0
+    backoff: float = 0.0        # seconds before it is started again (doubles while it dies young)
 
     @property
     def port(self) -> int:
@@ -169,7 +173,10 @@ class Owner:
                           "%d confirmed calls kept for its successor", worker.index, process.pid,
                           process.returncode, released, kept)
                 worker.process = None
-            if worker.process is None and not self.stopping and now - worker.started_at >= RESPAWN_MIN_S:
+                worker.died_at = now
+                young = now - worker.started_at < STABLE_S
+                worker.backoff = min(MAX_BACKOFF_S, max(RESPAWN_MIN_S, 2 * worker.backoff)) if young else RESPAWN_MIN_S
+            if worker.process is None and not self.stopping and now - worker.died_at >= worker.backoff:
                 self.spawn(worker)
 
     async def wait_started(self) -> None:
@@ -249,6 +256,8 @@ class Owner:
                     await asyncio.wait_for(stopped.wait(), WATCH_S)
                 except asyncio.TimeoutError:
                     pass
+                if stopped.is_set():
+                    break                      # (a worker stopped by the same ^C is not restarted)
                 try:
                     self.watch()
                 except Exception:  # noqa: BLE001 - watching must go on
