@@ -471,3 +471,14 @@ def test_an_h245_address_outside_the_partys_community_is_never_connected_to():
     assert not any(isinstance(a, StreamOpen) for a in out) and not sip_out(out, "INVITE")
     assert [(m["type"], m["cause"]) for m in h323_out(out)][-1] == (sim.RELEASE_COMPLETE, 65)
     assert gw.stats["h245-address-refused"] == 1 and control.admits == []
+
+
+def test_faststart_calls_do_not_claim_h245_tunnelling():
+    """A fastStart caller that also tunnels H.245 must not be led to wait for tunnelled
+    answers the gateway never gives: only H.245 calls (and a DTMF Facility) say h245Tunnelling."""
+    from test_gateway_interwork import H2S as FastH2S
+    call = FastH2S(Control())
+    out = call.answer()
+    sent = h323_out(call.first) + h323_out(out)
+    assert [m["type"] for m in sent][:1] == [sim.CALL_PROCEEDING] and sim.CONNECT in [m["type"] for m in sent]
+    assert all("h245Tunnelling" not in m["uu"]["h323-uu-pdu"] for m in sent)

@@ -134,6 +134,12 @@ class Bridge:
     setup_h245: list[bytes] = field(default_factory=list)   # S->H: what the Setup tunnelled (resent if refused)
 
 
+    @property
+    def tunnelling(self) -> bool:
+        """H.245 tunnelled in this call's H.225.0 messages (no fastStart, no H.245 connection)."""
+        return self.h245 is not None and self.h245_conn is None
+
+
 def now_id(now: float) -> int:
     return int(now * 1000) % 4_000_000_000 + 1
 

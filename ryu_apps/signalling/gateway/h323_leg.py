@@ -1,5 +1,5 @@
 """The gateway's H.323 leg: Q.931/H.225.0 on one TCP connection per call (fastStart media,
-or H.245 tunnelled in it: :mod:`.h245_leg`; every message sent says ``h245Tunnelling``).
+or H.245 tunnelled in it or on a connection of its own: :mod:`.h245_leg`).
 
 Reads TPKT-framed Q.931 from the H.323 PBX, turns a Setup into a bridge (H.323 -> SIP) or
 sends the Setup of a SIP caller's call (SIP -> H.323), and maps the callee's
@@ -183,7 +183,8 @@ class H323Leg:
         calling = message.calling_number or dialled(fields.get("sourceAddress"))
         self.send(conn, message.call_ref, True, MessageType.CALL_PROCEEDING, ("callProceeding", {
             "protocolIdentifier": PROTOCOL_ID, "destinationInfo": gateway_type(),
-            "callIdentifier": {"guid": guid}}))
+            "callIdentifier": {"guid": guid}}),
+            tunnelling=pdu is not None and pdu.get("h245Tunnelling") is True and not fields.get("fastStart"))
         peer = self.gw.peers.get(conn, ("", 0))
         trusted = peer[0] in self.gw.settings.trusted         # relayed by our gatekeeper: admitted there
         caller = self.gw.directory.by_address(peer[0]) or ("" if trusted else None)
@@ -312,7 +313,7 @@ class H323Leg:
             ies.append((IE.CALLING_PARTY_NUMBER, number_ie(calling.lstrip("+"), calling=True)))
         if called.isdigit():
             ies.append((IE.CALLED_PARTY_NUMBER, number_ie(called)))
-        self.send(conn, crv, False, MessageType.SETUP, setup, ies=ies, h245=h245)
+        self.send(conn, crv, False, MessageType.SETUP, setup, ies=ies, h245=h245, tunnelling=bool(h245))
         self.gw.arm(bridge, "t303", now + self.gw.settings.t303)
 
     def send_to_caller(self, bridge: Bridge, kind: int, name: str, faststart: list[bytes] | None, *,
@@ -324,7 +325,7 @@ class H323Leg:
         if faststart and not bridge.faststart_sent:
             fields["fastStart"] = faststart
             bridge.faststart_sent = True
-        self.send(bridge.conn, bridge.crv, True, kind, (name, fields), h245=h245)
+        self.send(bridge.conn, bridge.crv, True, kind, (name, fields), h245=h245, tunnelling=bridge.tunnelling)
 
     def h245_in(self, bridge: Bridge, controls: list[Any], now: float) -> None:
         """Tunnelled H.245 from the H.323 leg: each userInputIndication becomes a SIP INFO."""
@@ -350,20 +351,25 @@ class H323Leg:
 
     def send(self, conn: int, crv: int, to_originator: bool, kind: int, body: tuple[str, dict[str, Any]],
                    *, cause: int | None = None, ies: list[tuple[int, bytes]] | None = None,
-                   h245: list[bytes] | None = None) -> None:
+                   h245: list[bytes] | None = None, tunnelling: bool = False) -> None:
+        """One Q.931 message with its UUIE. ``h245Tunnelling`` is said only on calls that
+        tunnel H.245 (``tunnelling``) or when the message carries some: a fastStart call's
+        messages do not claim it, so its H.323 party never waits on tunnelled H.245 answers."""
         message = Q931(kind, crv, to_originator, tuple(ies or ()))
         if cause is not None:
             message = message.with_ie(IE.CAUSE, cause_ie(cause))
-        pdu: dict[str, Any] = {"h323-message-body": body, "h245Tunnelling": True}
+        pdu: dict[str, Any] = {"h323-message-body": body}
+        if h245 or tunnelling:
+            pdu["h245Tunnelling"] = True
         if h245:
             pdu["h245Control"] = h245
         message = message.with_user_user(encode_uu({"h323-uu-pdu": pdu}))
         self.gw.emit(StreamSend(conn, tpkt(q931_bytes(message))))
 
     def send_release(self, conn: int, crv: int, to_originator: bool, guid: bytes, cause: int, *,
-                     h245: list[bytes] | None = None) -> None:
+                     h245: list[bytes] | None = None, tunnelling: bool = False) -> None:
         fields: dict[str, Any] = {"protocolIdentifier": PROTOCOL_ID, "reason": (release_reason(cause), 0)}
         if len(guid) == 16:
             fields["callIdentifier"] = {"guid": guid}
         self.send(conn, crv, to_originator, MessageType.RELEASE_COMPLETE, ("releaseComplete", fields),
-                  cause=cause, h245=h245)
+                  cause=cause, h245=h245, tunnelling=tunnelling)

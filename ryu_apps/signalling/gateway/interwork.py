@@ -175,7 +175,7 @@ class Gateway:
             ending = []
         if not from_h323 and bridge.h323_open:
             self.h323.send_release(bridge.conn, bridge.crv, bridge.h323_caller, bridge.guid, cause,
-                                   h245=ending)
+                                   h245=ending, tunnelling=bridge.tunnelling)
         if bridge.answer_200 is not None:
             self.h245.reject_answer(bridge)             # a 200's offer is answered in its ACK before the BYE
         if not closed and bridge.h323_open:
