@@ -482,3 +482,53 @@ def test_faststart_calls_do_not_claim_h245_tunnelling():
     sent = h323_out(call.first) + h323_out(out)
     assert [m["type"] for m in sent][:1] == [sim.CALL_PROCEEDING] and sim.CONNECT in [m["type"] for m in sent]
     assert all("h245Tunnelling" not in m["uu"]["h323-uu-pdu"] for m in sent)
+
+
+def test_deferred_admission_both_directions_without_faststart():
+    """REST mode: admission answered later (Perform / performed); the H.245 exchange waits
+    for nothing, the INVITE / Setup for the yes; one Modify, one AttachMedia, one Release."""
+    from ryu_apps.signalling.call_control import Admit, AttachMedia, Modify, Release
+    from ryu_apps.signalling.h323.actions import Perform
+    from ryu_apps.core.admission import Admitted
+
+    def performs(actions):
+        return [a.op for a in actions if isinstance(a, Perform)]
+    control = Control()
+    gw = gateway(control)
+    gw.defer = True
+    peer = sim.TunnelledH245(H_RTP, codec="g711Alaw64k")
+    first = gw.sip_receive(invite_bytes(body=b""), PBX_S, 0.0)
+    (ask,) = performs(first)
+    assert isinstance(ask, Admit) and not any(isinstance(a, StreamOpen) for a in first)
+    ticket = next(a.ticket for a in first if isinstance(a, Perform))
+    out = gw.performed(ticket, Admitted(ask.request.call_id, "a-b", 91), 0.2)
+    (opened,) = [a for a in out if isinstance(a, StreamOpen)]
+    setup = h323_out(out)[0]
+    guid, crv = sim.body_of(setup)[1]["callIdentifier"]["guid"], setup["crv"]
+    every = list(out)
+    answers = peer.on(sim.controls_of(setup)) + peer.opening()
+    for kind, body in (("alerting", sim.answer_body("alerting", guid)), ("connect", sim.answer_body("connect", guid))):
+        out = gw.h323_data(opened.conn, sim.q931(sim.ALERTING if kind == "alerting" else sim.CONNECT, crv, True, body,
+                                                 extra_pdu={"h245Tunnelling": True, "h245Control": answers}
+                                                 if answers else {"h245Tunnelling": True}), 1.0)
+        answers = []
+        every += out
+        pending = h323_out(out, opened.conn)
+        while pending:
+            replies = [r for m in pending for r in peer.on(sim.controls_of(m))]
+            pending = []
+            if replies:
+                more = gw.h323_data(opened.conn, sim.facility(crv, True, guid, replies), 1.0)
+                every += more
+                pending = h323_out(more, opened.conn)
+    (ok,) = sip_out(every, 200)
+    assert [type(op) for op in performs(every)] == [Modify]                 # PCMU admitted, PCMA chosen
+    ack = (f"ACK sip:gw@10.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 10.2.0.5;branch=z9hG4bKack\r\n"
+           f"From: <sip:+442071230000@site-s.example>;tag=caller1\r\nTo: {ok.header('to')}\r\n"
+           f"Call-ID: s2h-1\r\nCSeq: 10 ACK\r\nContent-Type: application/sdp\r\n")
+    answer = sdp(*S_RTP, pts="8", names=("PCMA",))
+    out = gw.sip_receive((ack + f"Content-Length: {len(answer)}\r\n\r\n").encode() + answer, PBX_S, 2.0)
+    assert [type(op) for op in performs(out)] == [AttachMedia]
+    out = gw.h323_data(opened.conn, sim.q931(sim.RELEASE_COMPLETE, crv, True, sim.release_body(guid), cause=16), 3.0)
+    assert [type(op) for op in performs(out)] == [Release] and len(sip_out(out, "BYE")) == 1
+    assert gw.internal_errors == 0 and control.admits == []
