@@ -328,3 +328,24 @@ def test_profiles_apply_diversion_both_ways():
     assert outbound(invite('Diversion: <sip:2001@b>;reason=user-busy'),
                     Profile("hi", diversion=DiversionForm.HISTORY_INFO)).header("history-info") is not None
     assert BUILTIN_PROFILES["cisco-cucm"].diversion is DiversionForm.DIVERSION
+
+
+def test_numbers_inside_diversion_and_history_info_are_renumbered_both_ways():
+    # A UK PBX diverts in national form; the canonical side is E.164, the other PBX's form again
+    # on the way out, in every entry of the redirection history (not only R-URI, From, To).
+    pbx = Profile("uk", numbers=UK, diversion=DiversionForm.DIVERSION)
+    canonical = inbound(invite("Diversion: <sip:02071112222@site-b.example>;reason=user-busy;counter=1",
+                               "Diversion: <tel:02073334444>;reason=unconditional"), pbx)
+    assert canonical.header("history-info") == (
+        "<tel:+442073334444>;index=1, <sip:+442071112222@site-b.example;cause=302>;index=1.1, "
+        "<sip:+442079460000@site-b.example;cause=486>;index=1.1.1")
+    back = outbound(canonical, pbx)
+    assert back.header_values("diversion") == [
+        "<sip:02071112222@site-b.example>;reason=user-busy;counter=1;privacy=off",
+        "<tel:02073334444>;reason=unconditional;counter=1;privacy=off"]
+    us = outbound(canonical, Profile("us", numbers=US, diversion=DiversionForm.HISTORY_INFO))
+    assert us.header("history-info") == (
+        "<tel:+442073334444>;index=1, <sip:+442071112222@site-b.example;cause=302>;index=1.1, "
+        "<sip:+442079460000@site-b.example;cause=486>;index=1.1.1")     # US keeps E.164
+    untouched = outbound(invite("Diversion: <sip:alice@b>;reason=user-busy"), pbx)
+    assert untouched.header("diversion") == "<sip:alice@b>;reason=user-busy"       # no number: as it came

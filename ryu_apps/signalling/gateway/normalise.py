@@ -43,6 +43,8 @@ __all__ = ["ProxyNormaliser", "filter_sdp", "inbound", "national_to_e164", "e164
 _NUMBER = re.compile(r"\+?[0-9][0-9().-]*\Z")
 _SEPARATORS = str.maketrans("", "", "().-")
 _NUMBER_HEADERS = ("from", "to", "p-asserted-identity", "remote-party-id")
+#: lists of name-addrs whose every entry carries a number: the parties a call was diverted from
+_NUMBER_LIST_HEADERS = ("diversion", "history-info")
 
 
 def _with(message: Message, headers: tuple[Header, ...]) -> Message:
@@ -116,6 +118,14 @@ def _rewrite_numbers(message: Message, plan: NumberPlan, to: NumberForm) -> Mess
             new = _rewrite_name_addr(value, plan, to)
             changed = changed or new != value
             headers.append((name, new))
+        elif name in _NUMBER_LIST_HEADERS:
+            items = split_list(value)
+            rewritten = [_rewrite_name_addr(item, plan, to) for item in items]
+            if rewritten != items:
+                changed = True
+                headers.append((name, ", ".join(rewritten)))
+            else:
+                headers.append((name, value))
         else:
             headers.append((name, value))
     if isinstance(message, Request) and _is_initial(message):
