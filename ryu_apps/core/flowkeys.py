@@ -10,18 +10,28 @@ last and lose it when *either* call ends, leaving the other call's media unprote
 The plan therefore holds one winner per key: the entry of the newest call (highest
 cookie, which carries the call's serial; ties broken on the actions so the choice does
 not depend on arrival order). The others wait; when the winner's call ends the next
-newest takes the key over, as one replacement on the switch. :func:`resolve` picks the
+newest takes the key over, as one replacement on the switch.
+
+Only a call's ingress entries can collide (they match the media's addresses and port);
+its egress entries match its own tag, and shared and per-aggregate entries are drawn once.
+So only ingress entries are tracked: the arbiter holds one reference per live call
+direction, which the collector then scans (bench_openflow's GC lines). :func:`resolve` picks the
 winners of a whole plan (what a reconnecting switch gets); :class:`FlowKeys` keeps the
 same choice incrementally for the plan changes the manager drains.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, TypeGuard
 
-from .flowplan import CookieKind, Entry, FlowEntry, PlanDiff, parse_cookie
+from .flowplan import PRIORITY_CALL, CookieKind, Entry, FlowEntry, PlanDiff, parse_cookie
 
 FlowKey = tuple[str, int, int, tuple[object, ...]]
+
+
+def _contestable(entry: Entry) -> TypeGuard[FlowEntry]:
+    """A call's ingress entry: the only kind two live calls can draw with one key."""
+    return type(entry) is FlowEntry and entry.meter is not None and entry.priority == PRIORITY_CALL
 
 
 def _rank(entry: FlowEntry) -> tuple[int, str]:
@@ -38,7 +48,7 @@ def resolve(entries: Iterable[Entry]) -> frozenset[Entry]:
     held: dict[FlowKey, FlowEntry] = {}
     others: list[Entry] = []
     for entry in entries:
-        if type(entry) is not FlowEntry:
+        if not _contestable(entry):
             others.append(entry)
             continue
         key = entry.key
@@ -83,10 +93,10 @@ class FlowKeys:
         removes: list[Entry] = []
         adds: list[Entry] = []
         for entry in change.remove:
-            if type(entry) is not FlowEntry or not self._take(entry, before):
+            if not _contestable(entry) or not self._take(entry, before):
                 removes.append(entry)          # not arbitrated (or never seen): passed on as it is
         for entry in change.add:
-            if type(entry) is FlowEntry:
+            if _contestable(entry):
                 self._put(entry, before)
             else:
                 adds.append(entry)
@@ -98,7 +108,7 @@ class FlowKeys:
                 removes.append(old)
             if new is not None:
                 adds.append(new)
-        waiting = tuple(e for e in change.add if type(e) is FlowEntry and e in self._waiting.get(e.key, ()))
+        waiting = tuple(e for e in change.add if _contestable(e) and e in self._waiting.get(e.key, ()))
         return PlanDiff(tuple(adds), tuple(removes)), waiting
 
     def _touch(self, key: FlowKey, before: dict[FlowKey, FlowEntry | None]) -> None:

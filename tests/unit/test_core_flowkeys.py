@@ -17,7 +17,8 @@ T0 = 1_764_000_000.0
 
 
 def flow(serial: int, match: int = 1, port: int = 2) -> FlowEntry:
-    return FlowEntry("s1", 0, 3000, (("udp_dst", match),), (Output(port),), cookie(CookieKind.CALL, serial))
+    """A call's ingress entry (metered, call priority): the kind two calls can both want."""
+    return FlowEntry("s1", 0, 3000, (("udp_dst", match),), (Output(port),), cookie(CookieKind.CALL, serial), meter=4)
 
 
 class Switch:
@@ -62,8 +63,9 @@ def test_an_older_entry_waits_and_leaves_without_touching_the_switch() -> None:
 
 def test_uncontested_entries_and_meters_pass_through_in_order() -> None:
     meter = MeterEntry("s1", 4, 100, 64)
+    egress = FlowEntry("s1", 0, 3000, (("mpls_label", 16),), (), cookie(CookieKind.CALL, 3))   # never tracked
     keys = FlowKeys()
-    change = PlanDiff(add=(meter, flow(1, match=10), flow(2, match=20)))
+    change = PlanDiff(add=(meter, egress, flow(1, match=10), flow(2, match=20)))
     assert keys.apply(change) == (change, ())
     removal = PlanDiff(remove=(flow(1, match=10), meter))
     out, _ = keys.apply(removal)
