@@ -2,7 +2,12 @@
 controllers, p99 admission latency, and how long a call admitted on one controller takes
 to show on the other.
 
-    .venv/bin/python benchmarks/bench_cluster.py [calls per phase, default 4000]
+    .venv/bin/python benchmarks/bench_cluster.py [calls per phase, default 4000] [--threads N, default 2]
+        [--phases one,own,shared,visibility] [--profile DIR]
+
+``--threads``: admitting threads per controller (admissions in flight at once: what group
+commit gathers into one etcd transaction). ``--profile DIR``: each controller's threads
+under cProfile, one ``.prof`` per controller in DIR (CPU figures then include its cost).
 
 A real etcd (Debian etcd-server 3.4, one member, data directory on this machine's disk)
 on free loopback ports. Each controller is its own process running the admission path
@@ -23,6 +28,7 @@ times the admitted calls. Goal (issue 15): >= 2,000 admissions/s in total.
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -71,9 +77,12 @@ def check(nodes: list[Node], admitted: int, unsure: int = 0) -> None:
     assert all(v["used"] == views[0]["used"] for v in views)
 
 
+THREADS = 2
+
+
 def run(nodes: list[Node], pools: list[list[tuple[str, str]]], count: int) -> tuple[float, list[float], dict]:
     for node, own in zip(nodes, pools):
-        node.conn.send(("admit", {"prefix": f"{node.process.pid}", "count": count, "threads": 2, "pools": own,
+        node.conn.send(("admit", {"prefix": f"{node.process.pid}", "count": count, "threads": THREADS, "pools": own,
                                   "pace_s": 0.0}))
     results = []
     for node in nodes:
@@ -82,7 +91,7 @@ def run(nodes: list[Node], pools: list[list[tuple[str, str]]], count: int) -> tu
         results.append(node.conn.recv()[1])
     seconds = max(r["seconds"] for r in results)
     latencies = [x for r in results for x in r["latencies"]]
-    outcomes: dict[str, int] = {}
+    outcomes: dict[str, int] = {"groups": sum(r.get("groups", (0, 0))[0] for r in results)}
     for r in results:
         for key, n in r["outcomes"].items():
             outcomes[key] = outcomes.get(key, 0) + n
@@ -101,6 +110,7 @@ def phase(workdir: Path, etcd: Etcd, title: str, names: list[str], pools: list[l
         cpu_before = [tree_cpu_seconds(pid) for pid in pids]
         seconds, latencies, outcomes = run(nodes, pools, count)
         cpu = [tree_cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before)]
+        groups = outcomes.pop("groups")
         total = sum(outcomes.values())
         admitted = outcomes.get("admitted", 0)
         import time
@@ -112,7 +122,9 @@ def phase(workdir: Path, etcd: Etcd, title: str, names: list[str], pools: list[l
               + ("" if admitted == total else f" (refused: {dict((k, v) for k, v in outcomes.items() if k != 'admitted')})"),
               flush=True)
         print(f"{'':<44} CPU per admission: etcd {cpu[0] / total * 1000:.2f} ms, controllers "
-              f"{sum(cpu[1:]) / total * 1000:.2f} ms (2 cores: ceiling ~{2 / (sum(cpu) / total):.0f}/s)", flush=True)
+              f"{sum(cpu[1:]) / total * 1000:.2f} ms (2 cores: ceiling ~{2 / (sum(cpu) / total):.0f}/s); "
+              + (f"{groups} groups, {total / groups:.1f} admissions each" if groups else "no group commit"),
+              flush=True)
         return rate
     finally:
         for node in nodes:
@@ -140,23 +152,39 @@ def visibility(workdir: Path, etcd: Etcd, count: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    count = int(argv[0]) if argv else 4000
+    global THREADS
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("count", nargs="?", type=int, default=4000, help="admissions per controller per phase")
+    parser.add_argument("--threads", type=int, default=2, help="admitting threads per controller")
+    parser.add_argument("--phases", default="one,own,shared,visibility")
+    parser.add_argument("--profile", metavar="DIR", help="cProfile each controller into DIR")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    count, THREADS, phases = args.count, args.threads, set(args.phases.split(","))
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+        os.environ["MAM_BENCH_PROFILE"] = os.path.abspath(args.profile)
     why = etcd_available()
     if why:
         print(f"skipped: {why}")
         return
+    import datetime
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp, Etcd(Path(tmp)) as etcd:
         workdir = Path(tmp)
-        print(f"etcd 3.4 one member at {etcd.endpoint}, data on disk; {count} admissions per controller "
-              f"per phase, 2 threads each", flush=True)
+        print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}; "
+              f"etcd 3.4 one member at {etcd.endpoint}, data on disk; {count} admissions per controller "
+              f"per phase, {THREADS} threads each", flush=True)
         ab, cd = ("site-a", "site-b"), ("site-c", "site-d")
-        one = phase(workdir, etcd, "one controller, two pools", ["ctl-a"], [[ab, cd]], count)
-        own = phase(workdir, etcd, "two controllers, each on its own pool", ["ctl-a", "ctl-b"], [[ab], [cd]],
-                    count)
-        shared = phase(workdir, etcd, "two controllers on one pool", ["ctl-a", "ctl-b"], [[ab], [ab]], count)
-        visibility(workdir, etcd, min(count, 500))
-        print(f"goal >= {GOAL}/s in total: {'met' if max(own, shared) >= GOAL else 'NOT met'} "
+        one = own = shared = 0.0
+        if "one" in phases:
+            one = phase(workdir, etcd, "one controller, two pools", ["ctl-a"], [[ab, cd]], count)
+        if "own" in phases:
+            own = phase(workdir, etcd, "two controllers, each on its own pool", ["ctl-a", "ctl-b"], [[ab], [cd]],
+                        count)
+        if "shared" in phases:
+            shared = phase(workdir, etcd, "two controllers on one pool", ["ctl-a", "ctl-b"], [[ab], [ab]], count)
+        if "visibility" in phases:
+            visibility(workdir, etcd, min(count, 500))
+        print(f"goal >= {GOAL}/s in total: {'met' if max(one, own, shared) >= GOAL else 'NOT met'} "
               f"(one {one:.0f}/s, two on own pools {own:.0f}/s, two on one pool {shared:.0f}/s)", flush=True)
 
 

@@ -150,6 +150,7 @@ class ClusterConfig:
     name: str | None = None            # this controller's name among them (default: host name and pid)
     timeout_s: float = 1.0             # one etcd request; no answer within it: store-unavailable
     lease_ttl_s: int = 2               # a dead controller's switches are taken over this long after it died
+    max_txn_ops: int = 128             # etcd's --max-txn-ops: what one transaction may hold
     #: switch groups: (group, switches, controllers in order of preference); none: one group, any controller
     roles: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
 
@@ -218,6 +219,7 @@ def _cluster(value: Any, path: str) -> ClusterConfig:
     node = _Node(value, path)
     cluster = ClusterConfig(name=node.get("name", _str, None), timeout_s=node.get("timeout_s", _number(0.05, 30.0), 1.0),
                             lease_ttl_s=node.get("lease_ttl_s", _int(1, 600), 2),
+                            max_txn_ops=node.get("max_txn_ops", _int(16, 1_000_000), 128),
                             roles=node.get("roles", _roles, ()))
     node.done()
     return cluster

@@ -77,7 +77,8 @@ class MediaAggregationApp(compat.RyuApp):
         dataplane = self.config.dataplane
         survey = Survey(manager.topology, discovery=dataplane.discovery,
                         limit_by_speed=dataplane.port_speeds == "limit")
-        self.service = MamService(manager, clock=time.time, survey=survey, lock=compat.rlock())
+        self.service = MamService(manager, clock=time.time, survey=survey, lock=compat.rlock(),
+                                  wakeup=compat.Wakeup)
         if dataplane.discovery:  # ryu.topology's Switches app is loaded after this one and reads it then
             compat.cfg.CONF.set_override("observe_links", True)
         self.metrics = Metrics(self.service)

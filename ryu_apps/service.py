@@ -12,6 +12,10 @@ publishes nothing of itself.
 The core's timers (``next_timer()`` / ``handle_timer()``) are run by one shell loop
 that sleeps until the next deadline; ``on_timer_change`` tells it to look again when a
 mutation may have set an earlier one.
+
+Admissions are committed in groups (:mod:`.group_commit`): those that arrive while one is
+being committed wait and are decided and committed together by the next holder of the
+lock, one ledger transaction for the group.
 """
 
 from __future__ import annotations
@@ -31,12 +35,15 @@ from .core.codec import MediaSpec
 from .core.errors import NotFound
 from .core.flowplan import Entry
 from .core.locations import Verdict
+from .core.batch import Admission, Outcome
 from .core.changes import Changes, ReleasedCall
 from .core.manager import MediaAggregationManager
 from .core.pools import Keep
 from .core.schedule import ScheduleEntry
 from .core.store import Write
 from .core.survey import Survey, Transition
+from .store.shared import ThreadWaiter, Waiter
+from .group_commit import GROUP_LIMIT, GroupCommit, Ticket
 
 T = TypeVar("T")
 Listener = Callable[[Changes], None]
@@ -46,7 +53,7 @@ log = logging.getLogger(__name__)
 
 class MamService:
     def __init__(self, manager: MediaAggregationManager, clock: Callable[[], float] = time.time,
-                 survey: Survey | None = None, lock: Any = None) -> None:
+                 survey: Survey | None = None, lock: Any = None, wakeup: Callable[[], Waiter] = ThreadWaiter) -> None:
         self.manager = manager
         self.clock = clock
         self.survey = survey if survey is not None else Survey(manager.topology)
@@ -60,6 +67,8 @@ class MamService:
         self._activity: list[Activity] = []
         self._pools = {a.id: a for a in manager.aggregates()}
         self._admission_timers: list[Callable[[float], None]] = []
+        # admissions committed together; followers sleep on ``wakeup()`` (compat.Wakeup under ryu)
+        self.group = GroupCommit(int(getattr(manager.ledger, "group_limit", GROUP_LIMIT)), wakeup)
 
     def time_admissions(self, observe: Callable[[float], None]) -> None:
         """``observe(seconds)`` hears how long each admission took, lock wait included
@@ -190,21 +199,26 @@ class MamService:
 
     def admit(self, request: AdmissionRequest,
               media: tuple[MediaEndpoint, MediaEndpoint] | None = None) -> Decision:
-        """Admit (and, given both media addresses, plan the flows of) a call in one step."""
-        def admit(now: float) -> Decision:
-            if not self._watchers:
-                return self.manager.admit(request, now, media)
-            counters = self.manager.counters
-            admitted = counters.admitted           # unchanged after an Admitted: a retransmission
-            known = self._known(request.call_id) if media is not None else None
-            decision = self.manager.admit(request, now, media)
-            if not isinstance(decision, Admitted) or counters.admitted != admitted:
-                self._activity += self._decided(request, decision, now)
-            elif known is not None and not known.media_attached:
-                self._answered(request.call_id, now)
-            return decision
+        """Admit (and, given both media addresses, plan the flows of) a call in one step;
+        committed with the admissions queued beside it (:mod:`.group_commit`)."""
         started = time.perf_counter()
-        decision = self._mutate(admit)
+        group = self.group
+        ticket = group.join(Admission(request, media))
+        while ticket.outcome is None:
+            if group.take_lead():
+                try:
+                    with self.lock:
+                        self._lead(ticket)
+                finally:
+                    group.hand_over()
+            elif self.lock.acquire(blocking=False):     # free, or held by this very thread (reentrant)
+                try:
+                    self._lead(ticket)
+                finally:
+                    self.lock.release()
+            else:
+                group.follow(ticket)
+        outcome = ticket.outcome
         if self._admission_timers:
             elapsed = time.perf_counter() - started
             for observe in list(self._admission_timers):
@@ -212,12 +226,29 @@ class MamService:
                     observe(elapsed)
                 except Exception:
                     log.exception("admission timer %r failed", observe)
-        return decision
+        return outcome.result()
 
-    def _decided(self, request: AdmissionRequest, decision: Decision, now: float) -> list[Activity]:
+    def _lead(self, ticket: Ticket) -> None:
+        if ticket.outcome is None:
+            self._mutate(lambda now: self.group.lead(ticket, lambda group: self._admit_all(group, now)))
+
+    def _admit_all(self, group: Sequence[Admission], now: float) -> list[Outcome]:
+        outcomes = self.manager.admit_all(group, now)
+        if self._watchers:
+            for admission, outcome in zip(group, outcomes):
+                if outcome.decision is None:
+                    continue
+                if not isinstance(outcome.decision, Admitted) or outcome.new:
+                    self._activity += self._decided(admission.request, outcome.decision, now, outcome.call)
+                elif outcome.answered and outcome.call is not None:
+                    self._activity.append(CallAnswered(now, outcome.call))
+        return outcomes
+
+    def _decided(self, request: AdmissionRequest, decision: Decision, now: float,
+                 call: Call | None = None) -> list[Activity]:
         manager = self.manager
         if isinstance(decision, Admitted):
-            call = manager.call(decision.call_id)
+            call = call or manager.call(decision.call_id)
             admitted: list[Activity] = [CallAdmitted(now, call, decision.preempted)]
             return admitted + ([CallAnswered(now, call)] if call.media_attached else [])
         assert isinstance(decision, Rejected)

@@ -5,11 +5,18 @@ SharedLedger/EtcdKV and Replication that ``ryu-manager ryu_apps.mam_app`` builds
 
     node = Node.start(workdir, config_text, name)       # a spawned process
     node.ask("admit", prefix="a", count=1000, threads=2, pool="a-b")
+
+With ``MAM_BENCH_PROFILE=DIR`` in the environment every thread of the controller (its
+admitting threads, the watch, the applier) runs under cProfile and the merged profile is
+written to ``DIR/<name>-<pid>.prof`` when it stops.
 """
 
 from __future__ import annotations
 
+import cProfile
 import multiprocessing
+import os
+import pstats
 import threading
 import time
 from dataclasses import replace
@@ -42,8 +49,21 @@ def _serve(config_path: str, name: str, conn: Connection) -> None:
         return writes
     replication.ledger.take_remote = take_and_stamp    # type: ignore[method-assign]
 
+    profiles: list[cProfile.Profile] = []
+    profile_dir = os.environ.get("MAM_BENCH_PROFILE")
+
+    def profiled(target: Any) -> Any:
+        if not profile_dir:
+            return target
+
+        def run(*args: Any) -> Any:
+            profile = cProfile.Profile()
+            profiles.append(profile)
+            return profile.runcall(target, *args)
+        return run
+
     def spawn(target: Any, *args: Any) -> threading.Thread:
-        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread = threading.Thread(target=profiled(target), args=args, daemon=True)
         thread.start()
         return thread
     replication.start(service, spawn, time.sleep)
@@ -71,18 +91,28 @@ def _serve(config_path: str, name: str, conn: Connection) -> None:
                 if pace_s:
                     time.sleep(pace_s)
         started = time.perf_counter()
-        workers = [threading.Thread(target=run, args=(w,)) for w in range(threads)]
+        group = getattr(service, "group", None)
+        groups_before = (group.groups, group.admissions) if group is not None else (0, 0)
+        workers = [threading.Thread(target=profiled(run), args=(w,)) for w in range(threads)]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
-        return {"seconds": time.perf_counter() - started, "latencies": latencies, "outcomes": outcomes,
-                "stamps": stamps}
+        seconds = time.perf_counter() - started
+        groups = ((group.groups - groups_before[0], group.admissions - groups_before[1]) if group is not None
+                  else (0, 0))
+        return {"seconds": seconds, "latencies": latencies, "outcomes": outcomes, "stamps": stamps,
+                "groups": groups}
 
     while True:
         command, args = conn.recv()
         if command == "stop":
             replication.stop()
+            if profile_dir and profiles:
+                stats = pstats.Stats(profiles[0])
+                for profile in profiles[1:]:
+                    stats.add(profile)
+                stats.dump_stats(os.path.join(profile_dir, f"{name}-{os.getpid()}.prof"))
             conn.send(("ok", None))
             return
         if command == "admit":

@@ -83,7 +83,8 @@ def open_shared_ledger(config: Config, topology: Topology, waiter: Callable[[], 
     url = config.store_url
     assert url is not None, "store: is not an etcd:// URL"
     kv = EtcdKV(url, timeout=config.cluster.timeout_s)
-    ledger = SharedLedger(kv, url.prefix, member_name(config), lambda c: topology.community(c).edge, waiter())
+    ledger = SharedLedger(kv, url.prefix, member_name(config), lambda c: topology.community(c).edge, waiter(),
+                          max_txn_ops=config.cluster.max_txn_ops)
     kv.ledger = ledger
     return Replication(url, kv, ledger, waiter())
 

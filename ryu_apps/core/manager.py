@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 from .admission import (AdmissionRequest, Admitted, Decision, Rejected, RejectReason, ServiceLevel,
                         SignallingProtocol)
 from .aggregate import EF, Aggregate, CapacityBook
+from .batch import Admission, GroupAdmission
 from .calls import Call, CallState, MediaEndpoint
 from .changes import Changes, ReleasedCall
 from .codec import CodecPolicy, MediaSpec
@@ -81,7 +82,7 @@ class Counters:
             self.admitted_by_protocol[protocol] = self.admitted_by_protocol.get(protocol, 0) + 1
 
 
-class MediaAggregationManager(PoolOperations):
+class MediaAggregationManager(PoolOperations, GroupAdmission):
     def __init__(self, topology: Topology, settings: ManagerSettings | None = None,
                  ledger: Ledger | None = None, now: float = 0.0) -> None:
         self.topology = topology
@@ -405,25 +406,9 @@ class MediaAggregationManager(PoolOperations):
         Idempotent per call id: a retransmitted setup gets the same decision and
         allocates nothing more (on any controller sharing the ledger). A ledger that
         cannot record the admission refuses it (``store-unavailable``) and leaves
-        everything as it was."""
-        def attempt() -> tuple[Decision, bool]:
-            existing = self._state.calls.get(request.call_id)
-            if existing is not None:
-                if media is not None:
-                    self.attach_media(request.call_id, *media, now)
-                return Admitted(existing.call_id, existing.aggregate_id, existing.kbps, serial=existing.serial), False
-            with self._transaction():
-                decision = self._decide(request, now)
-                if media is not None and isinstance(decision, Admitted):
-                    self._attach(self._state.calls[request.call_id], *media, now)
-            return decision, True
-        try:
-            decision, decided = self._retrying(now, attempt)
-        except StoreUnavailable as error:
-            decision, decided = Rejected(request.call_id, RejectReason.STORE_UNAVAILABLE, error.message), True
-        if decided:
-            self.counters.count(decision, request.protocol)
-        return decision
+        everything as it was. Several at once, in one commit: ``admit_all`` (:mod:`.batch`)."""
+        outcome, = self.admit_all([Admission(request, media)], now)
+        return outcome.result()
 
     def _decide(self, request: AdmissionRequest, now: float) -> Decision:
         policy = self.settings.policy

@@ -85,6 +85,12 @@ class LedgerConflict(StoreUnavailable):
         self.fresh = tuple(fresh)
 
 
+class LedgerTooLarge(StoreUnavailable):
+    """A commit holds more than one transaction of the ledger may (etcd's
+    ``--max-txn-ops``): nothing was sent. A group of admissions is committed in smaller
+    groups; a single mutation is refused like any the store cannot record."""
+
+
 class Ledger(Protocol):
     #: False when a restart loses what was committed (the controller warns at start).
     durable: bool

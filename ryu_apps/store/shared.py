@@ -47,8 +47,8 @@ from ..core.calls import Call
 from ..core.errors import StoreUnavailable
 from ..core.locations import Location
 from ..core.serialize import aggregate_from_dict, aggregate_to_dict, call_from_dict, call_to_dict
-from ..core.store import (DeleteAggregate, DeleteCall, LedgerConflict, LedgerState, PutAggregate, PutCall,
-                          PutLocation, Write)
+from ..core.store import (DeleteAggregate, DeleteCall, LedgerConflict, LedgerState, LedgerTooLarge, PutAggregate,
+                          PutCall, PutLocation, Write)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ CATCH_UP_S = 2.0
 #: pool do not keep colliding in step.
 BACKOFF_S = 0.0002
 BACKOFF_MAX_S = 0.01
+#: etcd 3.4's default ``--max-txn-ops``: compares, and operations of each branch, in one transaction.
+MAX_TXN_OPS = 128
 
 
 # --- the key-value interface (etcd v3's data model) -----------------------------------
@@ -142,8 +144,12 @@ class SharedLedger:
     durable = True
 
     def __init__(self, kv: KV, prefix: str, member: str, edge_of: Callable[[str], str],
-                 waiter: Waiter | None = None) -> None:
+                 waiter: Waiter | None = None, max_txn_ops: int = MAX_TXN_OPS) -> None:
         self.kv = kv
+        self.max_txn_ops = max_txn_ops
+        #: admissions committed together (ryu_apps/group_commit.py): a new call compares and
+        #: puts four keys (itself, its serial, two tags), each pool two more
+        self.group_limit = max(1, (max_txn_ops - 8) // 4)
         self.prefix = prefix.rstrip("/") + "/"
         self.member = member
         self.edge_of = edge_of
@@ -279,6 +285,9 @@ class SharedLedger:
         if not ops:
             return
         compares, ops = _handovers(compares, ops)
+        if max(len(compares), len(ops)) > self.max_txn_ops:
+            raise LedgerTooLarge(f"{len(compares)} compares and {len(ops)} operations in one transaction, over "
+                                 f"etcd's --max-txn-ops ({self.max_txn_ops}: cluster.max_txn_ops)")
         self._syncs += 1
         try:
             result = self.kv.txn(compares, ops, [Put(self.key("sync", self.member), str(self._syncs))])
