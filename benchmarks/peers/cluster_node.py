@@ -69,7 +69,10 @@ def _serve(config_path: str, name: str, conn: Connection) -> None:
     replication.start(service, spawn, time.sleep)
     conn.send(("ready", replication.ledger.revision))
 
-    def admit(prefix: str, count: int, threads: int, pools: list[tuple[str, str]], pace_s: float) -> dict[str, Any]:
+    def admit(prefix: str, count: int, threads: int, pools: list[tuple[str, str]], pace_s: float,
+              retries: int = 0) -> dict[str, Any]:
+        """``retries``: a setup refused store-unavailable is sent again (same call id) up to
+        this many times, as a client would: the same admission if it landed after all."""
         latencies: list[float] = []
         stamps: dict[str, float] = {}
         outcomes: dict[str, int] = {}
@@ -82,6 +85,10 @@ def _serve(config_path: str, name: str, conn: Connection) -> None:
                 asked = time.time()
                 started = time.perf_counter()
                 decision = service.admit(AdmissionRequest(call_id, a, b, MediaSpec("pcmu")))
+                for _ in range(retries):
+                    if isinstance(decision, Admitted) or decision.reason.value != "store-unavailable":
+                        break
+                    decision = service.admit(AdmissionRequest(call_id, a, b, MediaSpec("pcmu")))
                 took = time.perf_counter() - started
                 key = "admitted" if isinstance(decision, Admitted) else decision.reason.value
                 with lock:

@@ -25,7 +25,9 @@ def etcd_available() -> str | None:
 
 
 class Etcd:
-    def __init__(self, workdir: Path, name: str = "mam-test") -> None:
+    def __init__(self, workdir: Path, name: str = "mam-test", max_txn_ops: int = 4096) -> None:
+        """``max_txn_ops``: 4096 lets tests force-delete pools with many calls; etcd's default is 128."""
+        self.max_txn_ops = max_txn_ops
         self.workdir = workdir
         self.name = name
         self.data = workdir / f"etcd-{name}.data"
@@ -48,7 +50,7 @@ class Etcd:
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"{self.name}={peer}", "--initial-cluster-state", "new",
-                "--heartbeat-interval", "50", "--election-timeout", "500", "--max-txn-ops", "4096",
+                "--heartbeat-interval", "50", "--election-timeout", "500", "--max-txn-ops", str(self.max_txn_ops),
                 "--log-level", "warn"]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

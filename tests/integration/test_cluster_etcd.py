@@ -3,6 +3,10 @@ a temporary data directory, stopped by PID.
 
 * Two controllers admit from threads at once onto one pool: exactly as many calls as fit
   are admitted, never one more, and every view (both controllers, the store) agrees.
+* Sixteen threads on each of two controllers admit at once onto two pools, so admissions
+  are committed in groups (one etcd transaction each, under etcd's default --max-txn-ops):
+  each pool holds exactly as many calls as fit, its use is their exact sum, every serial
+  once, and a setup retried after ``store-unavailable`` is the same admission.
 * etcd is killed and restarted under a running ``ryu-manager``: admission answers 503
   store-unavailable, admitted calls stay, a release asked for meanwhile is recorded once
   the store is back, and admission resumes by itself.
@@ -141,6 +145,54 @@ def test_two_controllers_admitting_at_once_fill_one_pool_exactly(tmp_path, etcd)
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_group_commit_from_many_threads_on_two_controllers_is_exact(tmp_path):
+    with Etcd(tmp_path, max_txn_ops=128) as etcd:       # etcd's default: every group must fit in it
+        fits = 700                                        # per pool; 2 x 1000 setups on each
+        config = f"""topology:
+  switches: [{{name: s1, dpid: 1}}, {{name: s2, dpid: 2}}]
+  links: [{{a: s1, a_port: 1, b: s2, b_port: 1, capacity_kbps: 10000000}}]
+communities:
+  - {{name: site-a, edge: s1, access_ports: [2], prefixes: [10.1.0.0/16]}}
+  - {{name: site-b, edge: s2, access_ports: [2], prefixes: [10.2.0.0/16]}}
+  - {{name: site-c, edge: s2, access_ports: [3], prefixes: [10.3.0.0/16]}}
+aggregates:
+  - {{id: a-b, between: [site-a, site-b], size_kbps: {fits * PCMU_KBPS}}}
+  - {{id: a-c, between: [site-a, site-c], size_kbps: {fits * PCMU_KBPS}}}
+store: {etcd.url()}
+"""
+        nodes = [Node.start(tmp_path, config, name) for name in ("ctl-a", "ctl-b")]
+        try:
+            nodes[1].ask("view")
+            pools = [("site-a", "site-b"), ("site-a", "site-c")]
+            for node in nodes:
+                node.conn.send(("admit", {"prefix": node.process.name, "count": 1000, "threads": 16,
+                                          "pools": pools, "pace_s": 0.0, "retries": 20}))
+            results = [node.conn.recv()[1] for node in nodes if node.conn.poll(600)]
+            assert len(results) == 2
+            outcomes: dict[str, int] = {}
+            for result in results:
+                for key, n in result["outcomes"].items():
+                    outcomes[key] = outcomes.get(key, 0) + n
+            assert outcomes == {"admitted": 2 * fits, "pool-full": 2000 - 2 * fits}, outcomes
+            groups, admissions = (sum(r["groups"][i] for r in results) for i in (0, 1))
+            assert admissions >= 2000 and admissions / groups > 2, (groups, admissions)   # several per transaction
+            time.sleep(0.5)
+            views = [node.ask("view") for node in nodes]
+            for view in views:
+                assert view["used"] == {"a-b": fits * PCMU_KBPS, "a-c": fits * PCMU_KBPS}, view["used"]
+                assert view["calls"] == 2 * fits and len(set(view["serials"])) == 2 * fits
+            assert views[0]["serials"] == views[1]["serials"]
+            from ryu_apps.store.etcd import b64, prefix_end, unb64
+            query = {"key": b64("/mam/used/"), "range_end": b64(prefix_end("/mam/used/"))}
+            with urllib.request.urlopen(urllib.request.Request(f"http://{etcd.endpoint}/v3/kv/range",
+                                                               data=json.dumps(query).encode()), timeout=5) as answer:
+                stored = json.loads(answer.read())
+            assert sorted(int(unb64(kv["value"])) for kv in stored["kvs"]) == [fits * PCMU_KBPS] * 2   # the store too
+        finally:
+            for node in nodes:
+                node.stop()
 
 
 @pytest.mark.osken

@@ -3,7 +3,9 @@
 Three managers share one in-memory etcd model (ryu_apps.store.memkv: revisions, versions,
 compare-and-swap transactions); each one's watch delivers only when a rule says so, so a
 controller often decides on a stale view, exactly as two controllers admitting at the same
-instant do. A model of what was acknowledged (every Admitted for a new call, every release
+instant do. Admissions also come in groups committed as one transaction (group commit,
+``admit_all``); the third controller's transactions are capped low (etcd's --max-txn-ops)
+so its groups are split. A model of what was acknowledged (every Admitted for a new call, every release
 and preemption) is kept beside them.
 
 After every step: the store holds exactly the acknowledged calls (nothing admitted is lost,
@@ -25,7 +27,8 @@ from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from conftest import mesh_topology
-from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason, ServiceLevel
+from ryu_apps.core.admission import AdmissionRequest, Admitted, Decision, Rejected, RejectReason, ServiceLevel
+from ryu_apps.core.batch import Admission
 from ryu_apps.core.calls import CallState, MediaEndpoint
 from ryu_apps.core.codec import MediaSpec
 from ryu_apps.core.errors import MamError
@@ -45,10 +48,14 @@ IDS = st.sampled_from(["p", "q"])
 CALLS = st.integers(min_value=0, max_value=20).map(lambda i: f"call-{i}")
 
 
+TXN_OPS = {"c2": 24}           # room for about four new calls: its groups are split
+
+
 class Controller:
     def __init__(self, store: MemoryStore, name: str, now: float) -> None:
         self.kv = MemoryKV(store, PREFIX)
-        self.ledger = SharedLedger(self.kv, PREFIX, name, lambda c: TOPOLOGY.community(c).edge)
+        self.ledger = SharedLedger(self.kv, PREFIX, name, lambda c: TOPOLOGY.community(c).edge,
+                                   max_txn_ops=TXN_OPS.get(name, 128))
         self.kv.feed = self.ledger.feed
         self.manager = MediaAggregationManager(TOPOLOGY, ledger=self.ledger, now=now)
         self.installed: set = set(self.manager.expected_plan())
@@ -126,8 +133,23 @@ class SharedLedgerMachine(RuleBasedStateMachine):
         stale = bool(controller.kv.pending)       # its watch has not delivered everything yet
         known = call_id in {c.call_id for c in controller.manager.calls()}
         outcome = self._step(index, lambda m: m.admit(AdmissionRequest(call_id, "east", "west", media, level), now))
-        decision = outcome[1]
         assert outcome[0] == "ok", outcome
+        self._acknowledge(call_id, outcome[1], stale, known)
+
+    @rule(index=CONTROLLERS, calls=st.lists(st.tuples(CALLS, CODECS, LEVELS), min_size=1, max_size=6))
+    def admit_group(self, index, calls):
+        """Several admissions committed together (group commit): one transaction."""
+        now = self.now
+        controller = self.controllers[index]
+        stale = bool(controller.kv.pending)
+        known = {c.call_id for c in controller.manager.calls()}
+        group = [Admission(AdmissionRequest(call_id, "east", "west", media, level)) for call_id, media, level in calls]
+        outcome = self._step(index, lambda m: m.admit_all(group, now))
+        assert outcome[0] == "ok", outcome
+        for (call_id, _, _), result in zip(calls, outcome[1]):
+            self._acknowledge(call_id, result.result(), stale, call_id in known)
+
+    def _acknowledge(self, call_id: str, decision: Decision, stale: bool, known: bool) -> None:
         if isinstance(decision, Admitted):
             if known and call_id not in self.acknowledged:
                 # answered from memory: a retransmission of a call released elsewhere, within the watch's delay
