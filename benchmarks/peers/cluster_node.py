@@ -7,8 +7,8 @@ SharedLedger/EtcdKV and Replication that ``ryu-manager ryu_apps.mam_app`` builds
     node.ask("admit", prefix="a", count=1000, threads=2, pool="a-b")
 
 With ``MAM_BENCH_PROFILE=DIR`` in the environment every thread of the controller (its
-admitting threads, the watch, the applier) runs under cProfile and the merged profile is
-written to ``DIR/<name>-<pid>.prof`` when it stops.
+admitting threads, the watch, the applier) runs under cProfile and writes its profile to
+``DIR/<name>-<pid>-<thread>.prof`` when it ends (the watch and the applier: at stop).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import cProfile
 import multiprocessing
 import os
-import pstats
 import threading
 import time
 from dataclasses import replace
@@ -49,7 +48,6 @@ def _serve(config_path: str, name: str, conn: Connection) -> None:
         return writes
     replication.ledger.take_remote = take_and_stamp    # type: ignore[method-assign]
 
-    profiles: list[cProfile.Profile] = []
     profile_dir = os.environ.get("MAM_BENCH_PROFILE")
 
     def profiled(target: Any) -> Any:
@@ -58,8 +56,10 @@ def _serve(config_path: str, name: str, conn: Connection) -> None:
 
         def run(*args: Any) -> Any:
             profile = cProfile.Profile()
-            profiles.append(profile)
-            return profile.runcall(target, *args)
+            try:
+                return profile.runcall(target, *args)
+            finally:            # each thread writes its own when it ends (the watch's: at stop)
+                profile.dump_stats(os.path.join(profile_dir, f"{name}-{os.getpid()}-{threading.get_ident()}.prof"))
         return run
 
     def spawn(target: Any, *args: Any) -> threading.Thread:
@@ -115,11 +115,6 @@ def _serve(config_path: str, name: str, conn: Connection) -> None:
         command, args = conn.recv()
         if command == "stop":
             replication.stop()
-            if profile_dir and profiles:
-                stats = pstats.Stats(profiles[0])
-                for profile in profiles[1:]:
-                    stats.add(profile)
-                stats.dump_stats(os.path.join(profile_dir, f"{name}-{os.getpid()}.prof"))
             conn.send(("ok", None))
             return
         if command == "admit":

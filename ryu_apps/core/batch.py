@@ -12,7 +12,8 @@ decision relied on, the whole group is rolled back, memory catches up with the s
 every admission is decided again (one that no longer fits is refused ``pool-full``); after
 ``conflict_retries`` refusals in a row, or when the store cannot answer, every admission of
 the group is refused ``store-unavailable`` and nothing changed. A group too large for one
-transaction of the ledger (:class:`~.store.LedgerTooLarge`) is decided again in halves.
+transaction of the ledger (:class:`~.store.LedgerTooLarge`) is decided again in halves, and
+a group ends before a setup of a call an earlier admission of the group preempted.
 A retransmitted setup is answered from memory (the same admission, counted once), also
 when its first copy is in the same group.
 """
@@ -76,34 +77,48 @@ class GroupAdmission:
     attach_media: Callable[[str, MediaEndpoint, MediaEndpoint, float], Call]
 
     def admit_all(self, admissions: Sequence[Admission], now: float) -> list[Outcome]:
-        """Decide every admission and commit them in one transaction (see the module)."""
+        """Decide every admission and commit them in as few transactions as may hold them
+        (one, unless too large or a call released by the group is set up again in it)."""
         self._now = max(self._now, now)
-        attempts = self.settings.conflict_retries + 1
-        for attempt in range(attempts):
-            try:
-                outcomes = self._admit_group(admissions, now)
-                break
-            except LedgerTooLarge as error:
-                if len(admissions) > 1:
-                    half = len(admissions) // 2
-                    return self.admit_all(admissions[:half], now) + self.admit_all(admissions[half:], now)
-                outcomes = _refused(admissions, error)
-                break
-            except LedgerConflict as error:
-                if attempt + 1 < attempts:
-                    continue                    # memory caught up (the transaction applied the changes)
-                outcomes = _refused(admissions, error)
-            except StoreUnavailable as error:
-                outcomes = _refused(admissions, error)
-                break
+        outcomes: list[Outcome] = []
+        while len(outcomes) < len(admissions):
+            outcomes += self._commit_group(admissions[len(outcomes):], now)
         for admission, outcome in zip(admissions, outcomes):
             if outcome.new and outcome.decision is not None:
                 self.counters.count(outcome.decision, admission.request.protocol)
         return outcomes
 
+    def _commit_group(self, admissions: Sequence[Admission], now: float) -> list[Outcome]:
+        """Commit the longest first part of ``admissions`` one transaction may hold; its outcomes."""
+        attempts = self.settings.conflict_retries + 1
+        for attempt in range(attempts):
+            try:
+                return self._admit_group(admissions, now)
+            except LedgerTooLarge as error:
+                if len(admissions) > 1:
+                    return self._commit_group(admissions[:len(admissions) // 2], now)
+                return _refused(admissions, error)
+            except LedgerConflict as error:
+                if attempt + 1 == attempts:
+                    return _refused(admissions, error)
+                # memory caught up (the transaction applied the changes): decide again
+            except StoreUnavailable as error:
+                return _refused(admissions, error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _admit_group(self, admissions: Sequence[Admission], now: float) -> list[Outcome]:
+        """One transaction. It ends before a setup of a call this group released (preempted):
+        the release and the new call are two transactions, so every controller's watch
+        sees the old call go before the new one comes (and its tags with it)."""
+        outcomes: list[Outcome] = []
+        released = len(self._pending_released)
         with self._transaction():
-            return [self._admit_one(admission, now) for admission in admissions]
+            for admission in admissions:
+                call_id = admission.request.call_id
+                if outcomes and any(r.call_id == call_id for r in self._pending_released[released:]):
+                    break
+                outcomes.append(self._admit_one(admission, now))
+        return outcomes
 
     def _admit_one(self, admission: Admission, now: float) -> Outcome:
         request, media = admission.request, admission.media

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import line_topology
-from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason
+from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason, ServiceLevel
 from ryu_apps.core.batch import Admission
 from ryu_apps.core.calls import MediaEndpoint
 from ryu_apps.core.codec import MediaSpec
@@ -122,7 +122,8 @@ def test_a_group_over_the_limit_is_committed_in_halves(store, line):
     outcomes = a.manager.admit_all([Admission(request(f"c{i}")) for i in range(20)], 1.0)
     assert [o.result().call_id for o in outcomes] == [f"c{i}" for i in range(20)]
     assert all(ok and len(compares) <= 40 and len(success) <= 40 for compares, success, ok in sent)
-    assert len(sent) == 4                                  # 20 -> 10 + 10 -> 5 + 5 + 5 + 5
+    # 20 too many, 10 too many, 5 committed; of the 15 left 7 committed; then the last 8
+    assert [sum(1 for op in success if op.key.startswith(PREFIX + "calls/")) for _, success, _ in sent] == [5, 7, 8]
     assert stored_use(store) == {"ab": (20 * 91, 20 * 91)} and a.manager.counters.admitted == 20
     claims_once(store)
 
@@ -231,4 +232,23 @@ def test_threads_admitting_at_once_are_committed_in_groups(store, line):
     assert stored_use(store) == {"ab": (50 * 91, 50 * 91)}
     assert service.group.admissions == 80 and service.group.groups < 40       # several in flight, one txn each
     assert len(sent) == sum(1 for _, success, _ in sent if success)           # no conflict on one controller
+    claims_once(store)
+
+
+def test_a_call_preempted_by_the_group_and_set_up_again_starts_a_new_transaction(store, line):
+    """call-1 preempts c2 (taking its tags); c2's setup again, in the same group, is the next
+    transaction: the other controller sees c2 go before it comes back with new tags."""
+    a, b = Node(store, line, "a"), Node(store, line, "b")
+    a.manager.create_aggregate("ab", "site-a", "site-b", 182, preemption=True)
+    low = ServiceLevel.VOICE_BAND_DATA
+    for call_id in ("c1", "c2"):
+        assert isinstance(a.manager.admit(AdmissionRequest(call_id, "site-a", "site-b", PCMU, low), 1.0), Admitted)
+    b.sync()
+    sent = record(store)
+    outcomes = a.manager.admit_all([Admission(request("c3")), Admission(request("c2"))], 2.0)
+    assert outcomes[0].result().preempted == ("c2",) and outcomes[1].result().preempted == ("c1",)
+    assert [ok for _, _, ok in sent] == [True, True]
+    b.sync()                                              # applies both without a clash of tags
+    assert sorted(c.call_id for c in b.manager.calls()) == ["c2", "c3"] == sorted(c.call_id for c in a.manager.calls())
+    assert stored_use(store) == {"ab": (182, 182)}
     claims_once(store)

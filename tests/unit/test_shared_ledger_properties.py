@@ -142,12 +142,12 @@ class SharedLedgerMachine(RuleBasedStateMachine):
         now = self.now
         controller = self.controllers[index]
         stale = bool(controller.kv.pending)
-        known = {c.call_id for c in controller.manager.calls()}
         group = [Admission(AdmissionRequest(call_id, "east", "west", media, level)) for call_id, media, level in calls]
         outcome = self._step(index, lambda m: m.admit_all(group, now))
         assert outcome[0] == "ok", outcome
         for (call_id, _, _), result in zip(calls, outcome[1]):
-            self._acknowledge(call_id, result.result(), stale, call_id in known)
+            # answered from memory (a retransmission) or decided: what the group's memory held at its turn
+            self._acknowledge(call_id, result.result(), stale, known=not result.new)
 
     def _acknowledge(self, call_id: str, decision: Decision, stale: bool, known: bool) -> None:
         if isinstance(decision, Admitted):
