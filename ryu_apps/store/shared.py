@@ -173,7 +173,8 @@ class SharedLedger:
         self._seen: dict[str, int] = {}                       # deleted key -> revision of the deletion
         self._own: set[int] = set()                           # revisions of this ledger's commits
         self._own_claims: dict[str, int] = {}                 # claim key -> revision of the own commit taking it
-        self._applied = 0
+        self._applied = 0                                     # every event up to it taken (or this ledger's own)
+        self._settled = 0                                     # the watch had fed up to it with nothing left to take
         self._syncs = 0
         self._conflicts = 0                                    # in a row: the backoff before deciding again
 
@@ -196,7 +197,7 @@ class SharedLedger:
         with self._events_lock:
             while self._events and self._events[0].revision <= revision:
                 self._events.popleft()
-        self.revision = self._applied = revision
+        self.revision = self._applied = self._settled = revision
         self.watched = max(self.watched, revision)
         calls, aggregates, locations = [], [], []
         for item in kvs:
@@ -297,6 +298,8 @@ class SharedLedger:
             self._conflicts = 0
             self._own.add(result.revision)
             self._mirror_own(writes, ops, result.revision)
+            if self._settled > self._applied:
+                self._forget(self._settled)
             return
         if not self.kv.catch_up(result.revision, CATCH_UP_S):
             raise StoreUnavailable(f"the shared ledger refused the change and its watch did not bring what "
@@ -384,17 +387,24 @@ class SharedLedger:
     # --- what other controllers commit ------------------------------------------------------
 
     def feed(self, events: Iterable[KeyValue]) -> None:
-        """Watched events in revision order (from the watch's thread or greenlet)."""
+        """Watched events in revision order (from the watch's thread or greenlet). The echo
+        of this ledger's own commits is dropped here: its mirror moved when it committed,
+        and the shell's applier is not woken (nor the service's lock taken) for nothing."""
         added = False
+        own = self._own
         with self._events_lock:
             for event in events:
                 if event.revision <= self.revision:      # already in the snapshot
                     continue
-                self._events.append(event)
                 self.watched = max(self.watched, event.revision)
+                if event.revision in own:
+                    continue
+                self._events.append(event)
                 added = True
+            if not self._events:
+                self._settled = self.watched
+        self.waiter.wake()                                # catch_up waits for ``watched``
         if added:
-            self.waiter.wake()
             self.on_events()
 
     def compacted(self, revision: int) -> None:
@@ -415,6 +425,7 @@ class SharedLedger:
         with self._events_lock:
             events = list(self._events)
             self._events.clear()
+            fed = self.watched                 # every event up to it is in ``events``, taken before, or own
         writes: list[Write] = []
         for event in events:
             self._applied = max(self._applied, event.revision)
@@ -428,10 +439,16 @@ class SharedLedger:
             self._mirror(event, write)
             if write is not None:
                 writes.append(write)
+        self._forget(fed)
+        return writes
+
+    def _forget(self, applied: int) -> None:
+        """Every event up to ``applied`` is taken (under the manager's serialisation): what
+        was kept to judge older ones (own revisions, deletions, claims) can go."""
+        self._applied = max(self._applied, applied)
         self._own = {r for r in self._own if r > self._applied}
         self._seen = {k: r for k, r in self._seen.items() if r > self._applied}
         self._own_claims = {k: r for k, r in self._own_claims.items() if r > self._applied}
-        return writes
 
     def _superseded(self, write: Write | None, revision: int) -> bool:
         """A call (or pool) created before one of this ledger's own commits that claimed

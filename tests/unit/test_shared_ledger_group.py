@@ -252,3 +252,23 @@ def test_a_call_preempted_by_the_group_and_set_up_again_starts_a_new_transaction
     assert sorted(c.call_id for c in b.manager.calls()) == ["c2", "c3"] == sorted(c.call_id for c in a.manager.calls())
     assert stored_use(store) == {"ab": (182, 182)}
     claims_once(store)
+
+
+def test_the_echo_of_own_commits_wakes_nobody_and_is_forgotten(store, line):
+    a = Node(store, line, "a")
+    woken = []
+    a.ledger.on_events = lambda: woken.append(1)
+    a.manager.create_aggregate("ab", "site-a", "site-b", 1000 * 91)
+    for i in range(200):
+        assert isinstance(a.manager.admit(request(f"c{i}"), 1.0), Admitted)
+        if i % 2:
+            assert a.manager.release(f"c{i - 1}", 1.0) is not None
+        a.kv.deliver()
+    assert not woken and not a.ledger.pending()
+    assert len(a.ledger._own) <= 2 and len(a.ledger._seen) <= 8 and len(a.ledger._own_claims) <= 8
+    b = Node(store, line, "b")                       # what another controller commits still wakes it
+    b.manager.admit(request("b1"), 1.0)
+    a.kv.deliver()
+    assert woken and a.ledger.pending()
+    a.sync()
+    assert "b1" in {c.call_id for c in a.manager.calls()} and a.manager.used_kbps("ab") == 101 * 91
