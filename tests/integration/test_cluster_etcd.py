@@ -119,21 +119,29 @@ def until(what: str, check, timeout: float = 10.0) -> None:
     raise AssertionError(f"{what} within {timeout:g} s")
 
 
+def admit_at_once(nodes: list[Node], threads: int, pools: list[tuple[str, str]],
+                  retries: int = 0) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """1000 setups on each node at once; the outcomes summed, and each node's result."""
+    for node in nodes:
+        node.conn.send(("admit", {"prefix": node.process.name, "count": 1000, "threads": threads,
+                                  "pools": pools, "pace_s": 0.0, "retries": retries}))
+    results = [node.conn.recv()[1] for node in nodes if node.conn.poll(600)]
+    assert len(results) == len(nodes)
+    outcomes: dict[str, int] = {}
+    for result in results:
+        for key, n in result["outcomes"].items():
+            outcomes[key] = outcomes.get(key, 0) + n
+    return outcomes, results
+
+
 def test_two_controllers_admitting_at_once_fill_one_pool_exactly(tmp_path, etcd):
     fits = 1500
     config = two_sites(fits * PCMU_KBPS) + f"store: {etcd.url()}\n"
     nodes = [Node.start(tmp_path, config, name) for name in ("ctl-a", "ctl-b")]
     try:
         nodes[1].ask("view")
-        for node in nodes:     # 2 x 1000 setups from two threads each, at once, for 1500 places
-            node.conn.send(("admit", {"prefix": node.process.name, "count": 1000, "threads": 2,
-                                      "pools": [("site-a", "site-b")], "pace_s": 0.0}))
-        results = [node.conn.recv()[1] for node in nodes if node.conn.poll(600)]
-        assert len(results) == 2
-        outcomes: dict[str, int] = {}
-        for result in results:
-            for key, n in result["outcomes"].items():
-                outcomes[key] = outcomes.get(key, 0) + n
+        # 2 x 1000 setups from two threads each, at once, for 1500 places
+        outcomes, _ = admit_at_once(nodes, threads=2, pools=[("site-a", "site-b")])
         assert outcomes["admitted"] == fits, outcomes        # never one more, and nothing lost to contention
         assert set(outcomes) <= {"admitted", "pool-full", "store-unavailable"}
         time.sleep(0.5)
@@ -166,15 +174,7 @@ store: {etcd.url()}
         try:
             nodes[1].ask("view")
             pools = [("site-a", "site-b"), ("site-a", "site-c")]
-            for node in nodes:
-                node.conn.send(("admit", {"prefix": node.process.name, "count": 1000, "threads": 16,
-                                          "pools": pools, "pace_s": 0.0, "retries": 20}))
-            results = [node.conn.recv()[1] for node in nodes if node.conn.poll(600)]
-            assert len(results) == 2
-            outcomes: dict[str, int] = {}
-            for result in results:
-                for key, n in result["outcomes"].items():
-                    outcomes[key] = outcomes.get(key, 0) + n
+            outcomes, results = admit_at_once(nodes, threads=16, pools=pools, retries=20)
             assert outcomes == {"admitted": 2 * fits, "pool-full": 2000 - 2 * fits}, outcomes
             groups, admissions = (sum(r["groups"][i] for r in results) for i in (0, 1))
             assert admissions >= 2000 and admissions / groups > 2, (groups, admissions)   # several per transaction

@@ -151,8 +151,10 @@ class SharedLedgerMachine(RuleBasedStateMachine):
 
     def _acknowledge(self, call_id: str, decision: Decision, stale: bool, known: bool) -> None:
         if isinstance(decision, Admitted):
-            if known and call_id not in self.acknowledged:
-                # answered from memory: a retransmission of a call released elsewhere, within the watch's delay
+            if known and self.acknowledged.get(call_id) not in (None, (decision.serial, decision.aggregate_id)) \
+                    or known and call_id not in self.acknowledged:
+                # answered from memory: a retransmission of a call released (and perhaps set up again with
+                # another serial) elsewhere, within the watch's delay
                 assert stale
                 return
             if call_id in self.acknowledged:     # a retried setup, on any controller: the same admission
