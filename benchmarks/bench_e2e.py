@@ -178,11 +178,15 @@ def sweep(rates: list[int], seconds: float, hold_ms: int, profile_rate: int | No
                     p50 = quantile_bound(buckets_before, buckets_after, installs, 0.5)
                     p99 = quantile_bound(buckets_before, buckets_after, installs, 0.99)
                     # SIPp's elapsed time ends with the last call's hold: the setup rate is over the rest
-                    reached = result.success / max(result.elapsed_s - hold_ms / 1000, 0.001)
-                    sustained = (result.exit == 0 and result.failed == 0 and result.success >= 0.95 * calls
-                                 and reached >= 0.95 * rate and installs >= result.success and not causes)
+                    # the scenario ends a refused call (503, 488, 403, 404, 486...) successfully: count them
+                    refused = sum(result.total(code) for code in ("503", "488", "580", "403", "404", "486"))
+                    reached = (result.success - refused) / max(result.elapsed_s - hold_ms / 1000, 0.001)
+                    sustained = (result.exit == 0 and result.failed == 0 and refused == 0
+                                 and result.success >= 0.95 * calls and reached >= 0.95 * rate
+                                 and installs >= result.success and not causes)
                     lines.append(
-                        f"rate {rate:5d}/s: {result.success:6d}/{calls} calls completed, {result.failed} failed, "
+                        f"rate {rate:5d}/s: {result.success - refused:6d}/{calls} calls completed, {refused} refused, "
+                        f"{result.failed} failed, "
                         f"{reached:7.1f} setups/s reached, exit {result.exit}; flows confirmed for "
                         f"{installs} calls, released for the data plane: {causes or 'none'}; install p50 <= "
                         f"{p50 * 1000:g} ms, p99 <= {p99 * 1000:g} ms; controller CPU {cpu / max(calls, 1) * 1000:.2f}"

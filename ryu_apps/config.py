@@ -7,6 +7,7 @@ Every error names the path of the offending key, e.g.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -616,7 +617,7 @@ def load_config(path: str) -> Config:
 
 
 def build_manager(config: Config, ledger: Ledger | None = None, now: float = 0.0,
-                  log: Callable[[str], None] | None = None) -> MediaAggregationManager:
+                  log: Callable[[str], None] | None = None, *, data_plane: bool = True) -> MediaAggregationManager:
     """A manager restored from ``ledger`` with the configured aggregates as configured.
 
     The configuration is the plan of record for the aggregates it lists: one missing from
@@ -625,9 +626,13 @@ def build_manager(config: Config, ledger: Ledger | None = None, now: float = 0.0
     file's values, and ``log`` says so, except a size its calls no longer fit or no path
     can carry, which stays as stored (said too). One between other communities is an
     error naming the entry. Aggregates the file does not list (created over REST) stay.
-    Capacity errors name the aggregate's config entry."""
+    Capacity errors name the aggregate's config entry. ``data_plane=False``: a process that
+    admits with no switch to tell; calls' flows are not drawn (``PlanOptions.call_flows``)."""
     say = log or (lambda text: None)
-    manager = MediaAggregationManager(config.topology, config.settings, ledger, now)
+    settings = config.settings
+    if not data_plane:
+        settings = dataclasses.replace(settings, plan=dataclasses.replace(settings.plan, call_flows=False))
+    manager = MediaAggregationManager(config.topology, settings, ledger, now)
     for i, spec in enumerate(config.aggregates):
         where = f"aggregates[{i}]"
         for _ in range(4):      # a LedgerConflict: another controller sharing the ledger changed the pools first

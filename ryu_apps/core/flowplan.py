@@ -238,6 +238,10 @@ class PlanOptions:
     #: mask; OpenFlow 1.3 does not oblige a switch to), "exact" adds an entry for RTCP, "off"
     #: leaves RTCP to best effort.
     rtcp_match: str = "masked"
+    #: False in a process that admits calls with no switch to tell (the standalone SIP proxy,
+    #: its workers' owner, the standalone gatekeeper and gateway): calls' flows are not drawn,
+    #: which is half of what an admission costs there (aggregates' entries still are).
+    call_flows: bool = True
 
 
 # --- builders ------------------------------------------------------------------------

@@ -29,7 +29,7 @@ class Planner:
         each time: remembering them per call was measured slower (bench_openflow part A,
         2.3 s -> 3.6-4.1 s for 10,000 calls): the retained entries lengthen every garbage
         collection more than drawing four entries costs."""
-        if not call.media_attached:
+        if not call.media_attached or not self.options.call_flows:
             return set()
         return call_entries(call, self.state.aggregates[call.aggregate_id], self.topology, self.options,
                             self.state.locations)

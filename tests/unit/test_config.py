@@ -170,3 +170,30 @@ def test_an_aggregate_that_follows_demand_keeps_its_stored_size_across_a_restart
     again = build_manager(config, ledger, log=said.append)
     assert again.aggregate(aggregate_id).size_kbps == 2500 and again.aggregate(aggregate_id).autosize is not None
     assert any("keeps 2500 kbit/s" in line and "follows demand" in line for line in said), said
+
+
+def test_a_manager_without_a_data_plane_admits_alike_and_draws_no_call_flows():
+    # The standalone proxy, its workers' owner and the standalone gatekeeper and gateway admit
+    # with no switch to tell: the same decisions and pool arithmetic, no per-call flows drawn.
+    from ryu_apps.core.admission import AdmissionRequest, Admitted
+    from ryu_apps.core.calls import MediaEndpoint
+    from ryu_apps.core.codec import MediaSpec
+    from ryu_apps.core.flowplan import FlowEntry
+
+    config = load_config(str(EXAMPLE))
+    managers = {plane: build_manager(config, MemoryLedger(), data_plane=plane) for plane in (True, False)}
+    drawn = {}
+    for plane, manager in managers.items():
+        manager.drain()
+        decisions = [manager.admit(AdmissionRequest(f"c{n}", "site-a", "site-b", MediaSpec("pcmu")), 0.0)
+                     for n in range(30)]
+        for n, decision in enumerate(decisions):
+            if isinstance(decision, Admitted):
+                manager.attach_media(f"c{n}", MediaEndpoint("10.0.1.5", 4000 + 2 * n),
+                                     MediaEndpoint("10.0.2.7", 6000 + 2 * n), 0.0)
+        drawn[plane] = ([type(d).__name__ for d in decisions], manager.used_kbps(config.aggregates[0].id),
+                        [e for e in manager.drain().plan.add if isinstance(e, FlowEntry)])
+    assert drawn[True][:2] == drawn[False][:2] and "Rejected" in drawn[True][0]      # the pool filled alike
+    assert len(drawn[True][2]) > 0 and drawn[False][2] == []
+    aggregate_entries = {e for e in managers[False].expected_plan() if isinstance(e, FlowEntry)}
+    assert aggregate_entries and aggregate_entries <= managers[True].expected_plan()

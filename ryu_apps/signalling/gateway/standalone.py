@@ -228,7 +228,7 @@ def build_server(args: argparse.Namespace) -> tuple[GatewayServer, CallControl]:
         server = GatewayServer(gw, live_calls=lambda: live_calls(rest) | set(rest.sip_calls()),
                                reconcile_s=max(0.1, args.reconcile_s))
         return server, rest
-    service = MamService(build_manager(site))
+    service = MamService(build_manager(site, data_plane=False))
     directory = TopologyDirectory(lambda: service.manager.topology)
     gw = Gateway(settings, service, directory, HashIds(os.urandom(16)))
     server = GatewayServer(gw)

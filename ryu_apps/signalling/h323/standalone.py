@@ -234,7 +234,7 @@ def build_server(args: argparse.Namespace) -> tuple[GatekeeperServer, CallContro
         from ryu_apps.config import build_manager, load_config
         from ryu_apps.service import MamService
         site = load_config(args.config)
-        service = MamService(build_manager(site))
+        service = MamService(build_manager(site, data_plane=False))
         settings = GatekeeperSettings.from_config(site.h323, site.gateway)
         control = service
         directory: Any = TopologyDirectory(lambda: service.manager.topology)

@@ -133,7 +133,7 @@ def build_server(args: argparse.Namespace, site: Any = None) -> tuple[SipServer,
         from ryu_apps.config import build_manager
         from ryu_apps.service import MamService
         assert site is not None
-        control = MamService(build_manager(site))
+        control = MamService(build_manager(site, data_plane=False))
     config, host, transports = proxy_settings(args, site)
     proxy = SipProxy(config, control, HashIds(os.urandom(16)), deferred=watch is not None)
     normalise(proxy, site)

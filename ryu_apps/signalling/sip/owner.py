@@ -122,7 +122,7 @@ class Owner:
         self.count = count
         self.host = host
         self.stats_file = stats_file
-        self.service = MamService(build_manager(site))
+        self.service = MamService(build_manager(site, data_plane=False))
         self.core = OwnerCore(self.service)
         self.service.subscribe(self.core.on_changes)
         self.shared = open_udp(host, port)
