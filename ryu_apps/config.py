@@ -443,7 +443,11 @@ def _profile(name: str, value: Any, path: str) -> Profile:
         inbound=inbound, outbound=outbound,
         sdp=node.get("sdp", _sdp_rules, SdpRules()),
         dtmf=node.get("dtmf", _choice("rfc4733", "info"), "rfc4733"),
+        session_timers=node.get("session_timers", _bool, True), min_se_s=node.get("min_se_s", _int(90, 86400), None),
+        reliable_provisional=node.get("reliable_provisional", _bool, True),
     )
+    if profile.min_se_s is not None and not profile.session_timers:
+        raise ConfigError(node.key("min_se_s"), "a PBX without session timers (session_timers: false) has no Min-SE")
     node.done()
     return profile
 

@@ -34,6 +34,8 @@ from ..sip.message import (Header, Message, NameAddr, Request, Response, param, 
                            render_params, serialize, split_list)
 from ..sip.sdp import STATIC_PAYLOAD_TYPES
 from ..sip.transaction import Peer, Send
+from .extensions import any_headers as _with
+from .extensions import from_pbx, interval_to_remember, limits_extensions, refresher_uac, refusal, toward_pbx
 from .profile import (TOPOLOGY_HEADERS, DiversionForm, GatewayConfig, HeaderAction, HeaderRule, Identity, NumberForm, NumberPlan,
                       Profile, SdpRules)
 
@@ -45,12 +47,6 @@ _SEPARATORS = str.maketrans("", "", "().-")
 _NUMBER_HEADERS = ("from", "to", "p-asserted-identity", "remote-party-id")
 #: lists of name-addrs whose every entry carries a number: the parties a call was diverted from
 _NUMBER_LIST_HEADERS = ("diversion", "history-info")
-
-
-def _with(message: Message, headers: tuple[Header, ...]) -> Message:
-    if isinstance(message, Request):
-        return Request(message.method, message.uri, headers, message.body)
-    return Response(message.status, message.reason, headers, message.body)
 
 
 # --- numbers ------------------------------------------------------------------------------
@@ -442,6 +438,8 @@ def inbound(message: Message, profile: Profile) -> Message:
     """A message received from ``profile``'s PBX, in canonical form."""
     if profile.inbound:
         message = apply_header_rules(message, profile.inbound)
+    if limits_extensions(profile):
+        message = from_pbx(message, profile)
     if profile.identity is Identity.RPID:
         message = _rpid_to_pai(message)
     if profile.diversion is DiversionForm.DIVERSION:
@@ -467,6 +465,8 @@ def outbound(message: Message, profile: Profile) -> Message:
         message = strip_topology(message)
     if profile.sdp != SdpRules():
         message = _apply_sdp(message, profile.sdp)
+    if limits_extensions(profile):
+        message = toward_pbx(message, profile)
     if profile.outbound:
         message = apply_header_rules(message, profile.outbound)
     return message
@@ -492,6 +492,7 @@ class ProxyNormaliser:
         table = [_Entry(network, profile) for community, profile in entries for network in community.prefixes]
         self._table = sorted(table, key=lambda e: -e.network.prefixlen)      # most specific first
         self._cache: dict[str, Profile | None] = {}
+        self._intervals: dict[tuple[str, str], int] = {}     # (Call-ID, CSeq) -> interval, RFC 4028 §8.2
         self.errors = 0
 
     @classmethod
@@ -522,10 +523,22 @@ class ProxyNormaliser:
         if profile is None:
             return message
         try:
+            if self._intervals and isinstance(message, Response) and message.status >= 200:
+                key = _transaction(message)         # a 2xx's retransmissions need the same answer: kept
+                interval = self._intervals.get(key) if message.status < 300 else self._intervals.pop(key, None)
+                if interval is not None:
+                    message = refresher_uac(message, interval)
             return inbound(message, profile)
         except Exception:  # noqa: BLE001 - a rule that fails leaves the message as it came
             self.errors += 1
             return message
+
+    def refuse(self, request: Request, hop: Peer) -> tuple[int, tuple[Header, ...]] | None:
+        """The status and headers the PBX at ``hop`` must answer ``request`` with (an
+        extension it lacks), given by the proxy in its place; None: forward it."""
+        profile = self.profile_for(hop.host)
+        refused = None if profile is None or not limits_extensions(profile) else refusal(request, profile)
+        return None if refused is None else (refused.status, refused.headers)
 
     def outbound(self, sends: list[Send]) -> list[Send]:
         if not sends or not self._table:
@@ -539,7 +552,20 @@ class ProxyNormaliser:
     def _rewrite(self, send: Send, profile: Profile) -> Send:
         try:
             message = parse_message(send.data, 1 << 20)
+            if isinstance(message, Request) and not profile.session_timers:
+                self._remember(message, profile)
             return Send(serialize(outbound(message, profile)), send.peer)
         except Exception:  # noqa: BLE001 - our own bytes; never lose a send over a rule
             self.errors += 1
             return send
+
+    def _remember(self, request: Request, profile: Profile) -> None:
+        interval = interval_to_remember(request, profile)
+        if interval is not None:
+            if len(self._intervals) >= 4096:                  # never answered: the oldest go first
+                del self._intervals[next(iter(self._intervals))]
+            self._intervals[_transaction(request)] = interval
+
+
+def _transaction(message: Message) -> tuple[str, str]:
+    return message.header("call-id") or "", " ".join((message.header("cseq") or "").split())

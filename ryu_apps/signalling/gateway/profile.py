@@ -5,7 +5,8 @@ A profile is validated once, when the configuration is read (``profiles:`` in
 communities: numbers in E.164 (``+4420...``) and the caller's identity in
 P-Asserted-Identity (RFC 3325). A profile says how its PBX differs from that: the
 numbering plan it dials in, whether it speaks Remote-Party-ID, header rules for messages
-coming from it (``inbound``) and going to it (``outbound``), and what its SDP must look like.
+coming from it (``inbound``) and going to it (``outbound``), what its SDP must look like,
+and whether it does session timers and 100rel (applied by :mod:`.extensions`).
 
 Built-in profiles (:data:`BUILTIN_PROFILES`) cover PBX families whose behaviour is
 publicly documented; ``generic`` changes nothing.
@@ -88,11 +89,15 @@ class Profile:
     outbound: tuple[HeaderRule, ...] = ()      # applied to messages sent to the PBX
     sdp: SdpRules = field(default_factory=SdpRules)
     dtmf: str = "rfc4733"                      # gateway: rfc4733 | info
+    session_timers: bool = True                # the PBX does RFC 4028 session timers
+    min_se_s: int | None = None                # its minimum session interval (Min-SE), >= 90
+    reliable_provisional: bool = True          # the PBX does 100rel / PRACK (RFC 3262)
 
     @property
     def changes_nothing(self) -> bool:
         return (self.identity is Identity.KEEP and self.diversion is DiversionForm.KEEP and self.numbers is None and not self.strip_topology
-                and not self.inbound and not self.outbound and self.sdp == SdpRules())
+                and not self.inbound and not self.outbound and self.sdp == SdpRules()
+                and self.session_timers and self.min_se_s is None and self.reliable_provisional)
 
 
 #: Headers that tell the other side about this side's equipment and addressing.

@@ -52,9 +52,12 @@ class Normaliser(Protocol):
 
     def outbound(self, sends: list[Send]) -> list[Send]: ...
 
+    def refuse(self, request: Request, hop: Peer) -> tuple[int, tuple[tuple[str, str], ...]] | None: ...
+
 REASON_PHRASES = {100: "Trying", 200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
                   405: "Method Not Allowed", 408: "Request Timeout", 413: "Request Entity Too Large",
-                  416: "Unsupported URI Scheme", 420: "Bad Extension", 481: "Call/Transaction Does Not Exist",
+                  416: "Unsupported URI Scheme", 420: "Bad Extension", 422: "Session Interval Too Small",
+                  481: "Call/Transaction Does Not Exist",
                   482: "Loop Detected", 483: "Too Many Hops", 487: "Request Terminated",
                   488: "Not Acceptable Here", 500: "Server Internal Error", 503: "Service Unavailable",
                   505: "Version Not Supported", 580: "Precondition Failure"}
@@ -299,6 +302,10 @@ class SipProxy(CallFlow):
         hop = self._next_hop(request, uri, routes)
         if hop is None:
             self._respond(server, 404, now, reason=(3, f"no route to {uri.host or uri.user}"))
+            return
+        refusal = None if self.normaliser is None else self.normaliser.refuse(request, hop)
+        if refusal is not None:              # an extension the PBX lacks: its answer, before admission
+            self._respond(server, refusal[0], now, extra=list(refusal[1]))
             return
         if request.method == "INVITE":
             if to.tag is None:
