@@ -28,6 +28,9 @@ PROFILE = {
     "sdp": {"codecs": ["pcma", "pcmu", "telephone-event"], "ptime_ms": 20, "telephone_event_pt": 101,
             "disable_video": True},
     "dtmf": "info",
+    "session_timers": True,
+    "min_se_s": 1800,
+    "reliable_provisional": False,
 }
 
 
@@ -60,6 +63,7 @@ def test_a_full_profile_is_read_into_typed_rules():
     assert replace.match is not None and replace.match.pattern == "^(.*)$"
     assert profile.sdp.codecs == ("pcma", "pcmu", "telephone-event") and profile.sdp.telephone_event_pt == 101
     assert gateway.profile_of("site-a").changes_nothing
+    assert profile.session_timers and profile.min_se_s == 1800 and not profile.reliable_provisional
 
 
 def test_builtin_profiles_are_usable_by_name():
@@ -97,11 +101,24 @@ def mutate(path, value):
     (("sdp", "telephone_event_pt"), 8, "profiles.pbx-b.sdp.telephone_event_pt", "between 96 and 127"),
     (("dtmf",), "inband", "profiles.pbx-b.dtmf", "must be one of"),
     (("colour",), "red", "profiles.pbx-b.colour", "unknown key"),
+    (("session_timers",), "no", "profiles.pbx-b.session_timers", "true or false"),
+    (("min_se_s",), 89, "profiles.pbx-b.min_se_s", "between 90 and 86400"),
+    (("reliable_provisional",), 1, "profiles.pbx-b.reliable_provisional", "true or false"),
 ])
 def test_errors_name_the_profile_key(path, value, where, message):
     with pytest.raises(ConfigError) as error:
         parse_config(document(mutate(path, value), profile="pbx-b"))
     assert error.value.field == where and message in str(error.value)
+
+
+def test_min_se_needs_session_timers_and_each_extension_key_alone_makes_a_profile_normalise():
+    with pytest.raises(ConfigError, match="no Min-SE") as error:
+        parse_config(document({"session_timers": False, "min_se_s": 90}, profile="pbx-b"))
+    assert error.value.field == "profiles.pbx-b.min_se_s"
+    for rules in ({"session_timers": False}, {"reliable_provisional": False}, {"min_se_s": 90}):
+        assert parse_config(document(rules, profile="pbx-b")).gateway.normalising
+    assert not parse_config(document({"session_timers": True, "reliable_provisional": True},
+                                     profile="pbx-b")).gateway.normalising
 
 
 @pytest.mark.parametrize("keys, where, message", [

@@ -523,12 +523,13 @@ class ProxyNormaliser:
         if profile is None:
             return message
         try:
+            message = inbound(message, profile)
             if self._intervals and isinstance(message, Response) and message.status >= 200:
                 key = _transaction(message)         # a 2xx's retransmissions need the same answer: kept
                 interval = self._intervals.get(key) if message.status < 300 else self._intervals.pop(key, None)
                 if interval is not None:
                     message = refresher_uac(message, interval)
-            return inbound(message, profile)
+            return message
         except Exception:  # noqa: BLE001 - a rule that fails leaves the message as it came
             self.errors += 1
             return message
