@@ -212,3 +212,60 @@ def test_profiles_rewrite_numbers_identity_headers_and_sdp_between_two_pbxs(tmp_
             uas.wait(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+# --- session timers and 100rel (RFC 4028, RFC 3262) as each PBX supports them --------------------
+
+def without_extensions(port: int, uas_port: int) -> dict[str, Any]:
+    """site-a's PBX does timers and 100rel (generic profile); site-b's does neither."""
+    document = site(port, uas_port)
+    document["communities"][0]["profile"] = "generic"
+    document["profiles"]["pbx-rpid"] = {"session_timers": False, "reliable_provisional": False}
+    return document
+
+
+def test_a_pbx_without_timers_gets_no_timer_tag_and_the_caller_is_made_the_refresher(tmp_path: Path) -> None:
+    port, uas_port = free_udp_port("127.0.0.1"), free_udp_port(B_HOST)
+    lab = Lab(tmp_path, without_extensions(port, uas_port), port)
+    try:
+        invite, ok = lab.call("uac_timers.xml", "uas_answer.xml", uas_port)
+        stats = lab.proxy.stats
+        assert stats.admitted == 1 and stats.released == 1 and stats.internal_errors == 0
+    finally:
+        lab.close()
+    # what site-b's PBX received: no option tag it lacks, nothing it must Require; the interval stays
+    assert re.search(r"^Supported: replaces\r?$", invite, re.M), invite
+    assert not re.search(r"^Require:", invite, re.M) and "timer," not in invite and "100rel" not in invite
+    assert re.search(r"^Session-Expires: 1800;refresher=uac\r?$", invite, re.M), invite
+    # what site-a's PBX received: its PBX's 2xx had no Session-Expires; the proxy made the caller refresh
+    assert re.search(r"^Session-Expires: 1800;refresher=uac\r?$", ok, re.M), ok
+    assert re.search(r"^Require: timer\r?$", ok, re.M), ok
+
+
+def test_require_100rel_toward_a_pbx_without_prack_is_answered_420_by_the_proxy(tmp_path: Path) -> None:
+    port, uas_port = free_udp_port("127.0.0.1"), free_udp_port(B_HOST)
+    lab = Lab(tmp_path, without_extensions(port, uas_port), port)
+    uas = subprocess.Popen(["sipp", "-sf", str(SCENARIOS / "uas_answer.xml"), "-i", B_HOST, "-p", str(uas_port),
+                            "-t", "u1", "-timeout", "10s", "-trace_msg", "-message_file", str(tmp_path / "uas.log"),
+                            "-nostdin", "-bg"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        done = subprocess.run(["sipp", "-sf", str(SCENARIOS / "uac_100rel.xml"), "-i", A_HOST,
+                               "-p", str(free_udp_port(A_HOST)), "-t", "u1", f"127.0.0.1:{port}", "-m", "1",
+                               "-timeout", "20s", "-timeout_error", "-trace_msg",
+                               "-message_file", str(tmp_path / "uac.log"), "-nostdin"],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=40)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+        refused = received(tmp_path / "uac.log", "SIP/2.0 420")
+        assert re.search(r"^Unsupported: 100rel\r?$", refused, re.M), refused
+        time.sleep(0.5)                                   # the ACK, absorbed by the proxy
+        uas_log = tmp_path / "uas.log"
+        assert not uas_log.exists() or "INVITE sip:" not in uas_log.read_text(errors="replace")
+        assert lab.service.read(lambda m: (len(m.calls()), m.used_kbps("a-b"))) == (0, 0)
+        stats = lab.proxy.stats
+        assert stats.admitted == 0 and stats.internal_errors == 0
+    finally:
+        if uas.poll() is None:
+            uas.terminate()
+            uas.wait(5)
+        lab.close()
