@@ -105,20 +105,29 @@ class Lab:
         self.thread.start()
         assert started.wait(5)
 
+    def uas(self, scenario: str, uas_port: int) -> subprocess.Popen[bytes]:
+        """site-b's SIPp PBX, in the background, logging what it received to uas.log."""
+        proc = subprocess.Popen(["sipp", "-sf", str(SCENARIOS / scenario), "-i", B_HOST, "-p", str(uas_port),
+                                 "-t", "u1", "-timeout", "30s", "-trace_msg",
+                                 "-message_file", str(self.tmp_path / "uas.log"), "-nostdin", "-bg"],
+                                cwd=self.tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        return proc
+
+    def uac(self, scenario: str) -> None:
+        """One call from site-a's SIPp PBX through the proxy (uac.log); it must end without error."""
+        done = subprocess.run(["sipp", "-sf", str(SCENARIOS / scenario), "-i", A_HOST,
+                               "-p", str(free_udp_port(A_HOST)), "-t", "u1", f"127.0.0.1:{self.port}", "-m", "1",
+                               "-timeout", "20s", "-timeout_error", "-trace_msg",
+                               "-message_file", str(self.tmp_path / "uac.log"), "-nostdin"],
+                              cwd=self.tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=40)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+
     def call(self, uac: str, uas: str, uas_port: int) -> tuple[str, str]:
         """One call; the INVITE the UAS received and the 200 the UAC received."""
-        proc = subprocess.Popen(["sipp", "-sf", str(SCENARIOS / uas), "-i", B_HOST, "-p", str(uas_port), "-t", "u1",
-                                 "-timeout", "30s", "-trace_msg", "-message_file", str(self.tmp_path / "uas.log"),
-                                 "-nostdin", "-bg"], cwd=self.tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = self.uas(uas, uas_port)
         try:
-            time.sleep(0.3)
-            done = subprocess.run(["sipp", "-sf", str(SCENARIOS / uac), "-i", A_HOST,
-                                   "-p", str(free_udp_port(A_HOST)), "-t", "u1", f"127.0.0.1:{self.port}", "-m", "1",
-                                   "-timeout", "20s", "-timeout_error", "-trace_msg",
-                                   "-message_file", str(self.tmp_path / "uac.log"), "-nostdin"],
-                                  cwd=self.tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=40)
-            assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+            self.uac(uac)
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and self.service.read(lambda m: len(m.calls())):
                 time.sleep(0.05)
@@ -245,17 +254,9 @@ def test_a_pbx_without_timers_gets_no_timer_tag_and_the_caller_is_made_the_refre
 def test_require_100rel_toward_a_pbx_without_prack_is_answered_420_by_the_proxy(tmp_path: Path) -> None:
     port, uas_port = free_udp_port("127.0.0.1"), free_udp_port(B_HOST)
     lab = Lab(tmp_path, without_extensions(port, uas_port), port)
-    uas = subprocess.Popen(["sipp", "-sf", str(SCENARIOS / "uas_answer.xml"), "-i", B_HOST, "-p", str(uas_port),
-                            "-t", "u1", "-timeout", "10s", "-trace_msg", "-message_file", str(tmp_path / "uas.log"),
-                            "-nostdin", "-bg"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uas = lab.uas("uas_answer.xml", uas_port)
     try:
-        time.sleep(0.3)
-        done = subprocess.run(["sipp", "-sf", str(SCENARIOS / "uac_100rel.xml"), "-i", A_HOST,
-                               "-p", str(free_udp_port(A_HOST)), "-t", "u1", f"127.0.0.1:{port}", "-m", "1",
-                               "-timeout", "20s", "-timeout_error", "-trace_msg",
-                               "-message_file", str(tmp_path / "uac.log"), "-nostdin"],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=40)
-        assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+        lab.uac("uac_100rel.xml")
         refused = received(tmp_path / "uac.log", "SIP/2.0 420")
         assert re.search(r"^Unsupported: 100rel\r?$", refused, re.M), refused
         time.sleep(0.5)                                   # the ACK, absorbed by the proxy

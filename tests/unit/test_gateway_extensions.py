@@ -1,11 +1,9 @@
 """Session timers (RFC 4028) and 100rel (RFC 3262) as each PBX supports them: the pure rules,
 both directions, and the proxy's hook (its own 420 / 422, the refresher it keeps)."""
 
-import ipaddress
-
 import pytest
+from test_gateway_normalise import Control, community
 
-from ryu_apps.core.network import Community
 from ryu_apps.signalling.gateway.extensions import (from_pbx, interval_to_remember, limits_extensions, option_tags,
                                                     refresher_uac, refusal, toward_pbx)
 from ryu_apps.signalling.gateway.normalise import ProxyNormaliser, inbound, outbound
@@ -146,10 +144,6 @@ def test_a_2xx_of_a_pbx_without_timers_gets_the_refresher_on_the_caller_rfc4028_
 
 # --- through inbound()/outbound() and the proxy's normaliser -------------------------------------
 
-def community(name, prefix):
-    return Community(name, "s1", (1,), (ipaddress.ip_network(prefix),))
-
-
 def test_inbound_and_outbound_apply_the_extension_rules():
     assert outbound(request("Supported: timer"), NO_TIMERS).header("supported") is None
     assert inbound(request("Supported: timer"), NO_TIMERS).header("supported") is None
@@ -189,35 +183,13 @@ def test_the_normaliser_keeps_a_bounded_memory():
     assert len(normaliser._intervals) == 4096 and ("call-0", "1 INVITE") not in normaliser._intervals
 
 
-class _Control:
-    def __init__(self):
-        self.requests = []
-
-    def admit(self, request):
-        from ryu_apps.core.admission import Admitted
-        self.requests.append(request)
-        return Admitted(request.call_id, "a-b", 91)
-
-    def attach_media(self, *args):
-        return None
-
-    def modify(self, call_id, media):
-        return None
-
-    def release(self, call_id, cause):
-        return None
-
-    def community_of(self, domain, address):
-        return {"site-a.example": "a", "site-b.example": "b"}.get(domain or "")
-
-
 def _proxy(profile):
     from ryu_apps.signalling.sip.ids import HashIds
     from ryu_apps.signalling.sip.proxy import SipProxy
     from ryu_apps.signalling.sip.proxy_config import ProxyConfig
     from ryu_apps.signalling.sip.routing import RouteTable
     config = ProxyConfig(host="10.0.0.1", port=5060, routes=RouteTable.from_specs(["site-b.example=10.2.0.5:5060"]))
-    proxy = SipProxy(config, _Control(), HashIds(b"k"))
+    proxy = SipProxy(config, Control(), HashIds(b"k"))
     proxy.normaliser = ProxyNormaliser([(community("b", "10.2.0.0/16"), profile)])
     return proxy
 

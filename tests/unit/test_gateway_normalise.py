@@ -230,6 +230,31 @@ def test_a_failing_rule_leaves_the_message_as_it_came_and_is_counted(monkeypatch
     assert normaliser.outbound([send]) == [send] and normaliser.errors == 2
 
 
+class Control:
+    """Admission that admits everything, for a SipProxy under test (also test_gateway_extensions)."""
+
+    def __init__(self):
+        self.requests = []
+
+    def admit(self, request):
+        from ryu_apps.core.admission import Admitted
+        self.requests.append(request)
+        return Admitted(request.call_id, "a-b", 91)
+
+    def attach_media(self, *args):
+        return None
+
+    def modify(self, call_id, media):
+        from ryu_apps.core.admission import Admitted
+        return Admitted(call_id, "a-b", 91)
+
+    def release(self, call_id, cause):
+        return None
+
+    def community_of(self, domain, address):
+        return {"site-a.example": "a", "site-b.example": "b"}.get(domain or "")
+
+
 def test_the_proxy_core_applies_the_normaliser_both_ways():
     """Through SipProxy itself: an INVITE from a profiled PBX is normalised before routing
     and what is sent to a profiled PBX after; malformed input still gets its 400."""
@@ -237,28 +262,6 @@ def test_the_proxy_core_applies_the_normaliser_both_ways():
     from ryu_apps.signalling.sip.proxy import SipProxy
     from ryu_apps.signalling.sip.proxy_config import ProxyConfig
     from ryu_apps.signalling.sip.routing import RouteTable
-    from ryu_apps.core.admission import Admitted
-
-    class Control:
-        def __init__(self):
-            self.requests = []
-
-        def admit(self, request):
-            self.requests.append(request)
-            return Admitted(request.call_id, "a-b", 91)
-
-        def attach_media(self, *args):
-            return None
-
-        def modify(self, call_id, media):
-            return Admitted(call_id, "a-b", 91)
-
-        def release(self, call_id, cause):
-            return None
-
-        def community_of(self, domain, address):
-            return {"site-a.example": "a", "site-b.example": "b"}.get(domain or "")
-
     uk = Profile("uk", numbers=UK, identity=Identity.RPID)
     normaliser = ProxyNormaliser([(community("a", "10.1.0.0/16"), uk), (community("b", "10.2.0.0/16"), uk)])
     config = ProxyConfig(host="10.0.0.1", port=5060, routes=RouteTable.from_specs(["site-b.example=10.2.0.5:5060"]))

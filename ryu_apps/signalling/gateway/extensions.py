@@ -17,7 +17,7 @@ itself. The rules (docs/gateway.md, "Session timers and 100rel"):
   (RFC 4028 §8.2), so the caller, which supports timers, refreshes.
 * ``Require: 100rel`` toward a PBX without PRACK is answered by the proxy, as the PBX
   should (RFC 3261 §8.2.2.3): ``420 Bad Extension`` with ``Unsupported: 100rel``; the
-  caller may retry without it (RFC 3262 §4).
+  caller may retry without it (RFC 3261 §8.1.3.5).
 * ``min_se_s``: a Session-Expires below it from a caller that supports timers is answered
   ``422`` with ``Min-SE`` (RFC 4028 §8.1, a proxy MAY); from a caller that does not (it
   cannot retry on a 422) Min-SE is raised to it and Session-Expires with it (§8.1, SHOULD /
