@@ -143,16 +143,23 @@ class Lab:
         self.thread.join(5)
 
 
-def test_vendor_pair_cisco_cucm_calls_asterisk_with_the_builtin_profiles(tmp_path: Path) -> None:
+def call_between(tmp_path: Path, profiles: tuple[str, str], uac: str, uas: str,
+                 defined: dict[str, Any] | None = None) -> tuple[str, str, Lab]:
+    """One call from site-a to site-b with these profiles (``defined``: profiles to (re)define)."""
     port, uas_port = free_udp_port("127.0.0.1"), free_udp_port(B_HOST)
     document = site(port, uas_port)
-    document["communities"][0]["profile"] = "cisco-cucm"
-    document["communities"][1]["profile"] = "asterisk"
+    document["communities"][0]["profile"], document["communities"][1]["profile"] = profiles
+    document["profiles"].update(defined or {})
     lab = Lab(tmp_path, document, port)
     try:
-        invite, ok = lab.call("uac_cucm.xml", "uas_asterisk.xml", uas_port)
+        invite, ok = lab.call(uac, uas, uas_port)
     finally:
         lab.close()
+    return invite, ok, lab
+
+
+def test_vendor_pair_cisco_cucm_calls_asterisk_with_the_builtin_profiles(tmp_path: Path) -> None:
+    invite, ok, _ = call_between(tmp_path, ("cisco-cucm", "asterisk"), "uac_cucm.xml", "uas_asterisk.xml")
     # what Asterisk (sendrpid=pai) received from Cisco UCM: PAI, no RPID, no Cisco-Guid
     assert '\nP-Asserted-Identity: "Alice" <sip:02071230000@site-a.example>' in invite
     assert "Remote-Party-ID" not in invite and "Remote-Party-Id" not in invite and "Cisco-Guid" not in invite
@@ -225,23 +232,14 @@ def test_profiles_rewrite_numbers_identity_headers_and_sdp_between_two_pbxs(tmp_
 
 # --- session timers and 100rel (RFC 4028, RFC 3262) as each PBX supports them --------------------
 
-def without_extensions(port: int, uas_port: int) -> dict[str, Any]:
-    """site-a's PBX does timers and 100rel (generic profile); site-b's does neither."""
-    document = site(port, uas_port)
-    document["communities"][0]["profile"] = "generic"
-    document["profiles"]["pbx-rpid"] = {"session_timers": False, "reliable_provisional": False}
-    return document
+NEITHER = {"session_timers": False, "reliable_provisional": False}      # a PBX without timers or 100rel
 
 
 def test_a_pbx_without_timers_gets_no_timer_tag_and_the_caller_is_made_the_refresher(tmp_path: Path) -> None:
-    port, uas_port = free_udp_port("127.0.0.1"), free_udp_port(B_HOST)
-    lab = Lab(tmp_path, without_extensions(port, uas_port), port)
-    try:
-        invite, ok = lab.call("uac_timers.xml", "uas_answer.xml", uas_port)
-        stats = lab.proxy.stats
-        assert stats.admitted == 1 and stats.released == 1 and stats.internal_errors == 0
-    finally:
-        lab.close()
+    invite, ok, lab = call_between(tmp_path, ("generic", "pbx-rpid"), "uac_timers.xml", "uas_answer.xml",
+                                   {"pbx-rpid": NEITHER})
+    stats = lab.proxy.stats
+    assert stats.admitted == 1 and stats.released == 1 and stats.internal_errors == 0
     # what site-b's PBX received: no option tag it lacks, nothing it must Require; the interval stays
     assert re.search(r"^Supported: replaces\r?$", invite, re.M), invite
     assert not re.search(r"^Require:", invite, re.M) and "timer," not in invite and "100rel" not in invite
@@ -253,7 +251,10 @@ def test_a_pbx_without_timers_gets_no_timer_tag_and_the_caller_is_made_the_refre
 
 def test_require_100rel_toward_a_pbx_without_prack_is_answered_420_by_the_proxy(tmp_path: Path) -> None:
     port, uas_port = free_udp_port("127.0.0.1"), free_udp_port(B_HOST)
-    lab = Lab(tmp_path, without_extensions(port, uas_port), port)
+    document = site(port, uas_port)
+    document["communities"][0]["profile"] = "generic"
+    document["profiles"]["pbx-rpid"] = NEITHER
+    lab = Lab(tmp_path, document, port)
     uas = lab.uas("uas_answer.xml", uas_port)
     try:
         lab.uac("uac_100rel.xml")
@@ -270,3 +271,14 @@ def test_require_100rel_toward_a_pbx_without_prack_is_answered_420_by_the_proxy(
             uas.terminate()
             uas.wait(5)
         lab.close()
+
+
+def test_a_caller_pbx_without_timers_is_not_offered_as_the_refresher(tmp_path: Path) -> None:
+    """The other direction: site-a's PBX lists timer and 100rel but its profile says it does
+    neither; site-b (generic) receives neither tag, so a UAS with timers would refresh itself."""
+    invite, ok, _ = call_between(tmp_path, ("pbx-uk", "generic"), "uac_timers.xml", "uas_answer.xml",
+                                 {"pbx-uk": NEITHER})
+    assert re.search(r"^Supported: replaces\r?$", invite, re.M), invite
+    assert not re.search(r"^Require:", invite, re.M) and "100rel" not in invite
+    assert re.search(r"^Session-Expires: 1800\r?$", invite, re.M), invite     # refresher=uac gone: not it
+    assert not re.search(r"^Session-Expires:", ok, re.M), ok       # site-b generic: nothing inserted

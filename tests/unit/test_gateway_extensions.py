@@ -81,7 +81,7 @@ def test_a_message_without_those_headers_is_returned_as_it_is(profile):
 
 @pytest.mark.parametrize("profile", [NO_TIMERS, NO_100REL, NEITHER, MIN_SE])
 def test_the_rules_are_idempotent(profile):
-    for message in (request("Supported: 100rel, timer", "Require: timer", "Session-Expires: 100"),
+    for message in (request("Supported: 100rel, timer", "Require: timer", "Session-Expires: 100;refresher=uac"),
                     response(200, "Supported: timer, 100rel", "Require: 100rel", "RSeq: 1")):
         once = toward_pbx(message, profile)
         assert toward_pbx(once, profile) == once
@@ -126,6 +126,11 @@ def test_from_a_pbx_tags_it_does_not_do_are_removed_so_the_other_side_refreshes(
     assert out.header_values("supported") == ["replaces"] and not out.has("require")
     assert from_pbx(message, NO_TIMERS).header_values("supported") == ["100rel", "replaces"]
     assert from_pbx(message, MIN_SE) is message
+    named = request("Session-Expires: 1800;Refresher=uac;x=1")          # a PBX without timers cannot refresh
+    assert from_pbx(named, NO_TIMERS).header("session-expires") == "1800;x=1"
+    assert from_pbx(named, NO_100REL) is named
+    for kept in (request("Session-Expires: 1800;refresher=uas"), request("Session-Expires: 1800")):
+        assert from_pbx(kept, NO_TIMERS) is kept
 
 
 def test_a_2xx_of_a_pbx_without_timers_gets_the_refresher_on_the_caller_rfc4028_8_2():
@@ -136,8 +141,10 @@ def test_a_2xx_of_a_pbx_without_timers_gets_the_refresher_on_the_caller_rfc4028_
     assert interval_to_remember(request("Supported: timer", method="BYE"), NO_TIMERS) is None
     out = refresher_uac(response(200), 1800)
     assert out.header("session-expires") == "1800;refresher=uac" and out.header_values("require") == ["timer"]
-    already = response(200, "Session-Expires: 900;refresher=uas")
+    already = response(200, "Session-Expires: 900;refresher=uac", "Require: timer")
     assert refresher_uac(already, 1800) is already
+    claims = refresher_uac(response(200, "Session-Expires: 900;refresher=uas"), 1800)   # it will not refresh
+    assert claims.header_values("session-expires") == ["1800;refresher=uac"] and claims.header("require") == "timer"
     ringing = response(180)
     assert refresher_uac(ringing, 1800) is ringing
 

@@ -136,9 +136,26 @@ def _raise_interval(request: Request, minimum: int) -> Request:
 
 def from_pbx(message: Message, profile: Profile) -> Message:
     """A message from ``profile``'s PBX: option tags it lists but does not do removed from
-    Supported and Require."""
+    Supported and Require; a request of a PBX without timers that names itself the refresher
+    (``refresher=uac``) loses the parameter, so the UAS picks (itself, RFC 4028 §9)."""
     lacks = _lacks(profile)
-    return _drop_tags(message, lacks, ("supported", "require")) if lacks else message
+    if not lacks:
+        return message
+    message = _drop_tags(message, lacks, ("supported", "require"))
+    if "timer" in lacks and isinstance(message, Request):
+        expires = message.header("session-expires")
+        if expires is not None and _refresher(expires) == "uac":
+            kept = [p for p in expires.split(";") if p.partition("=")[0].strip().lower() != "refresher"]
+            return set_header(message, "session-expires", ";".join(kept))
+    return message
+
+
+def _refresher(value: str) -> str | None:
+    for part in value.split(";")[1:]:
+        name, _, found = part.partition("=")
+        if name.strip().lower() == "refresher":
+            return found.strip().lower()
+    return None
 
 
 def interval_to_remember(request: Request, profile: Profile) -> int | None:
@@ -151,11 +168,14 @@ def interval_to_remember(request: Request, profile: Profile) -> int | None:
 
 def refresher_uac(response: Response, interval: int) -> Response:
     """RFC 4028 §8.2: a 2xx of a UAS without timers to a caller that does them gets
-    ``Session-Expires: <interval>;refresher=uac`` and ``Require: timer``. A 2xx that has
-    Session-Expires, or any other response, is returned unchanged."""
-    if not 200 <= response.status < 300 or response.has("session-expires"):
+    ``Session-Expires: <interval>;refresher=uac`` and ``Require: timer`` (one that echoed
+    Session-Expires naming itself, ``refresher=uas``, too: it will not refresh). A 2xx whose
+    Session-Expires names the caller, or any other response, is returned unchanged."""
+    expires = response.header("session-expires")
+    if not 200 <= response.status < 300 or (expires is not None and _refresher(expires) != "uas"):
         return response
-    headers = response.headers + (("session-expires", f"{interval};refresher=uac"),)
+    headers = tuple(h for h in response.headers if h[0] != "session-expires")
+    headers += (("session-expires", f"{interval};refresher=uac"),)
     if "timer" not in option_tags(response, "require"):
         headers += (("require", "timer"),)
     return Response(response.status, response.reason, headers, response.body)
