@@ -26,6 +26,7 @@ from ryu_apps.signalling.h323 import per_fix
 
 PID = (0, 0, 8, 2250, 0, 4)
 SETUP, CALL_PROCEEDING, ALERTING, CONNECT, RELEASE_COMPLETE, FACILITY = 0x05, 0x02, 0x01, 0x07, 0x5A, 0x62
+PROGRESS = 0x03
 
 
 def _types() -> tuple[Any, Any, Any, Any]:
@@ -387,13 +388,16 @@ def converse(sock: socket.socket, crv: int, from_destination: bool, guid: bytes,
 
 
 def q931(message_type: int, crv: int, from_destination: bool, uu_body: tuple[str, dict[str, Any]] | None,
-         called: str | None = None, cause: int | None = None, extra_pdu: dict[str, Any] | None = None) -> bytes:
+         called: str | None = None, cause: int | None = None, extra_pdu: dict[str, Any] | None = None,
+         progress: int | None = None) -> bytes:
     ref = (crv & 0x7FFF) | (0x8000 if from_destination else 0)
     out = bytearray((0x08, 2)) + ref.to_bytes(2, "big") + bytes((message_type,))
     if message_type == SETUP:
         out += bytes((0x04, 3, 0x80, 0x90, 0xA3))
     if cause is not None:
         out += bytes((0x08, 2, 0x80, 0x80 | cause))
+    if progress is not None:
+        out += bytes((0x1E, 2, 0x81, 0x80 | progress))
     if called:
         out += bytes((0x70, len(called) + 1, 0x81)) + called.encode()
     if uu_body is not None:
@@ -408,7 +412,7 @@ def parse_q931(payload: bytes) -> dict[str, Any]:
     ref = int.from_bytes(payload[2:2 + crl], "big")
     at = 2 + crl
     result: dict[str, Any] = {"type": payload[at], "crv": ref & 0x7FFF, "from_destination": bool(ref & 0x8000),
-                              "cause": None, "uu": None}
+                              "cause": None, "uu": None, "progress": None}
     at += 1
     while at < len(payload):
         ident = payload[at]
@@ -423,6 +427,8 @@ def parse_q931(payload: bytes) -> dict[str, Any]:
         length = payload[at + 1]
         if ident == 0x08:
             result["cause"] = payload[at + 3] & 0x7F
+        elif ident == 0x1E and length >= 2:                # progress indicator: its description
+            result["progress"] = payload[at + 3] & 0x7F
         at += 2 + length
     return result
 

@@ -127,6 +127,10 @@ class Bridge:
     sip_offer: SdpMedia | None = None             # H->S: the SIP callee's offer in its 200
     answer_200: Response | None = None            # H->S: that 200, its ACK (with our answer) owed
     late_ack: Request | None = None               # H->S: the ACK sent, for retransmitted 200s
+    rseq: int = 0                                 # H->S: the last reliable 18x's RSeq (RFC 3262), PRACKed
+    prack_rseq: int | None = None                 # H->S: the reliable 18x whose offer our PRACK answers
+    early_answered: bool = False                  # H->S: offer/answer done in the PRACK; the 200 has none
+    early_sdp: bytes = b""                        # H->S: an unreliable 18x's SDP (the 200 must repeat it)
     connect_seen: bool = False                    # S->H: Connect arrived, our 200 waits for the media
     telephone_event_pt: int | None = None         # RFC 4733 payload type both sides agreed on
     t38: T38State | None = None                   # fax switch-over (H.245 calls only)

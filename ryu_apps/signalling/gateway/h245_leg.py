@@ -249,17 +249,21 @@ class H245Leg:
             if bridge.offer is not None and bridge.offer.codecs[:1] != (codec,):
                 self.gw.modify(bridge, codec)
         self.accept_theirs(bridge, session, offer.receive, {n for n, _ in offered}, now)
-        if bridge.caller_media is not None and bridge.answer_200 is not None and bridge.codec is not None:
+        if bridge.caller_media is not None and bridge.codec is not None and \
+                (bridge.answer_200 is not None or bridge.prack_rseq is not None):
             event_pt = self.event_pt(offer) if self.rfc4733(bridge) and session.remote.telephone_event_pt else None
             codecs = [bridge.codec] + [(c.codec, c.ptime_ms) for c in session.incoming.values()
                                        if c.codec and c.codec != bridge.codec[0]]
             body = build_sdp(bridge.caller_media, codecs, now_id(now), payload_types=bridge.sip_payload_types,
                              telephone_event_pt=event_pt)
-            self.send_ack(bridge, body)
+            if bridge.answer_200 is not None:
+                self.send_ack(bridge, body)
+                self.gw.count("late-offer-answered")
+            else:
+                self.gw.early.answer_in_prack(bridge, body, now)
             bridge.telephone_event_pt = event_pt
             self.gw.disarm(bridge, "h245")
             self.gw.attach(bridge)
-            self.gw.count("late-offer-answered")
 
     def progress_sip_caller(self, bridge: Bridge, session: H245Session, now: float) -> None:
         if session.remote is not None and bridge.our_channel is None and bridge.t38 is None:
@@ -309,20 +313,40 @@ class H245Leg:
 
     # -- the SIP side ----------------------------------------------------------------------
     def on_200(self, bridge: Bridge, response: Response, now: float) -> None:
-        """H->S: the SIP callee's 200 to our INVITE without SDP: its offer."""
+        """H->S: the SIP callee's 200 to our INVITE without SDP: its offer (or, when a reliable
+        18x offered and our PRACK answered, nothing new: the call is answered)."""
         if bridge.phase is Phase.CONNECTED:
             if bridge.late_ack is not None:                  # a retransmitted 200: our ACK again
                 self.gw.dialog.send(bridge, bridge.late_ack)
             return
-        bridge.answer_200 = response
         bridge.phase = Phase.CONNECTED                       # a 200: whatever follows, ACK and BYE it
+        if bridge.early_answered:                            # offer/answer done in the PRACK (RFC 3262)
+            bridge.late_ack = self.gw.dialog.ack(bridge, response)
+            self.gw.dialog.send(bridge, bridge.late_ack)
+            self.gw.h323.send_to_caller(bridge, MessageType.CONNECT, "connect", None, h245=self.take(bridge))
+            self.gw.count("early-media-connected")
+            return
+        bridge.answer_200 = response
+        if bridge.sip_offer is None:
+            if not self.offered(bridge, response.body or bridge.early_sdp, now):
+                return
+        else:                                                # a 200 before our PRACK: answer in the ACK
+            bridge.prack_rseq = None
+        self.gw.h323.send_to_caller(bridge, MessageType.CONNECT, "connect", None, h245=self.take(bridge))
+        self.gw.arm(bridge, "h245", now + self.gw.settings.h245_timeout_s)
+        self.progress(bridge, now)
+        self.flush(bridge)
+
+    def offered(self, bridge: Bridge, body: bytes, now: float) -> bool:
+        """H->S: the SIP callee's offer (in its 200, or a reliable 18x): our TerminalCapabilitySet
+        says its codecs. False: no usable offer, the call is ended (cause 65)."""
         try:
-            offer = read_sdp(response.body) if response.body else None
+            offer = read_sdp(body) if body else None
         except MediaError:
             offer = None
         if offer is None or offer.receive is None or not offer.offer().codecs:
-            self.fail(bridge, "sip: 200 without a usable offer", now)
-            return
+            self.fail(bridge, "sip: no usable offer", now)
+            return False
         bridge.sip_offer = offer
         bridge.callee_media = offer.receive
         bridge.sip_payload_types = {name: pt for name, pt, _ in offer.codecs}
@@ -331,10 +355,7 @@ class H245Leg:
         event_pt = self.event_pt(offer) if self.rfc4733(bridge) else None
         self.events(bridge, session.send_capabilities(Capabilities(offer.offer().codecs, event_pt, t38=True), now),
                     now)
-        self.gw.h323.send_to_caller(bridge, MessageType.CONNECT, "connect", None, h245=self.take(bridge))
-        self.gw.arm(bridge, "h245", now + self.gw.settings.h245_timeout_s)
-        self.progress(bridge, now)
-        self.flush(bridge)
+        return True
 
     def send_ack(self, bridge: Bridge, body: bytes) -> None:
         response, bridge.answer_200 = bridge.answer_200, None

@@ -17,7 +17,7 @@ from ryu_apps.core.calls import MediaEndpoint
 from ..h323.actions import StreamClose, StreamOpen, StreamSend
 from ..h323.asn1 import Asn1Error, decode_h245, decode_uu, encode_uu
 from ..h323.q931 import (IE, SPEECH_BEARER, MessageType, Q931, Q931Error, TpktFramer, cause_ie, number_ie, parse,
-                         serialize as q931_bytes, tpkt)
+                         progress_ie, serialize as q931_bytes, tpkt)
 from ..h323.ras import PROTOCOL_ID
 from ..h323.reasons import release_reason
 from ..sip.errors import ParseError
@@ -26,6 +26,7 @@ from .media_map import MediaError, Offer, accepted_of, build_sdp, faststart_offe
 from .bridge import (BEARER_NOT_IMPLEMENTED, Bridge, INVALID_IE, NORMAL, NO_ROUTE, Phase, TEMPORARY_FAILURE,
                      UNALLOCATED, address_of, alias, dialled, gateway_type, guid_of, now_id, packed)
 from .dtmf import user_input
+from .early_media import SUPPORTED
 
 if TYPE_CHECKING:
     from .interwork import Gateway
@@ -232,8 +233,10 @@ class H323Leg:
             ("from", f"<sip:{calling or 'anonymous'}@{self.gw.settings.sip_host}>;tag={bridge.local_tag}"),
             ("to", f"<{uri}>"), ("call-id", sip_call_id), ("cseq", "1 INVITE"),
             ("contact", self.gw.dialog.contact()),
-            ("allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"),
+            ("allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO" + ("" if sdp else ", PRACK")),
         ]
+        if not sdp:                                       # late offer: an offer in a reliable 18x is answered
+            headers.append(("supported", SUPPORTED))      # in the PRACK (early media, .early_media)
         if calling:
             headers.append(("p-asserted-identity", f"<sip:{calling}@{self.gw.settings.sip_host}>"))
         if sdp:
@@ -317,7 +320,7 @@ class H323Leg:
         self.gw.arm(bridge, "t303", now + self.gw.settings.t303)
 
     def send_to_caller(self, bridge: Bridge, kind: int, name: str, faststart: list[bytes] | None, *,
-                       h245: list[bytes] | None = None) -> None:
+                       h245: list[bytes] | None = None, progress: int | None = None) -> None:
         fields: dict[str, Any] = {"protocolIdentifier": PROTOCOL_ID, "destinationInfo": gateway_type(),
                                   "callIdentifier": {"guid": bridge.guid}}
         if kind == MessageType.CONNECT:
@@ -325,7 +328,10 @@ class H323Leg:
         if faststart and not bridge.faststart_sent:
             fields["fastStart"] = faststart
             bridge.faststart_sent = True
-        self.send(bridge.conn, bridge.crv, True, kind, (name, fields), h245=h245, tunnelling=bridge.tunnelling)
+        ies: list[tuple[int, bytes]] | None = \
+            [(IE.PROGRESS_INDICATOR, progress_ie(progress))] if progress is not None else None
+        self.send(bridge.conn, bridge.crv, True, kind, (name, fields), ies=ies, h245=h245,
+                  tunnelling=bridge.tunnelling)
 
     def h245_in(self, bridge: Bridge, controls: list[Any], now: float) -> None:
         """Tunnelled H.245 from the H.323 leg: each userInputIndication becomes a SIP INFO."""

@@ -29,6 +29,8 @@ Setup, tunnelled H.245         <- INVITE without SDP; offer in 200 (after OLC/Ac
 CallProceeding                 100 Trying
 Alerting                       180 Ringing
 Progress (fastStart)           183 Session Progress + SDP (early media)
+Progress/Alerting, PI 8        reliable 18x + SDP offer (no fastStart): answer in PRACK
+Progress, PI 1                 unreliable 18x + SDP offer (no fastStart): answer in ACK
 Connect (fastStart)            200 OK + SDP, ACK
 ReleaseComplete (cause N)      BYE / CANCEL / final >= 300, ``Reason: Q.850;cause=N``
 =============================  =====================================
@@ -56,6 +58,7 @@ from ..sip.transaction import Peer, Send
 from .causes import status_of_q850
 from .bridge import (Action, Bridge, Directory, GatewaySettings, NO_ANSWER, Phase, TEMPORARY_FAILURE, TIMER_EXPIRY,
                      TRUSTED, Then)
+from .early_media import EarlyMedia
 from .h245_leg import H245Leg
 from .h323_leg import H323Leg
 from .sip_dialog import SipDialog
@@ -96,6 +99,7 @@ class Gateway:
         self.dialog = SipDialog(self)
         self.h245 = H245Leg(self)
         self.t38 = T38Leg(self)
+        self.early = EarlyMedia(self)
 
     def h323_accept(self, peer: tuple[str, int]) -> int:
         """A TCP connection to the gateway's H.225 port was accepted: its id."""

@@ -200,9 +200,12 @@ class SipLeg:
             self.gw.disarm(bridge, "timer-b")
             if status == 100:
                 return
-            media = self.answer(bridge, response)
             if bridge.phase in (Phase.SETUP, Phase.PROCEEDING):
                 self.gw.arm(bridge, "no-answer", now + self.gw.settings.no_answer_s)
+            if bridge.h245 is not None:                    # no fastStart: the offer may come here
+                self.gw.early.provisional(bridge, response, now)
+                return
+            media = self.answer(bridge, response)
             if status == 180 or (status != 183 and media is None):
                 if bridge.phase is not Phase.RINGING:
                     bridge.phase = Phase.RINGING

@@ -93,6 +93,13 @@ class Q931:
         return raw[at] & 0x7F if len(raw) > at else None
 
     @property
+    def progress(self) -> int | None:
+        """The Progress indicator's description (Q.931 4.5.23: 1 not end-to-end ISDN,
+        8 in-band information available ...), or None."""
+        raw = self.ie(IE.PROGRESS_INDICATOR)
+        return raw[1] & 0x7F if raw is not None and len(raw) >= 2 else None
+
+    @property
     def called_number(self) -> str | None:
         return _digits(self.ie(IE.CALLED_PARTY_NUMBER))
 
@@ -114,6 +121,15 @@ def _digits(raw: bytes | None) -> str | None:
 def cause_ie(cause: int, location: int = 1) -> bytes:
     """Cause IE contents: ITU-T coding, ``location`` (1: private network serving the local user)."""
     return bytes((0x80 | (location & 0x0F), 0x80 | (cause & 0x7F)))
+
+
+#: Progress descriptions (Q.931 4.5.23) the gateway uses.
+NOT_END_TO_END_ISDN, IN_BAND_INFORMATION = 1, 8
+
+
+def progress_ie(description: int, location: int = 1) -> bytes:
+    """Progress indicator IE contents: ITU-T coding, ``location``, the description."""
+    return bytes((0x80 | (location & 0x0F), 0x80 | (description & 0x7F)))
 
 
 def number_ie(digits: str, calling: bool = False) -> bytes:

@@ -1,0 +1,141 @@
+"""Early media without fastStart (H.323 caller, tunnelled H.245 -> SIP late offer), RFC 3262.
+
+A reliable 183 with SDP offers; the gateway answers in the PRACK once the H.323 caller's
+OpenLogicalChannelAck gives its address, tells the caller Progress with progress indicator 8
+and attaches the media before the answer; the 200 then has no new offer (Connect, ACK without
+SDP). An unreliable 183 with SDP is Progress with indicator 1 and its offer is answered in
+the ACK of the 200. One admit, one attach, one release; cancelled during early media too.
+"""
+
+from __future__ import annotations
+
+import re
+
+import h323sim as sim
+from test_gateway_h245 import H2S, OFFER, h245_names
+from test_gateway_interwork import PBX_S, Control, h323_out, response, sip_out
+
+RELIABLE = ("Require: 100rel", "RSeq: 1")
+
+
+def early(control: Control, **settings) -> tuple[H2S, list]:
+    """An H.323 caller without fastStart; the SIP callee answers the INVITE with a reliable 183 + SDP."""
+    call = H2S(control, te_pt=101, **settings)
+    _, h323 = call.sip(response(call.invite, 183, body=OFFER, extra=RELIABLE), 1.0)
+    return call, h323
+
+
+def test_the_late_offer_invite_supports_100rel_and_allows_prack():
+    call = H2S(Control())
+    assert call.invite.header("supported") == "100rel" and "PRACK" in call.invite.header("allow")
+
+
+def test_a_reliable_183_offer_is_answered_in_the_prack_with_early_media_then_200_connects():
+    control = Control()
+    call, h323 = early(control)
+    assert (h323[0]["type"], h323[0]["progress"]) == (sim.PROGRESS, 8)          # in-band information available
+    assert "terminalCapabilitySet" in h245_names(h323[:1])                        # the offer's codecs
+    assert call.peer.peer_codecs == ["g711Ulaw64k"] and call.peer.peer_media == ("10.2.0.5", 50000)
+    (prack,) = sip_out(call.out, "PRACK")
+    assert prack.header("rack") == "1 1 INVITE" and prack.header("content-type") == "application/sdp"
+    assert prack.header("to").endswith(";tag=callee1") and prack.uri == "sip:pbx@10.2.0.5:5060"
+    body = prack.body.decode()
+    assert "c=IN IP4 10.1.0.5" in body and re.search(r"m=audio 40000 RTP/AVP 0 101\r\n", body)
+    assert [(a.ip, a.port, b.ip, b.port) for _, a, b in control.attached] == [("10.1.0.5", 40000, "10.2.0.5", 50000)]
+    assert not sip_out(call.out, "ACK") and call.gw.stats["early-media-answered"] == 1
+    ok_prack = response(prack, 200)
+    call.sip(ok_prack, 1.2)
+    assert not call.gw.by_sip[call.invite.call_id].pending                       # the PRACK's transaction done
+    actions, h323 = call.sip(response(call.invite, 200, body=OFFER), 2.0)        # the 200 repeats the SDP
+    assert [m["type"] for m in h323] == [sim.CONNECT]
+    (ack,) = sip_out(actions, "ACK")
+    assert ack.body == b"" and ack.header("content-type") is None                 # offer/answer already done
+    assert len(control.attached) == 1 and len(control.admits) == 1
+    again, _ = call.sip(response(call.invite, 200, body=OFFER), 2.5)
+    assert [a.header("cseq") for a in sip_out(again, "ACK")] == [ack.header("cseq")]
+    out = call.gw.h323_data(call.conn, sim.q931(sim.RELEASE_COMPLETE, call.crv, False, sim.release_body(call.guid),
+                                                cause=16), 3.0)
+    assert len(sip_out(out, "BYE")) == 1
+    assert control.balanced() and len(control.releases) == 1 and call.gw.internal_errors == 0
+
+
+def test_a_retransmitted_reliable_183_is_not_acted_on_twice():
+    control = Control()
+    call, _ = early(control)
+    actions, h323 = call.sip(response(call.invite, 183, body=OFFER, extra=RELIABLE), 1.5)
+    assert not sip_out(actions, "PRACK") and h323 == []
+    assert call.gw.stats["sip-18x-repeated"] == 1
+
+
+def test_a_reliable_180_without_sdp_is_prack_ed_empty_and_alerts():
+    control = Control()
+    call = H2S(control)
+    actions, h323 = call.sip(response(call.invite, 180, extra=RELIABLE), 1.0)
+    (prack,) = sip_out(actions, "PRACK")
+    assert prack.body == b"" and prack.header("rack") == "1 1 INVITE"
+    assert [(m["type"], m["progress"]) for m in h323] == [(sim.ALERTING, None)]
+    actions, h323 = call.sip(response(call.invite, 183, body=OFFER, extra=("Require: 100rel", "RSeq: 2")), 1.5)
+    assert (h323[0]["type"], h323[0]["progress"]) == (sim.PROGRESS, 8)          # then the offer: early media
+    assert [p.header("rack") for p in sip_out(call.out, "PRACK")] == ["2 1 INVITE"]
+    assert len(control.attached) == 1
+
+
+def test_an_unreliable_183_offer_is_progress_1_and_answered_in_the_ack_of_the_200():
+    for repeated in (OFFER, b""):                             # the 200 repeats the SDP, or (lenient) omits it
+        control = Control()
+        call = H2S(control, te_pt=101)
+        actions, h323 = call.sip(response(call.invite, 183, body=OFFER), 1.0)
+        assert [(m["type"], m["progress"]) for m in h323] == [(sim.PROGRESS, 1)]
+        assert not sip_out(actions, "PRACK") and control.attached == [] and call.peer.peer_media is None
+        actions, h323 = call.sip(response(call.invite, 200, body=repeated), 2.0)
+        assert h323[0]["type"] == sim.CONNECT
+        (ack,) = sip_out(call.out, "ACK")
+        assert re.search(r"m=audio 40000 RTP/AVP 0 101\r\n", ack.body.decode())
+        assert len(control.attached) == 1 and call.gw.stats["early-offer-unreliable"] == 1
+        out = call.gw.h323_data(call.conn, sim.q931(sim.RELEASE_COMPLETE, call.crv, False,
+                                                    sim.release_body(call.guid), cause=16), 3.0)
+        assert len(sip_out(out, "BYE")) == 1 and control.balanced() and call.gw.internal_errors == 0
+
+
+def test_the_h323_caller_hangs_up_during_early_media_cancel_and_one_release():
+    control = Control()
+    call, _ = early(control)
+    assert len(control.attached) == 1
+    out = call.gw.h323_data(call.conn, sim.q931(sim.RELEASE_COMPLETE, call.crv, False, sim.release_body(call.guid),
+                                                cause=16), 2.0)
+    (cancel,) = sip_out(out, "CANCEL")
+    assert cancel.header("reason") == "Q.850;cause=16" and len(control.releases) == 1
+    out = call.gw.sip_receive(response(call.invite, 487), PBX_S, 2.1)
+    assert len(sip_out(out, "ACK")) == 1
+    call.gw.handle_timer(100.0)
+    assert not call.gw.bridges                                # forgotten after the last retransmissions
+    assert control.balanced() and len(control.releases) == 1 and call.gw.internal_errors == 0
+
+
+def test_the_sip_callee_refuses_during_early_media_release_complete_and_one_release():
+    control = Control()
+    call, _ = early(control)
+    actions, h323 = call.sip(response(call.invite, 486), 2.0)
+    assert [(m["type"], m["cause"]) for m in h323][-1] == (sim.RELEASE_COMPLETE, 17)
+    assert len(sip_out(actions, "ACK")) == 1 and control.balanced() and len(control.releases) == 1
+
+
+def test_an_unusable_reliable_offer_cancels_with_65():
+    control = Control()
+    call = H2S(control)                                       # the caller receives only PCMU
+    body = b"v=0\r\no=- 1 1 IN IP4 10.2.0.5\r\ns=-\r\nc=IN IP4 10.2.0.5\r\nt=0 0\r\nm=video 5 RTP/AVP 31\r\n"
+    actions, h323 = call.sip(response(call.invite, 183, body=body, extra=RELIABLE), 1.0)
+    assert len(sip_out(actions, "CANCEL")) == 1
+    assert [(m["type"], m["cause"]) for m in h323][-1] == (sim.RELEASE_COMPLETE, 65)
+    assert len(control.releases) == 1
+
+
+def test_early_media_h245_that_never_completes_times_out_with_cancel():
+    control = Control()
+    call = H2S(control)
+    call.peer.on = lambda controls: []                        # the caller stops answering H.245
+    call.sip(response(call.invite, 183, body=OFFER, extra=RELIABLE), 1.0)
+    out = call.gw.handle_timer(1.0 + 10.1)
+    assert len(sip_out(out, "CANCEL")) == 1 and not sip_out(out, "PRACK")
+    assert [(m["type"], m["cause"]) for m in h323_out(out)] == [(sim.RELEASE_COMPLETE, 102)]
+    assert len(control.releases) == 1
