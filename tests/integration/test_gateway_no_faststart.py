@@ -82,6 +82,60 @@ def test_h323_without_faststart_to_a_busy_sip_callee_gets_cause_17(lab: Lab) -> 
     assert stats["pools_kbps"]["h-s"] == 0 and stats["released"] == 1
 
 
+def early_media_call(lab: Lab) -> list[dict[str, Any]]:
+    """H.323 caller without fastStart -> SIPp offering in a reliable 183: Progress (PI 8), the
+    H.245 exchange, the PRACK's answer, then the 200, a digit, hang-up from the H.323 side."""
+    lab.start_uas("uas_early_media.xml")
+    sock, guid, crv, peer = h323_caller(lab)
+    seen = sim.converse(sock, crv, False, guid, peer, lambda s: peer.peer_media is not None)
+    progress = [m for m in seen if m["type"] == sim.PROGRESS]
+    assert progress and progress[0]["progress"] == 8, seen           # in-band information available
+    assert peer.peer_media[0] == S_HOST and peer.peer_codecs == ["g711Ulaw64k"]   # early: before any Connect
+    assert sim.CONNECT not in [m["type"] for m in seen]
+    deadline = time.monotonic() + 3
+    while (early := lab.stats()).get("early-media-answered") != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert early["attached"] == 1 and early["admitted_calls"] == 1 and early["early-media-answered"] == 1
+    seen += sim.converse(sock, crv, False, guid, peer, lambda s: any(m["type"] == sim.CONNECT for m in s))
+    uii = sim.enc("h245", ("indication", ("userInput", ("signal", {"signalType": "5", "duration": 160}))))
+    sock.sendall(sim.facility(crv, False, guid, [uii]))
+    time.sleep(0.3)
+    sock.sendall(sim.q931(sim.RELEASE_COMPLETE, crv, False, sim.release_body(guid), cause=16))
+    assert lab.wait_uas() == 0                      # SIPp: Supported 100rel, PRACK with the answer, ACK, BYE
+    sock.close()
+    return seen
+
+
+@pytest.mark.skipif(capture_available() is not None, reason=str(capture_available()))
+def test_h323_without_faststart_early_media_from_a_reliable_183_answered_in_the_prack(lab: Lab,
+                                                                                      tmp_path: Path) -> None:
+    pcap = tmp_path / "early.pcap"
+    capture = Capture(pcap, [lab.sip_port, lab.h323_port, lab.uas_port])
+    try:
+        early_media_call(lab)
+    finally:
+        capture.stop()
+    log = (lab.workdir / "uas.log").read_text()
+    prack = log[log.index("PRACK sip:"):]
+    prack = prack[:prack.index("\nACK sip:") if "\nACK sip:" in prack else len(prack)]
+    assert f"c=IN IP4 {H_HOST}" in prack and "m=audio 40000 RTP/AVP 0" in prack
+    ack = log[log.index("\nACK sip:") + 1:]
+    ack = ack[:ack.index("\n\n") if "\n\n" in ack else len(ack)]
+    assert re.search(r"Content-Length: *0", ack) and "application/sdp" not in ack   # offer/answer was in the PRACK
+    assert "Signal=5" in log and "Reason: Q.850;cause=16" in log
+    stats = lab.settle()
+    assert (stats["admitted_calls"], stats["pools_kbps"]["h-s"]) == (0, 0)
+    assert stats["admitted"] == 1 and stats["released"] == 1 and stats["attached"] == 1
+    assert stats["early-media-connected"] == 1 and stats["internal_errors"] == 0
+    text, summary = tshark_decode(lab, pcap)
+    assert "Progress description: In-band information or an appropriate pattern is now available (0x08)" in text
+    for name in ("terminalCapabilitySet", "openLogicalChannel", "openLogicalChannelAck", "userInput"):
+        assert name in text, name
+    assert "CS: progress" in summary, summary
+    for sip in ("INVITE", "183 Session Progress", "PRACK", "200 OK", "ACK", "BYE"):
+        assert sip in summary, (sip, summary)
+
+
 def serve_h323_callee(lab: Lab, served: dict[str, Any]) -> None:
     """The H.323 PBX without fastStart: answers the Setup's H.245, rings, connects, and runs
     its tunnelled H.245 until the gateway's ReleaseComplete."""
