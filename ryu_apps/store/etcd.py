@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
 import time
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
@@ -166,12 +167,12 @@ class EtcdKV:
         self.interrupt()
 
     def interrupt(self) -> None:
-        """Break the watch streams (they reconnect): when the store seems gone, or on stop."""
+        """Break the watch streams (they reconnect): when the store seems gone, or on stop.
+        The watch thread is blocked reading its stream: closing the response from here
+        waits for that read (for ever, on a quiet prefix), so the socket under it is shut
+        down first, which ends the read at once."""
         for stream in list(self._streams):
-            try:
-                stream.close()
-            except Exception:  # noqa: BLE001
-                pass
+            _shut_down(stream)
 
     def _stream_events(self, target: WatchTarget) -> Iterable[list[KeyValue]]:
         client = self._clients[self._current]
@@ -202,6 +203,21 @@ class EtcdKV:
             self._streams.discard(response)
             response.close()
             session.close()
+
+
+def _shut_down(response: requests.Response) -> None:
+    connection = getattr(response.raw, "_connection", None)          # urllib3 while a body streams
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        return
+    try:
+        response.close()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _event(event: dict[str, Any]) -> KeyValue:

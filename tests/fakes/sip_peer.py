@@ -118,10 +118,14 @@ def send_tcp(proxy_port: int, data: bytes, linger: float = 0.05) -> None:
         time.sleep(linger)
 
 
-def recv_skip_100(sock: socket.socket) -> Request | Response:
+def recv_skip_100(sock: socket.socket, call_id: str | None = None) -> Request | Response:
+    """The next message but a 100 Trying; with ``call_id``, the next one of that call (what
+    earlier traffic left behind, e.g. a CANCEL the proxy still retransmits, is skipped)."""
     while True:
         message = parse_message(sock.recv(65535))
-        if not (isinstance(message, Response) and message.status == 100):
+        if isinstance(message, Response) and message.status == 100:
+            continue
+        if call_id is None or message.header("call-id") == call_id:
             return message
 
 
@@ -143,14 +147,14 @@ def clean_call(proxy_port: int, caller: socket.socket, callee: socket.socket, ca
         if check is not None:
             check()
         caller.sendto(request.encode(), ("127.0.0.1", proxy_port))
-        received = recv_skip_100(callee)
+        received = recv_skip_100(callee, call_id)
         assert isinstance(received, Request) and received.method == method, received
     bye = received
     lines = [f"Via: {v}" for v in bye.header_values("via")]
     ok_bye = ("SIP/2.0 200 OK\r\n" + "\r\n".join(lines) + f"\r\nFrom: {bye.header('from')}\r\nTo: {bye.header('to')}\r\n"
               f"Call-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
     callee.sendto(ok_bye.encode(), ("127.0.0.1", proxy_port))
-    final = recv_skip_100(caller)
+    final = recv_skip_100(caller, call_id)
     assert isinstance(final, Response) and final.status == 200, final
 
 
@@ -163,7 +167,7 @@ def establish_call(proxy_port: int, caller: socket.socket, callee: socket.socket
               f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:{cport}>\r\n"
               f"Content-Type: application/sdp\r\nContent-Length: {len(offer)}\r\n\r\n{offer}")
     caller.sendto(invite.encode(), ("127.0.0.1", proxy_port))
-    forwarded = recv_skip_100(callee)
+    forwarded = recv_skip_100(callee, call_id)
     assert isinstance(forwarded, Request) and forwarded.method == "INVITE", forwarded
     answer_sdp = SDP.format(ip="10.2.0.20", port=5000)
     lines = [f"Via: {v}" for v in forwarded.header_values("via")]
@@ -173,7 +177,7 @@ def establish_call(proxy_port: int, caller: socket.socket, callee: socket.socket
           f"Contact: <sip:bob@127.0.0.1:{eport}>\r\nContent-Type: application/sdp\r\n"
           f"Content-Length: {len(answer_sdp)}\r\n\r\n{answer_sdp}")
     callee.sendto(ok.encode(), ("127.0.0.1", proxy_port))
-    response = recv_skip_100(caller)
+    response = recv_skip_100(caller, call_id)
     assert isinstance(response, Response) and response.status == 200, response
     route = ", ".join(reversed(response.header_values("record-route")))
     ack = (f"ACK sip:bob@127.0.0.1:{eport} SIP/2.0\r\n"
@@ -182,7 +186,7 @@ def establish_call(proxy_port: int, caller: socket.socket, callee: socket.socket
            f"To: <sip:bob@site-b.example>;tag=b{call_id}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\n"
            f"Content-Length: 0\r\n\r\n")
     caller.sendto(ack.encode(), ("127.0.0.1", proxy_port))
-    received = recv_skip_100(callee)
+    received = recv_skip_100(callee, call_id)
     assert isinstance(received, Request) and received.method == "ACK", received
     return route
 

@@ -13,6 +13,8 @@ a temporary data directory, stopped by PID.
 * A controller killed with -9 and restarted rebuilds its view from the store, including
   what the other controller admitted meanwhile; a retried setup on the other controller
   is the same admission.
+* Stopping the store client ends its watch at once (the thread reading etcd's stream is
+  not left blocked on a quiet prefix).
 """
 
 from __future__ import annotations
@@ -272,3 +274,31 @@ def test_a_controller_killed_and_restarted_rebuilds_from_the_store(tmp_path, etc
         stop_load.set()
         a.stop()
         b.stop()
+
+
+def test_stopping_the_store_client_ends_its_watch_at_once(etcd):
+    # The watch thread blocks reading etcd's stream; stop() used to wait on that read for ever
+    # (on a quiet prefix nothing ever arrives), so a controller or benchmark node never stopped.
+    from ryu_apps.store.etcd import EtcdKV
+    from ryu_apps.store.url import EtcdUrl
+
+    class Quiet:
+        prefix, revision, watched = "quiet/", 0, 0
+
+        def feed(self, events) -> None:
+            raise AssertionError("nothing is written under this prefix")
+
+        def compacted(self, revision) -> None:
+            pass
+
+    kv = EtcdKV(EtcdUrl.parse(etcd.url("quiet")), timeout=1.0)
+    watch = threading.Thread(target=kv.watch_forever, args=(Quiet(), time.sleep), daemon=True)
+    watch.start()
+    until("the watch stream is open", lambda: bool(kv._streams), timeout=10)
+    stopped = threading.Thread(target=kv.stop, daemon=True)
+    started = time.monotonic()
+    stopped.start()
+    stopped.join(5)
+    watch.join(5)
+    assert not stopped.is_alive() and not watch.is_alive(), "stop() or the watch thread still blocked after 5 s"
+    assert time.monotonic() - started < 2
