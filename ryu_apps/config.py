@@ -26,6 +26,10 @@ from .config_fields import listing as _list
 from .config_fields import number as _number
 from .config_fields import string as _str
 from .config_fields import string_or_int as _str_or_int
+from .config_interfaces import ApiConfig as ApiConfig
+from .config_interfaces import OpenFlowConfig as OpenFlowConfig
+from .config_interfaces import TlsConfig as TlsConfig
+from .config_interfaces import read_api, read_openflow
 from .config_network import AggregateSpec as AggregateSpec
 from .config_network import CallsConfig as CallsConfig
 from .config_network import CdrConfig as CdrConfig
@@ -50,31 +54,6 @@ from .signalling.gateway.profile import (BUILTIN_PROFILES, CommunitySignalling, 
 from .store.url import EtcdUrl
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    cert: str                      # PEM certificate (chain) this side presents
-    key: str                       # its private key
-    ca: str | None = None          # require the peer's certificate to be signed by this CA
-
-
-@dataclass(frozen=True)
-class ApiConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    token: str | None = None       # from api.token, api.token_file, or $MAM_TOKEN (see ryu_apps/security.py)
-    read_token: str | None = None  # reads need it (or token) when set; none: reads are open (the default)
-    max_body_bytes: int = 65536
-    allow_insecure: bool = False   # start even with a weak token, or none on a non-loopback address
-    tls: TlsConfig | None = None
-
-
-@dataclass(frozen=True)
-class OpenFlowConfig:
-    listen_host: str | None = None   # None: 127.0.0.1, unless the command line names a host
-    listen_port: int | None = None   # None: the framework's (--ofp-tcp-listen-port, 6653)
-    tls: TlsConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -180,32 +159,6 @@ class Config:
 
 # --- sections ---------------------------------------------------------------------------
 
-def _readable(value: Any, path: str) -> str:
-    text = _str(value, path)
-    try:
-        with open(text, "rb"):
-            pass
-    except OSError as error:
-        raise ConfigError(path, f"cannot read {text}: {error.strerror}") from None
-    return text
-
-
-def _tls(value: Any, path: str) -> TlsConfig:
-    node = _Node(value, path)
-    tls = TlsConfig(cert=node.get("cert", _readable), key=node.get("key", _readable), ca=node.get("ca", _readable, None))
-    node.done()
-    return tls
-
-
-def _token_file(value: Any, path: str) -> str:
-    name = _readable(value, path)
-    with open(name, encoding="utf-8") as handle:
-        token = handle.read().strip()
-    if not token:
-        raise ConfigError(path, f"{name} is empty")
-    return token
-
-
 def _store(value: Any, path: str) -> str:
     text = _str(value, path)
     if "://" in text:
@@ -236,32 +189,6 @@ def _roles(value: Any, path: str) -> tuple[tuple[str, tuple[str, ...], tuple[str
         node.done()
     groups.done()
     return tuple(out)
-
-
-def _api(value: Any, path: str) -> ApiConfig:
-    node = _Node(value, path)
-    token = node.get("token", _str, None)
-    from_file = node.get("token_file", _token_file, None)
-    if token is not None and from_file is not None:
-        raise ConfigError(node.key("token_file"), "give token or token_file, not both")
-    api = ApiConfig(host=node.get("host", _str, "127.0.0.1"), port=node.get("port", _int(*limits.UDP_PORT), 8080),
-                    token=token if token is not None else from_file,
-                    read_token=node.get("read_token", _str, None),
-                    max_body_bytes=node.get("max_body_bytes", _int(256, 16 * 2 ** 20), 65536),
-                    allow_insecure=node.get("allow_insecure", _bool, False),
-                    tls=node.get("tls", _tls, None))
-    node.done()
-    return api
-
-
-def _openflow(value: Any, path: str) -> OpenFlowConfig:
-    node = _Node(value, path)
-    listen = node.get("listen", _hostport, None)
-    host, port = (None, None) if listen is None else (listen.rpartition(":")[0].strip("[]"),
-                                                      int(listen.rpartition(":")[2]))
-    openflow = OpenFlowConfig(listen_host=host, listen_port=port, tls=node.get("tls", _tls, None))
-    node.done()
-    return openflow
 
 
 def _sip(value: Any, path: str) -> SipConfig:
@@ -565,8 +492,8 @@ def parse_config(document: Any) -> Config:
     policy = root.get("codecs", read_policy, CodecPolicy())
     dataplane, plan = root.get("dataplane", read_dataplane, (DataplaneConfig(), PlanOptions()))
     calls = root.get("calls", read_calls, CallsConfig())
-    api = root.get("api", _api, ApiConfig())
-    openflow = root.get("openflow", _openflow, OpenFlowConfig())
+    api = root.get("api", read_api, ApiConfig())
+    openflow = root.get("openflow", read_openflow, OpenFlowConfig())
     sip = root.get("sip", _sip, SipConfig())
     h323 = root.get("h323", _h323, H323Config())
     store = root.get("store", _store, None)
