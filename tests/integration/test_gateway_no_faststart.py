@@ -136,6 +136,62 @@ def test_h323_without_faststart_early_media_from_a_reliable_183_answered_in_the_
         assert sip in summary, (sip, summary)
 
 
+def serve_early_media_callee(lab: Lab, served: dict[str, Any]) -> None:
+    """The H.323 PBX ignores the Setup's fastStart: Alerting with progress indicator 8 and its
+    tunnelled H.245; once both channels are open (early media), Connect; then until the end."""
+    lab.phone.settimeout(5)
+    conn, _ = lab.phone.accept()
+    setup = sim.read_tpkt(conn, 5)
+    assert setup is not None and setup["type"] == sim.SETUP
+    guid, crv = sim.body_of(setup)[1]["callIdentifier"]["guid"], setup["crv"]
+    peer = sim.TunnelledH245(H_RTP, te_pt=101)
+    conn.sendall(sim.q931(sim.ALERTING, crv, True, sim.answer_body("alerting", guid), progress=8,
+                          extra_pdu={"h245Tunnelling": True, "h245Control": peer.opening()}))
+    seen = sim.converse(conn, crv, True, guid, peer, lambda s: peer.peer_media is not None and peer.opened)
+    time.sleep(0.3)                                           # early media: the 183 is out before the answer
+    conn.sendall(sim.q931(sim.CONNECT, crv, True, sim.answer_body("connect", guid), extra_pdu={"h245Tunnelling": True}))
+    seen += sim.converse(conn, crv, True, guid, peer, lambda s: bool(s) and s[-1]["type"] == sim.RELEASE_COMPLETE, 10)
+    served.update(setup=setup, conn=conn, h245=peer, seen=seen)
+
+
+def test_sip_offer_to_an_h323_callee_without_faststart_early_media_183_then_200(lab: Lab, tmp_path: Path) -> None:
+    """SIPp offers; the simulator refuses fastStart and alerts with progress indicator 8: SIPp gets
+    a 183 with the answer (no 180), then a 200 with the same; tshark decodes the indicator."""
+    pcap = tmp_path / "early-s2h.pcap"
+    capture = Capture(pcap, [lab.sip_port, lab.phone.getsockname()[1]]) if capture_available() is None else None
+    served: dict[str, Any] = {}
+    thread = threading.Thread(target=serve_early_media_callee, args=(lab, served))
+    thread.start()
+    try:
+        result = sipp_uac(lab, "uac_early_media.xml")
+        thread.join(15)
+    finally:
+        if capture is not None:
+            capture.stop()
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    served["conn"].close()
+    assert "fastStart" in sim.body_of(served["setup"])[1]
+    peer: sim.TunnelledH245 = served["h245"]
+    assert peer.peer_media is not None and peer.peer_media[0] == S_HOST       # the INVITE's offer, via our OLCAck
+    assert served["seen"][-1]["type"] == sim.RELEASE_COMPLETE
+    log = (lab.workdir / "uac.log").read_text()
+    early = log[log.index("SIP/2.0 183"):]
+    ok = early[early.index("SIP/2.0 200"):]
+    sdp = early[early.index("v=0"):early.index("SIP/2.0 200")].split("\n\n")[0].strip()
+    assert f"c=IN IP4 {H_HOST}" in sdp and "m=audio 40000 RTP/AVP 0 101" in sdp
+    assert sdp in ok and "SIP/2.0 180" not in log                          # the 200 repeats the answer
+    stats = lab.settle()
+    assert (stats["admitted_calls"], stats["pools_kbps"]["h-s"]) == (0, 0)
+    assert stats["admitted"] == 1 and stats["released"] == 1 and stats["attached"] == 1
+    assert stats["faststart-refused"] == 1 and stats["early-media-sent"] == 1 and stats["internal_errors"] == 0
+    if capture is not None:
+        text, summary = tshark_decode(lab, pcap)
+        assert "Progress description: In-band information or an appropriate pattern is now available" in text
+        for name in ("fastStart", "terminalCapabilitySet", "openLogicalChannelAck", "endSessionCommand"):
+            assert name in text, name
+        assert "183 Session Progress" in summary and "180 Ringing" not in summary
+
+
 def serve_h323_callee(lab: Lab, served: dict[str, Any]) -> None:
     """The H.323 PBX without fastStart: answers the Setup's H.245, rings, connects, and runs
     its tunnelled H.245 until the gateway's ReleaseComplete."""

@@ -12,8 +12,11 @@ from __future__ import annotations
 import re
 
 import h323sim as sim
-from test_gateway_h245 import H2S, OFFER, h245_names
-from test_gateway_interwork import PBX_S, Control, h323_out, response, sip_out
+from test_gateway_h245 import H2S, OFFER, S2H, bye_releases, h245_names
+from test_gateway_interwork import (H_RTP, PBX_S, S_RTP, Control, cancel_while_ringing, gateway, h323_out,
+                                    invite_bytes, response, sip_out)
+
+from ryu_apps.signalling.h323.actions import StreamOpen
 
 RELIABLE = ("Require: 100rel", "RSeq: 1")
 
@@ -139,3 +142,95 @@ def test_early_media_h245_that_never_completes_times_out_with_cancel():
     assert len(sip_out(out, "CANCEL")) == 1 and not sip_out(out, "PRACK")
     assert [(m["type"], m["cause"]) for m in h323_out(out)] == [(sim.RELEASE_COMPLETE, 102)]
     assert len(control.releases) == 1
+
+
+# --- SIP caller with an SDP offer -> H.323 callee that takes the call with H.245, not fastStart ---
+
+class S2HOffer(S2H):
+    """The SIP caller offers (PCMA, PCMU, telephone-event 101): the Setup has fastStart; the
+    simulator ignores it and answers with tunnelled H.245 (its TCS and MSD)."""
+
+    def __init__(self, control, te_pt=101, codec="g711Alaw64k"):
+        self.control, self.gw = control, gateway(control)
+        self.peer = sim.TunnelledH245(H_RTP, codec=codec, te_pt=te_pt)
+        self.first = self.gw.sip_receive(invite_bytes(), PBX_S, 0.0)
+        self.conn = next(a.conn for a in self.first if isinstance(a, StreamOpen))
+        self.setup = h323_out(self.first)[0]
+        self.guid = sim.body_of(self.setup)[1]["callIdentifier"]["guid"]
+        self.crv = self.setup["crv"]
+        self.out = []
+
+    def send(self, message_type, kind, now, progress=None, h245=None):
+        extra = {"h245Tunnelling": True, "h245Control": h245} if h245 else {"h245Tunnelling": True}
+        actions = self.gw.h323_data(self.conn, sim.q931(message_type, self.crv, True, sim.answer_body(kind, self.guid),
+                                                        extra_pdu=extra, progress=progress), now)
+        return self.h323_after(actions, now)
+
+
+def test_an_h323_callee_refusing_faststart_with_pi_8_gives_a_183_answer_and_the_200_repeats_it():
+    control = Control()
+    call = S2HOffer(control)
+    assert "fastStart" in sim.body_of(call.setup)[1]
+    call.send(sim.ALERTING, "alerting", 1.0, progress=8, h245=call.peer.opening())
+    assert call.gw.stats["faststart-refused"] == 1
+    assert call.peer.peer_codecs == ["g711Alaw64k", "g711Ulaw64k"] and call.peer.peer_te_pt == 101   # the offer
+    assert call.peer.peer_media == S_RTP                     # its channel acked with the SIP caller's address
+    assert [r.status for r in sip_out(call.first + call.out)] == [100, 183]      # no 180: early media
+    (early,) = sip_out(call.out, 183)
+    body = early.body.decode()
+    assert "c=IN IP4 10.1.0.5" in body and re.search(r"m=audio 40000 RTP/AVP 8 101\r\n", body)
+    assert [(a.ip, a.port, b.ip, b.port) for _, a, b in control.attached] == [("10.2.0.5", 50000, "10.1.0.5", 40000)]
+    assert control.modified == []                                               # admitted on PCMA, the first offered
+    call.send(sim.CONNECT, "connect", 2.0)
+    (ok,) = sip_out(call.out, 200)
+    assert ok.body == early.body and ok.header("to") == early.header("to")      # the same answer
+    call.ack(ok, b"", 3.0)
+    assert call.gw.internal_errors == 0 and len(control.attached) == 1
+    released = bye_releases(call.gw, "<sip:+442071230000@site-s.example>;tag=caller1", ok.header("to"), "s2h-1", 4.0)
+    assert "endSessionCommand" in h245_names(released)
+    assert control.balanced() and len(control.releases) == 1 and call.gw.internal_errors == 0
+
+
+def test_an_h323_callee_refusing_faststart_without_pi_8_rings_then_answers_in_the_200():
+    control = Control()
+    call = S2HOffer(control)
+    call.send(sim.ALERTING, "alerting", 1.0, h245=call.peer.opening())
+    assert [r.status for r in sip_out(call.out)] == [180]
+    call.send(sim.PROGRESS, "progress", 1.2, progress=1)
+    assert [r.status for r in sip_out(call.out)] == [180]                       # no in-band information
+    call.send(sim.CONNECT, "connect", 2.0)
+    (ok,) = sip_out(call.out, 200)
+    assert re.search(r"m=audio 40000 RTP/AVP 8 101\r\n", ok.body.decode()) and len(control.attached) == 1
+    call.ack(ok, b"", 3.0)
+    out = call.h323(sim.RELEASE_COMPLETE, "releaseComplete", 4.0, cause=16)
+    assert len(sip_out(out, "BYE")) == 1 and control.balanced() and len(control.releases) == 1
+
+
+def test_progress_with_pi_8_before_the_h245_gives_the_183_once_the_address_is_known():
+    control = Control()
+    call = S2HOffer(control)
+    call.peer.on = lambda controls: []                        # the callee says nothing on H.245 yet
+    call.send(sim.PROGRESS, "progress", 1.0, progress=8, h245=[sim.h245_tcs(1, [("g711Alaw64k", 20)])])
+    assert sip_out(call.out) == []
+    ack = sim.h245_olc_ack(1, H_RTP, (H_RTP[0], H_RTP[1] + 1))
+    out = call.gw.h323_data(call.conn, sim.facility(call.crv, True, call.guid, [ack]), 1.5)
+    assert [r.status for r in sip_out(out)] == [183] and len(control.attached) == 1
+
+
+def test_the_sip_caller_cancels_during_early_media_from_the_h323_callee():
+    control = Control()
+    call = S2HOffer(control)
+    call.send(sim.ALERTING, "alerting", 1.0, progress=8, h245=call.peer.opening())
+    assert sip_out(call.out, 183) and len(control.attached) == 1
+    cancel_while_ringing(call.gw, control)
+    assert control.balanced() and call.gw.internal_errors == 0
+
+
+def test_an_h323_callee_refusing_faststart_with_no_codec_of_the_offer_gets_488():
+    control = Control()
+    call = S2HOffer(control, codec="g729AnnexA")
+    call.send(sim.ALERTING, "alerting", 1.0, progress=8,
+              h245=[sim.h245_tcs(1, [("g729AnnexA", 20)]), sim.h245_msd(4242)])
+    assert [r.status for r in sip_out(call.out)][-1] == 488
+    assert [(m["type"], m["cause"]) for m in h323_out(call.out)][-1] == (sim.RELEASE_COMPLETE, 65)
+    assert control.balanced() and len(control.releases) == 1

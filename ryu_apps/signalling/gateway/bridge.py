@@ -131,12 +131,19 @@ class Bridge:
     prack_rseq: int | None = None                 # H->S: the reliable 18x whose offer our PRACK answers
     early_answered: bool = False                  # H->S: offer/answer done in the PRACK; the 200 has none
     early_sdp: bytes = b""                        # H->S: an unreliable 18x's SDP (the 200 must repeat it)
+    early_wanted: bool = False                    # S->H: the callee said in-band information (PI 8)
+    sip_answer: bytes = b""                       # S->H: our answer in a 183, repeated in the 200
     connect_seen: bool = False                    # S->H: Connect arrived, our 200 waits for the media
     telephone_event_pt: int | None = None         # RFC 4733 payload type both sides agreed on
     t38: T38State | None = None                   # fax switch-over (H.245 calls only)
     h245_conn: int | None = None                  # H.245 on its own TCP connection (no tunnelling)
     setup_h245: list[bytes] = field(default_factory=list)   # S->H: what the Setup tunnelled (resent if refused)
 
+
+    @property
+    def answering(self) -> bool:
+        """S->H with an SDP offer from the SIP caller: the gateway's SDP is an answer."""
+        return not self.h323_caller and self.offer is not None and self.offer.receive is not None
 
     @property
     def tunnelling(self) -> bool:

@@ -18,6 +18,14 @@ SDP is then an offer (RFC 3261 13.2.1), and where it may come is RFC 3262 / RFC 
   is answered in the ACK as ever; a 200 without SDP uses the kept one.
 * a reliable 18x without SDP (or once the offer is known) is PRACKed at once, empty.
 
+SIP caller with an SDP offer -> H.323 callee that refuses fastStart and starts H.245
+(:meth:`..h245_leg.H245Leg.callee_without_faststart`): when its Alerting or Progress says
+progress indicator 8 (in-band information), the SIP caller gets a 183 with the SDP answer
+(the callee's address from its OpenLogicalChannelAck, the codec of our channel) instead of
+a 180, as soon as that address is known; the callee's own channel is acknowledged with the
+SIP caller's address from the offer, so its tones reach the caller. The 200 repeats the
+same answer byte for byte (RFC 3261 13.2.1).
+
 A retransmitted reliable 18x (an RSeq already seen) is dropped: our PRACK is retransmitted
 by its own transaction. Admission is the usual one: ``attach_media`` as soon as both
 addresses are known (here before the answer), ``release`` once in ``Gateway._finish``.
@@ -86,6 +94,25 @@ class EarlyMedia:
         elif (ringing or response.status != 183) and bridge.phase is not Phase.RINGING:
             bridge.phase = Phase.RINGING
             self.gw.h323.send_to_caller(bridge, MessageType.ALERTING, "alerting", None)
+
+    def from_callee(self, bridge: Bridge, kind: int, progress: int | None, now: float) -> bool:
+        """S->H: the H.323 callee's Alerting/Progress on a call it takes with H.245 while the
+        SIP caller offered. False: not such a call (the usual mapping applies)."""
+        if bridge.h245 is None or not bridge.answering:
+            return False
+        self.gw.disarm(bridge, "t303")
+        if bridge.phase in (Phase.SETUP, Phase.PROCEEDING):
+            self.gw.arm(bridge, "no-answer", now + self.gw.settings.no_answer_s)
+        ringing = kind == MessageType.ALERTING and bridge.phase is not Phase.RINGING
+        if ringing:
+            bridge.phase = Phase.RINGING
+        if progress == IN_BAND_INFORMATION:
+            bridge.early_wanted = True                        # 183 + answer once the callee's address is known
+            self.gw.h245.progress(bridge, now)
+            self.gw.h245.flush(bridge)
+        elif ringing and not bridge.sip_answer:
+            self.gw.dialog.respond_invite(bridge, 180, now, with_sdp=False)
+        return True
 
     def answer_in_prack(self, bridge: Bridge, body: bytes, now: float) -> None:
         """The answer to a reliable 18x's offer is ready (the H.323 caller's address known)."""

@@ -94,6 +94,17 @@ class H245Leg:
         self.events(bridge, out, now)
         return self.take(bridge)
 
+    def callee_without_faststart(self, bridge: Bridge, now: float) -> None:
+        """S->H, the SIP caller offered: the H.323 callee answered our fastStart Setup with
+        H.245 instead (no fastStart accepted; its capabilities tunnelled, or an h245Address).
+        The same session as a late offer; our capabilities are the SIP offer's codecs."""
+        assert bridge.offer is not None
+        session = self.session(bridge)
+        te = bridge.sip_payload_types.get("telephone-event", "")
+        event_pt = int(te) if te.isdigit() and self.rfc4733(bridge) else None
+        self.events(bridge, session.start(Capabilities(bridge.offer.codecs, event_pt), now), now)
+        self.gw.count("faststart-refused")
+
     def caller_setup(self, bridge: Bridge, controls: Any, now: float) -> None:
         """H->S: an H.323 caller's Setup without fastStart: its tunnelled H.245 so far, and our MSD."""
         session = self.session(bridge)
@@ -266,8 +277,10 @@ class H245Leg:
             self.gw.attach(bridge)
 
     def progress_sip_caller(self, bridge: Bridge, session: H245Session, now: float) -> None:
+        offer = bridge.offer if bridge.answering else None        # the SIP caller's offer: we answer
+        offered = {c for c, _ in offer.codecs} if offer is not None else None
         if session.remote is not None and bridge.our_channel is None and bridge.t38 is None:
-            ours = [c for c, _ in self.late_codecs(bridge)]
+            ours = [c for c, _ in (offer.codecs if offer is not None else self.late_codecs(bridge))]
             codec = next(((n, p) for n, p in session.remote.audio if n in ours), None)
             if codec is None:
                 self.fail(bridge, "no codec both sides receive", now)
@@ -278,21 +291,43 @@ class H245Leg:
             if bridge.offer is not None and bridge.offer.codecs[:1] != (codec,):
                 self.gw.modify(bridge, codec)
         if bridge.caller_media is not None:
-            self.accept_theirs(bridge, session, bridge.caller_media, None, now)
+            self.accept_theirs(bridge, session, bridge.caller_media, offered, now)
+            if offered is None:
+                return
+        if bridge.callee_media is None or bridge.codec is None or bridge.phase is Phase.CONNECTED:
             return
-        if bridge.connect_seen and bridge.callee_media is not None and bridge.codec is not None \
-                and bridge.phase is not Phase.CONNECTED:
-            remote = session.remote
-            event_pt = remote.telephone_event_pt if remote is not None and self.rfc4733(bridge) else None
-            codecs = [bridge.codec] + [(c.codec, c.ptime_ms) for c in bridge.their_channels.values()
-                                       if c.codec and c.codec != bridge.codec[0]]
-            body = build_sdp(bridge.callee_media, codecs, now_id(now), telephone_event_pt=event_pt)
-            bridge.telephone_event_pt = event_pt
+        if bridge.early_wanted and offered is not None and not bridge.sip_answer:
+            self.gw.dialog.respond_invite(bridge, 183, now, with_sdp=False, body=self.sdp_to_caller(bridge, now))
+            self.gw.count("early-media-sent")
+        if bridge.connect_seen:
+            body = self.sdp_to_caller(bridge, now)
             bridge.phase = Phase.CONNECTED
             self.gw.disarm(bridge, "h245", "t303", "no-answer")
             self.gw.dialog.respond_invite(bridge, 200, now, with_sdp=False, body=body)
             self.gw.arm(bridge, "ack", now + 64 * self.gw.settings.t1)
-            self.gw.count("late-offer-sent")
+            self.gw.count("late-offer-sent" if offered is None else "answer-sent")
+
+    def sdp_to_caller(self, bridge: Bridge, now: float) -> bytes:
+        """S->H: the SDP of our 183/200: an answer to the SIP caller's offer (built once: the
+        200 repeats the 183's), or, for a late offer, our offer."""
+        if bridge.sip_answer:
+            return bridge.sip_answer
+        assert bridge.callee_media is not None and bridge.codec is not None and bridge.h245 is not None
+        remote = bridge.h245.remote
+        events = remote is not None and remote.telephone_event_pt is not None and self.rfc4733(bridge)
+        if bridge.answering:
+            te = bridge.sip_payload_types.get("telephone-event", "")
+            event_pt = int(te) if events and te.isdigit() else None
+            body = build_sdp(bridge.callee_media, [bridge.codec], now_id(now), payload_types=bridge.sip_payload_types,
+                             telephone_event_pt=event_pt)
+            bridge.sip_answer = body
+        else:
+            event_pt = remote.telephone_event_pt if events and remote is not None else None
+            codecs = [bridge.codec] + [(c.codec, c.ptime_ms) for c in bridge.their_channels.values()
+                                       if c.codec and c.codec != bridge.codec[0]]
+            body = build_sdp(bridge.callee_media, codecs, now_id(now), telephone_event_pt=event_pt)
+        bridge.telephone_event_pt = event_pt
+        return body
 
     def accept_theirs(self, bridge: Bridge, session: H245Session, receive: MediaEndpoint | None,
                       codecs: set[str] | None, now: float) -> None:

@@ -97,6 +97,16 @@ class H323Leg:
             return
         pdu = self.uu_pdu(message)
         controls = None if pdu is None else pdu.get("h245Control")
+        body = self.uu_body(message, pdu)
+        fields = body[1] if body is not None else {}
+        h245_address = None if bridge.h323_caller else address_of(fields.get("h245Address"))
+        pbx = self.gw.settings.h323_pbx.get(bridge.callee_community, ("", 0))[0]
+        if h245_address is not None and not self.h245_allowed(h245_address[0], pbx, bridge.callee_community):
+            self.gw.count("h245-address-refused")
+            h245_address = None
+        if bridge.h245 is None and not bridge.h323_caller and bridge.callee_media is None and \
+                not fields.get("fastStart") and ((isinstance(controls, list) and controls) or h245_address):
+            self.gw.h245.callee_without_faststart(bridge, now)   # our fastStart refused: H.245 instead
         if bridge.h245 is not None:
             self.gw.h245.feed(bridge, controls, now)
             if bridge.phase is Phase.ENDED:
@@ -105,17 +115,13 @@ class H323Leg:
             self.h245_in(bridge, controls, now)
         if bridge.h323_caller:
             return                        # H->S: the caller's Facility, Information ... are not carried over
-        body = self.uu_body(message, pdu)
-        fields = body[1] if body is not None else {}
-        h245_address = address_of(fields.get("h245Address"))
-        pbx = self.gw.settings.h323_pbx.get(bridge.callee_community, ("", 0))[0]
-        if h245_address is not None and not self.h245_allowed(h245_address[0], pbx, bridge.callee_community):
-            self.gw.count("h245-address-refused")
-            h245_address = None
         if bridge.h245 is not None and bridge.h245_conn is None and pdu is not None and \
                 pdu.get("h245Tunnelling") is not True and h245_address is not None:
             self.gw.h245.connect(bridge, h245_address)    # it does not tunnel: what the Setup carried, again
             self.gw.h245.flush(bridge, bridge.setup_h245)
+        if kind in (MessageType.ALERTING, MessageType.PROGRESS) and bridge.phase is not Phase.CONNECTED and \
+                self.gw.early.from_callee(bridge, kind, message.progress, now):
+            return                        # S->H without fastStart: early media, or waiting for it
         if kind == MessageType.ALERTING and bridge.phase in (Phase.SETUP, Phase.PROCEEDING):
             self.answer_media(bridge, fields)
             self.gw.dialog.respond_invite(bridge, 180, now, with_sdp=False)

@@ -31,6 +31,7 @@ Alerting                       180 Ringing
 Progress (fastStart)           183 Session Progress + SDP (early media)
 Progress/Alerting, PI 8        reliable 18x + SDP offer (no fastStart): answer in PRACK
 Progress, PI 1                 unreliable 18x + SDP offer (no fastStart): answer in ACK
+Alerting/Progress PI 8, H.245  <- INVITE + SDP, fastStart refused: 183 + answer, not 180
 Connect (fastStart)            200 OK + SDP, ACK
 ReleaseComplete (cause N)      BYE / CANCEL / final >= 300, ``Reason: Q.850;cause=N``
 =============================  =====================================
