@@ -48,6 +48,7 @@ from .core.manager import ManagerSettings, MediaAggregationManager
 from .core.network import Community, Topology
 from .core.schedule import ScheduleEntry
 from .core.store import Ledger, LedgerConflict
+from .signalling.gateway.front_end import WILDCARDS
 from .signalling.gateway.profile import (BUILTIN_PROFILES, CommunitySignalling, DiversionForm, GatewayConfig,
                                          HeaderAction, HeaderRule, Identity, NumberForm, NumberPlan, Profile,
                                          SdpRules, Signalling)
@@ -505,6 +506,7 @@ def parse_config(document: Any) -> Config:
 
     check_references(switches, links, communities, aggregates)
     _check_roles(cluster, {s.name for s in switches})
+    _check_gateway_addresses(gateway, sip, h323)
     try:
         topology = Topology(switches, links, communities)
     except MamError as error:
@@ -519,6 +521,19 @@ def parse_config(document: Any) -> Config:
                                path_down_grace_s=dataplane.path_down_grace_s, timezone=timezone)
     return Config(topology, settings, aggregates, api, sip, dataplane, store, calls, h323=h323, openflow=openflow,
                   cluster=cluster, cdr=cdr, gateway=gateway)
+
+
+def _check_gateway_addresses(gateway: GatewayConfig, sip: SipConfig, h323: H323Config) -> None:
+    """The gateway listens apart from the proxy and the gatekeeper the same file starts (the
+    proxy routes the H.323 communities' domains to gateway.sip_listen: the same address
+    would loop)."""
+    if not gateway.enabled:
+        return
+    for key, (host, port), other, enabled in (
+            ("sip_listen", gateway.sip_listen, (sip.listen_host, sip.listen_port, "sip.listen"), sip.enabled),
+            ("h323_listen", gateway.h323_listen, (h323.call_host, h323.call_port, "h323.call_listen"), h323.enabled)):
+        if enabled and port == other[1] and (host == other[0] or host in WILDCARDS or other[0] in WILDCARDS):
+            raise ConfigError(f"gateway.{key}", f"{host}:{port} is the address of {other[2]} (give the gateway its own)")
 
 
 def _check_roles(cluster: ClusterConfig, switches: set[str]) -> None:

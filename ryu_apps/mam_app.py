@@ -186,7 +186,11 @@ class MediaAggregationApp(compat.RyuApp):
         from .signalling.sip.ids import HashIds
         from .signalling.sip.proxy import SipProxy
         from .signalling.sip.proxy_config import ProxyConfig
-        proxy = SipProxy(ProxyConfig.from_sip_config(sip), self.service, HashIds(os.urandom(16)))
+        from .signalling.gateway.front_end import gateway_routes
+        from .signalling.sip.routing import RouteTable
+        routes = sip.routes + gateway_routes(self.config.gateway, self.config.topology.communities, sip.routes)
+        proxy = SipProxy(ProxyConfig.from_sip_config(sip, routes=RouteTable.from_pairs(routes)), self.service,
+                         HashIds(os.urandom(16)))
         from .signalling.gateway.normalise import ProxyNormaliser
         proxy.normaliser = ProxyNormaliser.for_config(self.config.gateway, self.config.topology.communities)
         self.sip = HubSipServer(proxy, spawn=compat.hub.spawn, sleep=compat.hub.sleep, socket_factory=socket.socket,
@@ -208,9 +212,13 @@ class MediaAggregationApp(compat.RyuApp):
         from .signalling.gateway.standalone import settings_from_config
         from .signalling.h323.directory import TopologyDirectory
         from .signalling.sip.ids import HashIds
+        from .signalling.gateway.front_end import front_end_sources
         service = self.service
-        core = Gateway(settings_from_config(gateway, self.config.topology.communities, self.config.sip.t1_s),
-                       service, TopologyDirectory(lambda: service.manager.topology), HashIds(os.urandom(16)))
+        settings = settings_from_config(gateway, self.config.topology.communities, self.config.sip.t1_s)
+        settings = replace(settings, trusted=settings.trusted | front_end_sources(
+            gateway, self.config.sip, self.config.h323))          # our proxy and gatekeeper admitted their calls
+        core = Gateway(settings, service, TopologyDirectory(lambda: service.manager.topology),
+                       HashIds(os.urandom(16)))
         shell = hub_gateway(core, spawn=compat.hub.spawn, sleep=compat.hub.sleep, socket_factory=socket.socket,
                             event_factory=compat.WakeupEvent)
         self.gateway = shell

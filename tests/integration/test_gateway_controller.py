@@ -50,6 +50,20 @@ def _text(log: Any) -> str:
 
 @pytest.mark.osken
 def test_gateway_in_the_controller_cleared_by_admission(tmp_path: Path) -> None:
+    call_ended_by_the_controller(tmp_path, through_proxy=False)
+
+
+@pytest.mark.osken
+def test_the_controllers_proxy_routes_h323_domains_to_its_gateway_admitted_once(tmp_path: Path) -> None:
+    """No sip.routes, no gateway.trusted: the controller's own SIP proxy sends site-h's domain to
+    its gateway by itself, and the gateway trusts the proxy: REST lists one call (the proxy's),
+    never a second gw- allocation; the controller ends it (no switch) and both PBXs hear of it."""
+    call_ended_by_the_controller(tmp_path, through_proxy=True)
+
+
+def call_ended_by_the_controller(tmp_path: Path, through_proxy: bool) -> None:
+    """A SIP PBX calls an H.323 PBX through the controller's gateway (straight, or through its
+    SIP proxy); REST lists the one call; no switch, so the controller ends it: both PBXs hear."""
     pbx_h = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     pbx_h.bind((H_HOST, 0))
     pbx_h.listen(2)
@@ -57,16 +71,17 @@ def test_gateway_in_the_controller_cleared_by_admission(tmp_path: Path) -> None:
     pbx_s.bind((S_HOST, 0))
     pbx_s.settimeout(10)
     sip_port, h323_port, api_port, of_port = _free(socket.SOCK_DGRAM), _free(), _free(), _free()
+    proxy_port = _free(socket.SOCK_DGRAM)
     document = {
         "topology": {"switches": [{"name": "s1", "dpid": 1}, {"name": "s2", "dpid": 2}],
                      "links": [{"a": "s1", "a_port": 1, "b": "s2", "b_port": 1, "capacity_kbps": 100000}]},
         "communities": [
             {"name": "site-h", "edge": "s1", "access_ports": [2], "prefixes": [f"{H_HOST}/32"],
-             "e164_prefixes": ["33"], "signalling": "h323"},
+             "e164_prefixes": ["33"], "signalling": "h323", "domains": ["site-h.example"]},
             {"name": "site-s", "edge": "s2", "access_ports": [2], "prefixes": [f"{S_HOST}/32"],
              "e164_prefixes": ["44"], "domains": ["site-s.example"]}],
         "aggregates": [{"id": "h-s", "between": ["site-h", "site-s"], "size_kbps": 1000}],
-        "sip": {"enabled": False},
+        "sip": {"listen": f"127.0.0.1:{proxy_port}", "transports": ["udp"]} if through_proxy else {"enabled": False},
         "api": {"host": "127.0.0.1", "port": api_port, "token": TOKEN},
         "dataplane": {"barrier_timeout_s": 60.0},
         "gateway": {"sip_listen": f"127.0.0.1:{sip_port}", "h323_listen": f"127.0.0.1:{h323_port}",
@@ -91,11 +106,11 @@ def test_gateway_in_the_controller_cleared_by_admission(tmp_path: Path) -> None:
         sdp = (f"v=0\r\no=- 1 1 IN IP4 {S_HOST}\r\ns=-\r\nc=IN IP4 {S_HOST}\r\nt=0 0\r\n"
                f"m=audio 50000 RTP/AVP 0\r\n").encode()
         invite = (f"INVITE sip:331234@site-h.example SIP/2.0\r\nVia: SIP/2.0/UDP {S_HOST}:"
-                  f"{pbx_s.getsockname()[1]};branch=z9hG4bKctl1\r\nFrom: <sip:442071230000@site-s.example>;tag=c1\r\n"
+                  f"{pbx_s.getsockname()[1]};branch=z9hG4bKctl1\r\nMax-Forwards: 70\r\nFrom: <sip:442071230000@site-s.example>;tag=c1\r\n"
                   f"To: <sip:331234@site-h.example>\r\nCall-ID: ctl-1\r\nCSeq: 1 INVITE\r\n"
                   f"Contact: <sip:c@{S_HOST}:{pbx_s.getsockname()[1]}>\r\nContent-Type: application/sdp\r\n"
                   f"Content-Length: {len(sdp)}\r\n\r\n").encode() + sdp
-        pbx_s.sendto(invite, ("127.0.0.1", sip_port))
+        pbx_s.sendto(invite, ("127.0.0.1", proxy_port if through_proxy else sip_port))
         pbx_h.settimeout(10)
         conn, _ = pbx_h.accept()
         setup = sim.read_tpkt(conn, 10)
@@ -103,13 +118,17 @@ def test_gateway_in_the_controller_cleared_by_admission(tmp_path: Path) -> None:
         guid = sim.body_of(setup)[1]["callIdentifier"]["guid"]
         status, body = client.exchange("GET", "/calls")
         (call,) = body["calls"]
-        assert call["call_id"] == "gw-" + guid.hex() and call["media"]["codec"] == "pcmu"
+        assert call["media"]["codec"] == "pcmu"
+        assert call["call_id"].startswith("gw-") is not through_proxy          # the proxy's, or the gateway's
+        if not through_proxy:
+            assert call["call_id"] == "gw-" + guid.hex()
         fast = [sim.olc_audio(1, "g711Ulaw64k", 20, reverse=False, media=(H_HOST, 40000), rtcp=(H_HOST, 40001)),
                 sim.olc_audio(2, "g711Ulaw64k", 20, reverse=True, media=None, rtcp=(H_HOST, 40001))]
         conn.sendall(sim.q931(sim.CONNECT, setup["crv"], True, sim.answer_body("connect", guid, fast)))
         # both media addresses known: flows cannot be installed (no switch): the controller ends it
         release = sim.read_tpkt(conn, 10)
-        assert release is not None and release["type"] == sim.RELEASE_COMPLETE and release["cause"] == 47
+        assert release is not None and release["type"] == sim.RELEASE_COMPLETE
+        assert through_proxy or release["cause"] == 47
         bye = None
         while bye is None:
             message = parse_message(pbx_s.recvfrom(65535)[0])
@@ -117,7 +136,7 @@ def test_gateway_in_the_controller_cleared_by_admission(tmp_path: Path) -> None:
                 bye = message
             elif isinstance(message, Response):
                 assert message.status in (100, 200)
-        assert bye.header("reason") == "Q.850;cause=47"
+        assert through_proxy or bye.header("reason") == "Q.850;cause=47"
         status, body = client.exchange("GET", "/calls")
         assert body["calls"] == []
         conn.close()
@@ -232,3 +251,4 @@ def test_standalone_gateway_in_rest_mode_follows_the_controller(tmp_path: Path) 
         gw_log.close()
     assert "Traceback" not in text, text[-3000:]
     assert "Traceback" not in gw_text, gw_text[-3000:]
+
