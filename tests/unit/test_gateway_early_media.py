@@ -234,3 +234,21 @@ def test_an_h323_callee_refusing_faststart_with_no_codec_of_the_offer_gets_488()
     assert [r.status for r in sip_out(call.out)][-1] == 488
     assert [(m["type"], m["cause"]) for m in h323_out(call.out)][-1] == (sim.RELEASE_COMPLETE, 65)
     assert control.balanced() and len(control.releases) == 1
+
+
+def test_a_faststart_callee_alerting_with_pi_8_gives_183_and_the_200_repeats_the_answer():
+    """fastStart calls keep their mapping, with the indicator read: Alerting + fastStart + PI 8
+    is early media (183 with the answer, not 180), and the 200 repeats the 183's SDP exactly."""
+    from test_gateway_interwork import S2H as FastS2H
+    control = Control()
+    call = FastS2H(control)
+    guid = sim.body_of(call.setup)[1]["callIdentifier"]["guid"]
+    alerting = sim.q931(sim.ALERTING, call.setup["crv"], True, sim.answer_body("alerting", guid, call.answer_fast()),
+                        progress=8)
+    (early,) = sip_out(call.gw.h323_data(call.conn, alerting, 1.0))
+    assert early.status == 183 and "m=audio 40000 RTP/AVP 8" in early.body.decode()
+    (ok,) = sip_out(call.h323(sim.CONNECT, "connect", call.answer_fast(), now=2.0))
+    assert ok.status == 200 and ok.body == early.body and len(control.attached) == 1
+    control = Control()
+    call = FastS2H(control)                                   # without the indicator: 180, as before
+    assert [r.status for r in sip_out(call.h323(sim.ALERTING, "alerting", call.answer_fast()))] == [180]

@@ -132,7 +132,7 @@ class Bridge:
     early_answered: bool = False                  # H->S: offer/answer done in the PRACK; the 200 has none
     early_sdp: bytes = b""                        # H->S: an unreliable 18x's SDP (the 200 must repeat it)
     early_wanted: bool = False                    # S->H: the callee said in-band information (PI 8)
-    sip_answer: bytes = b""                       # S->H: our answer in a 183, repeated in the 200
+    sip_answer: bytes = b""                       # S->H: our SDP answer once sent (183), repeated in the 200
     connect_seen: bool = False                    # S->H: Connect arrived, our 200 waits for the media
     telephone_event_pt: int | None = None         # RFC 4733 payload type both sides agreed on
     t38: T38State | None = None                   # fax switch-over (H.245 calls only)

@@ -310,7 +310,7 @@ class H245Leg:
     def sdp_to_caller(self, bridge: Bridge, now: float) -> bytes:
         """S->H: the SDP of our 183/200: an answer to the SIP caller's offer (built once: the
         200 repeats the 183's), or, for a late offer, our offer."""
-        if bridge.sip_answer:
+        if bridge.sip_answer and bridge.answering:
             return bridge.sip_answer
         assert bridge.callee_media is not None and bridge.codec is not None and bridge.h245 is not None
         remote = bridge.h245.remote

@@ -16,8 +16,8 @@ from ryu_apps.core.calls import MediaEndpoint
 
 from ..h323.actions import StreamClose, StreamOpen, StreamSend
 from ..h323.asn1 import Asn1Error, decode_h245, decode_uu, encode_uu
-from ..h323.q931 import (IE, SPEECH_BEARER, MessageType, Q931, Q931Error, TpktFramer, cause_ie, number_ie, parse,
-                         progress_ie, serialize as q931_bytes, tpkt)
+from ..h323.q931 import (IE, IN_BAND_INFORMATION, SPEECH_BEARER, MessageType, Q931, Q931Error, TpktFramer,
+                         cause_ie, number_ie, parse, progress_ie, serialize as q931_bytes, tpkt)
 from ..h323.ras import PROTOCOL_ID
 from ..h323.reasons import release_reason
 from ..sip.errors import ParseError
@@ -123,8 +123,8 @@ class H323Leg:
                 self.gw.early.from_callee(bridge, kind, message.progress, now):
             return                        # S->H without fastStart: early media, or waiting for it
         if kind == MessageType.ALERTING and bridge.phase in (Phase.SETUP, Phase.PROCEEDING):
-            self.answer_media(bridge, fields)
-            self.gw.dialog.respond_invite(bridge, 180, now, with_sdp=False)
+            early = self.answer_media(bridge, fields) and message.progress == IN_BAND_INFORMATION
+            self.gw.dialog.respond_invite(bridge, 183 if early else 180, now, with_sdp=early)
             bridge.phase = Phase.RINGING
             self.gw.arm(bridge, "no-answer", now + self.gw.settings.no_answer_s)
             self.gw.disarm(bridge, "t303")

@@ -127,8 +127,9 @@ class SipDialog:
         if status > 100:
             extra.append(("contact", self.contact()))
         if with_sdp and bridge.callee_media is not None and bridge.offer is not None:
-            body = build_sdp(bridge.callee_media, bridge.offer.codecs[:1], now_id(now),
-                             payload_types=bridge.sip_payload_types)
+            body = bridge.sip_answer or build_sdp(bridge.callee_media, bridge.offer.codecs[:1], now_id(now),
+                                                  payload_types=bridge.sip_payload_types)
+            bridge.sip_answer = body                      # a 183's answer: the 200 repeats it (RFC 3261 13.2.1)
             extra.append(("content-type", "application/sdp"))
         reasons = {100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK"}
         response = build_response(invite, status, reasons.get(status, "OK"),
