@@ -136,6 +136,27 @@ def test_h323_without_faststart_early_media_from_a_reliable_183_answered_in_the_
         assert sip in summary, (sip, summary)
 
 
+def test_h323_without_faststart_unreliable_183_offer_is_progress_1_answered_in_the_ack(lab: Lab) -> None:
+    """SIPp offers in an unreliable 183: Progress with indicator 1 (no early media can flow),
+    no PRACK; the 200 repeats the offer and the ACK answers it."""
+    lab.start_uas("uas_unreliable_183.xml")
+    sock, guid, crv, peer = h323_caller(lab)
+    seen = sim.converse(sock, crv, False, guid, peer, connected(peer))
+    kinds = [(m["type"], m["progress"]) for m in seen]
+    assert (sim.PROGRESS, 1) in kinds and kinds.index((sim.PROGRESS, 1)) < [k for k, _ in kinds].index(sim.CONNECT)
+    sock.sendall(sim.q931(sim.RELEASE_COMPLETE, crv, False, sim.release_body(guid), cause=16))
+    assert lab.wait_uas() == 0
+    sock.close()
+    log = (lab.workdir / "uas.log").read_text()
+    assert "PRACK sip:" not in log and "Supported: 100rel" in log         # supported, not required by SIPp
+    ack = log[log.index("\nACK sip:"):]
+    assert f"c=IN IP4 {H_HOST}" in ack and "m=audio 40000 RTP/AVP 0" in ack
+    stats = lab.settle()
+    assert (stats["admitted_calls"], stats["pools_kbps"]["h-s"]) == (0, 0)
+    assert stats["admitted"] == 1 and stats["released"] == 1 and stats["attached"] == 1
+    assert stats["early-offer-unreliable"] == 1 and stats["internal_errors"] == 0
+
+
 def serve_early_media_callee(lab: Lab, served: dict[str, Any]) -> None:
     """The H.323 PBX ignores the Setup's fastStart: Alerting with progress indicator 8 and its
     tunnelled H.245; once both channels are open (early media), Connect; then until the end."""
