@@ -49,6 +49,10 @@ class GroupCommit:
         self.groups = 0                           # groups committed, and the admissions in them
         self.admissions = 0
 
+    def queued(self) -> int:
+        """Admissions waiting for a group (metrics, tests)."""
+        return len(self._queue)
+
     def join(self, admission: Admission) -> Ticket:
         ticket = Ticket(admission, self.waiter())
         self._queue.append(ticket)
