@@ -101,7 +101,7 @@ class SipConfig:
     max_call_s: float = 14400.0
     control_timeout_s: float = 5.0
     controller_poll_s: float = 5.0
-    workers: int = 0                        # standalone proxy: worker processes (0: one process)
+    workers: int = 0                        # SIP worker processes (0: SIP in this process); UDP only
     overload: SipOverloadConfig = field(default_factory=SipOverloadConfig)
     tcp: SipTcpConfig = field(default_factory=SipTcpConfig)
 
@@ -232,6 +232,9 @@ def _sip(value: Any, path: str) -> SipConfig:
     for section in (timers, late):
         if section is not None:
             section.done()
+    if sip.workers and "udp" not in sip.transports:
+        raise ConfigError(node.key("workers"), f"{sip.workers} SIP workers serve UDP only: transports must "
+                          f"include udp, got {list(sip.transports)}")
     if sip.t2_s < sip.t1_s:
         raise ConfigError(node.key("timers.t2_s"), f"must be at least t1_s ({sip.t1_s}), got {sip.t2_s}")
     node.done()

@@ -12,8 +12,10 @@ given to the manager, as ``[mam] config = site.yaml``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import signal
 import socket
 import time
 from dataclasses import replace
@@ -54,12 +56,31 @@ def config_path() -> str:
     return path
 
 
+def _stop_on_sigterm(owner: Any) -> None:
+    """SIGTERM ends ryu-manager without its shutdown: stop the SIP workers (by PID) first,
+    then do what was to be done (the previous handler, or the default: exit)."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        try:
+            owner.stop(wait=False)
+        finally:
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handler)
+    atexit.register(owner.stop, False)
+
+
 class MediaAggregationApp(compat.RyuApp):
     OFP_VERSIONS = [compat.ofproto_v1_3.OFP_VERSION]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        path = config_path()
+        path = self.config_file = config_path()
         try:
             config = load_config(path)
             self.config: Config = replace(config, api=security.api_with_token(config.api, os.environ))
@@ -94,7 +115,8 @@ class MediaAggregationApp(compat.RyuApp):
         self.metrics.shell = self.shell
         self.shell.start()
         self.service.on_timer_change(self.wakeup.wake)
-        self.sip: Any = None        # the SIP hub server, when sip.enabled
+        self.sip: Any = None        # the SIP hub server, when sip.enabled (sip.workers: 0)
+        self.sip_workers: Any = None  # the owner of the SIP worker processes (sip.workers: N)
         self.threads = [compat.hub.spawn(self._timer_loop), compat.hub.spawn(self._records_loop)]
         if self.cluster is not None:
             self.cluster.start(self.service, compat.hub.spawn, compat.hub.sleep)
@@ -182,15 +204,18 @@ class MediaAggregationApp(compat.RyuApp):
         sip = self.config.sip
         if not sip.enabled:
             return
+        from .signalling.gateway.front_end import gateway_routes
+        extra = gateway_routes(self.config.gateway, self.config.topology.communities, sip.routes)
+        if sip.workers:
+            self._start_sip_workers(extra)
+            return
         from .signalling.sip.hub_server import HubSipServer
         from .signalling.sip.ids import HashIds
         from .signalling.sip.proxy import SipProxy
         from .signalling.sip.proxy_config import ProxyConfig
-        from .signalling.gateway.front_end import gateway_routes
         from .signalling.sip.routing import RouteTable
-        routes = sip.routes + gateway_routes(self.config.gateway, self.config.topology.communities, sip.routes)
-        proxy = SipProxy(ProxyConfig.from_sip_config(sip, routes=RouteTable.from_pairs(routes)), self.service,
-                         HashIds(os.urandom(16)))
+        proxy = SipProxy(ProxyConfig.from_sip_config(sip, routes=RouteTable.from_pairs(sip.routes + extra)),
+                         self.service, HashIds(os.urandom(16)))
         from .signalling.gateway.normalise import ProxyNormaliser
         proxy.normaliser = ProxyNormaliser.for_config(self.config.gateway, self.config.topology.communities)
         self.sip = HubSipServer(proxy, spawn=compat.hub.spawn, sleep=compat.hub.sleep, socket_factory=socket.socket,
@@ -200,6 +225,34 @@ class MediaAggregationApp(compat.RyuApp):
                                                       if c.dialog and c.dialog.get("protocol") == "sip"]))
         self.sip.start()
         log.info("SIP proxy on %s:%d (%s)", sip.listen_host, sip.listen_port, "/".join(sip.transports))
+
+    def _start_sip_workers(self, extra_routes: tuple[tuple[str, str], ...]) -> None:
+        """``sip.workers: N``: N SIP worker processes (the standalone proxy's ``--workers``
+        code, reading this configuration file) with their admission answered on this hub."""
+        from .signalling.sip.hub_owner import HubOwner
+        sip = self.config.sip
+        if "tcp" in sip.transports:
+            log.warning("sip.workers: SIP workers serve UDP only; SIP over TCP is not served")
+        argv = ["--config", os.path.abspath(self.config_file), *(f"--route={key}={hop}" for key, hop in extra_routes)]
+        owner = HubOwner(self.service, argv, sip.workers, sip.listen_host, sip.listen_port, spawn=compat.hub.spawn,
+                         sleep=compat.hub.sleep, wakeup_factory=compat.Wakeup, lock_factory=compat.rlock)
+        self.sip_workers = owner
+        self.service.subscribe(owner.on_changes)
+        owner.restore(self.service.read(lambda m: [(c.call_id, c.serial, c.dialog) for c in m.calls()
+                                                   if c.dialog and c.dialog.get("protocol") == "sip"]))
+        owner.start()
+        _stop_on_sigterm(owner)
+        log.info("SIP proxy on %s:%d (udp) in %d worker processes, pids %s; admission in this process",
+                 sip.listen_host, owner.pool.shared_port, sip.workers, ", ".join(map(str, owner.pids())))
+
+    def stop(self) -> None:
+        """The framework's shutdown: the SIP workers first (by PID), then the app's threads."""
+        if self.sip_workers is not None:
+            try:
+                self.sip_workers.stop()
+            except Exception:  # noqa: BLE001 - the rest of the shutdown must run
+                log.exception("stopping the SIP workers")
+        super().stop()
 
     def _start_gateway(self) -> None:
         """The SIP <-> H.323 gateway (docs/gateway.md), when the configuration has a gateway: section."""

@@ -298,13 +298,13 @@ class _Process:
 
 def test_a_dead_worker_is_settled_once_and_restarted_later_each_time_it_dies_young(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import shutil
     import time as clock
 
     from fakes.sip_peer import site
     from ryu_apps.config import parse_config
     from ryu_apps.signalling.sip import owner as owner_module
     owner = owner_module.Owner([], parse_config(site()), 2, "127.0.0.1", 0, None)
+    pool = owner.pool
     now = [1000.0]
     started: list[int] = []
 
@@ -312,31 +312,27 @@ def test_a_dead_worker_is_settled_once_and_restarted_later_each_time_it_dies_you
         started.append(worker.index)
         worker.started_at, worker.process = now[0], _Process(None)
     try:
-        monkeypatch.setattr(owner, "spawn", spawn)
+        monkeypatch.setattr(pool, "spawn", spawn)
         monkeypatch.setattr(clock, "monotonic", lambda: now[0])
-        for worker in owner.workers:
-            spawn(worker)
+        pool.spawn_all()
         started.clear()
         gaps = []
         for _ in range(4):                   # worker 0 dies at once, every time
-            owner.workers[0].process = _Process(-9)
+            pool.workers[0].process = _Process(-9)
             died = now[0]
-            owner.watch()
+            pool.watch()
             while not started:
                 now[0] += 0.25
-                owner.watch()
+                pool.watch()
             gaps.append(now[0] - died)
             assert started == [0]            # the live worker is never touched
             started.clear()
-        assert gaps == [1.0, 2.0, 4.0, 8.0] and owner.workers[0].deaths == 4
+        assert gaps == [1.0, 2.0, 4.0, 8.0] and pool.workers[0].deaths == 4
         now[0] += 60                         # a worker that lived long is restarted after a second again
-        owner.workers[0].process = _Process(1)
-        owner.watch()
+        pool.workers[0].process = _Process(1)
+        pool.watch()
         now[0] += 1.0
-        owner.watch()
+        pool.watch()
         assert started == [0]
     finally:
-        for sock in [owner.listener, owner.shared] + [w.own for w in owner.workers] + [
-                end for pair in owner.steer for end in pair]:
-            sock.close()
-        shutil.rmtree(owner.directory, ignore_errors=True)
+        pool.close()

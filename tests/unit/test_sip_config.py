@@ -59,7 +59,7 @@ def test_every_proxy_config_field_comes_from_the_file() -> None:
     ({"tcp": {"max_connections": "many"}}, "sip.tcp.max_connections"),
     ({"routes": {"site-b.example": "exämple..test:5060"}}, "sip.routes"),
     ({"workers": -1}, "sip.workers"), ({"workers": 65}, "sip.workers"), ({"workers": "2"}, "sip.workers"),
-    ({"workers": True}, "sip.workers"),
+    ({"workers": True}, "sip.workers"), ({"workers": 2, "transports": ["tcp"]}, "sip.workers"),
 ])
 def test_mistakes_name_their_key(sip: dict[str, Any], path: str) -> None:
     with pytest.raises((ConfigError, ValueError)) as raised:
@@ -98,3 +98,15 @@ def test_workers_come_from_the_file_or_the_command_line_and_need_in_process_admi
     for bad in ("-1", "65", "two"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--config", str(config), "--workers", bad])
+
+
+def test_the_controllers_sip_workers_serve_udp_and_leave_the_default_in_process() -> None:
+    """``sip.workers`` is also the controller's (mam_app: N worker processes, admission in the
+    controller); 0, the default, keeps its in-process proxy; workers need udp."""
+    assert parse_config(site()).sip.workers == 0
+    config = parse_config(site(workers=2, transports=["udp"]))
+    assert config.sip.workers == 2 and config.sip.transports == ("udp",)
+    assert parse_config(site(workers=1)).sip.transports == ("udp", "tcp")      # tcp is then not served
+    with pytest.raises(ConfigError, match="UDP only") as raised:
+        parse_config(site(workers=1, transports=["tcp"]))
+    assert raised.value.path == "sip.workers"

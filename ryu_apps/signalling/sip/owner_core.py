@@ -37,7 +37,8 @@ from typing import Any, Callable, Mapping
 from ryu_apps.core.admission import Admitted
 
 from ..call_control import Admit, CallControl, Release
-from .channel_codec import (CodecError, Ended, FrameDecoder, Hello, JobReply, JobRequest, Restore, decode, encode)
+from .channel_codec import (CodecError, Ended, FrameDecoder, FrameError, Hello, JobReply, JobRequest, Restore, decode,
+                            encode)
 from .control_jobs import AdmitCall, CallAdmission, ControlFailed, JobResult, SaveDialog, run_job
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,24 @@ class Link:
                 self.core.bad(f"worker {self.index}: unexpected {type(message).__name__}")
         if replies:
             self.write(b"".join(replies))
+
+    def feed(self, data: bytes) -> bool:
+        """:meth:`receive`, guarded for a shell: nothing a worker sends gets past it. False when
+        the stream is broken (counted; the shell closes this link), True otherwise."""
+        try:
+            self.receive(data)
+        except FrameError as error:
+            self.core.counters.broken_links += 1
+            self.core.bad(f"worker {self.who}: {error}; closing its channel")
+            return False
+        except Exception as error:  # noqa: BLE001 - the owner outlives any message
+            self.core.bad(f"worker {self.who}: {type(error).__name__}: {error}")
+            log.exception("admission channel")
+        return True
+
+    @property
+    def who(self) -> str:
+        return "?" if self.index is None else str(self.index)
 
     def closed(self) -> None:
         self.core.closed(self)
@@ -192,7 +211,7 @@ class OwnerCore:
             link.index = None
         doomed = [call_id for call_id, held in self.calls.items() if held.worker == index and held.dialog is None]
         for call_id in doomed:
-            del self.calls[call_id]
+            self.calls.pop(call_id, None)
             try:
                 self.control.release(call_id, WORKER_LOST)
             except Exception as error:  # noqa: BLE001
@@ -202,6 +221,11 @@ class OwnerCore:
         self.counters.released_worker_lost += len(doomed)
         self.counters.kept_for_restore += kept
         return len(doomed), kept
+
+    def adopt(self, index: int, call_id: str, serial: int, dialog: Mapping[str, Any]) -> None:
+        """A confirmed call from before a restart (its saved dialog): worker ``index`` is given
+        it with its hello, as a dead worker's successor is given its calls."""
+        self.calls[call_id] = Held(index, serial, dialog)
 
     def held_by(self) -> dict[int, int]:
         """Calls held per worker index."""

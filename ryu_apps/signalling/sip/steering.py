@@ -39,7 +39,13 @@ def worker_for(data: bytes, workers: int) -> int:
     if workers <= 1:
         return 0
     call_id = call_id_of(data)
-    return 0 if call_id is None else zlib.crc32(call_id) % workers
+    return 0 if call_id is None else worker_of_call(call_id, workers)
+
+
+def worker_of_call(call_id: bytes, workers: int) -> int:
+    """The index of the worker that owns the call with this Call-ID (what :func:`worker_for`
+    steers its datagrams to)."""
+    return zlib.crc32(call_id) % workers if workers > 1 else 0
 
 
 def wrap(data: bytes, host: str, port: int, waited: float) -> bytes:
