@@ -1,7 +1,7 @@
 """Call setups per second end to end through the controller, with real switches.
 
     .venv/bin/python benchmarks/bench_e2e.py [--rates 100,200,...] [--seconds 6] [--hold-ms 2000]
-                                             [--rounds 1]                   (root, Open vSwitch, SIPp)
+                                             [--rounds 1] [--sip-workers 0,2]  (root, Open vSwitch, SIPp)
 
 What a carrier runs: the controller as users run it (``ryu-manager ryu_apps.mam_app``) with
 its SIP proxy on, three userspace Open vSwitch bridges in a line (e1 - c1 - e2; site-a
@@ -14,7 +14,11 @@ For each rate (a sweep, stopped at the first rate not sustained) it prints the c
 completed, failed and the rate reached; the calls whose flows every switch confirmed
 (barrier replies; the controller's ``mam_flow_install_seconds`` count) and those released
 because they were not (``flow-install-failed``/timeouts, from the log); the controller's
-flow-install histogram p50/p99 (bucket bounds) and its CPU per call. A rate is sustained
+flow-install histogram p50/p99 (bucket bounds) and its CPU per call. ``--sip-workers 0,2``
+runs the sweep once per setting, alternating, in each round: 0 is the controller's
+in-process SIP proxy, N >= 1 is ``sip.workers: N`` (N SIP worker processes, admission in
+the controller); then the controller's CPU is its own process's, and the workers' is
+printed beside it. A rate is sustained
 when SIPp reports no failed call, exits 0, reaches >= 95 % of it, and every admitted call's
 flows were confirmed. Printed, not asserted; the issue's goal is 1,000 setups/s.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -34,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
 
-from benchmarks.peers.procs import tree_cpu_seconds  # noqa: E402
+from benchmarks.peers.procs import _stat, tree_cpu_seconds  # noqa: E402
 from benchmarks.peers.sipp import SCENARIOS, Uas, run_uac  # noqa: E402
 
 DEFAULT_RATES = "100,200,300,400,500,600,800,1000,1200"
@@ -43,7 +48,8 @@ CALLER_MEDIA, CALLEE_MEDIA = "127.1.0.5", "127.2.0.7"
 TOKEN_LABEL = "bench-e2e"
 
 
-def config(api_port: int, sip_port: int, uas_port: int, token: str) -> dict:
+def config(api_port: int, sip_port: int, uas_port: int, token: str, workers: int = 0,
+           reader: str = "owner") -> dict:
     return {
         "topology": {
             "switches": [{"name": name, "dpid": 0xE0 + i} for i, name in enumerate(LINE)],
@@ -58,7 +64,8 @@ def config(api_port: int, sip_port: int, uas_port: int, token: str) -> dict:
         "aggregates": [{"id": "a-b", "between": ["site-a", "site-b"], "size_kbps": 1_000_000}],
         "api": {"host": "127.0.0.1", "port": api_port, "token": token},
         "sip": {"listen": f"127.0.0.1:{sip_port}", "transports": ["udp"],
-                "routes": {"site-b.example": f"127.0.0.1:{uas_port}"}},
+                "routes": {"site-b.example": f"127.0.0.1:{uas_port}"},
+                **({"workers": workers, "shared_reader": reader} if workers else {})},
         "dataplane": {"class_mode": "none", "barrier_timeout_s": 5.0},
     }
 
@@ -130,7 +137,24 @@ def profile_summary(raw: Path, top: int = 25) -> str:
     return "\n".join(out)
 
 
-def sweep(rates: list[int], seconds: float, hold_ms: int, profile_rate: int | None = None) -> list[str]:
+def own_cpu_seconds(pid: int) -> float:
+    stat = _stat(pid)
+    return 0.0 if stat is None else stat[1]
+
+
+def wait_workers(log: Path, timeout: float = 30.0) -> str:
+    """The controller's line naming its SIP workers, once it is logged."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"SIP proxy on .* worker processes, pids [\d, ]+", log.read_text(errors="replace"))
+        if found:
+            return found.group(0)
+        time.sleep(0.1)
+    raise TimeoutError("the controller started no SIP workers")
+
+
+def sweep(rates: list[int], seconds: float, hold_ms: int, profile_rate: int | None = None,
+          workers: int = 0, reader: str = "owner") -> list[str]:
     from netlab import Lab, free_port, ovs_available, start_controller, strong_token
     reason = ovs_available()
     if reason:
@@ -141,7 +165,7 @@ def sweep(rates: list[int], seconds: float, hold_ms: int, profile_rate: int | No
         workdir = Path(tmp)
         of_port, api_port, sip_port, uas_port = free_port(), free_port(), free_port(), free_port()
         (workdir / "mam.yaml").write_text(json.dumps(config(api_port, sip_port, uas_port,
-                                                            strong_token(TOKEN_LABEL))))
+                                                            strong_token(TOKEN_LABEL), workers, reader)))
         log = workdir / "controller.log"
         try:
             bridges = [lab.bridge(name, 0xE0 + i, of_port) for i, name in enumerate(LINE)]
@@ -150,6 +174,8 @@ def sweep(rates: list[int], seconds: float, hold_ms: int, profile_rate: int | No
             controller = start_controller(lab, workdir / "mam.yaml", of_port, api_port, log)
             for bridge in bridges:
                 lab.wait_connected(bridge)
+            if workers:
+                print(f"   {wait_workers(log)}", flush=True)
             time.sleep(1.0)
             uas = Uas(workdir, uas_port, scenario(workdir, "uas_answer_txn.xml", CALLEE_MEDIA))
             caller = scenario(workdir, "uac_call_txn.xml", CALLER_MEDIA)
@@ -159,6 +185,7 @@ def sweep(rates: list[int], seconds: float, hold_ms: int, profile_rate: int | No
                     installs_before, buckets_before = install_histogram(metrics(api_port))
                     causes_before = released_by_cause(log)
                     cpu_before = tree_cpu_seconds(controller.pid)
+                    own_before = own_cpu_seconds(controller.pid)
                     spy = None
                     if rate == profile_rate:
                         spy = subprocess.Popen(
@@ -171,6 +198,7 @@ def sweep(rates: list[int], seconds: float, hold_ms: int, profile_rate: int | No
                     if spy is not None:
                         spy.wait(timeout=60)
                     cpu = tree_cpu_seconds(controller.pid) - cpu_before
+                    own = own_cpu_seconds(controller.pid) - own_before
                     installs_after, buckets_after = install_histogram(metrics(api_port))
                     installs = installs_after - installs_before
                     causes = {k: v - causes_before.get(k, 0) for k, v in released_by_cause(log).items()
@@ -189,8 +217,9 @@ def sweep(rates: list[int], seconds: float, hold_ms: int, profile_rate: int | No
                         f"{result.failed} failed, "
                         f"{reached:7.1f} setups/s reached, exit {result.exit}; flows confirmed for "
                         f"{installs} calls, released for the data plane: {causes or 'none'}; install p50 <= "
-                        f"{p50 * 1000:g} ms, p99 <= {p99 * 1000:g} ms; controller CPU {cpu / max(calls, 1) * 1000:.2f}"
-                        f" ms per call -> {'sustained' if sustained else 'NOT sustained'}")
+                        f"{p50 * 1000:g} ms, p99 <= {p99 * 1000:g} ms; controller CPU {own / max(calls, 1) * 1000:.2f}"
+                        f" ms per call{cpu_of_workers(cpu - own, calls, workers)} -> "
+                        f"{'sustained' if sustained else 'NOT sustained'}")
                     print(lines[-1], flush=True)
                     if spy is not None and (workdir / "spy.txt").exists():
                         print(profile_summary(workdir / "spy.txt"), flush=True)
@@ -210,25 +239,52 @@ def sweep(rates: list[int], seconds: float, hold_ms: int, profile_rate: int | No
     return lines
 
 
+def cpu_of_workers(seconds: float, calls: int, workers: int) -> str:
+    return f" (+ {workers} SIP workers {seconds / max(calls, 1) * 1000:.2f} ms)" if workers else ""
+
+
+def mode(setting: tuple[int, str]) -> str:
+    workers, reader = setting
+    if not workers:
+        return "SIP in process"
+    return f"sip.workers {workers}" + (", the workers read the public socket" if reader == "workers" else "")
+
+
+def parse_setting(text: str) -> tuple[int, str]:
+    """``N`` or ``N:workers`` (sip.shared_reader: workers)."""
+    count, _, reader = text.partition(":")
+    return int(count), reader or "owner"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", default=DEFAULT_RATES)
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each rate step")
     parser.add_argument("--hold-ms", type=int, default=2000, help="each call's hold time")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--sip-workers", default="0", help="comma-separated sip.workers settings to alternate "
+                        "in each round (0: the in-process proxy; N:workers: sip.shared_reader workers), e.g. 0,2")
     parser.add_argument("--profile-rate", type=int, help="profile the controller with py-spy (pip install "
                         "py-spy) during this rate's step; prints where its time goes")
     args = parser.parse_args([] if argv is None else argv)      # run_all.py calls main() with no arguments
     rates = [int(r) for r in args.rates.split(",")]
+    settings = [parse_setting(w) for w in args.sip_workers.split(",")]
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: end to end through the controller "
-          f"(ryu-manager, SIP proxy in the controller, {len(LINE)} userspace OVS bridges), SIPp calls "
-          f"held {args.hold_ms} ms, {args.seconds:g} s per rate")
-    best = []
+          f"(ryu-manager, {len(LINE)} userspace OVS bridges), SIPp calls held {args.hold_ms} ms, "
+          f"{args.seconds:g} s per rate; SIP: {'; '.join(mode(w) for w in settings)}, alternating; "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs")
+    best: dict[tuple[int, str], list[int]] = {setting: [] for setting in settings}
     for round_number in range(1, args.rounds + 1):
-        lines = sweep(rates, args.seconds, args.hold_ms, args.profile_rate)
-        held = [int(line.split("/s")[0].split()[-1]) for line in lines if line.endswith("-> sustained")]
-        best.append(max(held) if held else 0)
-        print(f"round {round_number}: highest sustained rate {best[-1]} setups/s (goal >= 1,000)")
+        for setting in settings:
+            print(f"round {round_number}, {mode(setting)}:", flush=True)
+            lines = sweep(rates, args.seconds, args.hold_ms, args.profile_rate, *setting)
+            held = [int(line.split("/s")[0].split()[-1]) for line in lines if line.endswith("-> sustained")]
+            best[setting].append(max(held) if held else 0)
+            print(f"round {round_number}, {mode(setting)}: highest sustained rate {best[setting][-1]} setups/s "
+                  f"(goal >= 1,000); load average {os.getloadavg()[0]:.1f}", flush=True)
+    for setting, figures in best.items():
+        print(f"{mode(setting)}: highest sustained {min(figures)}-{max(figures)} setups/s over "
+              f"{len(figures)} round(s)")
     return 0
 
 

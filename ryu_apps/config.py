@@ -102,6 +102,7 @@ class SipConfig:
     control_timeout_s: float = 5.0
     controller_poll_s: float = 5.0
     workers: int = 0                        # SIP worker processes (0: SIP in this process); UDP only
+    shared_reader: str = "owner"            # with workers: who reads the public socket (owner | workers)
     overload: SipOverloadConfig = field(default_factory=SipOverloadConfig)
     tcp: SipTcpConfig = field(default_factory=SipTcpConfig)
 
@@ -226,6 +227,7 @@ def _sip(value: Any, path: str) -> SipConfig:
         control_timeout_s=node.get("control_timeout_s", _number(0.1, 60.0), default.control_timeout_s),
         controller_poll_s=node.get("controller_poll_s", _number(0.1, 3600.0), default.controller_poll_s),
         workers=node.get("workers", _int(0, 64), default.workers),
+        shared_reader=node.get("shared_reader", _choice("owner", "workers"), default.shared_reader),
         overload=node.get("overload", _sip_overload, default.overload),
         tcp=node.get("tcp", _sip_tcp, default.tcp),
     )

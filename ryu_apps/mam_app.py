@@ -235,7 +235,8 @@ class MediaAggregationApp(compat.RyuApp):
             log.warning("sip.workers: SIP workers serve UDP only; SIP over TCP is not served")
         argv = ["--config", os.path.abspath(self.config_file), *(f"--route={key}={hop}" for key, hop in extra_routes)]
         owner = HubOwner(self.service, argv, sip.workers, sip.listen_host, sip.listen_port, spawn=compat.hub.spawn,
-                         sleep=compat.hub.sleep, wakeup_factory=compat.Wakeup, lock_factory=compat.rlock)
+                         sleep=compat.hub.sleep, wakeup_factory=compat.Wakeup, lock_factory=compat.rlock,
+                         read_shared=sip.shared_reader == "workers")
         self.sip_workers = owner
         self.service.subscribe(owner.on_changes)
         owner.restore(self.service.read(lambda m: [(c.call_id, c.serial, c.dialog) for c in m.calls()

@@ -60,6 +60,7 @@ def test_every_proxy_config_field_comes_from_the_file() -> None:
     ({"routes": {"site-b.example": "exämple..test:5060"}}, "sip.routes"),
     ({"workers": -1}, "sip.workers"), ({"workers": 65}, "sip.workers"), ({"workers": "2"}, "sip.workers"),
     ({"workers": True}, "sip.workers"), ({"workers": 2, "transports": ["tcp"]}, "sip.workers"),
+    ({"shared_reader": "all"}, "sip.shared_reader"),
 ])
 def test_mistakes_name_their_key(sip: dict[str, Any], path: str) -> None:
     with pytest.raises((ConfigError, ValueError)) as raised:
@@ -107,6 +108,8 @@ def test_the_controllers_sip_workers_serve_udp_and_leave_the_default_in_process(
     config = parse_config(site(workers=2, transports=["udp"]))
     assert config.sip.workers == 2 and config.sip.transports == ("udp",)
     assert parse_config(site(workers=1)).sip.transports == ("udp", "tcp")      # tcp is then not served
+    assert config.sip.shared_reader == "owner"
+    assert parse_config(site(workers=2, shared_reader="workers")).sip.shared_reader == "workers"
     with pytest.raises(ConfigError, match="UDP only") as raised:
         parse_config(site(workers=1, transports=["tcp"]))
     assert raised.value.path == "sip.workers"

@@ -70,9 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=_workers, default=None, metavar="N",
                         help="N proxy worker processes plus one process owning admission (with --config; "
                              "default sip.workers, else 0: one process); see docs/sip.md")
-    parser.add_argument("--shared-reader", choices=("owner", "workers"), default="owner",
+    parser.add_argument("--shared-reader", choices=("owner", "workers"), default=None,
                         help="--workers: who reads the public UDP socket: the owner, steering each datagram "
-                             "to its call's worker in order (default), or every worker (see docs/performance.md)")
+                             "to its call's worker in order (default, or sip.shared_reader), or every worker "
+                             "(see docs/performance.md)")
     parser.add_argument("--worker-spec", help=argparse.SUPPRESS)     # set by the owner for its workers
     parser.add_argument("--log-level", default="WARNING")
     return parser

@@ -186,7 +186,8 @@ def owner_main(args: argparse.Namespace, argv: list[str], site: Any, count: int)
     _, port = args.listen if args.listen else (None, site.sip.listen_port)
     if "udp" not in transports:
         raise ValueError("--workers serves UDP only: the transports must include udp")
-    owner = Owner(argv, site, count, host, port, args.stats_file, read_shared=args.shared_reader == "workers")
+    reader = args.shared_reader or site.sip.shared_reader
+    owner = Owner(argv, site, count, host, port, args.stats_file, read_shared=reader == "workers")
     fast_loop()
     try:
         asyncio.run(owner.run())
