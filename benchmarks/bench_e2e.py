@@ -215,7 +215,8 @@ def sweep(rates: list[int], seconds: float, hold_ms: int, profile_rate: int | No
                     lines.append(
                         f"rate {rate:5d}/s: {result.success - refused:6d}/{calls} calls completed, {refused} refused, "
                         f"{result.failed} failed, "
-                        f"{reached:7.1f} setups/s reached, exit {result.exit}; flows confirmed for "
+                        f"{reached:7.1f} setups/s reached, exit {result.exit}, {result.retransmissions} "
+                        f"retransmissions; flows confirmed for "
                         f"{installs} calls, released for the data plane: {causes or 'none'}; install p50 <= "
                         f"{p50 * 1000:g} ms, p99 <= {p99 * 1000:g} ms; controller CPU {own / max(calls, 1) * 1000:.2f}"
                         f" ms per call{cpu_of_workers(cpu - own, calls, workers)} -> "

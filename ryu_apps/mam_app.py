@@ -71,8 +71,11 @@ def _stop_on_sigterm(owner: Any) -> None:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, handler)
     atexit.register(owner.stop, False)
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:                # not the main thread: the app's stop() and atexit still stop them
+        log.warning("SIGTERM will not stop the SIP workers (the app started outside the main thread)")
 
 
 class MediaAggregationApp(compat.RyuApp):

@@ -224,6 +224,9 @@ class HubOwner:
                 channel.flush()
                 if not whole:
                     break
+                # Let the hub's other threads run between batches (a green recv that finds data
+                # does not yield): the timer loop sends the flows of the calls just admitted.
+                self.sleep(0)
         except OSError as error:                     # the worker went away, or stopped reading
             if self.running:
                 self.faults.record("channel", error, f"worker {link.who}")
