@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, cast
 
 from ..call_control import CallControl
 from .guard import Faults
+from .hub_server import accepted
 from .owner_core import Link, OwnerCore
 from .steering import worker_of_call
 from .udp_server import tune_buffers
@@ -186,18 +187,7 @@ class HubOwner:
             return self.core.worker_gone(index)
 
     def _accept_loop(self) -> None:
-        listener = self.pool.listener
-        while self.running:
-            try:
-                conn, _ = listener.accept()
-            except socket.timeout:
-                continue
-            except Exception as error:  # noqa: BLE001 - EMFILE and the like: wait a little
-                if not self.running:
-                    break
-                self.faults.record("channel-accept", error)
-                self.sleep(0.1)
-                continue
+        for conn, _ in accepted(self.pool.listener, lambda: self.running, self.faults, "channel-accept", self.sleep):
             channel = Channel(conn, self._lock_factory)
             try:
                 conn.settimeout(SEND_TIMEOUT_S)

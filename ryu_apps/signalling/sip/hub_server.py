@@ -30,7 +30,7 @@ import select
 import socket
 import threading
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from .guard import Faults, deliverable, resolve_routes
 from .message import StreamFramer
@@ -198,17 +198,7 @@ class HubSipServer:
     def _accept_loop(self) -> None:
         tcp = self.tcp
         assert tcp is not None
-        while self.running:
-            try:
-                conn, addr = tcp.accept()
-            except socket.timeout:
-                continue
-            except Exception as error:  # noqa: BLE001 - EMFILE and the like: wait a little
-                if not self.running:
-                    break
-                self.faults.record("tcp-accept", error)
-                self.sleep(0.1)
-                continue
+        for conn, addr in accepted(tcp, lambda: self.running, self.faults, "tcp-accept", self.sleep):
             try:
                 peer = Peer("tcp", addr[0], addr[1])
                 with self._tcp_lock:
@@ -379,6 +369,23 @@ def _receiver(sock: socket.socket) -> Callable[[], list[Datagram]]:
             if len(batch) >= BATCH:
                 return batch
     return green
+
+
+def accepted(sock: socket.socket, running: Callable[[], bool], faults: Faults, kind: str,
+             sleep: Callable[[float], Any]) -> Iterator[tuple[socket.socket, Any]]:
+    """Connections accepted on ``sock`` (with a timeout) while ``running()``: a timeout only
+    looks at ``running`` again; any other failure (EMFILE and the like) is counted as
+    ``kind`` and waited out a little."""
+    while running():
+        try:
+            yield sock.accept()
+        except socket.timeout:
+            continue
+        except Exception as error:  # noqa: BLE001
+            if not running():
+                break
+            faults.record(kind, error)
+            sleep(0.1)
 
 
 def _close(sock: socket.socket) -> None:
