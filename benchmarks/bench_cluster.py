@@ -35,7 +35,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+# appended, not inserted: PYTHONPATH=<another checkout> measures that checkout's code (before/after)
+sys.path.append(os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks.peers.cluster_node import Node  # noqa: E402
 from benchmarks.peers.etcd import Etcd, etcd_available  # noqa: E402
@@ -91,7 +92,8 @@ def run(nodes: list[Node], pools: list[list[tuple[str, str]]], count: int) -> tu
         results.append(node.conn.recv()[1])
     seconds = max(r["seconds"] for r in results)
     latencies = [x for r in results for x in r["latencies"]]
-    outcomes: dict[str, int] = {"groups": sum(r.get("groups", (0, 0))[0] for r in results)}
+    outcomes: dict[str, int] = {"groups": sum(r.get("groups", (0, 0))[0] for r in results),
+                                "commits refused": sum(r.get("refused", 0) for r in results)}
     for r in results:
         for key, n in r["outcomes"].items():
             outcomes[key] = outcomes.get(key, 0) + n
@@ -111,6 +113,7 @@ def phase(workdir: Path, etcd: Etcd, title: str, names: list[str], pools: list[l
         seconds, latencies, outcomes = run(nodes, pools, count)
         cpu = [tree_cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before)]
         groups = outcomes.pop("groups")
+        refused = outcomes.pop("commits refused")
         total = sum(outcomes.values())
         admitted = outcomes.get("admitted", 0)
         import time
@@ -123,8 +126,8 @@ def phase(workdir: Path, etcd: Etcd, title: str, names: list[str], pools: list[l
               flush=True)
         print(f"{'':<44} CPU per admission: etcd {cpu[0] / total * 1000:.2f} ms, controllers "
               f"{sum(cpu[1:]) / total * 1000:.2f} ms (2 cores: ceiling ~{2 / (sum(cpu) / total):.0f}/s); "
-              + (f"{groups} groups, {total / groups:.1f} admissions each" if groups else "no group commit"),
-              flush=True)
+              + (f"{groups} groups, {total / groups:.1f} admissions each" if groups else "no group commit")
+              + f"; {refused} commits refused (another controller first)", flush=True)
         return rate
     finally:
         for node in nodes:
@@ -151,6 +154,18 @@ def visibility(workdir: Path, etcd: Etcd, count: int) -> None:
             node.stop()
 
 
+def _checkout() -> str:
+    """Which checkout's ryu_apps runs (PYTHONPATH chooses) and its commit."""
+    import subprocess
+    import ryu_apps
+    root = os.path.dirname(os.path.dirname(os.path.abspath(ryu_apps.__file__)))
+    head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True, timeout=10).stdout.strip()
+    return f"{root} at {head}{' + changes' if dirty else ''}"
+
+
 def main(argv: list[str] | None = None) -> None:
     global THREADS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -172,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         workdir = Path(tmp)
         print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}; "
               f"etcd 3.4 one member at {etcd.endpoint}, data on disk; {count} admissions per controller "
-              f"per phase, {THREADS} threads each", flush=True)
+              f"per phase, {THREADS} threads each; code: {_checkout()}", flush=True)
         ab, cd = ("site-a", "site-b"), ("site-c", "site-d")
         one = own = shared = 0.0
         if "one" in phases:

@@ -100,6 +100,7 @@ def _serve(config_path: str, name: str, conn: Connection) -> None:
         started = time.perf_counter()
         group = getattr(service, "group", None)
         groups_before = (group.groups, group.admissions) if group is not None else (0, 0)
+        refused_before = getattr(replication.ledger, "refused", 0)
         workers = [threading.Thread(target=profiled(run), args=(w,)) for w in range(threads)]
         for worker in workers:
             worker.start()
@@ -109,7 +110,7 @@ def _serve(config_path: str, name: str, conn: Connection) -> None:
         groups = ((group.groups - groups_before[0], group.admissions - groups_before[1]) if group is not None
                   else (0, 0))
         return {"seconds": seconds, "latencies": latencies, "outcomes": outcomes, "stamps": stamps,
-                "groups": groups}
+                "groups": groups, "refused": getattr(replication.ledger, "refused", 0) - refused_before}
 
     while True:
         command, args = conn.recv()

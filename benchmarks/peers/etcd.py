@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Sequence
 
 from .procs import free_port, stop
 
@@ -25,9 +26,12 @@ def etcd_available() -> str | None:
 
 
 class Etcd:
-    def __init__(self, workdir: Path, name: str = "mam-test", max_txn_ops: int = 4096) -> None:
-        """``max_txn_ops``: 4096 lets tests force-delete pools with many calls; etcd's default is 128."""
+    def __init__(self, workdir: Path, name: str = "mam-test", max_txn_ops: int = 4096,
+                 extra: Sequence[str] = ()) -> None:
+        """``max_txn_ops``: 4096 lets tests force-delete pools with many calls; etcd's default is 128.
+        ``extra``: more etcd flags."""
         self.max_txn_ops = max_txn_ops
+        self.extra = list(extra)
         self.workdir = workdir
         self.name = name
         self.data = workdir / f"etcd-{name}.data"
@@ -51,7 +55,7 @@ class Etcd:
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"{self.name}={peer}", "--initial-cluster-state", "new",
                 "--heartbeat-interval", "50", "--election-timeout", "500", "--max-txn-ops", str(self.max_txn_ops),
-                "--log-level", "warn"]
+                "--log-level", "warn", *self.extra]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30

@@ -53,6 +53,7 @@ class RejectReason(str, enum.Enum):
     UNKNOWN_CALL = "unknown-call"
     INVALID_REQUEST = "invalid-request"
     STORE_UNAVAILABLE = "store-unavailable"
+    CONTENDED = "contended"      # other controllers kept changing the pool first (shared ledger); try again
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ admissions one after the other would. One that raises (bad media, say) is undone
 (a savepoint of the journal) and its error goes back to its own caller. The group's writes
 are one commit: if a shared ledger refuses it because another controller changed what a
 decision relied on, the whole group is rolled back, memory catches up with the store, and
-every admission is decided again (one that no longer fits is refused ``pool-full``); after
-``conflict_retries`` refusals in a row, or when the store cannot answer, every admission of
-the group is refused ``store-unavailable`` and nothing changed. A group too large for one
+every admission is decided again (one that no longer fits is refused ``pool-full``). After
+``conflict_retries`` refusals in a row every admission of the group is refused
+``contended`` (the store answered; other controllers kept coming first), and when the
+store cannot answer, ``store-unavailable``; either way nothing changed. A group too large for one
 transaction of the ledger (:class:`~.store.LedgerTooLarge`) is decided again in halves, and
 a group ends before a setup of a call an earlier admission of the group preempted.
 A retransmitted setup is answered from memory (the same admission, counted once), also
@@ -153,4 +154,7 @@ class GroupAdmission:
 
 
 def _refused(admissions: Sequence[Admission], error: StoreUnavailable) -> list[Outcome]:
-    return [Outcome(Rejected(a.request.call_id, RejectReason.STORE_UNAVAILABLE, error.message)) for a in admissions]
+    """The store could not record the group, or (a conflict) kept refusing it because other
+    controllers changed the pool first: ``contended``, not ``store-unavailable``."""
+    reason = RejectReason.CONTENDED if isinstance(error, LedgerConflict) else RejectReason.STORE_UNAVAILABLE
+    return [Outcome(Rejected(a.request.call_id, reason, error.message)) for a in admissions]

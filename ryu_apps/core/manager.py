@@ -52,7 +52,7 @@ class ManagerSettings:
     reroute: bool = True     # move an aggregate off a link that goes down, when another path fits
     timers: LifecycleTimers = field(default_factory=LifecycleTimers)
     port_security: PortSecurity = field(default_factory=PortSecurity)
-    conflict_retries: int = 8  # a shared ledger refused a commit (another controller came first): decide again
+    conflict_retries: int = 32  # a shared ledger refused a commit (another controller came first): decide again
     tag_lane: tuple[int, int] = (0, 1)   # (index, count): where this controller's serials and tags start
     reoptimize: bool = True              # a moved aggregate returns to a shorter path once it is stable ...
     reoptimize_hold_s: float = 60.0      # ... for this long

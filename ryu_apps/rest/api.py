@@ -57,6 +57,7 @@ REJECT_STATUS = {
     RejectReason.INVALID_REQUEST: 422,
     RejectReason.UNKNOWN_CALL: 404,
     RejectReason.STORE_UNAVAILABLE: 503,     # nothing was admitted; try again (Retry-After)
+    RejectReason.CONTENDED: 503,             # the same: the store answered, other controllers came first
 }
 
 Handler = Callable[[Request, dict[str, str]], Response]

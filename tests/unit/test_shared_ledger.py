@@ -18,6 +18,7 @@ from ryu_apps.core.store import PutLocation
 from ryu_apps.store.shared import Compare, SharedLedger
 
 PREFIX = "/mam/"
+CLAIMS = "/mam#claims/"    # claims live beside the prefix, outside every watch
 PCMU = MediaSpec("pcmu")       # 91 kbit/s at Ethernet level with the tags
 
 
@@ -61,7 +62,7 @@ def test_an_admission_is_one_transaction_comparing_what_it_relied_on(store, line
     assert isinstance(a.manager.admit(call(1), 1.0), Admitted)
     (compares, success, failure), = seen
     created = {c.key for c in compares if c.target == "version" and c.expected == 0}
-    assert created == {PREFIX + "calls/c1", PREFIX + "serials/1", PREFIX + "tags/s1/16", PREFIX + "tags/s3/16"}
+    assert created == {PREFIX + "calls/c1", CLAIMS + "serials/1", CLAIMS + "tags/s1/16", CLAIMS + "tags/s3/16"}
     assert {c.key for c in compares if c.target == "mod"} == {PREFIX + "used/ab", PREFIX + "aggregates/ab"}
     assert sorted(op.key for op in success) == sorted(created | {PREFIX + "used/ab"})
     assert store.data[PREFIX + "used/ab"].value == "91"
@@ -142,7 +143,7 @@ def test_preemption_hands_a_flowless_victims_serial_over_in_one_transaction(stor
     decision = a.manager.admit(AdmissionRequest("sos", "site-a", "site-b", PCMU, ServiceLevel.EMERGENCY), 2.0)
     assert isinstance(decision, Admitted) and decision.preempted == ("low",) and decision.serial == 1
     assert json.loads(store.data[PREFIX + "calls/sos"].value)["serial"] == 1
-    assert store.data[PREFIX + "serials/1"].value == "sos" and PREFIX + "calls/low" not in store.data
+    assert store.data[CLAIMS + "serials/1"].value == "sos" and PREFIX + "calls/low" not in store.data
 
 
 def test_a_store_that_is_down_refuses_and_changes_nothing(store, line):

@@ -24,6 +24,7 @@ from ryu_apps.store.memkv import MemoryKV, MemoryStore
 from ryu_apps.store.shared import SharedLedger
 
 PREFIX = "/mam/"
+CLAIMS = "/mam#claims/"    # claims live beside the prefix, outside every watch
 PCMU = MediaSpec("pcmu")       # 91 kbit/s
 
 
@@ -66,7 +67,7 @@ def stored_use(store: MemoryStore) -> dict[str, tuple[int, int]]:
 
 
 def claims_once(store: MemoryStore) -> None:
-    holders = {k: e.value for k, e in store.data.items() if k.startswith((PREFIX + "serials/", PREFIX + "tags/"))}
+    holders = {k: e.value for k, e in store.data.items() if k.startswith((CLAIMS + "serials/", CLAIMS + "tags/"))}
     calls = {k[len(PREFIX + "calls/"):] for k in store.data if k.startswith(PREFIX + "calls/")}
     assert set(holders.values()) == calls
     assert len(holders) == 3 * len(calls)          # a serial and two tags each, none shared
@@ -90,8 +91,8 @@ def test_a_group_of_one_is_the_single_admission_transaction(store, line):
     assert isinstance(outcome.result(), Admitted) and outcome.new
     (compares, success, ok), = sent
     assert ok and {c.key for c in compares if c.target == "mod"} == {PREFIX + "used/ab", PREFIX + "aggregates/ab"}
-    assert sorted(op.key for op in success) == sorted([PREFIX + "calls/c1", PREFIX + "serials/1",
-                                                       PREFIX + "tags/s1/16", PREFIX + "tags/s3/16",
+    assert sorted(op.key for op in success) == sorted([PREFIX + "calls/c1", CLAIMS + "serials/1",
+                                                       CLAIMS + "tags/s1/16", CLAIMS + "tags/s3/16",
                                                        PREFIX + "used/ab"])
     assert a.manager.counters.admitted == 1
 
@@ -197,6 +198,48 @@ def test_a_group_the_store_cannot_record_is_refused_whole(store, line):
     store.down = False
     assert not a.manager.calls() and a.manager.used_kbps("ab") == 0
     assert stored_use(store) == {"ab": (0, 0)}
+
+
+def rival_first(b: Node, rival: Node, times: int) -> list[int]:
+    """Before each of b's next ``times`` transactions, ``rival`` admits a call on pool ab
+    (its commit lands first: b's compare on used/ab fails). Returns b's transaction count."""
+    txn, sent, left = b.kv.txn, [0], [times]
+
+    def first_the_rival(compares, success, failure):
+        sent[0] += 1
+        if left[0]:
+            left[0] -= 1
+            assert isinstance(rival.manager.admit(request(f"r{left[0]}-{sent[0]}"), 1.0), Admitted)
+        return txn(compares, success, failure)
+    b.kv.txn = first_the_rival
+    return sent
+
+
+def test_a_contended_pool_is_decided_again_not_refused_store_unavailable(store, line):
+    """The store answers every time: another controller just came first, 20 times in a row
+    (more than the 8 retries that used to end in ``store-unavailable`` on a busy pool)."""
+    a, b = Node(store, line, "a"), Node(store, line, "b")
+    a.manager.create_aggregate("ab", "site-a", "site-b", 100 * 91)
+    b.sync()
+    sent = rival_first(b, a, 20)
+    outcome, = b.manager.admit_all([Admission(request("b1"))], 2.0)
+    assert isinstance(outcome.result(), Admitted) and sent == [21]
+    assert stored_use(store) == {"ab": (21 * 91, 21 * 91)} and b.manager.used_kbps("ab") == 21 * 91
+    claims_once(store)
+
+
+def test_a_pool_contended_past_every_retry_is_refused_contended_and_nothing_changes(store, line):
+    a, b = Node(store, line, "a"), Node(store, line, "b")
+    a.manager.create_aggregate("ab", "site-a", "site-b", 100 * 91)
+    b.sync()
+    retries = b.manager.settings.conflict_retries
+    sent = rival_first(b, a, 10_000)
+    outcomes = b.manager.admit_all([Admission(request("b1")), Admission(request("b2"))], 2.0)
+    assert sent == [retries + 1]                                    # bounded
+    assert {o.result().reason for o in outcomes} == {RejectReason.CONTENDED}     # the store was there
+    assert b.manager.counters.rejected == {RejectReason.CONTENDED: 2}
+    assert "b1" not in {c.call_id for c in b.manager.calls()} and stored_use(store)["ab"][0] == sent[0] * 91
+    claims_once(store)
 
 
 class SlowKV(MemoryKV):

@@ -39,6 +39,7 @@ from ryu_apps.store.shared import SharedLedger
 
 TOPOLOGY = mesh_topology()
 PREFIX = "/mam/"
+CLAIMS = "/mam#claims/"    # claims live beside the prefix, outside every watch
 CONTROLLERS = st.integers(min_value=0, max_value=2)
 CODECS = st.sampled_from([MediaSpec("pcmu"), MediaSpec("g729"), MediaSpec("g722", 30),
                           MediaSpec("opus", 20, explicit_kbps=64)])
@@ -251,15 +252,15 @@ class SharedLedgerMachine(RuleBasedStateMachine):
     def claims_are_unique_and_held_by_their_calls(self):
         stored = self._stored_calls()
         claims = {k: e.value for k, e in self.store.data.items()
-                  if k.startswith(PREFIX + "serials/") or k.startswith(PREFIX + "tags/")}
+                  if k.startswith(CLAIMS + "serials/") or k.startswith(CLAIMS + "tags/")}
         expected = {}
         per_edge = Counter()
         for call_id, d in stored.items():
             caller_edge = TOPOLOGY.community(d["caller_community"]).edge
             callee_edge = TOPOLOGY.community(d["callee_community"]).edge
-            expected[f"{PREFIX}serials/{d['serial']}"] = call_id
-            expected[f"{PREFIX}tags/{caller_edge}/{d['tag_to_caller']}"] = call_id
-            expected[f"{PREFIX}tags/{callee_edge}/{d['tag_to_callee']}"] = call_id
+            expected[f"{CLAIMS}serials/{d['serial']}"] = call_id
+            expected[f"{CLAIMS}tags/{caller_edge}/{d['tag_to_caller']}"] = call_id
+            expected[f"{CLAIMS}tags/{callee_edge}/{d['tag_to_callee']}"] = call_id
             per_edge[(caller_edge, d["tag_to_caller"])] += 1
             per_edge[(callee_edge, d["tag_to_callee"])] += 1
         assert all(n == 1 for n in per_edge.values())
