@@ -233,6 +233,11 @@ class MamService:
             self._mutate(lambda now: self.group.lead(ticket, lambda group: self._admit_all(group, now)))
 
     def _admit_all(self, group: Sequence[Admission], now: float) -> list[Outcome]:
+        # a shared ledger's watch brought other controllers' changes: decide on them (the store
+        # would refuse a decision that missed them), not after the applier thread's turn
+        ledger: Any = self.manager.ledger
+        if hasattr(ledger, "take_remote") and ledger.pending():
+            self.manager.apply_remote(ledger.take_remote(), now)
         outcomes = self.manager.admit_all(group, now)
         if self._watchers:
             for admission, outcome in zip(group, outcomes):

@@ -5,6 +5,10 @@
 The client is etcd3gw (OpenStack's, maintained, typed): plain HTTP through ``requests``.
 Under ryu's eventlet hub the socket module is monkey-patched (threading is not), so a
 request blocks only its green thread; under os-ken's native hub it blocks its thread.
+Requests (transactions, reads, leases) go straight to urllib3, the transport under
+``requests``, on a pool per endpoint: ``requests``' per-request preparation was half the
+controller's CPU time per request (0.6 -> 0.29 ms measured, loopback), for nothing
+etcd3gw adds to a JSON POST; etcd3gw builds the URLs.
 Its ``Watcher`` is not used: it reads the stream on a thread pool that under ryu (no
 patched ``thread``) is a native thread running green sockets, and calls back from there.
 :meth:`EtcdKV.watch_forever` reads the watch stream instead on a thread the framework's
@@ -26,8 +30,8 @@ import time
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import requests
+import urllib3
 from etcd3gw.client import Etcd3Client
-from etcd3gw.exceptions import Etcd3Exception
 
 from ..core.errors import StoreUnavailable
 from .shared import Compare, KeyValue, Op, Put, SharedLedger, TxnResult
@@ -35,6 +39,7 @@ from .url import EtcdUrl
 
 log = logging.getLogger(__name__)
 
+JSON_HEADERS = {"Content-Type": "application/json"}
 TARGETS = {"version": ("VERSION", "version"), "mod": ("MOD", "mod_revision"), "value": ("VALUE", "value")}
 
 
@@ -101,6 +106,9 @@ class EtcdKV:
         self.timeout = timeout
         self._clients = [Etcd3Client(host, port, timeout=timeout, api_path="/v3/", session=_session())
                          for host, port in url.endpoints]
+        self._pools = [urllib3.HTTPConnectionPool(host, port, maxsize=4, retries=False,
+                                                  timeout=urllib3.Timeout(connect=timeout, read=timeout))
+                       for host, port in url.endpoints]
         self._current = 0
         self.ledger: SharedLedger | None = None     # fed by the watch
         self._streams: set[requests.Response] = set()
@@ -111,14 +119,18 @@ class EtcdKV:
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to the first endpoint that answers (starting with the last one that did)."""
         errors = []
+        data = json.dumps(body, separators=(",", ":")).encode("ascii")
         for i in range(len(self._clients)):
             index = (self._current + i) % len(self._clients)
             client = self._clients[index]
             try:
-                result: dict[str, Any] = client.post(client.get_url(path), data=json.dumps(body))
+                response = self._pools[index].urlopen("POST", "/v3/" + path, body=data, headers=JSON_HEADERS)
+                if response.status != 200:
+                    raise ValueError(f"HTTP {response.status}: {response.data[:200]!r}")
+                result: dict[str, Any] = json.loads(response.data)
                 self._current = index
                 return result
-            except (Etcd3Exception, requests.RequestException, ValueError) as error:
+            except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
                 errors.append(f"{client.host}:{client.port}: {type(error).__name__} {str(error)[:200]}")
         raise StoreUnavailable("etcd did not answer: " + "; ".join(errors))
 
