@@ -7,7 +7,8 @@ to show on the other.
 
 ``--threads``: admitting threads per controller (admissions in flight at once: what group
 commit gathers into one etcd transaction). ``--profile DIR``: each controller's threads
-under cProfile, one ``.prof`` per controller in DIR (CPU figures then include its cost).
+under cProfile, one ``.prof`` per controller in DIR (CPU figures then include its cost),
+and etcd's CPU profile (pprof, 2 s per phase) in DIR, summarised: where etcd's CPU goes.
 
 A real etcd (Debian etcd-server 3.4, one member, data directory on this machine's disk)
 on free loopback ports. Each controller is its own process running the admission path
@@ -33,6 +34,8 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
+import urllib.request
 from pathlib import Path
 
 # appended, not inserted: PYTHONPATH=<another checkout> measures that checkout's code (before/after)
@@ -40,10 +43,15 @@ sys.path.append(os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks.peers.cluster_node import Node  # noqa: E402
 from benchmarks.peers.etcd import Etcd, etcd_available  # noqa: E402
+from benchmarks.peers.pprof import ETCD, shares  # noqa: E402
 from benchmarks.peers.procs import tree_cpu_seconds  # noqa: E402
 
 PCMU_KBPS = 91
 GOAL = 2000
+#: The controllers' cluster.max_txn_ops, with etcd started with --max-txn-ops 4096 (Etcd's
+#: default here): a group may hold (512 - 8) / 4 = 126 admissions, so more threads make
+#: larger groups (with etcd's default of 128 a group stops at 30). Shipped default: 128.
+MAX_TXN_OPS = 512
 
 
 def config(url: str) -> str:
@@ -59,6 +67,7 @@ aggregates:
   - {{id: a-b, between: [site-a, site-b], size_kbps: 40000000}}
   - {{id: c-d, between: [site-c, site-d], size_kbps: 40000000}}
 store: {url}
+cluster: {{max_txn_ops: {MAX_TXN_OPS}}}
 """
 
 
@@ -110,6 +119,7 @@ def phase(workdir: Path, etcd: Etcd, title: str, names: list[str], pools: list[l
         assert etcd.process is not None
         pids = [etcd.process.pid] + [node.process.pid for node in nodes]
         cpu_before = [tree_cpu_seconds(pid) for pid in pids]
+        profiling = _profile_etcd(etcd, prefix)
         seconds, latencies, outcomes = run(nodes, pools, count)
         cpu = [tree_cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before)]
         groups = outcomes.pop("groups")
@@ -128,10 +138,37 @@ def phase(workdir: Path, etcd: Etcd, title: str, names: list[str], pools: list[l
               f"{sum(cpu[1:]) / total * 1000:.2f} ms (2 cores: ceiling ~{2 / (sum(cpu) / total):.0f}/s); "
               + (f"{groups} groups, {total / groups:.1f} admissions each" if groups else "no group commit")
               + f"; {refused} commits refused (another controller first)", flush=True)
+        if profiling is not None:
+            profiling.join()
+            path = Path(PROFILE_DIR or ".") / f"etcd-{prefix}.pprof"
+            if path.exists():
+                sampled, where = shares(path, ETCD)
+                print(f"{'':<44} etcd's CPU (pprof, {sampled:.2f} s sampled): "
+                      + ", ".join(f"{label} {share * 100:.0f} %" for label, share in where.items()), flush=True)
         return rate
     finally:
         for node in nodes:
             node.stop()
+
+
+PROFILE_DIR: str | None = None
+
+
+def _profile_etcd(etcd: Etcd, prefix: str) -> threading.Thread | None:
+    """With --profile: etcd's CPU profile over the next 2 s, into DIR/etcd-<phase>.pprof."""
+    if PROFILE_DIR is None:
+        return None
+
+    def fetch() -> None:
+        url = f"http://{etcd.endpoint}/debug/pprof/profile?seconds=2"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                (Path(PROFILE_DIR or ".") / f"etcd-{prefix}.pprof").write_bytes(response.read())
+        except OSError as error:
+            print(f"etcd profile not taken: {error}", flush=True)
+    thread = threading.Thread(target=fetch, daemon=True)
+    thread.start()
+    return thread
 
 
 def visibility(workdir: Path, etcd: Etcd, count: int) -> None:
@@ -175,15 +212,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", metavar="DIR", help="cProfile each controller into DIR")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     count, THREADS, phases = args.count, args.threads, set(args.phases.split(","))
+    global PROFILE_DIR
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
-        os.environ["MAM_BENCH_PROFILE"] = os.path.abspath(args.profile)
+        os.environ["MAM_BENCH_PROFILE"] = PROFILE_DIR = os.path.abspath(args.profile)
     why = etcd_available()
     if why:
         print(f"skipped: {why}")
         return
     import datetime
-    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp, Etcd(Path(tmp)) as etcd:
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp, \
+            Etcd(Path(tmp), extra=["--enable-pprof"] if PROFILE_DIR else []) as etcd:
         workdir = Path(tmp)
         print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}; "
               f"etcd 3.4 one member at {etcd.endpoint}, data on disk; {count} admissions per controller "

@@ -381,7 +381,7 @@ class SharedLedger:
         else:
             compares.append(Compare(key, "mod", known[1]))
             delta = call.kbps - known[0].kbps
-        ops.append(Put(key, _dump(call_to_dict(call))))
+        ops.append(Put(key, _dump_call(call)))
         deltas[call.aggregate_id] = deltas.get(call.aggregate_id, 0) + delta
         if delta > 0:
             growing.add(call.aggregate_id)
@@ -552,3 +552,11 @@ def _handovers(compares: list[Compare], ops: list[Op]) -> tuple[list[Compare], l
 
 def _dump(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def _dump_call(call: Call) -> str:
+    """A call without its fields that are null (a call's reader takes a missing one for
+    null): a fifth of its bytes, which etcd decodes, logs, stores and sends to every watch."""
+    data = {k: v for k, v in call_to_dict(call).items() if v is not None}
+    data["media"] = {k: v for k, v in data["media"].items() if v is not None}
+    return _dump(data)

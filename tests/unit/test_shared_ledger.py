@@ -5,6 +5,7 @@ view are corrected by the store."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -174,6 +175,20 @@ def test_a_restart_rebuilds_from_the_store_and_continues_the_watch(store, line):
     a.manager.admit(call(2), 2.0)
     restarted.sync()
     assert restarted.manager.used_kbps("ab") == 182
+
+
+def test_a_call_is_stored_without_its_null_fields_and_read_back_whole(store, line):
+    a, b = pair(store, line)
+    a.manager.admit(call(1), 1.0)                             # no media yet, no dialog
+    stored = json.loads(store.data[PREFIX + "calls/c1"].value)
+    assert "caller_media" not in stored and "dialog" not in stored and "explicit_kbps" not in stored["media"]
+    b.sync()
+    assert b.manager.call("c1") == a.manager.call("c1")
+    a.manager.attach_media("c1", MediaEndpoint("10.1.0.5", 4000), MediaEndpoint("10.2.0.7", 5000), 2.0)
+    b.sync()
+    here = a.manager.call("c1")
+    for there in (b.manager.call("c1"), Node(store, line, "c").manager.call("c1")):    # elsewhere; restarted
+        assert replace(there, state=here.state) == here and there.caller_media == MediaEndpoint("10.1.0.5", 4000)
 
 
 def test_the_memory_model_follows_etcd_rules(store):
