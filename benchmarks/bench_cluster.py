@@ -38,12 +38,12 @@ import threading
 import urllib.request
 from pathlib import Path
 
-# appended, not inserted: PYTHONPATH=<another checkout> measures that checkout's code (before/after)
+# appended, not inserted: PYTHONPATH=<another checkout> measures that checkout's code (before/after;
+# its benchmarks/peers too: what this driver needs beyond them is optional)
 sys.path.append(os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks.peers.cluster_node import Node  # noqa: E402
 from benchmarks.peers.etcd import Etcd, etcd_available  # noqa: E402
-from benchmarks.peers.pprof import ETCD, shares  # noqa: E402
 from benchmarks.peers.procs import tree_cpu_seconds  # noqa: E402
 
 PCMU_KBPS = 91
@@ -142,6 +142,7 @@ def phase(workdir: Path, etcd: Etcd, title: str, names: list[str], pools: list[l
             profiling.join()
             path = Path(PROFILE_DIR or ".") / f"etcd-{prefix}.pprof"
             if path.exists():
+                from benchmarks.peers.pprof import ETCD, shares
                 sampled, where = shares(path, ETCD)
                 print(f"{'':<44} etcd's CPU (pprof, {sampled:.2f} s sampled): "
                       + ", ".join(f"{label} {share * 100:.0f} %" for label, share in where.items()), flush=True)
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     import datetime
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp, \
-            Etcd(Path(tmp), extra=["--enable-pprof"] if PROFILE_DIR else []) as etcd:
+            (Etcd(Path(tmp), extra=["--enable-pprof"]) if PROFILE_DIR else Etcd(Path(tmp))) as etcd:
         workdir = Path(tmp)
         print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}; "
               f"etcd 3.4 one member at {etcd.endpoint}, data on disk; {count} admissions per controller "
