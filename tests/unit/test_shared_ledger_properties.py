@@ -167,7 +167,8 @@ class SharedLedgerMachine(RuleBasedStateMachine):
             assert isinstance(decision, Rejected)
             # a controller that has heard everything never refuses an admitted call's retry; one that has
             # not yet heard of the pool may (nothing is admitted twice either way)
-            assert call_id not in self.acknowledged or stale or decision.reason is RejectReason.STORE_UNAVAILABLE
+            assert call_id not in self.acknowledged or stale or decision.reason in (RejectReason.STORE_UNAVAILABLE,
+                                                                                      RejectReason.CONTENDED)
 
     @rule(index=CONTROLLERS, call_id=CALLS)
     def release(self, index, call_id):
