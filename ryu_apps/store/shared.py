@@ -64,7 +64,7 @@ CATCH_UP_S = 2.0
 #: again (only so that three or more controllers do not retry in step). It does not grow:
 #: a commit is refused only because another controller committed first, and a longer pause
 #: lets that one commit again before this one; with a pause doubling up to 10 ms, two
-#: controllers on one pool lost 9 times in a row for 2-4 % of their setups (measured).
+#: controllers on one pool lost 9 times in a row for 2-5 % of their setups (measured).
 BACKOFF_S = 0.0002
 #: etcd 3.4's default ``--max-txn-ops``: compares, and operations of each branch, in one transaction.
 MAX_TXN_OPS = 128
