@@ -289,6 +289,25 @@ def test_threads_admitting_at_once_are_committed_in_groups(store, line):
     claims_once(store)
 
 
+def test_a_leader_decides_on_what_the_watch_brought_and_is_not_refused(store, line):
+    """b admitted; a's watch has delivered it but a's applier has not had the lock yet: the
+    leader applies it before deciding, so a's one transaction is accepted (before, it was
+    refused for certain and decided again)."""
+    a, b = Node(store, line, "a"), Node(store, line, "b")
+    a.manager.create_aggregate("ab", "site-a", "site-b", 2 * 91)
+    b.sync()
+    assert isinstance(b.manager.admit(request("b1"), 1.0), Admitted)
+    a.kv.deliver()                                           # fed to a's ledger, not applied
+    assert a.ledger.pending() and a.manager.used_kbps("ab") == 0
+    service = MamService(a.manager)
+    sent = record(store)
+    assert isinstance(service.admit(request("a1")), Admitted)
+    assert [ok for _, _, ok in sent] == [True] and a.ledger.refused == 0
+    refused = service.admit(request("a2"))                   # and b's call counts: the pool is full
+    assert isinstance(refused, Rejected) and refused.reason is RejectReason.POOL_FULL
+    assert stored_use(store) == {"ab": (2 * 91, 2 * 91)}
+
+
 def test_a_call_preempted_by_the_group_and_set_up_again_starts_a_new_transaction(store, line):
     """call-1 preempts c2 (taking its tags); c2's setup again, in the same group, is the next
     transaction: the other controller sees c2 go before it comes back with new tags."""
