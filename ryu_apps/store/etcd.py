@@ -81,6 +81,8 @@ def _compare(compare: Compare) -> dict[str, Any]:
     target, field = TARGETS[compare.target]
     value = b64(str(compare.expected)) if compare.target == "value" else str(compare.expected)
     body: dict[str, Any] = {"key": b64(compare.key)}
+    if compare.result != "equal":
+        body["result"] = compare.result.upper()
     if target != "VERSION":
         body["target"] = target
     if value != "0" or target == "VALUE":

@@ -62,11 +62,15 @@ class MemoryStore:
 
     def _holds(self, compare: Compare) -> bool:
         entry = self.data.get(compare.key)
-        if compare.target == "version":
-            return (entry.version if entry else 0) == compare.expected
-        if compare.target == "mod":
-            return (entry.mod if entry else 0) == compare.expected
-        return entry is not None and entry.value == compare.expected
+        if compare.target == "value":
+            if entry is None:                # etcd: a value compare on a missing key fails
+                return False
+            have: int | str = entry.value
+        else:
+            have = (entry.version if compare.target == "version" else entry.mod) if entry else 0
+        if compare.result == "less":
+            return have < compare.expected        # type: ignore[operator]
+        return have == compare.expected
 
     def watch(self, kv: "MemoryKV") -> None:
         self._watchers.append(kv)

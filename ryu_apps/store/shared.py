@@ -3,9 +3,11 @@ on an etcd-like key-value store (revisions, versions, watches).
 
 Key layout under the prefix ``P/`` (values are JSON of the core's plain-data forms)::
 
-    aggregates/<id>            the pool                 used/<id>        kbit/s its live calls use
-    calls/<call id>            a live call              aggregates-rev   bumped by every pool change
-    locations/<community>/<ip> access port
+    aggregates/<id>            the pool                 aggregates-rev   bumped by every pool change
+    calls/<call id>            a live call              locations/<community>/<ip>   access port
+    used/<id>                  the controllers holding a share of the pool's use ("ctl-a,ctl-b")
+    used-by/<id>/<member>      that controller's share: kbit/s (fixed width, offset; below zero
+                               when it released more of the pool's calls than it admitted)
     sync/<member>              written when a commit is refused (a mark the watch returns)
 
 and the claims beside it, under ``P#claims/`` (``#`` sorts before ``/``: outside the range
@@ -17,7 +19,11 @@ call's four keys are claims, and nothing reads them but the transactions' compar
 
 One manager mutation is one transaction. It compares what the decision relied on, as
 this ledger last saw it: every call it changes or deletes (mod revision), every pool
-whose calls change (``used/<id>``: mod revision; and the pool itself when use grows),
+whose calls change (this controller's own share, the only one it writes: mod revision;
+when use grows, also the pool itself and ``used/<id>``, and every other controller's share
+no higher than seen plus its part of the room left: ``value <`` a bound, so two
+controllers admitting on a pool with room do not refuse each other; a pool change
+compares every share exactly),
 ``aggregates-rev`` when pools are created, resized, moved or deleted (links are shared by
 all pools), and create-only claims (version 0) of a new call's id, serial and two tags
 and of a new pool's tag. If every compare holds it puts the new values; if one fails
@@ -26,7 +32,11 @@ the watch has delivered everything up to R, this manager knows what the other
 controller did, the refusal is raised as :class:`~ryu_apps.core.store.LedgerConflict`
 carrying those changes, and the manager decides again.
 
-What this ledger "last saw" (its mirror: mod revisions, pools' use) moves only together
+The pool's use is the sum of its shares: each commit adds its calls' change to its own
+share, so the sum stays that of the pool's calls, and no commit lets it pass the size
+(its own share exactly, the others at most their bound, which the room left pays for).
+
+What this ledger "last saw" (its mirror: mod revisions, pools' shares) moves only together
 with the manager's memory: by its own commits, and by :meth:`SharedLedger.take_remote`,
 which turns the watched events into core writes under the same lock that serialises the
 manager. A watched event older than what the mirror holds for its key is dropped, and
@@ -66,6 +76,8 @@ CATCH_UP_S = 2.0
 #: lets that one commit again before this one; with a pause doubling up to 10 ms, two
 #: controllers on one pool lost 9 times in a row for 2-5 % of their setups (measured).
 BACKOFF_S = 0.0002
+#: Added to a pool's share before it is stored (see _share).
+SHARE_OFFSET = 10 ** 15
 #: etcd 3.4's default ``--max-txn-ops``: compares, and operations of each branch, in one transaction.
 MAX_TXN_OPS = 128
 
@@ -74,11 +86,14 @@ MAX_TXN_OPS = 128
 
 @dataclass(frozen=True)
 class Compare:
-    """``key``'s ``target`` ("version", "mod" or "value") equals ``expected``."""
+    """``key``'s ``target`` ("version", "mod" or "value") equals ``expected`` (``result``
+    "less": is below it; values compare as bytes, and a key that does not exist fails a
+    value compare, as in etcd)."""
 
     key: str
     target: str
     expected: int | str
+    result: str = "equal"
 
 
 @dataclass(frozen=True)
@@ -177,7 +192,8 @@ class SharedLedger:
     def _reset(self) -> None:
         self._calls: dict[str, tuple[Call, int]] = {}
         self._aggregates: dict[str, tuple[Aggregate, int]] = {}
-        self._used: dict[str, tuple[int, int]] = {}
+        self._members: dict[str, tuple[tuple[str, ...], int]] = {}   # pool -> members with a share, mod rev
+        self._shares: dict[str, dict[str, tuple[int, int]]] = {}    # pool -> member -> (kbit/s, mod rev)
         self._locations: dict[str, int] = {}                  # key -> mod revision
         self._aggregates_rev = (0, 0)                        # (value, mod revision)
         self._seen: dict[str, int] = {}                       # deleted key -> revision of the deletion
@@ -224,10 +240,10 @@ class SharedLedger:
                 locations.append(write.location)
             self._mirror(item, write)
         for aggregate in aggregates:
-            stored = self._used.get(aggregate.id, (0, 0))[0]
+            stored = self._total(aggregate.id)
             actual = sum(c.kbps for c in calls if c.aggregate_id == aggregate.id)
             if stored != actual:
-                log.error("shared ledger %s: used/%s says %d kbit/s, its calls use %d", self.prefix, aggregate.id,
+                log.error("shared ledger %s: the shares of %s say %d kbit/s, its calls use %d", self.prefix, aggregate.id,
                           stored, actual)
         return LedgerState(tuple(sorted(aggregates, key=lambda a: a.id)),
                            tuple(sorted(calls, key=lambda c: c.call_id)), tuple(locations))
@@ -255,10 +271,9 @@ class SharedLedger:
                     compares += [Compare(key, "version", 0), Compare(self.claim("aggtags", aggregate.tag), "version", 0),
                                  Compare(self.key("used", aggregate.id), "version", 0)]
                     ops += [Put(self.claim("aggtags", aggregate.tag), aggregate.id),
-                            Put(self.key("used", aggregate.id), "0")]
+                            Put(self.key("used", aggregate.id), "")]
                 else:
-                    compares += [Compare(key, "mod", known[1]),
-                                 Compare(self.key("used", aggregate.id), "mod", self._used_of(aggregate.id)[1])]
+                    compares += [Compare(key, "mod", known[1])] + self._exact_use(aggregate.id)
                 ops.append(Put(key, _dump(aggregate_to_dict(aggregate))))
             elif isinstance(write, DeleteAggregate):
                 known = self._aggregates.get(write.aggregate_id)
@@ -267,10 +282,11 @@ class SharedLedger:
                 pools_changed = True
                 deleted.add(write.aggregate_id)
                 aggregate, revision = known
-                compares += [Compare(self.key("aggregates", aggregate.id), "mod", revision),
-                             Compare(self.key("used", aggregate.id), "mod", self._used_of(aggregate.id)[1])]
+                compares += [Compare(self.key("aggregates", aggregate.id), "mod", revision)]
+                compares += self._exact_use(aggregate.id)
                 ops += [Delete(self.key("aggregates", aggregate.id)), Delete(self.claim("aggtags", aggregate.tag)),
                         Delete(self.key("used", aggregate.id))]
+                ops += [Delete(self._share_key(aggregate.id, m)) for m in self._shares.get(aggregate.id, {})]
             else:
                 location = write.location
                 key = self.key("locations", location.community, location.ip)
@@ -278,18 +294,8 @@ class SharedLedger:
                                 else Compare(key, "version", 0))
                 ops.append(Put(key, str(location.port)))
         for aggregate_id, delta in deltas.items():
-            if aggregate_id in deleted:
-                continue
-            if aggregate_id in created:
-                used = (0, 0)
-            else:
-                used = self._used_of(aggregate_id)
-                compares.append(Compare(self.key("used", aggregate_id), "mod", used[1]))
-                if aggregate_id in growing and aggregate_id in self._aggregates:
-                    compares.append(Compare(self.key("aggregates", aggregate_id), "mod",
-                                            self._aggregates[aggregate_id][1]))
-            ops = [op for op in ops if not (isinstance(op, Put) and op.key == self.key("used", aggregate_id))]
-            ops.append(Put(self.key("used", aggregate_id), str(used[0] + delta)))
+            if aggregate_id not in deleted:
+                ops = self._use(aggregate_id, delta, aggregate_id in growing, aggregate_id in created, compares, ops)
         if pools_changed:
             value, revision = self._aggregates_rev
             compares.append(Compare(self.key("aggregates-rev"), "mod", revision) if revision
@@ -351,18 +357,76 @@ class SharedLedger:
                 self._aggregates[write.aggregate.id] = (write.aggregate, revision)
             elif isinstance(write, DeleteAggregate):
                 self._aggregates.pop(write.aggregate_id, None)
-                self._used.pop(write.aggregate_id, None)
+                self._members.pop(write.aggregate_id, None)
+                self._shares.pop(write.aggregate_id, None)
             else:
                 self._locations[self.key("locations", write.location.community, write.location.ip)] = revision
-        used, rev = self.key("used", ""), self.key("aggregates-rev")
         for op in ops:
-            if isinstance(op, Put) and op.key.startswith(used):
-                self._used[op.key[len(used):]] = (int(op.value), revision)
-            elif isinstance(op, Put) and op.key == rev:
+            if isinstance(op, Put) and op.key.startswith(self.key("used")):
+                self._mirror_use(op.key, op.value, revision)
+            elif isinstance(op, Put) and op.key == self.key("aggregates-rev"):
                 self._aggregates_rev = (int(op.value), revision)
 
-    def _used_of(self, aggregate_id: str) -> tuple[int, int]:
-        return self._used.get(aggregate_id, (0, 0))
+    # --- a pool's use: one share per controller -------------------------------------------
+
+    def _mirror_use(self, key: str, value: str | None, revision: int) -> None:
+        kind, _, name = key[len(self.prefix):].partition("/")
+        if kind == "used":
+            if value is None:
+                self._members.pop(name, None)
+            else:
+                self._members[name] = (tuple(m for m in value.split(",") if m), revision)
+            return
+        pool, _, member = name.rpartition("/")
+        if value is None:
+            self._shares.get(pool, {}).pop(member, None)
+        else:
+            self._shares.setdefault(pool, {})[member] = (int(value) - SHARE_OFFSET, revision)
+
+    def _share_key(self, aggregate_id: str, member: str) -> str:
+        return self.key("used-by", aggregate_id, member)
+
+    def _total(self, aggregate_id: str) -> int:
+        return sum(value for value, _ in self._shares.get(aggregate_id, {}).values())
+
+    def _exact_use(self, aggregate_id: str) -> list[Compare]:
+        """Compares that hold only while the pool's use is exactly what this ledger saw."""
+        members, revision = self._members.get(aggregate_id, ((), 0))
+        return [Compare(self.key("used", aggregate_id), "mod", revision)] + [
+            Compare(self._share_key(aggregate_id, m), "mod", r) for m, (_, r) in self._shares.get(aggregate_id, {}).items()]
+
+    def _use(self, aggregate_id: str, delta: int, growing: bool, created: bool, compares: list[Compare],
+             ops: list[Op]) -> list[Op]:
+        """Add ``delta`` to this controller's share of the pool (the only share it writes, so
+        two controllers admitting on one pool do not refuse each other). When the pool's use
+        grows, every other share must not exceed what this ledger saw of it by more than
+        its part of the room left (``value < bound``), nor may a controller have joined
+        (``used/<id>`` lists who holds a share): the pool's size then holds whatever they
+        commit meanwhile, within their parts."""
+        members, revision = self._members.get(aggregate_id, ((), 0))
+        shares = self._shares.get(aggregate_id, {})
+        key = self._share_key(aggregate_id, self.member)
+        ops = [op for op in ops if not (isinstance(op, Put) and op.key in (key, self.key("used", aggregate_id)))]
+        if self.member in shares:
+            value, share_revision = shares[self.member]
+            compares.append(Compare(key, "mod", share_revision))
+            if growing:
+                compares.append(Compare(self.key("used", aggregate_id), "mod", revision))
+        else:                                    # first share of this controller in the pool: join
+            value = 0
+            compares += [Compare(self.key("used", aggregate_id), "mod", revision) if revision and not created
+                         else Compare(self.key("used", aggregate_id), "version", 0), Compare(key, "version", 0)]
+            ops.append(Put(self.key("used", aggregate_id), ",".join(sorted({*members, self.member}))))
+        ops.append(Put(key, _share(value + delta)))
+        if growing and not created:
+            known = self._aggregates.get(aggregate_id)
+            if known is not None:
+                compares.append(Compare(self.key("aggregates", aggregate_id), "mod", known[1]))
+                others = [m for m in shares if m != self.member]
+                room = max(0, known[0].size_kbps - self._total(aggregate_id) - delta) // (len(others) + 1)
+                compares += [Compare(self._share_key(aggregate_id, m), "value", _share(shares[m][0] + room + 1), "less")
+                             for m in others]
+        return ops
 
     def _put_call(self, call: Call, compares: list[Compare], ops: list[Op], deltas: dict[str, int],
                   growing: set[str]) -> None:
@@ -481,8 +545,11 @@ class SharedLedger:
             return self._calls[name][1]
         if kind == "aggregates" and name in self._aggregates:
             return self._aggregates[name][1]
-        if kind == "used" and name in self._used:
-            return self._used[name][1]
+        if kind == "used" and name in self._members:
+            return self._members[name][1]
+        if kind == "used-by":
+            pool, _, member = name.rpartition("/")
+            return self._shares.get(pool, {}).get(member, (0, self._seen.get(key, 0)))[1]
         if kind == "locations" and key in self._locations:
             return self._locations[key]
         if rest == "aggregates-rev":
@@ -520,11 +587,8 @@ class SharedLedger:
                 self._aggregates[name] = (write.aggregate, item.revision)
             else:
                 self._aggregates.pop(name, None)
-        elif kind == "used":
-            if item.value is None:
-                self._used.pop(name, None)
-            else:
-                self._used[name] = (int(item.value), item.revision)
+        elif kind in ("used", "used-by"):
+            self._mirror_use(item.key, item.value, item.revision)
         elif kind == "locations":
             if item.value is None:
                 self._locations.pop(item.key, None)
@@ -532,6 +596,12 @@ class SharedLedger:
                 self._locations[item.key] = item.revision
         elif rest == "aggregates-rev":
             self._aggregates_rev = (0, 0) if item.value is None else (int(item.value), item.revision)
+
+
+def _share(kbps: int) -> str:
+    """A share as etcd compares it (bytes): fixed width, offset so that it never goes below
+    zero (a controller releasing calls another admitted takes its own share below zero)."""
+    return f"{kbps + SHARE_OFFSET:016d}"
 
 
 def _handovers(compares: list[Compare], ops: list[Op]) -> tuple[list[Compare], list[Op]]:

@@ -187,11 +187,16 @@ store: {etcd.url()}
                 assert view["calls"] == 2 * fits and len(set(view["serials"])) == 2 * fits
             assert views[0]["serials"] == views[1]["serials"]
             from ryu_apps.store.etcd import b64, prefix_end, unb64
-            query = {"key": b64("/mam/used/"), "range_end": b64(prefix_end("/mam/used/"))}
+            from ryu_apps.store.shared import SHARE_OFFSET
+            query = {"key": b64("/mam/used-by/"), "range_end": b64(prefix_end("/mam/used-by/"))}
             with urllib.request.urlopen(urllib.request.Request(f"http://{etcd.endpoint}/v3/kv/range",
                                                                data=json.dumps(query).encode()), timeout=5) as answer:
                 stored = json.loads(answer.read())
-            assert sorted(int(unb64(kv["value"])) for kv in stored["kvs"]) == [fits * PCMU_KBPS] * 2   # the store too
+            use: dict[str, int] = {}                 # the store too: each pool's shares (one per controller) add up
+            for kv in stored["kvs"]:
+                pool = unb64(kv["key"]).split("/")[3]
+                use[pool] = use.get(pool, 0) + int(unb64(kv["value"])) - SHARE_OFFSET
+            assert use == {"a-b": fits * PCMU_KBPS, "a-c": fits * PCMU_KBPS}, use
         finally:
             for node in nodes:
                 node.stop()

@@ -9,14 +9,16 @@ from dataclasses import replace
 
 import pytest
 
+from conftest import line_topology
+
 from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason, ServiceLevel
 from ryu_apps.core.calls import CallState, MediaEndpoint
 from ryu_apps.core.codec import MediaSpec
-from ryu_apps.core.manager import MediaAggregationManager
+from ryu_apps.core.manager import ManagerSettings, MediaAggregationManager
 from ryu_apps.core.replica import RELEASED_ELSEWHERE
 from ryu_apps.store.memkv import MemoryKV, MemoryStore
 from ryu_apps.core.store import PutLocation
-from ryu_apps.store.shared import Compare, SharedLedger
+from ryu_apps.store.shared import SHARE_OFFSET, Compare, SharedLedger
 
 PREFIX = "/mam/"
 CLAIMS = "/mam#claims/"    # claims live beside the prefix, outside every watch
@@ -26,11 +28,11 @@ PCMU = MediaSpec("pcmu")       # 91 kbit/s at Ethernet level with the tags
 class Node:
     """One controller: a manager on its own connection to the shared store."""
 
-    def __init__(self, store: MemoryStore, topology, name: str) -> None:
+    def __init__(self, store: MemoryStore, topology, name: str, lane: int = 0) -> None:
         self.kv = MemoryKV(store, PREFIX)
         self.ledger = SharedLedger(self.kv, PREFIX, name, lambda c: topology.community(c).edge)
         self.kv.feed = self.ledger.feed
-        self.manager = MediaAggregationManager(topology, ledger=self.ledger)
+        self.manager = MediaAggregationManager(topology, ManagerSettings(tag_lane=(lane, 64)), ledger=self.ledger)
 
     def sync(self, now: float = 0.0) -> None:
         self.kv.deliver()
@@ -40,6 +42,11 @@ class Node:
 @pytest.fixture
 def store() -> MemoryStore:
     return MemoryStore()
+
+
+def stored_use(store: MemoryStore, pool: str) -> int:
+    """A pool's use in the store: every controller's share of it added up."""
+    return sum(int(e.value) - SHARE_OFFSET for k, e in store.data.items() if k.startswith(f"{PREFIX}used-by/{pool}/"))
 
 
 def pair(store, line):
@@ -63,10 +70,11 @@ def test_an_admission_is_one_transaction_comparing_what_it_relied_on(store, line
     assert isinstance(a.manager.admit(call(1), 1.0), Admitted)
     (compares, success, failure), = seen
     created = {c.key for c in compares if c.target == "version" and c.expected == 0}
-    assert created == {PREFIX + "calls/c1", CLAIMS + "serials/1", CLAIMS + "tags/s1/16", CLAIMS + "tags/s3/16"}
+    assert created == {PREFIX + "calls/c1", CLAIMS + "serials/1", CLAIMS + "tags/s1/16", CLAIMS + "tags/s3/16",
+                       PREFIX + "used-by/ab/a"}                    # a's first share of the pool: it joins
     assert {c.key for c in compares if c.target == "mod"} == {PREFIX + "used/ab", PREFIX + "aggregates/ab"}
     assert sorted(op.key for op in success) == sorted(created | {PREFIX + "used/ab"})
-    assert store.data[PREFIX + "used/ab"].value == "91"
+    assert stored_use(store, "ab") == 91 and store.data[PREFIX + "used/ab"].value == "a"
     assert [op.key for op in failure] == [PREFIX + "sync/a"]
 
 
@@ -78,7 +86,43 @@ def test_two_controllers_deciding_at_once_never_exceed_the_pool(store, line):
     third = b.manager.admit(call(3), 1.0)           # b's view is stale: the store refuses, b catches up
     assert isinstance(third, Rejected) and third.reason is RejectReason.POOL_FULL
     assert b.manager.used_kbps("ab") == 182 and {c.call_id for c in b.manager.calls()} == {"c1", "c2"}
-    assert store.data[PREFIX + "used/ab"].value == "182"
+    assert stored_use(store, "ab") == 182
+
+
+def test_two_controllers_admitting_on_one_roomy_pool_do_not_refuse_each_other(store):
+    line = line_topology(reservable=100_000, capacity=1_000_000)
+    """Each writes only its own share of the pool and bounds the other's by part of the
+    room left, so neither needs the other's latest commit (before: one of the two refused).
+    Their serials and tags come from different lanes (as clustered controllers' do)."""
+    a, b = Node(store, line, "a"), Node(store, line, "b", lane=32)
+    a.manager.create_aggregate("ab", "site-a", "site-b", 40 * 91)
+    b.sync()
+    assert isinstance(a.manager.admit(call(1), 1.0), Admitted)      # each joins the pool once
+    assert isinstance(b.manager.admit(call(2), 1.0), Admitted)
+    a.sync(), b.sync()
+    refused = a.ledger.refused + b.ledger.refused
+    for i in range(3, 9, 2):                                   # neither hears of the other meanwhile
+        assert isinstance(a.manager.admit(call(i), 2.0), Admitted)
+        assert isinstance(b.manager.admit(call(i + 1), 2.0), Admitted)
+    assert a.ledger.refused + b.ledger.refused == refused
+    assert stored_use(store, "ab") == 8 * 91
+    a.sync(), b.sync()
+    assert a.manager.used_kbps("ab") == b.manager.used_kbps("ab") == 8 * 91
+
+
+def test_a_share_that_grew_past_its_part_of_the_room_refuses_the_other(store, line):
+    a, b = Node(store, line, "a"), Node(store, line, "b", lane=32)
+    a.manager.create_aggregate("ab", "site-a", "site-b", 4 * 91)
+    b.sync()
+    assert isinstance(a.manager.admit(call(1), 1.0), Admitted)
+    assert isinstance(b.manager.admit(call(2), 1.0), Admitted)
+    a.sync(), b.sync()
+    refused = b.ledger.refused
+    assert isinstance(a.manager.admit(call(3), 2.0), Admitted)      # the pool is full now
+    assert isinstance(a.manager.admit(call(4), 2.0), Admitted)
+    late = b.manager.admit(call(5), 2.0)                           # b saw 2 of 4: its bound on a's share fails
+    assert isinstance(late, Rejected) and late.reason is RejectReason.POOL_FULL and b.ledger.refused == refused + 1
+    assert stored_use(store, "ab") == 4 * 91
 
 
 def test_a_retried_setup_on_another_controller_is_the_same_admission(store, line):
@@ -134,7 +178,7 @@ def test_a_call_admitted_elsewhere_keeps_its_attach_deadline_here(store, line):
     a.sync(deadline)
     assert a.manager.calls() == [] and a.manager.used_kbps("ab") == 0
     a.manager.handle_timer(deadline)                  # a's own timer finds it gone: nothing more
-    assert store.data[PREFIX + "used/ab"].value == "0"
+    assert stored_use(store, "ab") == 0
 
 
 def test_preemption_hands_a_flowless_victims_serial_over_in_one_transaction(store, line):

@@ -21,7 +21,7 @@ from ryu_apps.core.errors import Unprocessable
 from ryu_apps.core.manager import MediaAggregationManager
 from ryu_apps.service import MamService
 from ryu_apps.store.memkv import MemoryKV, MemoryStore
-from ryu_apps.store.shared import SharedLedger
+from ryu_apps.store.shared import SHARE_OFFSET, SharedLedger
 
 PREFIX = "/mam/"
 CLAIMS = "/mam#claims/"    # claims live beside the prefix, outside every watch
@@ -59,11 +59,12 @@ def record(store: MemoryStore) -> list[tuple]:
 
 
 def stored_use(store: MemoryStore) -> dict[str, tuple[int, int]]:
-    """Per pool: (its used key, the sum of its stored calls)."""
+    """Per pool: (its controllers' shares added up, the sum of its stored calls)."""
     calls = [json.loads(e.value) for k, e in store.data.items() if k.startswith(PREFIX + "calls/")]
-    return {k[len(PREFIX + "used/"):]: (int(e.value), sum(c["kbps"] for c in calls
-                                                          if c["aggregate_id"] == k[len(PREFIX + "used/"):]))
-            for k, e in store.data.items() if k.startswith(PREFIX + "used/")}
+    pools = {k[len(PREFIX + "used/"):] for k in store.data if k.startswith(PREFIX + "used/")}
+    return {pool: (sum(int(e.value) - SHARE_OFFSET for k, e in store.data.items()
+                       if k.startswith(f"{PREFIX}used-by/{pool}/")),
+                   sum(c["kbps"] for c in calls if c["aggregate_id"] == pool)) for pool in pools}
 
 
 def claims_once(store: MemoryStore) -> None:
@@ -93,7 +94,7 @@ def test_a_group_of_one_is_the_single_admission_transaction(store, line):
     assert ok and {c.key for c in compares if c.target == "mod"} == {PREFIX + "used/ab", PREFIX + "aggregates/ab"}
     assert sorted(op.key for op in success) == sorted([PREFIX + "calls/c1", CLAIMS + "serials/1",
                                                        CLAIMS + "tags/s1/16", CLAIMS + "tags/s3/16",
-                                                       PREFIX + "used/ab"])
+                                                       PREFIX + "used/ab", PREFIX + "used-by/ab/a"])
     assert a.manager.counters.admitted == 1
 
 

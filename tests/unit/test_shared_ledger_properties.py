@@ -9,8 +9,8 @@ so its groups are split. A model of what was acknowledged (every Admitted for a 
 and preemption) is kept beside them.
 
 After every step: the store holds exactly the acknowledged calls (nothing admitted is lost,
-nothing is admitted twice); no pool holds more than its size and each pool's ``used`` key is
-the sum of its calls; serials and per-edge tags are claimed once each, by the call that
+nothing is admitted twice); no pool holds more than its size and the controllers' shares of
+each pool (``used-by/<pool>/<member>``) add up to its calls; serials and per-edge tags are claimed once each, by the call that
 holds them; every controller's memory never oversubscribes a pool; replaying each
 controller's drained plan diffs gives its expected plan. When every watch has delivered,
 every controller's calls, pools and use equal the store's, and a controller rebuilt from
@@ -35,7 +35,7 @@ from ryu_apps.core.errors import MamError
 from ryu_apps.core.flowplan import FlowEntry
 from ryu_apps.core.manager import MediaAggregationManager
 from ryu_apps.store.memkv import MemoryKV, MemoryStore
-from ryu_apps.store.shared import SharedLedger
+from ryu_apps.store.shared import SHARE_OFFSET, SharedLedger
 
 TOPOLOGY = mesh_topology()
 PREFIX = "/mam/"
@@ -50,6 +50,12 @@ CALLS = st.integers(min_value=0, max_value=20).map(lambda i: f"call-{i}")
 
 
 TXN_OPS = {"c2": 24}           # room for about four new calls: its groups are split
+
+
+def stored_use(store: MemoryStore, pool_id: str) -> int:
+    """The pool's use in the store: the sum of every controller's share."""
+    shares = PREFIX + "used-by/" + pool_id + "/"
+    return sum(int(e.value) - SHARE_OFFSET for k, e in store.data.items() if k.startswith(shares))
 
 
 class Controller:
@@ -243,7 +249,7 @@ class SharedLedgerMachine(RuleBasedStateMachine):
         for pool_id, size, _ in self._stored_pools():
             used = sum(d["kbps"] for d in calls if d["aggregate_id"] == pool_id)
             assert used <= size
-            assert int(self.store.data[PREFIX + "used/" + pool_id].value) == used
+            assert stored_use(self.store, pool_id) == used      # the controllers' shares add up to its calls
         for c in self.controllers:
             for aggregate in c.manager.aggregates():
                 assert sum(x.kbps for x in c.manager.calls(aggregate.id)) == c.manager.used_kbps(aggregate.id) \
