@@ -170,7 +170,8 @@ class SharedLedger:
         self.kv = kv
         self.max_txn_ops = max_txn_ops
         #: admissions committed together (ryu_apps/group_commit.py): a new call compares and
-        #: puts four keys (itself, its serial, two tags), each pool two more
+        #: puts four keys (itself, its serial, two tags), each pool 3 compares more (and one
+        #: per other controller's share: a group too large is split in halves)
         self.group_limit = max(1, (max_txn_ops - 8) // 4)
         self.prefix = prefix.rstrip("/") + "/"
         #: claims live beside the prefix, not under it: no watch carries them (see the module's doc)
