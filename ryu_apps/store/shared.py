@@ -287,7 +287,7 @@ class SharedLedger:
                 compares += self._exact_use(aggregate.id)
                 ops += [Delete(self.key("aggregates", aggregate.id)), Delete(self.claim("aggtags", aggregate.tag)),
                         Delete(self.key("used", aggregate.id))]
-                ops += [Delete(self._share_key(aggregate.id, m)) for m in self._shares.get(aggregate.id, {})]
+                ops += [Delete(self._share_key(aggregate.id, m)) for m in self._holders(aggregate.id)]
             else:
                 location = write.location
                 key = self.key("locations", location.community, location.ip)
@@ -390,11 +390,16 @@ class SharedLedger:
     def _total(self, aggregate_id: str) -> int:
         return sum(value for value, _ in self._shares.get(aggregate_id, {}).values())
 
+    def _holders(self, aggregate_id: str) -> list[str]:
+        """Who holds a share of the pool: as ``used/<id>`` lists them, and any share seen."""
+        return sorted({*self._members.get(aggregate_id, ((), 0))[0], *self._shares.get(aggregate_id, {})})
+
     def _exact_use(self, aggregate_id: str) -> list[Compare]:
         """Compares that hold only while the pool's use is exactly what this ledger saw."""
-        members, revision = self._members.get(aggregate_id, ((), 0))
+        revision = self._members.get(aggregate_id, ((), 0))[1]
+        shares = self._shares.get(aggregate_id, {})
         return [Compare(self.key("used", aggregate_id), "mod", revision)] + [
-            Compare(self._share_key(aggregate_id, m), "mod", r) for m, (_, r) in self._shares.get(aggregate_id, {}).items()]
+            Compare(self._share_key(aggregate_id, m), "mod", shares.get(m, (0, 0))[1]) for m in self._holders(aggregate_id)]
 
     def _use(self, aggregate_id: str, delta: int, growing: bool, created: bool, compares: list[Compare],
              ops: list[Op]) -> list[Op]:
@@ -423,10 +428,10 @@ class SharedLedger:
             known = self._aggregates.get(aggregate_id)
             if known is not None:
                 compares.append(Compare(self.key("aggregates", aggregate_id), "mod", known[1]))
-                others = [m for m in shares if m != self.member]
+                others = [m for m in self._holders(aggregate_id) if m != self.member]
                 room = max(0, known[0].size_kbps - self._total(aggregate_id) - delta) // (len(others) + 1)
-                compares += [Compare(self._share_key(aggregate_id, m), "value", _share(shares[m][0] + room + 1), "less")
-                             for m in others]
+                compares += [Compare(self._share_key(aggregate_id, m), "value",
+                                     _share(shares.get(m, (0, 0))[0] + room + 1), "less") for m in others]
         return ops
 
     def _put_call(self, call: Call, compares: list[Compare], ops: list[Op], deltas: dict[str, int],
