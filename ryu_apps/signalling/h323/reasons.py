@@ -14,6 +14,8 @@ REJECTIONS: dict[RejectReason, tuple[str, int]] = {
     RejectReason.UNKNOWN_COMMUNITY: ("requestDenied", 21),        # call rejected
     RejectReason.UNKNOWN_CALL: ("requestDenied", 41),             # temporary failure
     RejectReason.INVALID_REQUEST: ("requestDenied", 100),         # invalid information element contents
+    RejectReason.STORE_UNAVAILABLE: ("resourceUnavailable", 41),  # temporary failure: nothing admitted
+    RejectReason.CONTENDED: ("resourceUnavailable", 41),          # the same: other controllers came first
 }
 CALLER_NOT_REGISTERED = "callerNotRegistered"
 CALLED_PARTY_NOT_REGISTERED = "calledPartyNotRegistered"

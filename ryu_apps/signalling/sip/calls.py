@@ -46,6 +46,8 @@ REJECTIONS: dict[RejectReason, tuple[int, int]] = {
     RejectReason.UNKNOWN_COMMUNITY: (403, 21),    # call rejected
     RejectReason.UNKNOWN_CALL: (481, 41),         # temporary failure
     RejectReason.INVALID_REQUEST: (400, 100),     # invalid information element contents
+    RejectReason.STORE_UNAVAILABLE: (503, 41),    # temporary failure: nothing admitted, try again
+    RejectReason.CONTENDED: (503, 41),            # the same: other controllers changed the pool first
 }
 MIN_SESSION_S = 90             # RFC 4028 Min-SE floor
 
@@ -513,7 +515,7 @@ class CallFlow:
     def _rejection(self, request: Request, decision: Rejected, preconditions: bool) -> Response:
         reason = decision.reason
         self.stats.rejected[reason.value] = self.stats.rejected.get(reason.value, 0) + 1
-        status, cause = REJECTIONS.get(reason, (503, 47))
+        status, cause = REJECTIONS[reason]          # every reason: tests/unit/test_reject_reasons.py
         if preconditions and reason in (RejectReason.POOL_FULL, RejectReason.NO_AGGREGATE, RejectReason.PATH_DOWN):
             status = 580
         return self._reply(request, status, reason=(cause, f"{reason.value}: {decision.detail}"))
