@@ -1,29 +1,133 @@
-"""Garbage-collector settings for the controller process (not the core: no policy there).
+"""Garbage-collector schedule for the controller process (not the core: no policy there).
 
-A controller holds every live call (the calls, their flows in the valve, dialogs): with
-CPython's default thresholds (700, 10, 10) those objects are scanned again and again as
-they age, and a full collection over tens of thousands of calls stalls the call path
-for hundreds of milliseconds. ``bench_openflow.py`` part A prints the collections on the
-core's call path with the default and with these settings (20,000 calls, 2026-12-02:
-default 2,756 ms of collections, longest 464 ms; these 163 ms, longest 11 ms).
+A controller holds every live call (the calls, their flows in the valve and the arbiter,
+dialogs). With CPython 3.11 every collection stops the process for a time proportional to
+the objects it scans, so the schedule bounds what each collection scans
+(``benchmarks/bench_gc.py`` prints the collections, 2026-12-02: see docs/performance.md):
 
 * ``gc.freeze()`` after start-up: the framework's and the configuration's objects are
   never scanned again.
-* generation 0 at 10,000 allocations: fewer, still short, young collections.
-* generation 1 after 2 of those: survivors leave the young generations quickly, so a
-  generation-1 collection stays short; the full collection waits for 1,000 of them (and
-  CPython's own rule: a quarter of the long-lived objects must be new).
+* generation 0 at 2,000 allocations, generation 1 after 2 of those: a burst of admissions
+  is scanned in slices of at most ~6,000 objects.
+* no automatic full collection (generation 2's threshold is never reached): a full
+  collection scans every live call, hundreds of milliseconds at 10,000 calls.
+* a :class:`Sweeper` collects everything allocated since its last sweep (generations 0-2:
+  the frozen objects are not among them) and freezes what survived, every few hundred
+  milliseconds. This is what bounds the young generations under churn: CPython counts
+  allocations *minus deallocations*, so a controller that admits and releases calls at the
+  same rate never reaches generation 0's threshold while its young list grows with every
+  call admitted (measured: 400,000 objects, a 114 ms generation-1 collection, after 15,000
+  calls of churn). The sweep's interval follows its own measured cost (shorter when a sweep
+  took longer than :data:`TARGET_S`).
+
+The price: reference cycles that are still alive at a sweep and die later are never
+collected (they are frozen). The per-call objects are acyclic (they die by reference
+count; ``tests/unit/test_gc_tuning.py`` holds that), and ``mam_gc_collected_objects_total``
+shows how much cyclic garbage the sweeps still find, i.e. whether something makes cycles.
+
+:data:`PAUSES` times every collection (``gc.callbacks``) for the metrics
+(``mam_gc_pause_seconds``, ``mam_gc_pause_max_seconds``).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
+import time
+from typing import Any, Callable
 
-THRESHOLDS = (10_000, 2, 1_000)
+log = logging.getLogger(__name__)
+
+NEVER = 2**31 - 1
+THRESHOLDS = (2_000, 2, NEVER)
+INTERVAL_S = 0.2                 # first sweep interval; then between MIN_INTERVAL_S and MAX_INTERVAL_S
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.02, 1.0
+TARGET_S = 0.001                 # what a sweep should cost (CPU): well under the 5 ms goal
+#: collection pauses: tens of microseconds (a young collection) to a second (a full one over a big heap)
+BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class Pauses:
+    """Every collection while installed: count, time, longest and objects found, per
+    generation, and a histogram of the pauses (wall clock: what the call path waits)."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        self.collected = [0, 0, 0]
+        self.buckets = [[0] * (len(BUCKETS) + 1) for _ in range(3)]   # last: over the largest bound
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        seconds = time.perf_counter() - self._started
+        generation = info["generation"]
+        self.count[generation] += 1
+        self.seconds[generation] += seconds
+        self.collected[generation] += info["collected"]
+        if seconds > self.longest[generation]:
+            self.longest[generation] = seconds
+        self.buckets[generation][_bucket(seconds)] += 1
+
+    def install(self) -> None:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+
+    def uninstall(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
+
+
+def _bucket(seconds: float) -> int:
+    for index, bound in enumerate(BUCKETS):
+        if seconds <= bound:
+            return index
+    return len(BUCKETS)
+
+
+#: the controller's pauses (the collector is one per process)
+PAUSES = Pauses()
 
 
 def tune(thresholds: tuple[int, int, int] = THRESHOLDS) -> None:
-    """Call once, when start-up is done."""
+    """Call once, when start-up is done; then run a :class:`Sweeper`."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*thresholds)
+    PAUSES.install()
+
+
+class Sweeper:
+    """Collects what was allocated since the last sweep, then freezes the survivors."""
+
+    def __init__(self, interval_s: float = INTERVAL_S, target_s: float = TARGET_S,
+                 cpu: Callable[[], float] = time.thread_time) -> None:
+        self.interval_s = interval_s
+        self.target_s = target_s
+        self._cpu = cpu
+        self.sweeps = 0
+
+    def sweep(self) -> float:
+        """One sweep; returns the interval until the next one."""
+        started = self._cpu()
+        gc.collect(2)        # generations 0-2 hold only what survived since the last freeze
+        gc.freeze()
+        cost = self._cpu() - started
+        self.sweeps += 1
+        if cost > self.target_s:
+            self.interval_s = max(MIN_INTERVAL_S, self.interval_s / 2)
+        elif cost < self.target_s / 4:
+            self.interval_s = min(MAX_INTERVAL_S, self.interval_s * 1.25)
+        return self.interval_s
+
+    def run(self, sleep: Callable[[float], None]) -> None:
+        """The controller's sweeping thread (``hub.spawn(sweeper.run, hub.sleep)``)."""
+        while True:
+            sleep(self.interval_s)
+            try:
+                self.sweep()
+            except Exception:  # pragma: no cover - the loop must survive anything one round meets
+                log.exception("garbage-collection sweep failed")

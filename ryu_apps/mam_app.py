@@ -134,6 +134,7 @@ class MediaAggregationApp(compat.RyuApp):
                  len(manager.topology.switches), len(manager.topology.communities), len(manager.aggregates()),
                  self.config.store_path or "in memory")
         gc_tuning.tune()      # live calls stay off the collector's hot path (see gc_tuning.py)
+        self.threads.append(compat.hub.spawn(gc_tuning.Sweeper().run, compat.hub.sleep))
 
     # --- shells ---------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Prometheus metrics through ``prometheus_client`` (text exposition format 0.0.4).
 
 Each :class:`Metrics` has its own registry (several controllers' services may live in one
-process in tests). Three sources:
+process in tests). Four sources:
 
 * state read from the service at scrape time (pools, calls, link states, the manager's
   decision counters, the OpenFlow shell's counters): a custom collector, so what is
@@ -9,6 +9,11 @@ process in tests). Three sources:
 * latencies observed by the shells: ``mam_admission_seconds`` (an admission request, from
   the service's lock to its decision committed) and ``mam_flow_install_seconds`` (a call's
   flows sent to every switch's barrier reply);
+* the process's garbage collections (``gc_tuning.PAUSES``, timed through ``gc.callbacks``
+  once the controller ran ``gc_tuning.tune()``): ``mam_gc_pause_seconds{generation}``, the
+  longest (``mam_gc_pause_max_seconds``) and the cyclic garbage found
+  (``mam_gc_collected_objects_total``).
+
 Resizes (``mam_aggregate_resizes_total{direction}``) and preemptions
 (``mam_calls_preempted_total{reason}``) are the core's own counters
 (``Counters.resizes``, ``Counters.preempted_by``): every label takes a bounded set of values.
@@ -20,9 +25,10 @@ from typing import Any, Iterator
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from . import gc_tuning
 from .core.admission import RejectReason, SignallingProtocol
 from .core.demand import PREEMPTED_CAPACITY, PREEMPTED_PATH_DOWN, PREEMPTED_PRIORITY
 from .core.locations import Verdict
@@ -138,6 +144,28 @@ class _StateCollector(Collector):
                                 value=unconfigured)
         if self.metrics.shell is not None:
             yield from _dataplane(self.metrics.shell.snapshot())
+        yield from _collector(gc_tuning.PAUSES)
+
+
+def _collector(pauses: gc_tuning.Pauses) -> Iterator[Metric]:
+    """The process's garbage collections (timed once ``gc_tuning.tune()`` ran)."""
+    histogram = HistogramMetricFamily("mam_gc_pause_seconds", "Garbage collections: how long each stopped the "
+                                      "process, by generation (2: the sweeps; no automatic full collection).",
+                                      labels=["generation"])
+    longest = GaugeMetricFamily("mam_gc_pause_max_seconds", "The longest garbage collection since start, by "
+                                "generation.", labels=["generation"])
+    collected = CounterMetricFamily("mam_gc_collected_objects", "Objects garbage collections freed (cyclic "
+                                    "garbage: 0 while nothing on the call path makes reference cycles).",
+                                    labels=["generation"])
+    for generation in range(3):
+        label = [str(generation)]
+        counts = pauses.buckets[generation]
+        cumulative = [sum(counts[:index + 1]) for index in range(len(counts))]
+        histogram.add_metric(label, [(repr(bound), cumulative[index]) for index, bound in enumerate(gc_tuning.BUCKETS)]
+                             + [("+Inf", cumulative[-1])], pauses.seconds[generation])
+        longest.add_metric(label, pauses.longest[generation])
+        collected.add_metric(label, pauses.collected[generation])
+    yield from (histogram, longest, collected)
 
 
 def _dataplane(snap: Any) -> Iterator[Metric]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
 from .aggregate import Aggregate
@@ -346,9 +347,9 @@ def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: 
         dst_ports = _delivery_ports(dst_community, dst.ip, locations)
         # A configured terminal MAC is written into the frame: with overlapping prefixes the
         # sender's ARP may have resolved the address to another community's terminal.
-        deliver = _rewrite_mac(dst_community, dst.ip) + tuple(Output(p) for p in dst_ports)
-        mark = SetField("ip_dscp", aggregate.dscp)
-        queue: tuple[Action, ...] = (SetQueue(options.queue_id),) if options.use_set_queue else ()
+        deliver = _rewrite_mac(dst_community, dst.ip) + tuple(_output(p) for p in dst_ports)
+        mark = _set_field("ip_dscp", aggregate.dscp)
+        queue: tuple[Action, ...] = (_queue(options.queue_id),) if options.use_set_queue else ()
         ipv6 = ":" in src.ip
         eth_type = ETH_IPV6 if ipv6 else ETH_IPV4
         addresses = (("ipv6_src", src.ip), ("ipv6_dst", dst.ip)) if ipv6 else (("ipv4_src", src.ip),
@@ -356,14 +357,14 @@ def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: 
         if len(path) == 1:  # both communities behind one edge switch: no tags needed
             actions: tuple[Action, ...] = (mark,) + queue + deliver
         else:
-            actions = (mark, PushMpls(), SetField("mpls_label", tag), PushVlan(),
-                       SetField("vlan_vid", VID_PRESENT | aggregate.tag), SetField("vlan_pcp", options.pcp)
-                       ) + queue + (Output(topology.out_port(path[0], path[1])),)
+            actions = (mark, PUSH_MPLS, SetField("mpls_label", tag), PUSH_VLAN,
+                       _set_field("vlan_vid", VID_PRESENT | aggregate.tag), _set_field("vlan_pcp", options.pcp)
+                       ) + queue + (_output(topology.out_port(path[0], path[1])),)
             entries.add(FlowEntry(
                 path[-1], CLASSIFY, PRIORITY_CALL,
                 (("in_port", topology.out_port(path[-1], path[-2])), ("vlan_vid", VID_PRESENT | aggregate.tag),
                  ("eth_type", ETH_MPLS), ("mpls_label", tag)),
-                (PopVlan(), PopMpls(eth_type)) + deliver, call_cookie))
+                (POP_VLAN, _pop_mpls(eth_type)) + deliver, call_cookie))
         for udp_dst in media_ports(dst.port, options.rtcp_match):
             # vlan_vid 0: untagged only, so a terminal cannot smuggle a forged tag in under a call's match.
             match: Match = ((("in_port", src_port),) if src_port is not None else ()) + (
@@ -373,6 +374,20 @@ def call_entries(call: Call, aggregate: Aggregate, topology: Topology, options: 
                                   meter=meter_id(aggregate, direction),
                                   idle_timeout=options.call_idle_timeout_s, notify_removed=True))
     return entries
+
+
+# A call's actions are the same objects for every call of an aggregate but its label: each
+# live call holds fewer objects the garbage collector scans (bench_gc.py). Keyed on numbers
+# and names from the configuration (ports, DSCPs, aggregate tags, terminals' MACs): bounded.
+PUSH_MPLS, PUSH_VLAN, POP_VLAN = PushMpls(), PushVlan(), PopVlan()
+_output = lru_cache(maxsize=None)(Output)
+_queue = lru_cache(maxsize=None)(SetQueue)
+_pop_mpls = lru_cache(maxsize=None)(PopMpls)
+
+
+@lru_cache(maxsize=None)
+def _set_field(field: str, value: int | str) -> SetField:
+    return SetField(field, value)
 
 
 def media_ports(port: int, rtcp_match: str) -> tuple[int | tuple[int, int], ...]:
@@ -393,7 +408,7 @@ def _rewrite_mac(community: Community, ip: str) -> tuple[Action, ...]:
     address = parse_address(ip)      # raises ValueError on a bad address, whether or not terminals are known
     for terminal in community.terminals:
         if terminal.ip == address and terminal.mac:
-            return (SetField("eth_dst", terminal.mac),)
+            return (_set_field("eth_dst", terminal.mac),)
     return ()
 
 

@@ -3,6 +3,9 @@ and the bounded labels."""
 
 from __future__ import annotations
 
+import gc
+
+from ryu_apps import gc_tuning
 from ryu_apps.config import build_manager, parse_config
 from ryu_apps.core.admission import AdmissionRequest, ServiceLevel
 from ryu_apps.core.codec import MediaSpec
@@ -92,3 +95,17 @@ def test_the_grafana_dashboard_reads_only_metrics_the_controller_exposes() -> No
     assert {"mam_admission_seconds_bucket", "mam_flow_install_seconds_bucket", "mam_calls_rejected_total",
             "mam_aggregate_resizes_total", "mam_calls_preempted_total"} <= used
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_garbage_collections_are_exposed_by_generation() -> None:
+    _, metrics = rig()
+    before = value(metrics, "mam_gc_pause_seconds_count", generation="1")
+    gc_tuning.PAUSES.install()
+    try:
+        gc.collect(1)
+    finally:
+        gc_tuning.PAUSES.uninstall()
+    assert value(metrics, "mam_gc_pause_seconds_count", generation="1") == before + 1
+    assert value(metrics, "mam_gc_pause_seconds_bucket", generation="1", le="+Inf") == before + 1
+    assert value(metrics, "mam_gc_pause_max_seconds", generation="1") > 0
+    assert value(metrics, "mam_gc_collected_objects_total", generation="2") >= 0

@@ -720,7 +720,8 @@ def scrape(api: Api, path: str = "/metrics") -> dict[str, float]:
         "mam_calls_admitted_total": "counter", "mam_calls_rejected_total": "counter", "mam_calls_released_total": "counter",
         "mam_calls_preempted_total": "counter", "mam_terminal_moves_total": "counter", "mam_calls_active": "gauge", "mam_flow_install_seconds": "histogram",
         "mam_link_state": "gauge", "mam_links_unconfigured": "gauge", "mam_admission_seconds": "histogram",
-        "mam_aggregate_resizes_total": "counter"}
+        "mam_aggregate_resizes_total": "counter", "mam_gc_pause_seconds": "histogram",
+        "mam_gc_pause_max_seconds": "gauge", "mam_gc_collected_objects_total": "counter"}
     return samples
 
 
