@@ -20,17 +20,29 @@ Settings, one run of each per round, alternating:
            clock (the controller runs it on its own hub thread)
 
 Printed per run: collections by generation, the longest (wall, and CPU), collections over
-5 ms (wall), all collections' time, calls/s, the process's RSS when the live calls reached
---live and at the end, and (after the timed part) what a full collection of everything,
-frozen objects included, then finds: cyclic garbage that the schedule let through.
+5 ms (wall; how many of them the process was preempted in, and how many took 5 ms of CPU),
+all collections' time, calls/s, the process's RSS when the live calls reached --live and at
+the end, and (after the timed part) what a full collection of everything, frozen objects
+included, then finds: cyclic garbage that the schedule let through.
+
+With --controller (root and Open vSwitch): the same for the real controller, ``ryu-manager
+ryu_apps.mam_app`` on bench_openflow.py's six userspace bridges, before and after
+alternating (PYTHONPATH at each tree): calls admitted with media over REST on one
+keep-alive connection, released past --controller-live; every collection in the
+controller timed by a ``sitecustomize`` probe (the same for both trees; its figures trail
+by at most 0.25 s), and for a tree that has them the controller's own ``mam_gc_*`` metrics.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -132,6 +144,155 @@ def summary(label: str, result: dict, calls: int) -> str:
             f"{result['leaked']:,}")
 
 
+PROBE = r'''
+import gc, json, os, resource, time
+_file, _state, _mark = os.environ["GC_PROBE"], {"count": [0, 0, 0], "longest": [0.0, 0.0, 0.0],
+                                                "longest_cpu": [0.0, 0.0, 0.0], "over": 0, "over_preempted": 0,
+                                                "over_cpu": 0, "seconds": 0.0}, [0.0, 0.0, 0, 0.0]
+def _probe(phase, info):
+    if os.path.exists(_file + ".reset"):        # the load starts: start-up's collections are not counted
+        os.remove(_file + ".reset")
+        for key, value in list(_state.items()):
+            _state[key] = [0 * v for v in value] if isinstance(value, list) else 0 * value
+    if phase == "start":
+        _mark[:3] = time.perf_counter(), time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+        return
+    now = time.perf_counter()
+    wall, cpu, g = now - _mark[0], time.thread_time() - _mark[1], info["generation"]
+    _state["count"][g] += 1
+    _state["seconds"] += wall
+    _state["longest"][g] = max(_state["longest"][g], wall)
+    _state["longest_cpu"][g] = max(_state["longest_cpu"][g], cpu)
+    if wall > 0.005:
+        _state["over"] += 1
+        _state["over_preempted"] += resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw > _mark[2]
+    _state["over_cpu"] += cpu > 0.005
+    if now - _mark[3] > 0.25:
+        _mark[3] = now
+        with open(_file + ".tmp", "w") as out:
+            out.write(json.dumps(_state))        # not json.dump: its streaming encoder makes cycles
+        os.replace(_file + ".tmp", _file)
+gc.callbacks.append(_probe)
+def _final(sleep=time.sleep):     # a native thread (started before eventlet patches anything)
+    while not os.path.exists(_file + ".final"):
+        sleep(0.1)
+    gc.callbacks.remove(_probe)
+    gc.unfreeze()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    found = gc.collect()                   # cyclic garbage the schedule let through, frozen or not
+    kinds = {}
+    for thing in gc.garbage:
+        kind = type(thing).__module__ + "." + type(thing).__qualname__
+        kinds[kind] = kinds.get(kind, 0) + 1
+    with open(_file + ".tmp", "w") as out:
+        out.write(json.dumps([found, sorted(kinds.items(), key=lambda kv: -kv[1])[:6]]))
+    os.replace(_file + ".tmp", _file + ".left")
+import threading
+threading.Thread(target=_final, daemon=True).start()
+'''
+
+
+def controller(root: Path, calls: int, live: int) -> dict:
+    """The real controller from ``root`` under REST churn: its collections, its RSS."""
+    sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT / "benchmarks")]
+    import bench_openflow as bench
+    from netlab import Lab, free_port, start_controller
+    lab = Lab()
+    with tempfile.TemporaryDirectory(prefix="bench-gc-") as tmp:
+        work = Path(tmp)
+        (work / "sitecustomize.py").write_text(PROBE)
+        of_port, api_port = free_port(), free_port()
+        (work / "mam.yaml").write_text(json.dumps(bench.config(api_port)))
+        saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "GC_PROBE")}
+        os.environ.update(PYTHONPATH=f"{work}:{root}", GC_PROBE=str(work / "gc.json"))
+        try:
+            bridges = [lab.bridge(name, 0xB0 + i, of_port) for i, name in enumerate(bench.LINE)]
+            for a, b in zip(bench.LINE, bench.LINE[1:]):
+                lab.link(a, 20, b, 21)
+            process = start_controller(lab, work / "mam.yaml", of_port, api_port, work / "controller.log")
+            for bridge in bridges:
+                lab.wait_connected(bridge)
+            time.sleep(1.0)
+            connection = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
+            headers = {"Authorization": f"Bearer {bench.TOKEN}", "Content-Type": "application/json"}
+
+            def request(method: str, path: str, body: object | None = None) -> tuple[int, bytes]:
+                connection.request(method, path, None if body is None else json.dumps(body), headers)
+                response = connection.getresponse()
+                return response.status, response.read()
+
+            def rss() -> float:
+                status = Path(f"/proc/{process.pid}/status").read_text()
+                return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+
+            (work / "gc.json.reset").touch()
+            latencies: list[float] = []
+            grown = 0.0
+            started = time.perf_counter()
+            for n in range(calls):
+                pair, caller, callee = bench.media(n % 50_000)
+                t0 = time.perf_counter()
+                status, raw = request("POST", "/mam/v1/calls", {
+                    "call_id": f"gc-{n}", "caller_community": f"a{pair}", "callee_community": f"b{pair}",
+                    "media": {"codec": "pcmu"}, "caller_media": {"ip": caller.ip, "port": caller.port},
+                    "callee_media": {"ip": callee.ip, "port": callee.port}})
+                latencies.append(time.perf_counter() - t0)
+                assert status == 201, raw
+                if n >= live:
+                    status, raw = request("DELETE", f"/mam/v1/calls/gc-{n - live}")
+                    assert status == 204, raw
+                elif n == live - 1:
+                    grown = rss()
+            elapsed = time.perf_counter() - started
+            time.sleep(1.0)
+            status, raw = request("GET", "/metrics")
+            metrics = {m[0] + m[1]: float(m[2]) for m in re.findall(r"^(mam_gc_[a-z_]+)(\{[^}]*\})? (\S+)$",
+                                                                      raw.decode(), re.M)}
+            end = rss()
+            connection.close()
+            probe = json.loads((work / "gc.json").read_text())
+            (work / "gc.json.final").touch()
+            for _ in range(100):
+                if (work / "gc.json.left").exists():
+                    break
+                time.sleep(0.1)
+            probe["left"], probe["left_kinds"] = json.loads((work / "gc.json.left").read_text())
+        except BaseException:
+            log = work / "controller.log"
+            if log.exists():
+                print("   controller log (last lines):\n" + "\n".join(log.read_text().splitlines()[-20:]))
+            raise
+        finally:
+            lab.close()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    latencies.sort()
+    return {"probe": probe, "metrics": metrics, "elapsed": elapsed, "grown": grown, "end": end,
+            "p99": latencies[int(len(latencies) * 0.99)], "max": latencies[-1]}
+
+
+def controller_summary(label: str, result: dict, calls: int, live: int, verbose: bool = False) -> str:
+    probe, metrics = result["probe"], result["metrics"]
+    count, longest, cpu = probe["count"], probe["longest"], probe["longest_cpu"]
+    worst = max(range(3), key=lambda g: longest[g])
+    own = ""
+    if metrics:
+        maxima = [metrics.get('mam_gc_pause_max_seconds{generation="%d"}' % g, 0.0) * 1000 for g in range(3)]
+        found = sum(v for k, v in metrics.items() if k.startswith("mam_gc_collected"))
+        own = (f"; its own mam_gc_pause_max_seconds gen 0/1/2 {'/'.join(f'{m:.1f}' for m in maxima)} ms, "
+               f"mam_gc_collected_objects_total {found:,.0f}")
+    return (f"   {label:>8}: collections gen 0/1/2 {count[0]:,}/{count[1]:,}/{count[2]:,}; longest {longest[worst] * 1000:.1f} ms "
+            f"wall (gen {worst}), longest CPU {max(cpu) * 1000:.1f} ms; over 5 ms wall {probe['over']} "
+            f"({probe['over_preempted']} preempted), over 5 ms CPU {probe['over_cpu']}; all {probe['seconds'] * 1000:,.0f} ms "
+            f"of {result['elapsed']:.1f} s ({calls / result['elapsed']:,.0f} calls/s; request p99 {result['p99'] * 1000:.1f} ms, "
+            f"max {result['max'] * 1000:.1f} ms); RSS {result['grown']:.0f} MiB at {live:,} live calls, "
+            f"{result['end']:.0f} MiB at the end; cyclic garbage left {probe['left']:,}{own}"
+            + (f"\n             left: {', '.join(f'{n} {k}' for k, n in probe['left_kinds'])}" if verbose else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=100_000)
@@ -139,8 +300,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--before", type=Path, help="a checkout of the tree to compare with (e.g. main)")
     parser.add_argument("--settings", default="default,before,after")
+    parser.add_argument("--controller", action="store_true", help="the real controller instead (root, OVS)")
+    parser.add_argument("--controller-calls", type=int, default=20_000)
+    parser.add_argument("--controller-live", type=int, default=10_000)
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)   # run_all passes its own
     wanted = [s for s in args.settings.split(",") if s != "before" or args.before is not None]
+    if args.controller:
+        print(f"GC in the controller (ryu-manager, 6 OVS bridges): {args.controller_live:,} live calls, "
+              f"{args.controller_calls:,} admitted with media over REST and (past {args.controller_live:,}) "
+              f"released; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        for round_ in range(1, args.rounds + 1):
+            print(f"  round {round_}")
+            for settings in (s for s in wanted if s != "default"):
+                root = args.before if settings == "before" else ROOT
+                result = controller(root, args.controller_calls, args.controller_live)
+                print(controller_summary(settings, result, args.controller_calls, args.controller_live, verbose=True), flush=True)
+        return
     print(f"GC on the core's call path: {args.live:,} live calls, {args.calls:,} admitted and (past "
           f"{args.live:,}) released, in process; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     for round_ in range(1, args.rounds + 1):

@@ -14,6 +14,8 @@ import ssl
 import threading
 from typing import Any, Callable
 
+from . import gc_tuning
+
 log = logging.getLogger(__name__)
 
 
@@ -149,6 +151,7 @@ def serve_wsgi(app: Callable[..., Any], host: str, port: int, tls: ssl.SSLContex
     Under ryu (eventlet) this is eventlet's WSGI server on a green thread; under os-ken's
     native hub it is wsgiref with a thread per request. With ``tls`` the listening socket
     is wrapped (ryu's own WSGIServer ignores its ssl arguments)."""
+    app = gc_tuning.acyclic_wsgi(app)      # requests die by reference count (gc_tuning.py)
     if green():
         import eventlet
         import eventlet.wsgi
