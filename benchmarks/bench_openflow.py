@@ -116,7 +116,7 @@ class GcPauses:
                 f"(generation {longest[0]}), {over} over 5 ms, {sum(p[1] for p in self.pauses) * 1000:.0f} ms in all")
 
 
-def part_a(calls: int = 10_000, quiet: bool = False) -> None:
+def part_a(calls: int = 10_000) -> None:
     manager = build_manager(parse_config(config()))
     manager.drain()
     pauses = GcPauses().__enter__()
@@ -139,9 +139,6 @@ def part_a(calls: int = 10_000, quiet: bool = False) -> None:
                   f"(goal <= {4 * PAIRS}); per edge {edges}")
     elapsed = time.perf_counter() - started
     pauses.__exit__()
-    if quiet:
-        print(f"{calls:,} calls in {elapsed:.2f} s; {pauses.summary()}")
-        return
     hops = len(LINE)
     print(f"   flow entries per call: mean {statistics.mean(per_call):.2f}, max {max(per_call)} (goal <= 4: "
           "ingress and egress edge, each direction)")
@@ -149,17 +146,6 @@ def part_a(calls: int = 10_000, quiet: bool = False) -> None:
           f"core switches would hold {2 * calls:,} entries each at {calls:,} calls")
     print(f"   (admission + media + plan for {calls:,} calls: {elapsed:.2f} s; garbage collection on that path: "
           f"{pauses.summary()})")
-
-
-def gc_tuned(calls: int = 20_000) -> None:
-    """Collections on the core's call path, CPython's default thresholds against the
-    controller's (ryu_apps/gc_tuning.py), in fresh interpreters (the settings are global)."""
-    for label, setup in (("default", "import gc; gc.set_threshold(700, 10, 10)"),
-                         ("controller", "from ryu_apps import gc_tuning; gc_tuning.tune()")):
-        code = (f"import sys; sys.path[:0] = {[str(ROOT), str(ROOT / 'benchmarks')]!r}; {setup}; "
-                f"import bench_openflow as b; b.part_a({calls}, quiet=True)")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600).stdout
-        print(f"   GC {label:>10}: {(out.strip().splitlines() or ['no output'])[-1]}")
 
 
 def part_c(calls: int = 5_000) -> None:
@@ -303,7 +289,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="calls for the real-OVS part (default 10000)")
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)  # run_all passes its own
     part_a()
-    gc_tuned()
     part_c()
     part_b(args.calls)
 

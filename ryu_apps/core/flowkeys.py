@@ -15,7 +15,7 @@ newest takes the key over, as one replacement on the switch.
 Only a call's ingress entries can collide (they match the media's addresses and port);
 its egress entries match its own tag, and shared and per-aggregate entries are drawn once.
 So only ingress entries are tracked: the arbiter holds one reference per live call
-direction, which the collector then scans (bench_openflow's GC lines). :func:`resolve` picks the
+direction, which the collector then scans (benchmarks/bench_gc.py). :func:`resolve` picks the
 winners of a whole plan (what a reconnecting switch gets); :class:`FlowKeys` keeps the
 same choice incrementally for the plan changes the manager drains.
 """
