@@ -196,23 +196,15 @@ def controller(root: Path, calls: int, live: int) -> dict:
     """The real controller from ``root`` under REST churn: its collections, its RSS."""
     sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT / "benchmarks")]
     import bench_openflow as bench
-    from netlab import Lab, free_port, start_controller
+    from netlab import Lab
     lab = Lab()
     with tempfile.TemporaryDirectory(prefix="bench-gc-") as tmp:
         work = Path(tmp)
         (work / "sitecustomize.py").write_text(PROBE)
-        of_port, api_port = free_port(), free_port()
-        (work / "mam.yaml").write_text(json.dumps(bench.config(api_port)))
         saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "GC_PROBE")}
         os.environ.update(PYTHONPATH=f"{work}:{root}", GC_PROBE=str(work / "gc.json"))
         try:
-            bridges = [lab.bridge(name, 0xB0 + i, of_port) for i, name in enumerate(bench.LINE)]
-            for a, b in zip(bench.LINE, bench.LINE[1:]):
-                lab.link(a, 20, b, 21)
-            process = start_controller(lab, work / "mam.yaml", of_port, api_port, work / "controller.log")
-            for bridge in bridges:
-                lab.wait_connected(bridge)
-            time.sleep(1.0)
+            process, _, api_port = bench.start_line(lab, work)
             connection = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
             headers = {"Authorization": f"Bearer {bench.TOKEN}", "Content-Type": "application/json"}
 
@@ -258,9 +250,7 @@ def controller(root: Path, calls: int, live: int) -> dict:
                 time.sleep(0.1)
             probe["left"], probe["left_kinds"] = json.loads((work / "gc.json.left").read_text())
         except BaseException:
-            log = work / "controller.log"
-            if log.exists():
-                print("   controller log (last lines):\n" + "\n".join(log.read_text().splitlines()[-20:]))
+            bench.log_tail(work)
             raise
         finally:
             lab.close()

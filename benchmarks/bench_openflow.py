@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
@@ -187,7 +188,7 @@ def part_c(calls: int = 5_000) -> None:
 
 
 def part_b(calls: int) -> None:
-    from netlab import Lab, free_port, ovs_available, start_controller
+    from netlab import Lab, ovs_available
     reason = ovs_available()
     if reason:
         print(f"B. skipped: {reason}")
@@ -195,16 +196,8 @@ def part_b(calls: int) -> None:
     lab = Lab()
     with tempfile.TemporaryDirectory(prefix="bench-of-") as tmp:
         workdir = Path(tmp)
-        of_port, api_port = free_port(), free_port()
-        (workdir / "mam.yaml").write_text(json.dumps(config(api_port)))
         try:
-            bridges = {name: lab.bridge(name, 0xB0 + i, of_port) for i, name in enumerate(LINE)}
-            for a, b in zip(LINE, LINE[1:]):
-                lab.link(a, 20, b, 21)
-            start_controller(lab, workdir / "mam.yaml", of_port, api_port, workdir / "controller.log")
-            for bridge in bridges.values():
-                lab.wait_connected(bridge)
-            time.sleep(1.0)
+            _, bridges, api_port = start_line(lab, workdir)
             connection = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
             headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
@@ -269,12 +262,33 @@ def part_b(calls: int) -> None:
                   f"(core: 2 per aggregate = {2 * PAIRS}, whatever the calls; edges: 2 per call)")
             connection.close()
         except BaseException:
-            log = workdir / "controller.log"
-            if log.exists():
-                print("   controller log (last lines):\n" + "\n".join(log.read_text().splitlines()[-20:]))
+            log_tail(workdir)
             raise
         finally:
             lab.close()
+
+
+def start_line(lab: Any, workdir: Path) -> tuple[subprocess.Popen, dict[str, str], int]:
+    """The six bridges in a line and the app under ``ryu-manager`` (configuration in
+    ``workdir``), every bridge connected: (the controller's process, bridges, REST port)."""
+    from netlab import free_port, start_controller
+    of_port, api_port = free_port(), free_port()
+    (workdir / "mam.yaml").write_text(json.dumps(config(api_port)))
+    bridges = {name: lab.bridge(name, 0xB0 + i, of_port) for i, name in enumerate(LINE)}
+    for a, b in zip(LINE, LINE[1:]):
+        lab.link(a, 20, b, 21)
+    process = start_controller(lab, workdir / "mam.yaml", of_port, api_port, workdir / "controller.log")
+    for bridge in bridges.values():
+        lab.wait_connected(bridge)
+    time.sleep(1.0)
+    return process, bridges, api_port
+
+
+def log_tail(workdir: Path) -> None:
+    """The controller's last log lines (started by :func:`start_line`), when a run fails."""
+    log = workdir / "controller.log"
+    if log.exists():
+        print("   controller log (last lines):\n" + "\n".join(log.read_text().splitlines()[-20:]))
 
 
 def _reserved_flows(bridge: str) -> int:
