@@ -47,7 +47,7 @@ def test_tune_freezes_start_up_objects_sets_the_thresholds_and_times_collections
     code = ("import gc; from ryu_apps import gc_tuning; gc_tuning.tune(); gc_tuning.tune(); "
             "print(gc.get_threshold(), gc.get_freeze_count() > 0, gc.isenabled(), "
             "gc.callbacks.count(gc_tuning.PAUSES))")
-    assert run(code) == f"(2000, 2, {gc_tuning.NEVER}) True True 1"
+    assert run(code) == f"(1000, 2, {gc_tuning.NEVER}) True True 1"
 
 
 def test_a_sweep_collects_what_came_since_the_last_and_freezes_the_survivors() -> None:
