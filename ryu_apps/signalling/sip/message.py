@@ -140,10 +140,12 @@ class _Headers:
 
     @property
     def top_via(self) -> "Via":
-        vias = self.header_values("via")
-        if not vias:
-            raise ParseError("missing Via")
-        return parse_via(vias[0])
+        for key, value in self.headers:          # the first value of the first Via with one
+            if key == "via":
+                values = split_list(value)
+                if values:
+                    return parse_via(values[0])
+        raise ParseError("missing Via")
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,8 +348,10 @@ class Via:
         return f"SIP/2.0/{self.transport} {self.sent_by}{render_params(self.params)}"
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_via(value: str) -> Via:
-    """One Via value; every address in it (sent-by, ``received``, ``maddr``, ``rport``) checked."""
+    """One Via value; every address in it (sent-by, ``received``, ``maddr``, ``rport``) checked.
+    Cached: a transaction's Via comes back in each of its responses and retransmissions."""
     match = _VIA.match(value.strip())
     if match is None:
         raise ParseError(f"bad Via {value[:80]!r}")
@@ -486,7 +490,9 @@ class NameAddr:
         return replace(self, params=kept + ((name, value),))
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_name_addr(value: str) -> NameAddr:
+    """Cached: a dialog's From and To come back in every message of the call."""
     text = value.strip()
     display = ""
     if text.startswith('"'):
@@ -570,23 +576,34 @@ def pop_first_value(message: M, name: str) -> M:
 
 # --- serializing ---------------------------------------------------------------------------
 
+_PREFIXES: dict[str, str] = {}      # canonical name -> "\r\nDisplay-Name: "
+
+
 def serialize(message: Message) -> bytes:
     """Wire bytes of a message, with Content-Length set to the body's length."""
     if isinstance(message, Request):
-        lines = [f"{message.method} {message.uri} SIP/2.0"]
+        parts = [f"{message.method} {message.uri} SIP/2.0"]
     elif isinstance(message, Response):
         if not 100 <= message.status <= 699:
             raise LocalProtocolError(f"status {message.status} out of range")
-        lines = [f"SIP/2.0 {message.status} {message.reason}"]
+        parts = [f"SIP/2.0 {message.status} {message.reason}"]
     else:  # pragma: no cover - typing guards this
         raise LocalProtocolError(f"not a SIP message: {message!r}")
+    prefixes = _PREFIXES
+    append = parts.append
     for name, value in message.headers:
-        if name != "content-length":
-            lines.append(f"{display_name(name)}: {value}")
-    lines.append(f"Content-Length: {len(message.body)}")
-    lines.append("")
-    lines.append("")
-    return "\r\n".join(lines).encode("utf-8") + message.body
+        prefix = prefixes.get(name)
+        if prefix is None:
+            if name == "content-length":
+                continue
+            prefix = f"\r\n{display_name(name)}: "
+            if len(prefixes) < 4096:
+                prefixes[name] = prefix
+        append(prefix)
+        append(value)
+    body = message.body
+    append(f"\r\nContent-Length: {len(body)}\r\n\r\n")
+    return "".join(parts).encode("utf-8") + body
 
 
 def build_response(request: Request | Partial, status: int, reason: str, *,

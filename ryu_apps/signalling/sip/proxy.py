@@ -24,7 +24,6 @@ with ``deferred=True``, by the shell off its loop (``take_jobs`` / ``job_done``)
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from ..call_control import CallControl
@@ -34,9 +33,9 @@ from .control_jobs import JobResult
 from .errors import ParseError
 from .ids import IdSource
 from .overload import OverloadGate, fast_reject, is_reject_ack
-from .message import (Message, NameAddr, Partial, Request, Response, SipUri, Via, build_response,
+from .message import (Header, Message, NameAddr, Partial, Request, Response, SipUri, Via, build_response,
                       check_addresses, parse_message, parse_name_addr, parse_uri, parse_via, pop_first_value,
-                      prepend_header, render_params, serialize, set_header)
+                      prepend_header, render_params, serialize, set_header, with_headers)
 from .proxy_config import ProxyConfig
 from .proxy_stats import ProxyStats
 from .sdp import CallMedia
@@ -78,6 +77,7 @@ class SipProxy(CallFlow):
         self._timers = Timers()
         self._out: list[Send] = []
         self._own_sent_by = f"{config.host}:{config.port}"      # in our Via and Record-Route
+        self._record_routes: dict[tuple[str, str], tuple[Header, ...]] = {}   # (in, out transport) -> entries
         self.own_ports = {config.port}     # ports of ours a URI may name (a worker adds the shared one)
         self.overload = OverloadGate(config.overload)
         self._reject_tag = "ovl" + ids("overload-tag")[:12]      # our stateless 503s' To tag
@@ -437,7 +437,7 @@ class SipProxy(CallFlow):
             return                                          # ours, or hop-by-hop
         upstream = pop_first_value(response, "via")
         if not upstream.has("via"):    # a peer that answered from our CANCEL: use the request's Vias
-            upstream = replace(upstream, headers=tuple(
+            upstream = with_headers(upstream, tuple(
                 (k, v) for k, v in client.server.request.headers if k == "via") + upstream.headers)
         self.stats.responses_forwarded += 1
         self._out.extend(client.server.respond(upstream, now))
@@ -578,18 +578,23 @@ class SipProxy(CallFlow):
         return self.config.routes.lookup(target)
 
     def _record_route(self, request: Request, inbound: str, outbound: str) -> Request:
-        def entry(transport: str) -> str:
-            suffix = ";transport=tcp" if transport == "tcp" else ""
-            return f"<sip:{self._own_sent_by}{suffix};lr>"
-        entries = [entry(outbound), entry(inbound)] if inbound != outbound else [entry(inbound)]  # RFC 5658
-        headers = list(request.headers)
-        names = [name for name, _ in headers]
-        if "record-route" in names:                # on top of the Record-Route list
-            index = names.index("record-route")
-        else:                                      # after the Via headers
-            index = max((i + 1 for i, name in enumerate(names) if name == "via"), default=0)
-        headers[index:index] = [("record-route", value) for value in entries]
-        return replace(request, headers=tuple(headers))
+        entries = self._record_routes.get((inbound, outbound))
+        if entries is None:
+            def entry(transport: str) -> Header:
+                suffix = ";transport=tcp" if transport == "tcp" else ""
+                return ("record-route", f"<sip:{self._own_sent_by}{suffix};lr>")
+            entries = (entry(outbound), entry(inbound)) if inbound != outbound else (entry(inbound),)  # RFC 5658
+            if len(self._record_routes) < 16:
+                self._record_routes[(inbound, outbound)] = entries
+        headers = request.headers
+        index = 0                                  # after the Via headers ...
+        for i, (name, _) in enumerate(headers):
+            if name == "record-route":             # ... or on top of the Record-Route list
+                index = i
+                break
+            if name == "via":
+                index = i + 1
+        return with_headers(request, headers[:index] + entries + headers[index:])
 
     # --- introspection ----------------------------------------------------------------
 

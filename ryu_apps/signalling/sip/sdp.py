@@ -88,15 +88,41 @@ def _connection(value: str) -> str:
     return parts[2].split("/")[0]
 
 
+class _Media:
+    """A media section while it is read (then a frozen :class:`MediaDescription`)."""
+
+    __slots__ = ("kind", "port", "proto", "formats", "c", "bw_as", "bw_tias", "rtpmap", "ptime", "maxptime",
+                 "direction", "preconditions", "vbd")
+
+    def __init__(self, kind: str, port: int, proto: str, formats: tuple[str, ...]) -> None:
+        self.kind, self.port, self.proto, self.formats = kind, port, proto, formats
+        self.c: str | None = None
+        self.bw_as: int | None = None
+        self.bw_tias: int | None = None
+        self.rtpmap: list[tuple[str, str, int]] = []
+        self.ptime: int | None = None
+        self.maxptime: int | None = None
+        self.direction = "sendrecv"
+        self.preconditions = False
+        self.vbd = False
+
+    def frozen(self) -> MediaDescription:
+        return MediaDescription(self.kind, self.port, self.proto, self.formats, self.c, tuple(self.rtpmap),
+                                self.ptime, self.maxptime, self.bw_as, self.bw_tias, self.direction,
+                                self.preconditions, self.vbd)
+
+
 def parse_sdp(body: bytes) -> SessionDescription:
     """Parse an SDP body. Raises :class:`ParseError` (status 488) and nothing else."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise ParseError("SDP is not UTF-8", 488) from None
-    session: dict[str, object] = {"c": None, "as": None, "tias": None}
-    media: list[dict[str, object]] = []
-    current = session
+    session_c: str | None = None
+    session_as: int | None = None
+    session_tias: int | None = None
+    media: list[_Media] = []
+    current: _Media | None = None          # None: session level
     seen_version = False
     for raw in text.split("\n"):
         line = raw.rstrip("\r")
@@ -105,41 +131,42 @@ def parse_sdp(body: bytes) -> SessionDescription:
         if len(line) < 2 or line[1] != "=":
             raise ParseError(f"bad SDP line {line[:60]!r}", 488)
         kind, value = line[0], line[2:]
-        if kind == "v":
-            seen_version = True
+        if kind == "a":
+            if current is not None:
+                _attribute(current, value)
         elif kind == "m":
             parts = value.split()
             if len(parts) < 4:
                 raise ParseError(f"bad m= line {value[:60]!r}", 488)
-            current = {"kind": parts[0].lower(), "port": _int(parts[1].split("/")[0], "m= port", 0, 65535),
-                       "proto": parts[2], "formats": tuple(parts[3:]), "c": None, "as": None, "tias": None,
-                       "rtpmap": [], "ptime": None, "maxptime": None, "direction": "sendrecv",
-                       "preconditions": False, "vbd": False}
+            current = _Media(parts[0].lower(), _int(parts[1].split("/")[0], "m= port", 0, 65535), parts[2],
+                             tuple(parts[3:]))
             media.append(current)
         elif kind == "c":
-            current["c"] = _connection(value)
+            if current is None:
+                session_c = _connection(value)
+            else:
+                current.c = _connection(value)
         elif kind == "b":
             modifier, _, amount = value.partition(":")
             modifier = modifier.strip().upper()
             if modifier == "AS":
-                current["as"] = _int(amount, "b=AS")
+                if current is None:
+                    session_as = _int(amount, "b=AS")
+                else:
+                    current.bw_as = _int(amount, "b=AS")
             elif modifier == "TIAS":
-                current["tias"] = _int(amount, "b=TIAS")
-        elif kind == "a" and current is not session:
-            _attribute(current, value)
+                if current is None:
+                    session_tias = _int(amount, "b=TIAS")
+                else:
+                    current.bw_tias = _int(amount, "b=TIAS")
+        elif kind == "v":
+            seen_version = True
     if not seen_version:
         raise ParseError("SDP without v= line", 488)
-    return SessionDescription(
-        session["c"], session["as"], session["tias"],  # type: ignore[arg-type]
-        tuple(MediaDescription(
-            kind=m["kind"], port=m["port"], proto=m["proto"], formats=m["formats"],  # type: ignore[arg-type]
-            connection=m["c"], rtpmap=tuple(m["rtpmap"]), ptime_ms=m["ptime"],  # type: ignore[arg-type]
-            maxptime_ms=m["maxptime"], bandwidth_as=m["as"], bandwidth_tias=m["tias"],  # type: ignore[arg-type]
-            direction=m["direction"], preconditions=m["preconditions"],  # type: ignore[arg-type]
-            voice_band_data=m["vbd"]) for m in media))  # type: ignore[arg-type]
+    return SessionDescription(session_c, session_as, session_tias, tuple(m.frozen() for m in media))
 
 
-def _attribute(media: dict[str, object], value: str) -> None:
+def _attribute(media: _Media, value: str) -> None:
     name, _, rest = value.partition(":")
     name = name.strip().lower()
     if name == "rtpmap":
@@ -147,17 +174,17 @@ def _attribute(media: dict[str, object], value: str) -> None:
         enc_name, _, clock = encoding.strip().partition("/")
         if pt.isdigit() and enc_name:
             rate = clock.partition("/")[0]
-            media["rtpmap"].append((pt, enc_name.lower(), int(rate) if rate.isdigit() and len(rate) < 8 else 0))  # type: ignore[attr-defined]
+            media.rtpmap.append((pt, enc_name.lower(), int(rate) if rate.isdigit() and len(rate) < 8 else 0))
     elif name == "ptime":
-        media["ptime"] = _ptime(rest)
+        media.ptime = _ptime(rest)
     elif name == "maxptime":
-        media["maxptime"] = _ptime(rest)
+        media.maxptime = _ptime(rest)
     elif name in ("sendrecv", "sendonly", "recvonly", "inactive"):
-        media["direction"] = name
+        media.direction = name
     elif name in ("curr", "des", "conf") and rest.strip().lower().startswith("qos"):
-        media["preconditions"] = True
+        media.preconditions = True
     elif name == "gpmd" and "vbd=yes" in rest.replace(" ", "").lower():
-        media["vbd"] = True
+        media.vbd = True
 
 
 def _ptime(text: str) -> int:

@@ -32,6 +32,7 @@ from .udp_server import UdpEndpoint
 log = logging.getLogger(__name__)
 LATENCY_SAMPLES = 200_000
 TCP_SWEEP_S = 1.0
+PEER_CACHE = 4096               # peers remembered (as Peer values, and as deliverable); then forgotten
 
 
 class SipServer:
@@ -55,6 +56,8 @@ class SipServer:
         self.tcp_table = ConnectionTable(proxy.config.tcp)
         self.faults = Faults(log)
         self.invite_latency: list[float] = []      # seconds from INVITE in to its outputs sent
+        self._peers: dict[tuple[str, int], Peer] = {}      # UDP sources seen lately, as Peers
+        self._deliverable: set[Peer] = set()                # peers that passed deliverable() lately
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -119,10 +122,17 @@ class SipServer:
     def on_datagram(self, data: bytes, host: str, port: int, waited: float = 0.0) -> None:
         assert self._loop is not None
         try:
+            peer = self._peers.get((host, port))
+            if peer is None:                        # the same few peers send nearly everything
+                if len(self._peers) >= PEER_CACHE:
+                    self._peers.clear()
+                peer = self._peers[(host, port)] = Peer("udp", host, port)
+            if data[:7] != b"INVITE " or len(self.invite_latency) >= LATENCY_SAMPLES:
+                self._after(self.proxy.receive(data, peer, self._loop.time(), waited))
+                return
             started = time.perf_counter()
-            self._after(self.proxy.receive(data, Peer("udp", host, port), self._loop.time(), waited))
-            if data[:7] == b"INVITE " and len(self.invite_latency) < LATENCY_SAMPLES:
-                self.invite_latency.append(time.perf_counter() - started)
+            self._after(self.proxy.receive(data, peer, self._loop.time(), waited))
+            self.invite_latency.append(time.perf_counter() - started)
         except Exception as error:  # noqa: BLE001 - one datagram never stops the listener
             self.faults.record("handler", error, f"UDP datagram from {host}:{port}")
 
@@ -187,7 +197,7 @@ class SipServer:
     def send(self, out: list[Send]) -> None:
         for item in out:
             peer = item.peer
-            if not deliverable(peer):
+            if not self._can_send(peer):
                 self.faults.record("undeliverable", None, f"{peer!r}")
                 continue
             if peer.transport == "udp":
@@ -202,6 +212,21 @@ class SipServer:
                     self._loop.create_task(open_tcp(self, peer, item.data))
             except Exception as error:  # noqa: BLE001
                 self.faults.record("tcp-send", error, f"to {peer.host}:{peer.port}")
+
+    def _can_send(self, peer: Peer) -> bool:
+        """:func:`deliverable`, remembered for the peers that passed (the same few, mostly)."""
+        checked = self._deliverable
+        try:
+            if peer in checked:
+                return True
+        except TypeError:                   # not even hashable: certainly not deliverable
+            return False
+        if not deliverable(peer):
+            return False
+        if len(checked) >= PEER_CACHE:
+            checked.clear()
+        checked.add(peer)
+        return True
 
     def _schedule(self) -> None:
         try:

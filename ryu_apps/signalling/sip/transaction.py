@@ -78,7 +78,14 @@ class Event(str, enum.Enum):
 
 
 class Timers:
-    """Deadlines keyed by (owner, name) in a heap with lazy deletion."""
+    """Deadlines keyed by (owner, name) in a heap with lazy deletion.
+
+    A cancelled deadline stays in the heap until it would have passed, and keeps its
+    owner alive till then: a call's 4-hour lifetime timer, cancelled when the call ends,
+    would hold the call's record for 4 hours. So the heap is rebuilt without the stale
+    entries whenever they outnumber the live ones (amortised O(1) per timer set)."""
+
+    COMPACT_SLACK = 4096        # stale entries tolerated beyond the live ones
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Hashable, str]] = []
@@ -86,12 +93,22 @@ class Timers:
         self._seq = itertools.count()
 
     def set(self, owner: Hashable, name: str, when: float) -> None:
-        self._live[(owner, name)] = when
-        heapq.heappush(self._heap, (when, next(self._seq), owner, name))
+        live = self._live
+        live[(owner, name)] = when
+        heap = self._heap
+        heapq.heappush(heap, (when, next(self._seq), owner, name))
+        if len(heap) > 2 * len(live) + self.COMPACT_SLACK:
+            self._compact()
+
+    def _compact(self) -> None:
+        live = self._live
+        self._heap = [entry for entry in self._heap if live.get((entry[2], entry[3])) == entry[0]]
+        heapq.heapify(self._heap)
 
     def cancel(self, owner: Hashable, *names: str) -> None:
+        pop = self._live.pop
         for name in names:
-            self._live.pop((owner, name), None)
+            pop((owner, name), None)
 
     def is_set(self, owner: Hashable, name: str) -> bool:
         return (owner, name) in self._live
