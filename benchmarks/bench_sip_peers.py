@@ -2,7 +2,7 @@
 
     python benchmarks/bench_sip_peers.py [--rounds 3] [--seconds 5] [--rates 250,500,...]
                                          [--peers reference,front-end,proxy,proxy-workers] [--workers 2]
-                                         [--proxy-workers 2]
+                                         [--proxy-workers 2] [--baseline DIR]
 
 Peers (each on free ports, started fresh for each sweep, stopped by PID):
   reference   Kamailio 5.6 as a stateful record-routing proxy, no admission
@@ -14,6 +14,8 @@ Peers (each on free ports, started fresh for each sweep, stopped by PID):
               (python -m ryu_apps.signalling.sip --config)
   proxy-workers  the same proxy as --proxy-workers worker processes plus one process owning
               admission (python -m ryu_apps.signalling.sip --config --workers N)
+  baseline    the standalone proxy (as ``proxy``) run from the code in --baseline DIR, e.g. a
+              detached worktree of main: before/after in one run, alternating like the rest
 Callers and callees are SIPp (tests/sipp/uac_call_txn.xml, uas_answer_txn.xml: INVITE, 100,
 180, 200 with SDP, ACK, BYE, 200, zero hold; transactions tolerate 180/200 reordering).
 
@@ -53,9 +55,10 @@ from benchmarks.peers.sipp import Uas, run_uac  # noqa: E402
 
 REFUSALS = {"503", "488", "580", "403", "404", "486"}     # the scenario's refusal steps
 DEFAULT_RATES = "250,500,750,1000,1500,2000,3000,4000,5000,6000,7000,8000"
-PEERS = ("reference", "front-end", "proxy", "proxy-workers")
+PEERS = ("reference", "front-end", "proxy", "proxy-workers", "baseline")
 LABELS = {"reference": "Kamailio reference proxy", "front-end": "Kamailio + controller admission",
-          "proxy": "project standalone proxy", "proxy-workers": "project proxy, worker processes"}
+          "proxy": "project standalone proxy", "proxy-workers": "project proxy, worker processes",
+          "baseline": "standalone proxy, --baseline code"}
 
 
 @dataclass
@@ -88,7 +91,8 @@ class Running:
         self.port, self.cpu, self.stop = port, cpu, stop
 
 
-def start(peer: str, workdir: Path, uas_port: int, workers: int, proxy_workers: int = 2) -> Running:
+def start(peer: str, workdir: Path, uas_port: int, workers: int, proxy_workers: int = 2,
+          baseline: Path | None = None) -> Running:
     port = free_port()
     next_hop = f"sip:127.0.0.1:{uas_port}"
     if peer == "reference":
@@ -107,6 +111,11 @@ def start(peer: str, workdir: Path, uas_port: int, workers: int, proxy_workers: 
             kam.stop()
             controller.stop()
         return Running(port, lambda: {"kamailio": kam.cpu_seconds(), "controller": controller.cpu_seconds()}, stop)
+    if peer == "baseline":
+        if baseline is None:
+            raise ValueError("the baseline peer needs --baseline DIR")
+        proxy = StandaloneProxy(workdir, port, f"127.0.0.1:{uas_port}", repo=baseline)
+        return Running(port, lambda: {"proxy": proxy.cpu_seconds()}, lambda: proxy.stop())
     proxy = StandaloneProxy(workdir, port, f"127.0.0.1:{uas_port}",
                             workers=proxy_workers if peer == "proxy-workers" else 0)
     return Running(port, lambda: {"proxy": proxy.cpu_seconds()}, lambda: proxy.stop())
@@ -117,12 +126,13 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else float("nan")
 
 
-def sweep(peer: str, workdir: Path, rates: list[int], seconds: float, workers: int, proxy_workers: int = 2) -> Sweep:
+def sweep(peer: str, workdir: Path, rates: list[int], seconds: float, workers: int, proxy_workers: int = 2,
+          baseline: Path | None = None) -> Sweep:
     uas_port = free_port()
     uas = Uas(workdir, uas_port, "uas_answer_txn.xml")
     result = Sweep(peer)
     try:
-        running = start(peer, workdir, uas_port, workers, proxy_workers)
+        running = start(peer, workdir, uas_port, workers, proxy_workers, baseline)
     except Exception as error:
         uas.stop()
         print(f"  {peer}: could not start: {error}", flush=True)
@@ -172,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--workers", type=int, default=2, help="Kamailio SIP worker processes")
     parser.add_argument("--proxy-workers", type=int, default=2, help="worker processes of the proxy-workers peer")
+    parser.add_argument("--baseline", help="a tree whose standalone proxy runs as the baseline peer "
+                                           "(e.g. a detached worktree of main)")
     args = parser.parse_args([] if argv is None else argv)      # run_all.py calls main() with no arguments
     if shutil.which("sipp") is None:
         print("sipp is not installed (Debian package sip-tester)")
@@ -185,17 +197,22 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(peers) - set(PEERS)
     if unknown:
         parser.error(f"unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}")
+    if "baseline" in peers and not args.baseline:
+        parser.error("the baseline peer needs --baseline DIR")
+    baseline = Path(args.baseline).resolve() if args.baseline else None
     print(f"SIP peers on {platform.node()} ({os.cpu_count()} cores, {platform.platform()}), "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; SIPp UAC + UAS share the cores; "
           f"{args.seconds:g} s per rate, {args.rounds} alternating rounds; Kamailio {args.workers} workers"
-          + (f"; proxy-workers: --workers {args.proxy_workers}" if "proxy-workers" in peers else ""))
+          + (f"; proxy-workers: --workers {args.proxy_workers}" if "proxy-workers" in peers else "")
+          + (f"; baseline code: {baseline}" if baseline is not None and "baseline" in peers else ""))
     results: dict[str, list[Sweep]] = {p: [] for p in peers}
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}:", flush=True)
             order = peers if round_no % 2 else list(reversed(peers))   # alternate who goes first
             for peer in order:
-                results[peer].append(sweep(peer, Path(tmp), rates, args.seconds, args.workers, args.proxy_workers))
+                results[peer].append(sweep(peer, Path(tmp), rates, args.seconds, args.workers, args.proxy_workers,
+                                           baseline))
             if "reference" in peers:
                 reference = results["reference"][-1].best
                 ratios = [f"{p}/reference {results[p][-1].best.rate / reference.rate:.2f}"

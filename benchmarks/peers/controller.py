@@ -116,13 +116,15 @@ class Controller:
 class StandaloneProxy:
     """``python -m ryu_apps.signalling.sip --config`` with admission in process (one big pool)."""
 
-    def __init__(self, workdir: Path, port: int, next_hop: str, pool_kbps: int = 100_000_000, workers: int = 0) -> None:
-        """``workers``: N worker processes plus the admission owner (``--workers N``); 0: one process."""
+    def __init__(self, workdir: Path, port: int, next_hop: str, pool_kbps: int = 100_000_000, workers: int = 0,
+                 repo: Path = REPO) -> None:
+        """``workers``: N worker processes plus the admission owner (``--workers N``); 0: one process.
+        ``repo``: the tree whose code runs (another checkout, to compare before and after)."""
         self.port = port
         self.config = workdir / f"proxy-{port}.yaml"
         self.config.write_text(two_sites(pool_kbps, sip_listen=f"127.0.0.1:{port}", next_hop=next_hop))
         self.stats_file = workdir / f"proxy-{port}.json"
-        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         command = [sys.executable, "-m", "ryu_apps.signalling.sip", "--config", str(self.config),
                    "--stats-file", str(self.stats_file)] + (["--workers", str(workers)] if workers else [])
         self.process = subprocess.Popen(command, cwd=workdir, env=env,

@@ -348,10 +348,9 @@ class Via:
         return f"SIP/2.0/{self.transport} {self.sent_by}{render_params(self.params)}"
 
 
-@functools.lru_cache(maxsize=8192)
 def parse_via(value: str) -> Via:
     """One Via value; every address in it (sent-by, ``received``, ``maddr``, ``rport``) checked.
-    Cached: a transaction's Via comes back in each of its responses and retransmissions."""
+    (Not cached: each request's Via is new, and a cache miss costs more than a hit saves.)"""
     match = _VIA.match(value.strip())
     if match is None:
         raise ParseError(f"bad Via {value[:80]!r}")
