@@ -15,7 +15,10 @@ are built between them. Also timed apart: ``parse_message`` of the ladder's seve
 messages and ``serialize`` of them (what a message costs before the proxy's logic).
 
 Each ladder's outputs are checked (who gets what, admitted = released), so a proxy that
-stopped doing its job cannot look fast. ``--baseline DIR`` runs the same ladder against the
+stopped doing its job cannot look fast. It also prints the size of the proxy's timer heap
+after the round's calls, against its live deadlines: a cancelled deadline waits in the heap
+(holding its owner, e.g. an ended call's record behind its 4-hour lifetime timer) until it
+is compacted away or would have passed. ``--baseline DIR`` runs the same ladder against the
 code in DIR (e.g. a detached worktree of main) in a child process, alternating rounds with
 this tree, and prints the ratio per round.
 """
@@ -253,6 +256,7 @@ def child(calls: int, rounds: int, rate: float, profile: bool) -> list[dict[str,
                 profiler.enable()
             cpu0 = time.process_time()
             spent = run_ladders(proxy, calls, rate, 1000, clock)
+            heap = (len(proxy._timers._heap), len(proxy._timers))     # entries, live deadlines
             spent += drain(proxy, clock)
             cpu = time.process_time() - cpu0
             if profiler is not None:
@@ -268,7 +272,8 @@ def child(calls: int, rounds: int, rate: float, profile: bool) -> list[dict[str,
                 raise LadderError(f"{proxy.open_transactions()} transactions and {len(proxy.calls)} calls left")
             parse_us, serialize_us = codec_cost(ladder_messages(proxy), 2000)
             results.append({"code": str(Path(ryu_apps.__file__).parent.parent), "ladder_us": spent / calls * 1e6,
-                            "cpu_us": cpu / calls * 1e6, "parse_us": parse_us, "serialize_us": serialize_us})
+                            "cpu_us": cpu / calls * 1e6, "parse_us": parse_us, "serialize_us": serialize_us,
+                            "heap": heap})
             gc.unfreeze()
             gc.collect()
     return results
@@ -290,7 +295,7 @@ def run_child(code: Path, args: argparse.Namespace, rounds: int, profile: bool =
 def show(label: str, row: dict[str, Any]) -> str:
     return (f"{label}: {row['ladder_us']:7.1f} us/ladder in the proxy (process CPU {row['cpu_us']:7.1f} us/call "
             f"with the peers' side); parse_message {row['parse_us']:5.1f} us, serialize {row['serialize_us']:5.1f} us "
-            f"per ladder's 6 messages")
+            f"per ladder's 6 messages; timer heap {row['heap'][0]} entries for {row['heap'][1]} live deadlines")
 
 
 def main(argv: list[str] | None = None) -> int:

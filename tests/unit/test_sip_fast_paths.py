@@ -19,7 +19,7 @@ from ryu_apps.signalling.sip.proxy import SipProxy
 from ryu_apps.signalling.sip.proxy_config import ProxyConfig
 from ryu_apps.signalling.sip.sdp import MediaDescription, media_of, parse_sdp
 from ryu_apps.signalling.sip.standalone import PEER_CACHE, SipServer
-from ryu_apps.signalling.sip.transaction import Peer, Send, Timers
+from ryu_apps.signalling.sip.transaction import Peer, Send, Timers, slim
 
 
 class Owner:
@@ -173,3 +173,14 @@ def test_the_shell_still_refuses_every_undeliverable_peer_after_remembering_good
     for i in range(PEER_CACHE + 10):                   # remembered peers stay bounded
         server.send([Send(b"z", Peer("udp", "10.0.0.3", 1 + i))])
     assert len(server._deliverable) <= PEER_CACHE
+
+
+def test_slim_keeps_only_what_answers_need_and_returns_a_lean_request_unchanged() -> None:
+    lean = Request("INVITE", "sip:b@x", (("via", "v"), ("from", "f"), ("to", "t"), ("call-id", "c"),
+                                         ("cseq", "1 INVITE"), ("route", "<sip:r;lr>")))
+    assert slim(lean) is lean
+    fat = Request("INVITE", "sip:b@x", lean.headers[:2] + (("contact", "<sip:a@h>"),) + lean.headers[2:], b"sdp")
+    slimmed = slim(fat)
+    assert (slimmed.method, slimmed.uri, slimmed.headers, slimmed.body) == ("INVITE", "sip:b@x", lean.headers, b"")
+    with_body = Request("INVITE", "sip:b@x", lean.headers, b"sdp")
+    assert slim(with_body).headers == lean.headers and slim(with_body).body == b""
