@@ -184,3 +184,13 @@ def test_slim_keeps_only_what_answers_need_and_returns_a_lean_request_unchanged(
     assert (slimmed.method, slimmed.uri, slimmed.headers, slimmed.body) == ("INVITE", "sip:b@x", lean.headers, b"")
     with_body = Request("INVITE", "sip:b@x", lean.headers, b"sdp")
     assert slim(with_body).headers == lean.headers and slim(with_body).body == b""
+
+
+def test_the_shell_wakes_for_a_deadline_at_the_end_of_its_slot_never_before() -> None:
+    from ryu_apps.signalling.sip.standalone import TIMER_SLOT_S, wake_time
+    deadlines = [1000.0 + i * 0.0013 for i in range(2000)] + [0.3, 0.07, 12345.678901, 1e-9]
+    for deadline in deadlines:
+        wake = wake_time(deadline)
+        assert deadline <= wake < deadline + TIMER_SLOT_S + 1e-9
+    slots = {wake_time(d) for d in deadlines[:2000]}
+    assert len(slots) <= 2000 * 0.0013 / TIMER_SLOT_S + 2      # ~8 deadlines share each wake-up
