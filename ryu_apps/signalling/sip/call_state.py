@@ -33,7 +33,7 @@ class CallPhase(str, enum.Enum):
     ENDED = "ended"            # released (BYE, CANCEL, failure, timer, media idle, controller)
 
 
-@dataclass
+@dataclass(slots=True)
 class Leg:
     """One side of the dialog as the proxy must address it to send that side a BYE."""
 
@@ -51,7 +51,7 @@ class Leg:
                    tuple(str(r) for r in data.get("route", ())), int(data.get("cseq", 0)) + RESTORED_CSEQ_MARGIN)
 
 
-@dataclass(eq=False)             # identity: a record is a timer owner
+@dataclass(eq=False, slots=True)  # identity: a record is a timer owner
 class CallRecord:
     call_id: str
     caller_community: str
@@ -134,7 +134,7 @@ def _endpoint(data: Any) -> MediaEndpoint | None:
     return None if data is None else MediaEndpoint(str(data["ip"]), int(data["port"]))
 
 
-@dataclass
+@dataclass(slots=True)
 class InviteContext:
     """Carried by an INVITE's client transaction until its final response."""
 
