@@ -349,8 +349,7 @@ class Via:
 
 
 def parse_via(value: str) -> Via:
-    """One Via value; every address in it (sent-by, ``received``, ``maddr``, ``rport``) checked.
-    (Not cached: each request's Via is new, and a cache miss costs more than a hit saves.)"""
+    """One Via value; every address in it (sent-by, ``received``, ``maddr``, ``rport``) checked."""
     match = _VIA.match(value.strip())
     if match is None:
         raise ParseError(f"bad Via {value[:80]!r}")
@@ -588,8 +587,7 @@ def serialize(message: Message) -> bytes:
         parts = [f"SIP/2.0 {message.status} {message.reason}"]
     else:  # pragma: no cover - typing guards this
         raise LocalProtocolError(f"not a SIP message: {message!r}")
-    prefixes = _PREFIXES
-    append = parts.append
+    prefixes, append = _PREFIXES, parts.append
     for name, value in message.headers:
         prefix = prefixes.get(name)
         if prefix is None:
@@ -600,9 +598,8 @@ def serialize(message: Message) -> bytes:
                 prefixes[name] = prefix
         append(prefix)
         append(value)
-    body = message.body
-    append(f"\r\nContent-Length: {len(body)}\r\n\r\n")
-    return "".join(parts).encode("utf-8") + body
+    append(f"\r\nContent-Length: {len(message.body)}\r\n\r\n")
+    return "".join(parts).encode("utf-8") + message.body
 
 
 def build_response(request: Request | Partial, status: int, reason: str, *,
