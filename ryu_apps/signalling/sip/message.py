@@ -122,7 +122,7 @@ class _Headers:
         return values
 
     def has(self, name: str) -> bool:
-        return any(key == name for key, _ in self.headers)
+        return self.header(name) is not None
 
     @property
     def call_id(self) -> str:
@@ -169,17 +169,11 @@ M = TypeVar("M", Request, Response)
 
 
 @dataclass(frozen=True, slots=True)
-class Partial:
+class Partial(_Headers):
     """What was read of a message before a :class:`ParseError` (to build a response)."""
 
     method: str | None          # None for a response or an unreadable start line
     headers: tuple[Header, ...]
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -367,6 +361,7 @@ def parse_via(value: str) -> Via:
     return Via(transport.upper(), host.lower(), _port(port, "Via") if port else None, params)
 
 
+@functools.lru_cache(maxsize=1024)        # "1 INVITE", "2 BYE": the same few in every call
 def parse_cseq(value: str) -> tuple[int, str]:
     number, _, method = value.strip().partition(" ")
     method = method.strip()
