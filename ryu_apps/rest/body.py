@@ -165,8 +165,10 @@ def party(value: Any, path: str) -> tuple[str | None, str | None]:
 
 def sdp(value: Any, path: str) -> CallMedia:
     """A raw SDP offer or answer, read by the SIP proxy's own parser (one place for codec sizing)."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
         raise HttpError(400, "expected the SDP body as a string", field=path)
+    if not value.strip():          # the document allows any non-empty string: an unreadable SDP, not a bad shape
+        raise HttpError(400, "invalid SDP: the body is blank", field=path, reason="invalid-sdp")
     try:
         media = media_of(parse_sdp(value.encode()))
     except ParseError as error:

@@ -870,6 +870,8 @@ def test_a_party_in_no_community_is_a_422_naming_which(api: Api, changes: dict, 
 @pytest.mark.parametrize("changes, field, reason", [
     ({"sdp": "garbage"}, "sdp", "invalid-sdp"),
     ({"sdp": OFFER.replace("m=audio 4000", "m=audio 0")}, "sdp", "invalid-sdp"),     # no active stream
+    ({"sdp": "\x85"}, "sdp", "invalid-sdp"),          # blank to str.strip(), a string the document allows
+    ({"sdp": 5}, "sdp", "bad-request"),                                               # not a string
     ({"sdp": None}, "sdp", "bad-request"),                                            # neither sdp nor media
     ({"media": {"codec": "pcmu"}}, "sdp", "bad-request"),                             # both
     ({"caller": {}}, "caller", "bad-request"),
