@@ -22,14 +22,17 @@ the objects it scans, so the schedule bounds what each collection scans
   calls of churn). The sweep's interval follows its own measured cost (shorter when a sweep
   took longer than :data:`TARGET_S`).
 
-The price: reference cycles that are still alive at a sweep and die later are never
-collected (they are frozen). The per-call objects are acyclic (they die by reference
-count; ``tests/unit/test_gc_tuning.py`` holds that), and ``mam_gc_collected_objects_total``
-shows how much cyclic garbage the sweeps still find, i.e. whether something makes cycles.
+The price: reference cycles that are still alive at a sweep and die later are not
+collected by the sweeps (they are frozen). The per-call objects are acyclic (they die by
+reference count; ``tests/unit/test_gc_tuning.py`` holds that), and
+``mam_gc_collected_objects_total`` shows how much cyclic garbage the sweeps still find, i.e.
+whether something makes cycles. What other code leaves frozen is bounded by a reclaim (a
+full collection) each time the frozen objects double (:data:`RECLAIM_GROWTH`, at least
+:data:`RECLAIM_FLOOR` objects): rare, but a pause of the heap's size when it comes.
 
 :data:`PAUSES` times every collection (``gc.callbacks``) for the metrics
 (``mam_gc_pause_seconds``, ``mam_gc_pause_max_seconds``); the sweeps are generation-1
-collections, and there is no generation-2 collection at all after ``tune()``.
+collections; after ``tune()`` the only generation-2 collections are the reclaims.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ THRESHOLDS = (1_000, 2, NEVER)
 INTERVAL_S = 0.05                # first sweep interval; then between MIN_INTERVAL_S and MAX_INTERVAL_S
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.02, 1.0
 TARGET_S = 0.001                 # what a sweep should cost (CPU): well under the 5 ms goal
+#: a full collection (frozen objects included) once the frozen objects grew this many times
+#: over what the last one kept, and never under RECLAIM_FLOOR objects: cycles that died
+#: frozen never outnumber the live heap (see Sweeper.reclaim)
+RECLAIM_GROWTH, RECLAIM_FLOOR = 2.0, 250_000
 #: collection pauses: tens of microseconds (a young collection) to a second (a full one over a big heap)
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -143,14 +150,19 @@ class _Emptying:
 
 class Sweeper:
     """Collects the young generations, then freezes the survivors: no collection ever
-    scans an object again once it survived a sweep."""
+    scans an object again once it survived a sweep — until the frozen objects doubled
+    (:meth:`reclaim`)."""
 
     def __init__(self, interval_s: float = INTERVAL_S, target_s: float = TARGET_S,
-                 cpu: Callable[[], float] = time.thread_time) -> None:
+                 cpu: Callable[[], float] = time.thread_time,
+                 growth: float = RECLAIM_GROWTH, floor: int = RECLAIM_FLOOR) -> None:
         self.interval_s = interval_s
         self.target_s = target_s
         self._cpu = cpu
+        self.growth, self.floor = growth, floor
+        self._reclaim_at: float | None = None      # frozen objects that call for a reclaim
         self.sweeps = 0
+        self.reclaims = 0
 
     def sweep(self) -> float:
         """One sweep; returns the interval until the next one."""
@@ -159,11 +171,35 @@ class Sweeper:
         gc.freeze()          # and generation 2: what two collections since the last sweep kept
         cost = self._cpu() - started
         self.sweeps += 1
+        frozen = gc.get_freeze_count()
+        if self._reclaim_at is None:
+            self._reclaim_at = max(self.floor, self.growth * frozen)
+        elif frozen >= self._reclaim_at:
+            self.reclaim()
         if cost > self.target_s:
             self.interval_s = max(MIN_INTERVAL_S, self.interval_s / 2)
         elif cost < self.target_s / 4:
             self.interval_s = min(MAX_INTERVAL_S, self.interval_s * 1.25)
         return self.interval_s
+
+    def reclaim(self) -> None:
+        """A full collection of everything, frozen included, then freeze again.
+
+        A reference cycle still alive at a sweep and dead later is frozen garbage: no sweep
+        sees it again (eventlet's socket timeouts on idle OpenFlow connections make ~23
+        objects of it each time). Amortised as CPython's own full collections are: one
+        reclaim each time the frozen objects double, so frozen garbage never outgrows the
+        live heap. It is a pause proportional to the heap (generation 2 in the metrics);
+        the call path's own objects die by reference count and give it nothing to find."""
+        before = gc.get_freeze_count()
+        gc.unfreeze()
+        found = gc.collect()
+        gc.freeze()
+        after = gc.get_freeze_count()
+        self._reclaim_at = max(self.floor, self.growth * after)
+        self.reclaims += 1
+        log.info("garbage collection: full reclaim of %d frozen objects found %d unreachable; %d kept",
+                 before, found, after)
 
     def run(self, sleep: Callable[[float], None]) -> None:
         """The controller's sweeping thread (``hub.spawn(sweeper.run, hub.sleep)``)."""

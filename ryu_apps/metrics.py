@@ -150,7 +150,7 @@ class _StateCollector(Collector):
 def _collector(pauses: gc_tuning.Pauses) -> Iterator[Metric]:
     """The process's garbage collections (timed once ``gc_tuning.tune()`` ran)."""
     histogram = HistogramMetricFamily("mam_gc_pause_seconds", "Garbage collections: how long each stopped the "
-                                      "process, by generation (1 includes gc_tuning's sweeps; 2, a full collection: none once tuned).",
+                                      "process, by generation (1 includes gc_tuning's sweeps; 2, a full collection: once tuned, only the rare reclaims when the frozen objects doubled).",
                                       labels=["generation"])
     longest = GaugeMetricFamily("mam_gc_pause_max_seconds", "The longest garbage collection since start, by "
                                 "generation.", labels=["generation"])

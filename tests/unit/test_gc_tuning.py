@@ -206,3 +206,28 @@ def test_rest_requests_leave_no_cyclic_garbage_once_wrapped(collector_off: None,
     for n in range(2, 12):
         rest_round(wrapped, n, eventlet)
     assert gc.collect() == 0
+
+
+def test_cycles_that_died_frozen_are_reclaimed_once_the_frozen_objects_double() -> None:
+    """A cycle alive at a sweep and dead later is frozen garbage; the sweeper's reclaim (a
+    full collection) finds it once the frozen objects grew past twice what the last kept."""
+    code = ("import gc; from ryu_apps import gc_tuning as g; g.tune()\n"
+            "s = g.Sweeper(floor=0, growth=2.0); s.sweep(); base = gc.get_freeze_count()\n"
+            "reclaimed_at = None\n"
+            "for round in range(1, 400):\n"
+            "    alive = [[] for _ in range(500)]\n"
+            "    for c in alive: c.append(c)\n"            # 500 cycles, alive at the sweep
+            "    s.sweep(); del alive, c\n"                # ... and dead after it: frozen garbage
+            "    if s.reclaims: reclaimed_at = round; break\n"
+            "print(reclaimed_at is not None, gc.get_freeze_count() < 1.5 * base, g.PAUSES.count[2], "
+            "g.PAUSES.collected[2] >= 500 * (reclaimed_at or 0) - 500)")
+    assert run(code) == "True True 1 True"
+
+
+def test_sweeps_alone_never_reclaim_while_nothing_grows() -> None:
+    code = ("import gc; from ryu_apps import gc_tuning as g; g.tune()\n"
+            "s = g.Sweeper(floor=0, growth=2.0)\n"
+            "for _ in range(200):\n"
+            "    churn = [[n] for n in range(300)]; s.sweep(); del churn\n"   # acyclic: dies by refcount
+            "print(s.reclaims, g.PAUSES.count[2])")
+    assert run(code) == "0 0"
