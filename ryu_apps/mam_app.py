@@ -142,8 +142,8 @@ class MediaAggregationApp(compat.RyuApp):
         self.cluster = None
         if self.config.store_url is not None:        # several controllers on one etcd (docs/cluster.md)
             from .cluster.replication import clustered, open_shared_ledger
-            self.config = clustered(self.config)
             self.cluster = open_shared_ledger(self.config, self.config.topology, compat.Wakeup)
+            self.config = clustered(self.config, self.cluster.ledger.lane)
             return self.cluster.ledger
         return SqliteLedger(self.config.store_path) if self.config.store_path else MemoryLedger()
 

@@ -33,8 +33,9 @@ def _serve(config_path: str, name: str, conn: Connection) -> None:
     from ryu_apps.service import MamService
 
     config = load_config(config_path)
-    config = clustered(replace(config, cluster=replace(config.cluster, name=name)))
+    config = replace(config, cluster=replace(config.cluster, name=name))
     replication = open_shared_ledger(config, config.topology)
+    config = clustered(config, replication.ledger.lane)
     service = MamService(build_manager(config, replication.ledger, now=time.time()))
     seen: dict[str, float] = {}
     take = replication.ledger.take_remote

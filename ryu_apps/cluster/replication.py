@@ -45,9 +45,9 @@ def lane_of(name: str) -> tuple[int, int]:
     return zlib.crc32(name.encode("utf-8")) % LANES, LANES
 
 
-def clustered(config: Config) -> Config:
-    """``config`` with this controller's allocation lane."""
-    return replace(config, settings=replace(config.settings, tag_lane=lane_of(member_name(config))))
+def clustered(config: Config, lane: tuple[int, int] | None = None) -> Config:
+    """``config`` with this controller's allocation lane (the one its ledger claimed)."""
+    return replace(config, settings=replace(config.settings, tag_lane=lane or lane_of(member_name(config))))
 
 
 def reload_writes(manager: MediaAggregationManager, state: LedgerState) -> list[Write]:
@@ -86,6 +86,7 @@ def open_shared_ledger(config: Config, topology: Topology, waiter: Callable[[], 
     ledger = SharedLedger(kv, url.prefix, member_name(config), lambda c: topology.community(c).edge, waiter(),
                           max_txn_ops=config.cluster.max_txn_ops)
     kv.ledger = ledger
+    ledger.claim_lane(*lane_of(member_name(config)))     # before the manager: its serials and tags
     return Replication(url, kv, ledger, waiter())
 
 

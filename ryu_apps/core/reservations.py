@@ -19,18 +19,11 @@ from .lifecycle import Deadlines, check_transition
 from .locations import Location
 from .network import Topology
 from .store import DeleteAggregate, DeleteCall, PutAggregate, PutCall, PutLocation
-from .tags import TagAllocator
+from .tags import TagAllocator, lane_range
 
 AGGREGATE_TAGS = (2, 4094)        # VLAN VIDs
 CALL_TAGS = (16, 1_048_575)       # MPLS labels (0-15 are reserved)
 CALL_SERIALS = (1, 0xFF_FFFF_FFFF)
-
-
-def _lane_start(span: tuple[int, int], lane: tuple[int, int]) -> int:
-    """Where lane ``index`` of ``count`` starts in ``span`` (see :mod:`.tags`)."""
-    index, count = lane
-    low, high = span
-    return low + index * ((high - low + 1) // max(1, count))
 
 
 @dataclass(frozen=True)
@@ -54,10 +47,10 @@ class Reservations:
         self.releasing: dict[int, Call] = {}
         self.locations: dict[tuple[str, str], int] = {}     # (community, ip) -> access port
         self.deadlines = Deadlines()
-        self.aggregate_tags = TagAllocator(*AGGREGATE_TAGS, start=_lane_start(AGGREGATE_TAGS, lane))
-        self.call_tags = {s.name: TagAllocator(*CALL_TAGS, start=_lane_start(CALL_TAGS, lane))
-                          for s in topology.switches}
-        self.serials = TagAllocator(*CALL_SERIALS, start=_lane_start(CALL_SERIALS, lane))
+        self.aggregate_tags = TagAllocator(*AGGREGATE_TAGS, start=lane_range(*AGGREGATE_TAGS, lane)[0])
+        # a call's numbers stay in this controller's lane (a shared ledger's, see tags.py)
+        self.call_tags = {s.name: TagAllocator(*CALL_TAGS, *lane_range(*CALL_TAGS, lane)) for s in topology.switches}
+        self.serials = TagAllocator(*CALL_SERIALS, *lane_range(*CALL_SERIALS, lane))
 
     def _undo(self, inverse: Callable[[], Any]) -> None:
         self.journal.undo(inverse)

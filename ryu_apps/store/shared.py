@@ -11,11 +11,18 @@ Key layout under the prefix ``P/`` (values are JSON of the core's plain-data for
     sync/<member>              written when a commit is refused (a mark the watch returns)
 
 and the claims beside it, under ``P#claims/`` (``#`` sorts before ``/``: outside the range
-every controller watches and loads, so etcd sends no watch event for them; three of a new
-call's four keys are claims, and nothing reads them but the transactions' compares)::
+every controller watches and loads, so etcd sends no watch event for them; nothing reads
+them but the transactions' compares and :meth:`SharedLedger.claim_lane`)::
 
-    serials/<n>                claim: call id           tags/<edge>/<label>   claim: call id
+    lanes/<i>                  claim: the controller handing out lane i of serials and call tags
     aggtags/<vid>              claim: aggregate id
+    serials/<n>, tags/<edge>/<label>   claim: call id (only a ledger without a lane: tests)
+
+A controller claims its lane once, when it starts (the one it held before, if any: a
+restart keeps it): a block of serials and of each edge's call tags only it hands out
+(core/tags.py keeps its allocators inside it), so a new call claims no number: its own
+key (version 0) is its only key, and each transaction creating calls compares the lane's
+claim (mod revision) once.
 
 One manager mutation is one transaction. It compares what the decision relied on, as
 this ledger last saw it: every call it changes or deletes (mod revision), every pool
@@ -61,10 +68,12 @@ from typing import Any, Callable, Iterable, Protocol, Sequence, Union
 from ..core.aggregate import Aggregate
 from ..core.calls import Call
 from ..core.errors import StoreUnavailable
+from ..core.reservations import CALL_SERIALS, CALL_TAGS
 from ..core.locations import Location
 from ..core.serialize import aggregate_from_dict, aggregate_to_dict, call_from_dict, call_to_dict
 from ..core.store import (DeleteAggregate, DeleteCall, LedgerConflict, LedgerState, LedgerTooLarge, PutAggregate,
                           PutCall, PutLocation, Write)
+from ..core.tags import lane_range
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +179,11 @@ class SharedLedger:
         self.kv = kv
         self.max_txn_ops = max_txn_ops
         #: admissions committed together (ryu_apps/group_commit.py): a new call compares and
-        #: puts four keys (itself, its serial, two tags), each pool 3 compares more (and one
-        #: per other controller's share: a group too large is split in halves)
+        #: puts four keys (itself, its serial, two tags; one with a lane), each pool 3
+        #: compares more (and one per other controller's share: a group too large is split)
         self.group_limit = max(1, (max_txn_ops - 8) // 4)
+        self.lane: tuple[int, int] | None = None     # (index, count): see claim_lane
+        self._lane_rev = 0
         self.prefix = prefix.rstrip("/") + "/"
         #: claims live beside the prefix, not under it: no watch carries them (see the module's doc)
         self.claims = prefix.rstrip("/") + "#claims/"
@@ -213,9 +224,47 @@ class SharedLedger:
         return self.claims + "/".join(str(p) for p in parts)
 
     def _claims(self, call: Call) -> list[str]:
+        if self.lane is not None:                 # its numbers are its lane's: no claim each
+            return []
         return [self.claim("serials", call.serial),
                 self.claim("tags", self.edge_of(call.caller_community), call.tag_to_caller),
                 self.claim("tags", self.edge_of(call.callee_community), call.tag_to_callee)]
+
+    def claim_lane(self, preferred: int, count: int) -> tuple[int, int]:
+        """This controller's lane of serials and call tags, claimed in the store (call it
+        before the manager is built, and give the manager this lane): the one it held
+        (a restart), else the first free one from ``preferred`` on."""
+        _, held = self.kv.snapshot(self.claim("lanes", ""))
+        mine = [item for item in held if item.value == self.member]
+        if mine:
+            self.lane, self._lane_rev = (int(mine[0].key.rsplit("/", 1)[1]), count), mine[0].revision
+            return self.lane
+        for step in range(count):
+            key = self.claim("lanes", (preferred + step) % count)
+            result = self.kv.txn([Compare(key, "version", 0)], [Put(key, self.member)], [])
+            if result.succeeded:
+                self.lane, self._lane_rev = ((preferred + step) % count, count), result.revision
+                self.group_limit = max(1, self.max_txn_ops - 8)
+                return self.lane
+        raise StoreUnavailable(f"all {count} lanes of serials and tags are held by other controllers "
+                               f"({self.claim('lanes', '')}*)")
+
+    def _lane_check(self, fresh: list[Call], compares: list[Compare]) -> None:
+        """New calls' numbers are this controller's lane's (its allocators hand out no
+        other: a number outside it is refused here), and the lane is still this
+        controller's (its claim unchanged since it took it)."""
+        if self.lane is None or not fresh:
+            return
+        for call in fresh:
+            known = self._calls.get(call.call_id)      # a call moved to another pool keeps its numbers
+            numbers = (call.serial, call.tag_to_caller, call.tag_to_callee)
+            if known is not None and (known[0].serial, known[0].tag_to_caller, known[0].tag_to_callee) == numbers:
+                continue
+            for span, number in zip((CALL_SERIALS, CALL_TAGS, CALL_TAGS), numbers):
+                start, size = lane_range(*span, self.lane)
+                if not start <= number < start + size:
+                    raise StoreUnavailable(f"call {call.call_id}: number {number} is outside lane {self.lane}")
+        compares.append(Compare(self.claim("lanes", self.lane[0]), "mod", self._lane_rev))
 
     # --- Ledger -------------------------------------------------------------------------
 
@@ -257,9 +306,11 @@ class SharedLedger:
         pools_changed = False
         created: set[str] = set()
         deleted: set[str] = set()
+        fresh: list[Call] = []          # new calls (new numbers)
         for write in writes:
             if isinstance(write, PutCall):
-                self._put_call(write.call, compares, ops, deltas, growing)
+                if self._put_call(write.call, compares, ops, deltas, growing):
+                    fresh.append(write.call)
             elif isinstance(write, DeleteCall):
                 self._delete_call(write.call_id, compares, ops, deltas)
             elif isinstance(write, PutAggregate):
@@ -304,6 +355,7 @@ class SharedLedger:
             ops.append(Put(self.key("aggregates-rev"), str(value + 1)))
         if not ops:
             return
+        self._lane_check(fresh, compares)
         compares, ops = _handovers(compares, ops)
         if max(len(compares), len(ops)) > self.max_txn_ops:
             raise LedgerTooLarge(f"{len(compares)} compares and {len(ops)} operations in one transaction, over "
@@ -435,10 +487,12 @@ class SharedLedger:
         return ops
 
     def _put_call(self, call: Call, compares: list[Compare], ops: list[Op], deltas: dict[str, int],
-                  growing: set[str]) -> None:
+                  growing: set[str]) -> bool:
+        """Whether the call is new here (with new numbers)."""
         key = self.key("calls", call.call_id)
         known = self._calls.get(call.call_id)
-        if known is None or (known[0].serial, known[0].aggregate_id) != (call.serial, call.aggregate_id):
+        new = known is None or (known[0].serial, known[0].aggregate_id) != (call.serial, call.aggregate_id)
+        if new:
             if known is not None:
                 self._delete_call(call.call_id, compares, ops, deltas)
                 ops.remove(Delete(key))
@@ -449,12 +503,14 @@ class SharedLedger:
                 ops.append(Put(claim, call.call_id))
             delta = call.kbps
         else:
+            assert known is not None
             compares.append(Compare(key, "mod", known[1]))
             delta = call.kbps - known[0].kbps
         ops.append(Put(key, _dump_call(call)))
         deltas[call.aggregate_id] = deltas.get(call.aggregate_id, 0) + delta
         if delta > 0:
             growing.add(call.aggregate_id)
+        return new
 
     def _delete_call(self, call_id: str, compares: list[Compare], ops: list[Op], deltas: dict[str, int]) -> None:
         known = self._calls.get(call_id)

@@ -15,6 +15,11 @@ holds them; every controller's memory never oversubscribes a pool; replaying eac
 controller's drained plan diffs gives its expected plan. When every watch has delivered,
 every controller's calls, pools and use equal the store's, and a controller rebuilt from
 the store (a restart) decides exactly as the one it replaces.
+
+The same machine runs twice: controllers that claim per-number claims (a ledger without a
+lane), and controllers that each claim a lane of serials and tags in the store (as every
+clustered controller does) and claim no number per call; their lanes hold 5 tags per edge
+(LANES lanes), so they run out of tags and numbers are handed over by preemption.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ from ryu_apps.core.admission import AdmissionRequest, Admitted, Decision, Reject
 from ryu_apps.core.batch import Admission
 from ryu_apps.core.calls import CallState, MediaEndpoint
 from ryu_apps.core.codec import MediaSpec
-from ryu_apps.core.errors import MamError
+from ryu_apps.core.errors import CapacityError, MamError
 from ryu_apps.core.flowplan import FlowEntry
-from ryu_apps.core.manager import MediaAggregationManager
+from ryu_apps.core.manager import ManagerSettings, MediaAggregationManager
+from ryu_apps.core.reservations import CALL_TAGS
 from ryu_apps.store.memkv import MemoryKV, MemoryStore
 from ryu_apps.store.shared import SHARE_OFFSET, SharedLedger
 
@@ -50,6 +56,9 @@ CALLS = st.integers(min_value=0, max_value=20).map(lambda i: f"call-{i}")
 
 
 TXN_OPS = {"c2": 24}           # room for about four new calls: its groups are split
+OUT_OF_TAGS = ("error", "CapacityError", "no free call tag")
+LANED_TXN_OPS = {"c2": 12}     # a new call costs one compare and one put there: split still
+LANES = (CALL_TAGS[1] - CALL_TAGS[0] + 1) // 5     # a lane of 5 tags per edge (and many serials)
 
 
 def stored_use(store: MemoryStore, pool_id: str) -> int:
@@ -59,12 +68,15 @@ def stored_use(store: MemoryStore, pool_id: str) -> int:
 
 
 class Controller:
-    def __init__(self, store: MemoryStore, name: str, now: float) -> None:
+    def __init__(self, store: MemoryStore, name: str, now: float, lanes: bool = False) -> None:
         self.kv = MemoryKV(store, PREFIX)
         self.ledger = SharedLedger(self.kv, PREFIX, name, lambda c: TOPOLOGY.community(c).edge,
-                                   max_txn_ops=TXN_OPS.get(name, 128))
+                                   max_txn_ops=(LANED_TXN_OPS if lanes else TXN_OPS).get(name, 128))
         self.kv.feed = self.ledger.feed
-        self.manager = MediaAggregationManager(TOPOLOGY, ledger=self.ledger, now=now)
+        if lanes:       # every controller prefers lane 0: the second and third probe on
+            lane = self.ledger.claim_lane(0, LANES)
+        settings = ManagerSettings(tag_lane=lane) if lanes else ManagerSettings()
+        self.manager = MediaAggregationManager(TOPOLOGY, settings, ledger=self.ledger, now=now)
         self.installed: set = set(self.manager.expected_plan())
         self.manager.drain()
 
@@ -93,11 +105,13 @@ class Controller:
 
 
 class SharedLedgerMachine(RuleBasedStateMachine):
+    lanes = False
+
     def __init__(self) -> None:
         super().__init__()
         self.store = MemoryStore()
         self.now = 1000.0
-        self.controllers = [Controller(self.store, f"c{i}", self.now) for i in range(3)]
+        self.controllers = [Controller(self.store, f"c{i}", self.now, self.lanes) for i in range(3)]
         self.acknowledged: dict[str, tuple[int, str]] = {}     # call id -> (serial, aggregate)
 
     def _step(self, index: int, action):
@@ -140,6 +154,9 @@ class SharedLedgerMachine(RuleBasedStateMachine):
         stale = bool(controller.kv.pending)       # its watch has not delivered everything yet
         known = call_id in {c.call_id for c in controller.manager.calls()}
         outcome = self._step(index, lambda m: m.admit(AdmissionRequest(call_id, "east", "west", media, level), now))
+        if outcome == OUT_OF_TAGS:      # its lane has no tag left at an edge: nothing admitted
+            assert self.lanes
+            return
         assert outcome[0] == "ok", outcome
         self._acknowledge(call_id, outcome[1], stale, known)
 
@@ -153,6 +170,9 @@ class SharedLedgerMachine(RuleBasedStateMachine):
         outcome = self._step(index, lambda m: m.admit_all(group, now))
         assert outcome[0] == "ok", outcome
         for (call_id, _, _), result in zip(calls, outcome[1]):
+            if isinstance(result.error, CapacityError) and str(result.error) == OUT_OF_TAGS[2]:
+                assert self.lanes
+                continue
             # answered from memory (a retransmission) or decided: what the group's memory held at its turn
             self._acknowledge(call_id, result.result(), stale, known=not result.new)
 
@@ -203,7 +223,9 @@ class SharedLedgerMachine(RuleBasedStateMachine):
 
     @rule(index=CONTROLLERS)
     def restart(self, index):
-        self.controllers[index] = Controller(self.store, f"c{index}", self.now)
+        lane = self.controllers[index].ledger.lane
+        self.controllers[index] = Controller(self.store, f"c{index}", self.now, self.lanes)
+        assert self.controllers[index].ledger.lane == lane        # a restart keeps its lane
 
     @precondition(lambda self: self.acknowledged)
     @rule()
@@ -219,7 +241,7 @@ class SharedLedgerMachine(RuleBasedStateMachine):
                 i: (d["serial"], d["aggregate_id"], d["kbps"], manager.call(i).caller_media) for i, d in stored.items()}
             assert [(a.id, a.size_kbps, a.path) for a in manager.aggregates()] == self._stored_pools()
         # a restarted controller decides as the one it replaces
-        twin = Controller(self.store, "twin", self.now)
+        twin = Controller(self.store, "twin", self.now, self.lanes)
         request = AdmissionRequest("probe", "east", "west", MediaSpec("pcmu"))
         first = self.controllers[0].manager
         assert [a.id for a in twin.manager.aggregates()] == [a.id for a in first.aggregates()]
@@ -271,7 +293,14 @@ class SharedLedgerMachine(RuleBasedStateMachine):
             per_edge[(caller_edge, d["tag_to_caller"])] += 1
             per_edge[(callee_edge, d["tag_to_callee"])] += 1
         assert all(n == 1 for n in per_edge.values())
-        assert claims == expected
+        assert len({d["serial"] for d in stored.values()}) == len(stored)
+        if self.lanes:                  # no number is claimed on its own; each lane has one holder
+            assert claims == {}
+            lanes = {k: e.value for k, e in self.store.data.items() if k.startswith(CLAIMS + "lanes/")}
+            assert len(set(lanes.values())) == len(lanes)
+            assert {self.controllers[i].ledger.lane for i in range(3)} == {(i, LANES) for i in range(3)}
+        else:
+            assert claims == expected
 
     @invariant()
     def replayed_diffs_equal_each_expected_plan(self):
@@ -279,5 +308,11 @@ class SharedLedgerMachine(RuleBasedStateMachine):
             assert c.installed == set(c.manager.expected_plan())
 
 
+class LanedMachine(SharedLedgerMachine):
+    lanes = True
+
+
 TestSharedLedger = SharedLedgerMachine.TestCase
 TestSharedLedger.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)
+TestSharedLedgerLanes = LanedMachine.TestCase
+TestSharedLedgerLanes.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)
