@@ -233,21 +233,22 @@ class SharedLedger:
     def claim_lane(self, preferred: int, count: int) -> tuple[int, int]:
         """This controller's lane of serials and call tags, claimed in the store (call it
         before the manager is built, and give the manager this lane): the one it held
-        (a restart), else the first free one from ``preferred`` on."""
+        (a restart: put again, so that an older process of this name, which compares the
+        claim's revision, commits no call any more), else the first free one from
+        ``preferred`` on."""
         _, held = self.kv.snapshot(self.claim("lanes", ""))
         mine = [item for item in held if item.value == self.member]
-        if mine:
-            self.lane, self._lane_rev = (int(mine[0].key.rsplit("/", 1)[1]), count), mine[0].revision
-            return self.lane
-        for step in range(count):
-            key = self.claim("lanes", (preferred + step) % count)
-            result = self.kv.txn([Compare(key, "version", 0)], [Put(key, self.member)], [])
+        indexes = [int(mine[0].key.rsplit("/", 1)[1])] if mine else [(preferred + i) % count for i in range(count)]
+        for index in indexes:
+            key = self.claim("lanes", index)
+            result = self.kv.txn([Compare(key, "mod", mine[0].revision) if mine else Compare(key, "version", 0)],
+                                 [Put(key, self.member)], [])
             if result.succeeded:
-                self.lane, self._lane_rev = ((preferred + step) % count, count), result.revision
+                self.lane, self._lane_rev = (index, count), result.revision
                 self.group_limit = max(1, self.max_txn_ops - 8)
                 return self.lane
-        raise StoreUnavailable(f"all {count} lanes of serials and tags are held by other controllers "
-                               f"({self.claim('lanes', '')}*)")
+        raise StoreUnavailable(f"no lane of serials and tags for {self.member}: {count} lanes, each held by another "
+                               f"controller, or another process of this name took its lane meanwhile")
 
     def _lane_check(self, fresh: list[Call], compares: list[Compare]) -> None:
         """New calls' numbers are this controller's lane's (its allocators hand out no

@@ -59,6 +59,22 @@ def test_controllers_preferring_one_lane_hold_different_lanes_and_keep_them(stor
     assert Node(store, line, "c", 8).lane == (9, 64)
 
 
+def test_a_restart_fences_the_process_it_replaces(store, line):
+    """A controller restarted while its old process still runs (a stale one, same name,
+    same lane): the restart puts the lane's claim again, so the old one, which would hand
+    out the same numbers, admits nothing more."""
+    old = Node(store, line, "a", 2)
+    old.manager.create_aggregate("ab", "site-a", "site-b", 10 * 91)
+    assert isinstance(old.manager.admit(call(1), 1.0), Admitted)
+    new = Node(store, line, "a", 9)
+    assert new.lane == old.lane == (2, 64)
+    assert isinstance(new.manager.admit(call(2), 2.0), Admitted)
+    stale = old.manager.admit(call(3), 2.0)
+    assert isinstance(stale, Rejected) and stale.reason is RejectReason.CONTENDED
+    assert sorted(k for k in store.data if k.startswith(PREFIX + "calls/")) == [PREFIX + "calls/c1", PREFIX + "calls/c2"]
+    assert new.manager.call("c2").serial != new.manager.call("c1").serial
+
+
 def test_every_lane_held_refuses_to_start(store, line):
     Node(store, line, "a", 0, lanes=2), Node(store, line, "b", 0, lanes=2)
     with pytest.raises(Exception, match="lanes"):
