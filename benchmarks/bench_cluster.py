@@ -49,8 +49,8 @@ from benchmarks.peers.procs import tree_cpu_seconds  # noqa: E402
 PCMU_KBPS = 91
 GOAL = 2000
 #: The controllers' cluster.max_txn_ops, with etcd started with --max-txn-ops 4096 (Etcd's
-#: default here): a group may hold (512 - 8) / 4 = 126 admissions, so more threads make
-#: larger groups (with etcd's default of 128 a group stops at 30). Shipped default: 128.
+#: default here): a group may hold 512 - 8 = 504 admissions (one key each, with a lane),
+#: so more threads make larger groups (with etcd's default of 128: 120). Shipped default: 128.
 MAX_TXN_OPS = 512
 
 
