@@ -28,11 +28,14 @@ PCMU = MediaSpec("pcmu")       # 91 kbit/s at Ethernet level with the tags
 class Node:
     """One controller: a manager on its own connection to the shared store."""
 
-    def __init__(self, store: MemoryStore, topology, name: str, lane: int = 0) -> None:
+    def __init__(self, store: MemoryStore, topology, name: str, lane: int = 0, lanes: int | None = None) -> None:
+        """``lanes``: claim a lane in the store (the first free from ``lane`` on), as a
+        clustered controller does; else take lane ``lane`` of 64 and claim each number."""
         self.kv = MemoryKV(store, PREFIX)
         self.ledger = SharedLedger(self.kv, PREFIX, name, lambda c: topology.community(c).edge)
         self.kv.feed = self.ledger.feed
-        self.manager = MediaAggregationManager(topology, ManagerSettings(tag_lane=(lane, 64)), ledger=self.ledger)
+        self.lane = (lane, 64) if lanes is None else self.ledger.claim_lane(lane, lanes)
+        self.manager = MediaAggregationManager(topology, ManagerSettings(tag_lane=self.lane), ledger=self.ledger)
 
     def sync(self, now: float = 0.0) -> None:
         self.kv.deliver()

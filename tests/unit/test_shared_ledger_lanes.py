@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import pytest
 
+import test_shared_ledger as shared_ledger_test
 from conftest import line_topology
 
 from ryu_apps.core.admission import AdmissionRequest, Admitted, Rejected, RejectReason
+from ryu_apps.core.batch import Admission
 from ryu_apps.core.codec import MediaSpec
 from ryu_apps.core.errors import CapacityError
-from ryu_apps.core.manager import ManagerSettings, MediaAggregationManager
+from ryu_apps.core.manager import MediaAggregationManager
 from ryu_apps.core.reservations import CALL_SERIALS, CALL_TAGS
 from ryu_apps.core.tags import TagAllocator, lane_range
 from ryu_apps.store.memkv import MemoryKV, MemoryStore
-from ryu_apps.store.shared import SharedLedger
+from ryu_apps.store.shared import Compare, Delete, Put, SharedLedger
 
 PREFIX = "/mam/"
 CLAIMS = "/mam#claims/"
@@ -23,17 +25,8 @@ PCMU = MediaSpec("pcmu")
 SMALL = (CALL_TAGS[1] - CALL_TAGS[0] + 1) // 2     # lanes of 2 call tags per edge
 
 
-class Node:
-    def __init__(self, store: MemoryStore, topology, name: str, preferred: int = 0, lanes: int = 64) -> None:
-        self.kv = MemoryKV(store, PREFIX)
-        self.ledger = SharedLedger(self.kv, PREFIX, name, lambda c: topology.community(c).edge)
-        self.kv.feed = self.ledger.feed
-        self.lane = self.ledger.claim_lane(preferred, lanes)
-        self.manager = MediaAggregationManager(topology, ManagerSettings(tag_lane=self.lane), ledger=self.ledger)
-
-    def sync(self, now: float = 0.0) -> None:
-        self.kv.deliver()
-        self.manager.apply_remote(self.ledger.take_remote(), now)
+def Node(store: MemoryStore, topology, name: str, preferred: int = 0, lanes: int = 64) -> shared_ledger_test.Node:
+    return shared_ledger_test.Node(store, topology, name, preferred, lanes)
 
 
 @pytest.fixture
@@ -87,7 +80,6 @@ def test_a_new_call_is_one_key_and_the_group_compares_the_lane_once(store, line)
     seen = []
     txn = store.txn
     store.txn = lambda compares, success, failure: seen.append((compares, success)) or txn(compares, success, failure)
-    from ryu_apps.core.batch import Admission
     outcomes = a.manager.admit_all([Admission(call(i)) for i in range(3)], 1.0)
     assert all(isinstance(o.result(), Admitted) for o in outcomes)
     (compares, success), = seen
@@ -147,7 +139,6 @@ def test_a_lane_taken_over_refuses_and_writes_nothing(store, line):
     a.manager.create_aggregate("ab", "site-a", "site-b", 10 * 91)
     assert isinstance(a.manager.admit(call(1), 1.0), Admitted)
     kv = MemoryKV(store, PREFIX)
-    from ryu_apps.store.shared import Compare, Delete, Put
     kv.txn([], [Delete(CLAIMS + "lanes/4")], [])
     assert kv.txn([Compare(CLAIMS + "lanes/4", "version", 0)], [Put(CLAIMS + "lanes/4", "z")], []).succeeded
     before = {k: e.value for k, e in store.data.items() if k.startswith(PREFIX + "calls/")}
