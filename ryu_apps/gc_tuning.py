@@ -53,6 +53,9 @@ TARGET_S = 0.001                 # what a sweep should cost (CPU): well under th
 #: over what the last one kept, and never under RECLAIM_FLOOR objects: cycles that died
 #: frozen never outnumber the live heap (see Sweeper.reclaim)
 RECLAIM_GROWTH, RECLAIM_FLOOR = 2.0, 250_000
+#: how often (seconds of sweep intervals) the frozen objects are counted: counting walks them
+#: all (gc.get_freeze_count() is O(n)), a millisecond per few hundred thousand
+RECLAIM_CHECK_S = 10.0
 #: collection pauses: tens of microseconds (a young collection) to a second (a full one over a big heap)
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -155,12 +158,15 @@ class Sweeper:
 
     def __init__(self, interval_s: float = INTERVAL_S, target_s: float = TARGET_S,
                  cpu: Callable[[], float] = time.thread_time,
-                 growth: float = RECLAIM_GROWTH, floor: int = RECLAIM_FLOOR) -> None:
+                 growth: float = RECLAIM_GROWTH, floor: int = RECLAIM_FLOOR,
+                 check_s: float = RECLAIM_CHECK_S) -> None:
         self.interval_s = interval_s
         self.target_s = target_s
         self._cpu = cpu
         self.growth, self.floor = growth, floor
         self._reclaim_at: float | None = None      # frozen objects that call for a reclaim
+        self.check_s = check_s
+        self._unchecked_s = check_s                 # sweep intervals since the frozen objects were counted
         self.sweeps = 0
         self.reclaims = 0
 
@@ -171,11 +177,14 @@ class Sweeper:
         gc.freeze()          # and generation 2: what two collections since the last sweep kept
         cost = self._cpu() - started
         self.sweeps += 1
-        frozen = gc.get_freeze_count()
-        if self._reclaim_at is None:
-            self._reclaim_at = max(self.floor, self.growth * frozen)
-        elif frozen >= self._reclaim_at:
-            self.reclaim()
+        self._unchecked_s += self.interval_s
+        if self._unchecked_s >= self.check_s:
+            self._unchecked_s = 0.0
+            frozen = gc.get_freeze_count()
+            if self._reclaim_at is None:
+                self._reclaim_at = max(self.floor, self.growth * frozen)
+            elif frozen >= self._reclaim_at:
+                self.reclaim()
         if cost > self.target_s:
             self.interval_s = max(MIN_INTERVAL_S, self.interval_s / 2)
         elif cost < self.target_s / 4:

@@ -212,7 +212,7 @@ def test_cycles_that_died_frozen_are_reclaimed_once_the_frozen_objects_double() 
     """A cycle alive at a sweep and dead later is frozen garbage; the sweeper's reclaim (a
     full collection) finds it once the frozen objects grew past twice what the last kept."""
     code = ("import gc; from ryu_apps import gc_tuning as g; g.tune()\n"
-            "s = g.Sweeper(floor=0, growth=2.0); s.sweep(); base = gc.get_freeze_count()\n"
+            "s = g.Sweeper(floor=0, growth=2.0, check_s=0); s.sweep(); base = gc.get_freeze_count()\n"
             "reclaimed_at = None\n"
             "for round in range(1, 400):\n"
             "    alive = [[] for _ in range(500)]\n"
@@ -226,8 +226,21 @@ def test_cycles_that_died_frozen_are_reclaimed_once_the_frozen_objects_double() 
 
 def test_sweeps_alone_never_reclaim_while_nothing_grows() -> None:
     code = ("import gc; from ryu_apps import gc_tuning as g; g.tune()\n"
-            "s = g.Sweeper(floor=0, growth=2.0)\n"
+            "s = g.Sweeper(floor=0, growth=2.0, check_s=0)\n"
             "for _ in range(200):\n"
             "    churn = [[n] for n in range(300)]; s.sweep(); del churn\n"   # acyclic: dies by refcount
             "print(s.reclaims, g.PAUSES.count[2])")
     assert run(code) == "0 0"
+
+
+def test_the_frozen_objects_are_counted_once_per_check_period_not_per_sweep() -> None:
+    """Counting them walks them all (O(n)): a sweep every 20-50 ms must not pay it each time."""
+    code = ("import gc; from ryu_apps import gc_tuning as g\n"
+            "counted = []; real = gc.get_freeze_count\n"
+            "g.gc = type('G', (), {'collect': staticmethod(gc.collect), 'freeze': staticmethod(gc.freeze),\n"
+            "    'get_freeze_count': staticmethod(lambda: counted.append(1) or real())})\n"
+            "s = g.Sweeper(interval_s=0.05, check_s=1.0, cpu=lambda: 0.0)\n"
+            "for _ in range(100):\n"
+            "    s.sweep(); s.interval_s = 0.05\n"
+            "print(len(counted))")
+    assert int(run(code)) in (5, 6)        # 100 sweeps of 50 ms: 5 s, one count a second
