@@ -69,7 +69,15 @@ class LifecycleTimers:
 
 
 class Deadlines:
-    """At most one deadline per key; a heap with lazy deletion."""
+    """At most one deadline per key; a heap with lazy deletion.
+
+    A cleared or moved deadline stays in the heap until it would have fallen due (a call's
+    240 s media deadline, cleared once its media is attached, for 240 s), keeping its key
+    alive; the heap is rebuilt from the live deadlines once the stale entries outnumber
+    them by :data:`COMPACT_SLACK`, so it stays within twice the live deadlines (amortised:
+    each rebuild is paid for by the clears since the last)."""
+
+    COMPACT_SLACK = 4096
 
     def __init__(self) -> None:
         self._at: dict[object, float] = {}
@@ -89,7 +97,14 @@ class Deadlines:
             self._at[key] = at
             self._order += 1
             heapq.heappush(self._heap, (at, self._order, key))
+        if len(self._heap) > 2 * len(self._at) + self.COMPACT_SLACK:
+            self._compact()
         return previous
+
+    def _compact(self) -> None:
+        live = self._at
+        self._heap = [entry for entry in self._heap if live.get(entry[2]) == entry[0]]
+        heapq.heapify(self._heap)
 
     def next(self) -> float | None:
         heap = self._heap

@@ -203,6 +203,25 @@ def test_deadlines_keep_one_per_key_and_pop_in_order():
     assert deadlines.due(10.0) == ["a"] and deadlines.next() is None and len(deadlines) == 0
 
 
+def test_cleared_deadlines_do_not_pile_up_in_the_heap():
+    """A call's 240 s media deadline is cleared seconds after it is set: 50,000 calls must
+    not leave 50,000 stale entries (each holding its key) until they would fall due."""
+    deadlines = Deadlines()
+    kept = {f"kept-{n}": 1000.5 + n for n in range(100)}
+    for key, at in kept.items():
+        deadlines.set(key, at)
+    for n in range(50_000):
+        deadlines.set(f"call-{n}", 240.0 + n)
+        deadlines.set(f"call-{n}", None if n % 10 else 5.0 + n)     # most cleared, some moved
+    live = len(deadlines)
+    assert live == 100 + 5_000
+    assert len(deadlines._heap) <= 2 * live + Deadlines.COMPACT_SLACK
+    due = deadlines.due(2000.0)
+    expected = sorted([(5.0 + n, f"call-{n}") for n in range(0, 50_000, 10) if 5.0 + n <= 2000.0]
+                      + [(at, key) for key, at in kept.items()])
+    assert due == [key for _, key in expected]
+
+
 def test_an_illegal_transition_is_a_bug_not_a_state():
     from ryu_apps.core.lifecycle import check_transition
     with pytest.raises(IllegalTransition):
