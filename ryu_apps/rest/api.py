@@ -37,6 +37,7 @@ from ..service import MamService
 from . import body as fields
 from . import records as cdrs
 from .errors import HttpError, json_response
+from .request import ApiRequest
 
 log = logging.getLogger(__name__)
 PREFIX = "/mam/v1"
@@ -111,7 +112,7 @@ class RestApi:
     # --- WSGI ---------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        request = Request(environ)
+        request = ApiRequest(environ)
         try:
             response = self.dispatch(request)
         except HttpError as error:

@@ -345,12 +345,16 @@ def test_cdrs_export_as_json_lines_and_csv_with_iso_times(rest: Rest) -> None:
     assert rest.get("/mam/v1/cdrs?community=site-c")[2] == ""
     assert len(rest.get("/mam/v1/cdrs?to=1800000061")[2].splitlines()) == 1        # epoch seconds work too
     assert rest.get("/mam/v1/cdrs?format=json")[1]["cdrs"][0]["call_id"] == "c2"
+    assert rest.get("/mam/v1/cdrs?community=site-a;x")[2] == ""     # one name with a ';', not site-a
+    assert rest.get("/mam/v1/cdrs?community=site-a&format=json")[1]["cdrs"][0]["call_id"] == "c2"
 
 
 @pytest.mark.parametrize("query, field", [
     ("from=yesterday", "from"), ("to=2027-13-01", "to"), ("from=nan", "from"), ("from=", "from"),
     ("from=2027-01-15T09:00Z&to=2027-01-15T08:00Z", "to"), ("format=xml", "format"), ("limit=0", "limit"),
-    ("limit=x", "limit"), ("community=", "community")])
+    ("limit=x", "limit"), ("community=", "community"),
+    ("community=" + "a" * 40 + ";" + "b" * 40, "community"),     # ';' is inside the value: 81 characters
+    ("community=%FF", "query")])
 def test_bad_query_parameters_are_400_naming_the_parameter(rest: Rest, query: str, field: str) -> None:
     status, body, _ = rest.get(f"/mam/v1/cdrs?{query}")
     assert status == 400 and body["error"]["field"] == field, body
