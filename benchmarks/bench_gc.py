@@ -31,6 +31,12 @@ alternating (PYTHONPATH at each tree): calls admitted with media over REST on on
 keep-alive connection, released past --controller-live; every collection in the
 controller timed by a ``sitecustomize`` probe (the same for both trees; its figures trail
 by at most 0.25 s), and for a tree that has them the controller's own ``mam_gc_*`` metrics.
+
+With --sip [--sip-rate 400] [--sip-seconds 30] [--sip-hold-ms 20000] (SIPp): the standalone
+SIP proxy (``python -m ryu_apps.signalling.sip``, admission in process) between a SIPp caller
+and callee, calls held --sip-hold-ms (rate x hold live calls at the peak), before and after
+alternating, every collection timed by the same probe; SIPp's completed/failed calls and
+retransmissions and the proxy's CPU per call beside them.
 """
 
 from __future__ import annotations
@@ -192,6 +198,26 @@ threading.Thread(target=_final, daemon=True).start()
 '''
 
 
+def read_probe(work: Path) -> dict:
+    """The probe's figures, then (it runs a full collection of everything) the cyclic garbage left."""
+    probe = json.loads((work / "gc.json").read_text())
+    (work / "gc.json.final").touch()
+    for _ in range(100):
+        if (work / "gc.json.left").exists():
+            break
+        time.sleep(0.1)
+    probe["left"], probe["left_kinds"] = json.loads((work / "gc.json.left").read_text())
+    return probe
+
+
+def restore(saved: dict) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def controller(root: Path, calls: int, live: int) -> dict:
     """The real controller from ``root`` under REST churn: its collections, its RSS."""
     sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT / "benchmarks")]
@@ -242,23 +268,13 @@ def controller(root: Path, calls: int, live: int) -> dict:
                                                                       raw.decode(), re.M)}
             end = rss()
             connection.close()
-            probe = json.loads((work / "gc.json").read_text())
-            (work / "gc.json.final").touch()
-            for _ in range(100):
-                if (work / "gc.json.left").exists():
-                    break
-                time.sleep(0.1)
-            probe["left"], probe["left_kinds"] = json.loads((work / "gc.json.left").read_text())
+            probe = read_probe(work)
         except BaseException:
             bench.log_tail(work)
             raise
         finally:
             lab.close()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            restore(saved)
     latencies.sort()
     return {"probe": probe, "metrics": metrics, "elapsed": elapsed, "grown": grown, "end": end,
             "p99": latencies[int(len(latencies) * 0.99)], "max": latencies[-1]}
@@ -283,6 +299,50 @@ def controller_summary(label: str, result: dict, calls: int, live: int, verbose:
             + (f"\n             left: {', '.join(f'{n} {k}' for k, n in probe['left_kinds'])}" if verbose else ""))
 
 
+def sip(root: Path, rate: int, seconds: int, hold_ms: int) -> dict:
+    """The standalone SIP proxy from ``root`` (admission in process) under SIPp calls held
+    ``hold_ms``: its collections (the ``sitecustomize`` probe), RSS, CPU, SIPp's verdict."""
+    sys.path[:0] = [str(ROOT / "benchmarks")]
+    from peers.procs import free_port
+    from peers.controller import StandaloneProxy
+    from peers.sipp import Uas, run_uac
+    with tempfile.TemporaryDirectory(prefix="bench-gc-sip-") as tmp:
+        work = Path(tmp)
+        (work / "sitecustomize.py").write_text(PROBE)
+        saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "GC_PROBE")}
+        os.environ.update(PYTHONPATH=str(work), GC_PROBE=str(work / "gc.json"))
+        uas = Uas(work, free_port())
+        try:
+            with StandaloneProxy(work, free_port(), f"127.0.0.1:{uas.port}", repo=root) as proxy:
+                (work / "gc.json.reset").touch()
+                cpu = proxy.cpu_seconds()
+                calls = rate * seconds
+                uac = run_uac(work, proxy.port, calls, rate=rate, hold_ms=hold_ms,
+                              limit=int(rate * (hold_ms / 1000 + 5)))
+                cpu = proxy.cpu_seconds() - cpu
+                status = Path(f"/proc/{proxy.process.pid}/status").read_text()
+                rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+                time.sleep(0.5)
+                probe = read_probe(work)
+        finally:
+            uas.stop()
+            restore(saved)
+    return {"probe": probe, "uac": uac, "cpu_ms": cpu * 1000 / max(1, uac.success), "rss": rss}
+
+
+def sip_summary(label: str, result: dict) -> str:
+    probe, uac = result["probe"], result["uac"]
+    count, longest, cpu = probe["count"], probe["longest"], probe["longest_cpu"]
+    worst = max(range(3), key=lambda g: longest[g])
+    return (f"   {label:>8}: collections gen 0/1/2 {count[0]:,}/{count[1]:,}/{count[2]:,}; longest "
+            f"{longest[worst] * 1000:.1f} ms wall (gen {worst}), longest CPU {max(cpu) * 1000:.1f} ms; over 5 ms "
+            f"wall {probe['over']} ({probe['over_preempted']} preempted), over 5 ms CPU {probe['over_cpu']}; all "
+            f"{probe['seconds'] * 1000:,.0f} ms; SIPp {uac.success:,}/{uac.calls:,} completed, {uac.failed:,} failed, "
+            f"{uac.retransmissions:,} retransmissions, {uac.achieved:,.0f}/s; proxy CPU {result['cpu_ms']:.2f} ms "
+            f"per call, RSS {result['rss']:.0f} MiB; cyclic garbage left {probe['left']:,} "
+            f"({', '.join(f'{n} {k}' for k, n in probe['left_kinds'][:3])})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=100_000)
@@ -293,18 +353,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--controller", action="store_true", help="the real controller instead (root, OVS)")
     parser.add_argument("--controller-calls", type=int, default=20_000)
     parser.add_argument("--controller-live", type=int, default=10_000)
+    parser.add_argument("--sip", action="store_true", help="the standalone SIP proxy under SIPp instead")
+    parser.add_argument("--sip-rate", type=int, default=400)
+    parser.add_argument("--sip-seconds", type=int, default=30)
+    parser.add_argument("--sip-hold-ms", type=int, default=20_000)
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)   # run_all passes its own
     wanted = [s for s in args.settings.split(",") if s != "before" or args.before is not None]
-    if args.controller:
-        print(f"GC in the controller (ryu-manager, 6 OVS bridges): {args.controller_live:,} live calls, "
-              f"{args.controller_calls:,} admitted with media over REST and (past {args.controller_live:,}) "
-              f"released; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    if args.sip or args.controller:
+        if args.sip:
+            print(f"GC in the standalone SIP proxy (python -m ryu_apps.signalling.sip, admission in process): "
+                  f"SIPp {args.sip_rate}/s for {args.sip_seconds} s, calls held {args.sip_hold_ms} ms; ", end="")
+        else:
+            print(f"GC in the controller (ryu-manager, 6 OVS bridges): {args.controller_live:,} live calls, "
+                  f"{args.controller_calls:,} admitted with media over REST and (past {args.controller_live:,}) "
+                  f"released; ", end="")
+        print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         for round_ in range(1, args.rounds + 1):
             print(f"  round {round_}")
             for settings in (s for s in wanted if s != "default"):
                 root = args.before if settings == "before" else ROOT
-                result = controller(root, args.controller_calls, args.controller_live)
-                print(controller_summary(settings, result, args.controller_calls, args.controller_live, verbose=True), flush=True)
+                if args.sip:
+                    line = sip_summary(settings, sip(root, args.sip_rate, args.sip_seconds, args.sip_hold_ms))
+                else:
+                    result = controller(root, args.controller_calls, args.controller_live)
+                    line = controller_summary(settings, result, args.controller_calls, args.controller_live,
+                                              verbose=True)
+                print(line, flush=True)
         return
     print(f"GC on the core's call path: {args.live:,} live calls, {args.calls:,} admitted and (past "
           f"{args.live:,}) released, in process; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")

@@ -133,7 +133,11 @@ def build_proxy(workdir: Path) -> Any:
     config.write_text(SITE)
     args = command.build_parser().parse_args(["--config", str(config)])
     server, _ = command.build_server(args)
-    command.fast_loop()                       # the standalone proxy's garbage-collector settings
+    if hasattr(command, "fast_loop"):         # a tree from before signalling/event_loop.py
+        command.fast_loop()
+    else:                                     # the standalone proxy's collector schedule (not its sweeps)
+        from ryu_apps import gc_tuning
+        gc_tuning.tune()
     return server.proxy
 
 

@@ -1,4 +1,5 @@
-"""Garbage-collector schedule for the controller process (not the core: no policy there).
+"""Garbage-collector schedule for the controller process and the standalone SIP proxy and
+gatekeeper (not the core: no policy there).
 
 A controller holds every live call (the calls, their flows in the valve and the arbiter,
 dialogs). With CPython 3.11 every collection stops the process for a time proportional to
@@ -51,8 +52,11 @@ MIN_INTERVAL_S, MAX_INTERVAL_S = 0.02, 1.0
 TARGET_S = 0.001                 # what a sweep should cost (CPU): well under the 5 ms goal
 #: a full collection (frozen objects included) once the frozen objects grew this many times
 #: over what the last one kept, and never under RECLAIM_FLOOR objects: cycles that died
-#: frozen never outnumber the live heap (see Sweeper.reclaim)
-RECLAIM_GROWTH, RECLAIM_FLOOR = 2.0, 250_000
+#: frozen never outnumber the live heap (see Sweeper.reclaim) — when the sweeps have found
+#: cyclic garbage since (the process makes cycles); when they found none, only once the
+#: frozen objects grew BLIND_GROWTH times: growth without cycles is live calls (a ramp-up),
+#: and a full collection over them finds nothing and stalls the loop for its whole heap
+RECLAIM_GROWTH, RECLAIM_FLOOR, BLIND_GROWTH = 2.0, 250_000, 8.0
 #: how often (seconds of sweep intervals) the frozen objects are counted: counting walks them
 #: all (gc.get_freeze_count() is O(n)), a millisecond per few hundred thousand
 RECLAIM_CHECK_S = 10.0
@@ -159,12 +163,15 @@ class Sweeper:
     def __init__(self, interval_s: float = INTERVAL_S, target_s: float = TARGET_S,
                  cpu: Callable[[], float] = time.thread_time,
                  growth: float = RECLAIM_GROWTH, floor: int = RECLAIM_FLOOR,
-                 check_s: float = RECLAIM_CHECK_S) -> None:
+                 check_s: float = RECLAIM_CHECK_S, blind_growth: float = BLIND_GROWTH) -> None:
         self.interval_s = interval_s
         self.target_s = target_s
         self._cpu = cpu
         self.growth, self.floor = growth, floor
         self._reclaim_at: float | None = None      # frozen objects that call for a reclaim
+        self._blind_at = 0.0                        # ... when the sweeps found no cyclic garbage
+        self.blind_growth = blind_growth
+        self._found = 0                             # cyclic garbage the sweeps found since the last reclaim
         self.check_s = check_s
         self._unchecked_s = check_s                 # sweep intervals since the frozen objects were counted
         self.sweeps = 0
@@ -173,7 +180,7 @@ class Sweeper:
     def sweep(self) -> float:
         """One sweep; returns the interval until the next one."""
         started = self._cpu()
-        gc.collect(1)        # the young generations: what came since the last sweep or collection
+        self._found += gc.collect(1)   # the young generations: what came since the last sweep or collection
         gc.freeze()          # and generation 2: what two collections since the last sweep kept
         cost = self._cpu() - started
         self.sweeps += 1
@@ -182,8 +189,8 @@ class Sweeper:
             self._unchecked_s = 0.0
             frozen = gc.get_freeze_count()
             if self._reclaim_at is None:
-                self._reclaim_at = max(self.floor, self.growth * frozen)
-            elif frozen >= self._reclaim_at:
+                self._rebase(frozen)
+            elif frozen >= (self._reclaim_at if self._found else self._blind_at):
                 self.reclaim()
         if cost > self.target_s:
             self.interval_s = max(MIN_INTERVAL_S, self.interval_s / 2)
@@ -205,16 +212,35 @@ class Sweeper:
         found = gc.collect()
         gc.freeze()
         after = gc.get_freeze_count()
-        self._reclaim_at = max(self.floor, self.growth * after)
+        self._rebase(after)
         self.reclaims += 1
         log.info("garbage collection: full reclaim of %d frozen objects found %d unreachable; %d kept",
                  before, found, after)
 
+    def _rebase(self, frozen: int) -> None:
+        self._reclaim_at = max(self.floor, self.growth * frozen)
+        self._blind_at = max(self.floor, self.blind_growth * frozen)
+        self._found = 0
+
+    def guarded_sweep(self) -> float:
+        """:meth:`sweep` for a loop that must survive anything one round meets: a failure is
+        logged and the loop goes on at the same interval."""
+        try:
+            return self.sweep()
+        except Exception:
+            log.exception("garbage-collection sweep failed")
+            return self.interval_s
+
+    def start(self, call_later: Callable[[float, Callable[[], None]], object]) -> None:
+        """Sweep on an event loop's timers (``sweeper.start(loop.call_later)``: the
+        standalone SIP proxy and gatekeeper); each sweep schedules the next."""
+        def tick() -> None:
+            call_later(self.guarded_sweep(), tick)
+        call_later(self.interval_s, tick)
+
     def run(self, sleep: Callable[[float], None]) -> None:
         """The controller's sweeping thread (``hub.spawn(sweeper.run, hub.sleep)``)."""
+        interval = self.interval_s
         while True:
-            sleep(self.interval_s)
-            try:
-                self.sweep()
-            except Exception:  # pragma: no cover - the loop must survive anything one round meets
-                log.exception("garbage-collection sweep failed")
+            sleep(interval)
+            interval = self.guarded_sweep()

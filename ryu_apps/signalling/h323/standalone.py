@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
-import gc
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from typing import Any, Callable
 
 from ryu_apps.core.errors import MamError
 
+from .. import event_loop
 from ..call_control import CallControl, perform
 from .actions import Action, Datagram, Perform, StreamClose, StreamOpen, StreamSend
 from .gatekeeper import Gatekeeper, GatekeeperSettings
@@ -294,14 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, MamError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    # Call and registration state is long-lived and (nearly) acyclic: move start-up objects
-    # out of the collector's way and collect young generations less often, so a full
-    # collection over tens of thousands of live calls does not stall the loop.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
     try:
-        asyncio.run(serve(server, args.stats_file))
+        event_loop.run(serve(server, args.stats_file))
     except OSError as error:                      # the port is taken, and the like
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import gc
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import Any, Callable, Coroutine
 
 from ryu_apps.core.errors import MamError
 
+from .. import event_loop
 from ..call_control import CallControl
 from .call_watch import DEFAULT_POLL_S, CallWatch, RestCallPoller
 from .ids import HashIds
@@ -199,21 +199,5 @@ def main(argv: list[str] | None = None) -> int:
     except (RouteError, ValueError, MamError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    fast_loop()
-    asyncio.run(serve(server, args.stats_file))
+    event_loop.run(serve(server, args.stats_file))
     return 0
-
-
-def fast_loop() -> None:
-    """uvloop if installed, and garbage-collector settings for short-lived call state."""
-    try:
-        import uvloop  # type: ignore[import-not-found]
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
-    # Call state is short-lived and (nearly) acyclic: move start-up objects out of the
-    # collector's way and collect young generations less often, so a full collection over
-    # tens of thousands of live transactions does not stall the loop (UDP drops follow).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)

@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from .. import event_loop
 from .guard import Faults
 from .owner_core import Link, OwnerCore
 from .worker_pool import WorkerPool
@@ -181,16 +182,15 @@ def merge(total: dict[str, Any], part: dict[str, Any]) -> None:
 
 
 def owner_main(args: argparse.Namespace, argv: list[str], site: Any, count: int) -> int:
-    from .command import fast_loop, proxy_settings
+    from .command import proxy_settings
     _, host, transports = proxy_settings(args, site)
     _, port = args.listen if args.listen else (None, site.sip.listen_port)
     if "udp" not in transports:
         raise ValueError("--workers serves UDP only: the transports must include udp")
     reader = args.shared_reader or site.sip.shared_reader
     owner = Owner(argv, site, count, host, port, args.stats_file, read_shared=reader == "workers")
-    fast_loop()
     try:
-        asyncio.run(owner.run())
+        event_loop.run(owner.run())
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -30,6 +30,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+from .. import event_loop
 from .channel_client import ChannelClient, Event
 from .channel_codec import Ended, FrameError, Restore
 from .control_jobs import Job, JobResult
@@ -349,13 +350,11 @@ async def run(server: WorkerServer, stats_file: str | None) -> None:
 
 
 def worker_main(args: argparse.Namespace, site: Any) -> int:
-    from .command import fast_loop
     spec = WorkerSpec.from_json(args.worker_spec)
     server = build_worker(args, site, spec)
-    fast_loop()
     stats_file = f"{args.stats_file}.worker{spec.index}" if args.stats_file else None
     try:
-        asyncio.run(run(server, stats_file))
+        event_loop.run(run(server, stats_file))
     except OSError as error:                # the owner went away before we said hello
         print(f"worker {spec.index}: {error}", file=sys.stderr)
         return 1
