@@ -116,6 +116,7 @@ class MediaAggregationApp(compat.RyuApp):
         self.shell = Shell(valve, self.service, classes=class_applier(dataplane), clock=time.monotonic,
                            observe_install=self.metrics.observe_flow_install, wake=self.wakeup.wake)
         self.metrics.shell = self.shell
+        compat.filter_flow_removed(self.shell.removal_unwanted)   # ended calls' removals: not decoded
         self.shell.start()
         self.service.on_timer_change(self.wakeup.wake)
         self.sip: Any = None        # the SIP hub server, when sip.enabled (sip.workers: 0)

@@ -191,6 +191,9 @@ def _dataplane(snap: Any) -> Iterator[Metric]:
     for kind in ("flow_mods", "meter_mods", "barriers"):
         family.add_metric([kind], snap["counters"].get(kind, 0))
     yield family
+    yield CounterMetricFamily("mam_openflow_removals_skipped", "Flow-removed messages dropped undecoded: a call's "
+                              "entry no longer planned (most often deleted by the controller as the call ended).",
+                              value=snap["counters"].get("removals_skipped", 0))
     yield CounterMetricFamily("mam_openflow_errors", "OpenFlow error messages the switches sent.",
                               value=snap["counters"].get("errors", 0))
     family = CounterMetricFamily("mam_shell_failures", "Events or actions whose handling raised (logged; the app "

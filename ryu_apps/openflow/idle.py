@@ -66,6 +66,10 @@ class CallIngress:
         if idle is not None:
             idle.discard((name, key))
 
+    def holds(self, serial: int, name: str) -> bool:
+        """Does the switch ``name`` hold one of the call's ingress entries (in the plan)?"""
+        return any(held == name for held, _ in self._refs.get(serial, ()))
+
     def idled(self, serial: int, ref: IngressRef) -> bool:
         """``ref`` idled out: has every ingress entry of the call idled at least once?"""
         idle = self._idle.setdefault(serial, set())

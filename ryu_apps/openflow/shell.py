@@ -104,6 +104,20 @@ class Shell:
             self.failures[kind] += 1
             log.exception("OpenFlow event %s failed; carrying on", kind)
 
+    def removal_unwanted(self, datapath: Any, cookie: int) -> bool:
+        """Can a flow-removed from ``datapath`` with ``cookie`` be dropped undecoded (the valve
+        would ignore it: :meth:`Valve.removal_unwanted`)? Never raises: when in doubt, no."""
+        try:
+            conn = getattr(datapath, "mam_conn", None)
+            if conn is None:
+                return False
+            with self.lock:
+                return self.valve.removal_unwanted(int(conn), cookie)
+        except Exception:
+            self.failures["flow-removed-filter"] += 1
+            log.exception("flow-removed filter failed; decoding the message")
+            return False
+
     def on_changes(self, changes: Changes) -> None:
         """Service listener (under the service's lock): queue the change for :meth:`drain`."""
         with self.lock:

@@ -129,7 +129,8 @@ class Valve:
         self.reconciled: list[Reconciled] = []            # the last 64
         self.reconcile_counts: dict[str, int] = {}        # reconciles so far, by switch name
         self.counters: dict[str, int] = {"flow_mods": 0, "meter_mods": 0, "barriers": 0, "errors": 0,
-                                         "packet_ins": 0, "restored": 0, "staged_changes": 0}
+                                         "packet_ins": 0, "restored": 0, "staged_changes": 0,
+                                         "removals_skipped": 0}
         #: Make-before-break: the stages of a plan change still to send, and the barriers
         #: (switch, xid) the stage in flight waits for.
         self._staged: list[PlanDiff] = []
@@ -499,6 +500,20 @@ class Valve:
         return actions
 
     # --- flows the switch lost ------------------------------------------------------------------
+
+    def removal_unwanted(self, conn: int, cookie: int) -> bool:
+        """Would :meth:`handle` ignore a flow-removed from ``conn`` with this cookie, whatever
+        its match and reason? True for a call's entry that the switch no longer holds in the
+        plan: most often the controller deleted it when the call ended (every call's ingress
+        entries ask for a flow-removed, so each call ended sends some). The shell drops such
+        messages before decoding them. A call entry still planned (deleted by someone else,
+        or idled out) and any other entry go through :meth:`handle` as before."""
+        switch = self._conns.get(conn)
+        kind = parse_cookie(cookie)
+        if switch is None or kind is None or kind[0] is not CookieKind.CALL or self._ingress.holds(kind[1], switch.name):
+            return False
+        self.counters["removals_skipped"] += 1
+        return True
 
     def _flow_removed(self, switch: SwitchState, event: ev.FlowRemoved) -> list[Action]:
         key = (event.table, event.priority, canonical(event.match))

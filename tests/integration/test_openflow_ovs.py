@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -29,7 +30,7 @@ from ryu_apps.config import build_manager, load_config
 from ryu_apps.core.admission import AdmissionRequest, Admitted
 from ryu_apps.core.calls import MediaEndpoint
 from ryu_apps.core.codec import MediaSpec
-from ryu_apps.core.flowplan import COOKIE_PREFIX, FlowEntry, MeterEntry
+from ryu_apps.core.flowplan import COOKIE_PREFIX, CookieKind, FlowEntry, MeterEntry, cookie
 from ryu_apps.core.store import MemoryLedger
 
 from netlab import (RTPFLOW, Host, Lab, capture, decode, dump_flows, dump_meters, free_port, ovs_available, rest,
@@ -323,6 +324,47 @@ def test_controller_restart_keeps_the_call_and_the_same_flows(net: Net) -> None:
     while time.monotonic() < deadline and any(net.table0(s) != before[s] for s in before):
         time.sleep(0.2)
     assert {s: net.table0(s) for s in before} == before
+
+
+def removals_skipped(net: Net) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{net.api_port}/metrics", timeout=10) as response:
+        found = re.search(r"^mam_openflow_removals_skipped_total (\S+)$", response.read().decode(), re.M)
+    assert found, "no mam_openflow_removals_skipped_total in /metrics"
+    return float(found.group(1))
+
+
+def test_a_live_calls_ingress_entry_deleted_by_an_operator_comes_back(net: Net) -> None:
+    """The flow-removed it sends reaches the valve (only ended calls' are dropped undecoded)."""
+    _, call = net.api("GET", "/calls/ovs-call/1")
+    assert isinstance(call, dict)
+    ingress = f"tp_dst={40002:#x}/0xfffe"
+    assert any(ingress in line for line in dump_flows(net.bridges["s1"]))
+    value = cookie(CookieKind.CALL, call["serial"])
+    assert any(c == value for c, _ in net.table0("s1"))
+    # its UDP (ingress) entry only: the egress one matches MPLS
+    sh("ovs-ofctl", "-O", "OpenFlow13", "del-flows", net.bridges["s1"], f"cookie={value:#x}/-1,table=0,udp")
+    assert not any(ingress in line for line in dump_flows(net.bridges["s1"]))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(ingress in line for line in dump_flows(net.bridges["s1"])):
+        time.sleep(0.2)
+    assert any(ingress in line for line in dump_flows(net.bridges["s1"])), "the deleted ingress entry stayed gone"
+    assert net.wait_call_state("ovs-call/1", "active")
+
+
+def test_an_ended_calls_flow_removed_messages_are_dropped_undecoded(net: Net) -> None:
+    before = removals_skipped(net)
+    other = dict(CALL, call_id="ovs-call/2", caller_media={"ip": "10.0.1.2", "port": 41000},
+                 callee_media={"ip": "10.0.2.1", "port": 41002})
+    status, body = net.api("POST", "/calls", other)
+    assert status == 201, body
+    net.wait_call_state("ovs-call/2", "active")
+    status, body = net.api("DELETE", "/calls/ovs-call/2")
+    assert status == 204, body
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and removals_skipped(net) < before + 2:
+        time.sleep(0.2)
+    assert removals_skipped(net) == before + 2      # one per edge: each direction's ingress entry
+    assert net.wait_call_state("ovs-call/1", "active")
 
 
 def test_idle_media_releases_the_call_and_its_bandwidth(net: Net) -> None:
