@@ -61,6 +61,7 @@ class CdrConfig:
 
     retention_days: float = 90.0       # records older than this are purged
     path: str | None = None            # SQLite file; default: the ledger's file, or cdr.sqlite beside an etcd config
+    memory_limit: int = 100_000        # with no file at all: the newest this many are kept in memory
 
 
 COMMUNITY_GATEWAY_KEYS = ("signalling", "profile")
@@ -249,7 +250,8 @@ def read_calls(value: Any, path: str) -> CallsConfig:
 def read_cdr(value: Any, path: str) -> CdrConfig:
     node = Node(value, path)
     cdr = CdrConfig(retention_days=node.get("retention_days", number(0.01, 36500.0), 90.0),
-                    path=node.get("path", string, None))
+                    path=node.get("path", string, None),
+                    memory_limit=node.get("memory_limit", integer(1, 100_000_000), 100_000))
     node.done()
     return cdr
 

@@ -157,8 +157,9 @@ class MediaAggregationApp(compat.RyuApp):
         if path is None and self.config.store_url is not None:
             path = os.path.join(os.path.dirname(os.path.abspath(config_file)), "cdr.sqlite")
         if path is None:
-            log.warning("call detail records are kept in memory only (set store: or cdr.path)")
-            return MemoryCdrStore()
+            log.warning("call detail records are kept in memory only, the newest %d (cdr.memory_limit); set "
+                        "store: or cdr.path to keep them all", self.config.cdr.memory_limit)
+            return MemoryCdrStore(limit=self.config.cdr.memory_limit)
         try:
             return SqliteCdrStore(path)
         except MamError as error:

@@ -68,8 +68,12 @@ class CdrRecorder:
             pending, self._buffer = self._buffer, []
             if pending:
                 try:
+                    evicted = getattr(self.store, "evicted", 0)
                     self.store.add(pending)
                     self.written += len(pending)
+                    if evicted == 0 and getattr(self.store, "evicted", 0):
+                        log.warning("call records in memory reached their limit: the oldest are dropped from now "
+                                    "on (cdr.memory_limit; set store: or cdr.path to keep them all)")
                 except Exception as error:   # kept for the next batch; the oldest go when too many wait
                     log.warning("call records not written yet (%d waiting): %s", len(pending), error)
                     keep = pending[-self.max_buffer:]

@@ -23,6 +23,7 @@ communities it named and the aggregate it would have used (when there was one).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol, Sequence, Union
 
@@ -161,14 +162,19 @@ class CdrStore(Protocol):
 
 
 class MemoryCdrStore:
-    """Records in the process (tests, benchmarks, a controller with no ``store:``)."""
+    """Records in the process (tests, benchmarks, a controller with no ``store:``): the
+    newest ``limit`` of them (``cdr.memory_limit``), so a controller that runs for weeks
+    without a store does not grow without bound; ``evicted`` counts the oldest dropped."""
 
     durable = False
 
-    def __init__(self) -> None:
-        self.records: list[Record] = []
+    def __init__(self, limit: int | None = None) -> None:
+        self.records: deque[Record] = deque(maxlen=limit)
+        self.evicted = 0
 
     def add(self, records: Sequence[Record]) -> None:
+        if self.records.maxlen is not None:
+            self.evicted += max(0, len(self.records) + len(records) - self.records.maxlen)
         self.records.extend(records)
 
     def query(self, start: float | None = None, end: float | None = None, community: str | None = None,
@@ -180,7 +186,7 @@ class MemoryCdrStore:
     def purge(self, before: float) -> int:
         kept = [r for r in self.records if r.at >= before]
         purged = len(self.records) - len(kept)
-        self.records = kept
+        self.records = deque(kept, maxlen=self.records.maxlen)
         return purged
 
 

@@ -255,14 +255,42 @@ def test_retention_purges_records_older_than_the_configured_days() -> None:
     assert [r.call_id for r in store.records] == ["recent"]
 
 
+def test_records_in_memory_keep_the_newest_up_to_their_limit(caplog: pytest.LogCaptureFixture) -> None:
+    """A controller with no store runs for weeks: its records must not grow without bound."""
+    store = MemoryCdrStore(limit=3)
+    recorder = CdrRecorder(store, clock=lambda: 0.0, batch=1000)
+    store.add([cdr("c0", 0, None, 10), cdr("c1", 0, None, 11)])
+    with caplog.at_level("WARNING", logger="ryu_apps.records"):
+        recorder.flush()
+        assert "limit" not in caplog.text
+        store.add([cdr("c2", 0, None, 12)])
+        recorder._buffer += [cdr("c3", 0, None, 13), cdr("c4", 0, None, 14)]
+        recorder.flush()
+        assert caplog.text.count("reached their limit") == 1
+        recorder._buffer += [cdr("c5", 0, None, 15)]
+        recorder.flush()
+        assert caplog.text.count("reached their limit") == 1          # once, not per batch
+    assert [r.call_id for r in store.query()] == ["c3", "c4", "c5"] and store.evicted == 3
+    assert store.purge(14) == 1 and [r.call_id for r in store.query()] == ["c4", "c5"]
+    store.add([cdr(f"d{n}", 0, None, 20 + n) for n in range(5)])      # the limit survives a purge
+    assert [r.call_id for r in store.query()] == ["d2", "d3", "d4"] and store.evicted == 7
+    unbounded = MemoryCdrStore()
+    unbounded.add([cdr(f"e{n}", 0, None, n) for n in range(1000)])
+    assert len(unbounded.query()) == 1000 and unbounded.evicted == 0
+
+
 def test_cdr_configuration_is_checked_strictly() -> None:
     document = config()
     assert parse_config(document).cdr.retention_days == 90
     document["cdr"] = {"retention_days": 7, "path": "/var/lib/mam/cdr.sqlite"}
     parsed = parse_config(document).cdr
     assert (parsed.retention_days, parsed.path) == (7, "/var/lib/mam/cdr.sqlite")
+    assert parse_config(document).cdr.memory_limit == 100_000
+    document["cdr"] = {"memory_limit": 5000}
+    assert parse_config(document).cdr.memory_limit == 5000
     for bad, where in (({"retention_days": 0}, "cdr.retention_days"), ({"retention_days": "7"}, "cdr.retention_days"),
-                       ({"retention": 7}, "cdr.retention"), ({"path": ""}, "cdr.path")):
+                       ({"retention": 7}, "cdr.retention"), ({"path": ""}, "cdr.path"),
+                       ({"memory_limit": 0}, "cdr.memory_limit"), ({"memory_limit": 1.5}, "cdr.memory_limit")):
         document["cdr"] = bad
         with pytest.raises(ConfigError) as error:
             parse_config(document)
